@@ -1,0 +1,270 @@
+"""The chip catalogue: facts about each ESP32 target, as data.
+
+Sources (ESP-IDF): ``components/soc/<chip>/include/soc/soc_caps.h`` (Secure Boot
+schemes, XTS-AES key sizes, key digest slots), ``esp_app_format.h`` (image chip ids),
+``components/esp_rom/<chip>/Kconfig.soc_caps.in`` (ROM bootloader offset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from espsec.errors import UsageError
+
+#: Secure Boot v2 signature schemes by the names espsecure uses.
+RSA3072 = "rsa3072"
+ECDSA192 = "ecdsa192"
+ECDSA256 = "ecdsa256"
+ECDSA384 = "ecdsa384"
+SCHEMES = (RSA3072, ECDSA192, ECDSA256, ECDSA384)
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    """One address range of a chip's memory map, named as esptool ``image-info`` names it."""
+
+    start: int
+    end: int
+    """Exclusive."""
+    name: str
+
+
+@dataclass(frozen=True)
+class LoadAddresses:
+    """Where a typical ESP-IDF build loads each kind of segment (synthetic images, demos).
+
+    ``drom`` and ``irom`` are the first flash-mapped page of each bus; the others are the
+    start of the segment in internal RAM.
+    """
+
+    drom: int
+    irom: int
+    dram: int
+    iram: int
+    bootloader_dram: int
+    bootloader_iram: int
+
+
+#: SPI flash frequency names and image-header codes (esptool ``FLASH_FREQUENCY``).
+_FLASH_FREQS_DEFAULT = (("80m", 0xF), ("40m", 0x0), ("26m", 0x1), ("20m", 0x2))
+
+
+@dataclass(frozen=True)
+class Chip:
+    """One target's security-relevant facts."""
+
+    name: str
+    """espsec / esptool name, e.g. ``esp32s3``."""
+    display_name: str
+    image_chip_id: int
+    """``chip_id`` in the image extended header and in ``GET_SECURITY_INFO``."""
+    bootloader_offset: int
+    """``ESP_ROM_BOOTLOADER_OFFSET_FLASH``: where the ROM loads the bootloader from."""
+    secure_boot_schemes: frozenset[str]
+    """Secure Boot v2 schemes the ROM verifies (``SOC_SECURE_BOOT_V2_RSA`` / ``_ECC``)."""
+    xts_key_bits: tuple[int, ...]
+    """Flash-encryption key file sizes in bits (256: XTS-AES-128, 512: XTS-AES-256)."""
+    key_digest_slots: int = 3
+    """``SOC_EFUSE_SECURE_BOOT_KEY_DIGESTS``."""
+    partition_table_offset: int = 0x8000
+    peripherals: frozenset[str] = frozenset({"hmac", "ds"})
+    notes: str = ""
+    memory_map: tuple[MemoryRegion, ...] = ()
+    """Address ranges by memory type, in esptool's ``MEMORY_MAP`` order (``image info``)."""
+    flash_freqs: tuple[tuple[str, int], ...] = _FLASH_FREQS_DEFAULT
+    """SPI flash frequency names and their codes in the image header (low nibble of byte 3)."""
+    mmu_page_size: int = 0x10000
+    """Flash MMU page size of a default build (``CONFIG_MMU_PAGE_SIZE``)."""
+    rev_max_full: int = 0xFFFF
+    """Default ``CONFIG_ESP_REV_MAX_FULL``: the ``max_chip_rev_full`` ESP-IDF builds write."""
+    load_addresses: LoadAddresses | None = None
+
+    def require_scheme(self, scheme: str) -> None:
+        """Raise :class:`UsageError` unless this chip's ROM accepts ``scheme``."""
+        if scheme not in self.secure_boot_schemes:
+            accepted = ", ".join(s for s in SCHEMES if s in self.secure_boot_schemes)
+            raise UsageError(
+                f"{self.display_name} ROM does not accept Secure Boot v2 scheme {scheme} "
+                f"(accepts: {accepted})"
+            )
+
+
+_ECC_ROM = frozenset({RSA3072, ECDSA192, ECDSA256})
+
+
+def _regions(*rows: tuple[int, int, str]) -> tuple[MemoryRegion, ...]:
+    return tuple(MemoryRegion(start, end, name) for start, end, name in rows)
+
+
+# Memory maps (TRM "Address Mapping"), in the order esptool 5.6.0 lists them, so that
+# ``image info`` names a segment's memory types as ``esptool image-info`` does.
+_S3_MEMORY_MAP = _regions(
+    (0x00000000, 0x00010000, "PADDING"),
+    (0x3C000000, 0x3D000000, "DROM"),
+    (0x3D000000, 0x3E000000, "EXTRAM_DATA"),
+    (0x600FE000, 0x60100000, "RTC_DRAM"),
+    (0x3FC88000, 0x3FD00000, "BYTE_ACCESSIBLE"),
+    (0x3FC88000, 0x403E2000, "MEM_INTERNAL"),
+    (0x3FC88000, 0x3FD00000, "DRAM"),
+    (0x40000000, 0x4001A100, "IROM_MASK"),
+    (0x40370000, 0x403E0000, "IRAM"),
+    (0x600FE000, 0x60100000, "RTC_IRAM"),
+    (0x42000000, 0x42800000, "IROM"),
+    (0x50000000, 0x50002000, "RTC_DATA"),
+)
+_P4_MEMORY_MAP = _regions(
+    (0x00000000, 0x00010000, "PADDING"),
+    (0x40000000, 0x4C000000, "DROM"),
+    (0x4FF00000, 0x4FFA0000, "DRAM"),
+    (0x4FF00000, 0x4FFA0000, "BYTE_ACCESSIBLE"),
+    (0x4FC00000, 0x4FC20000, "DROM_MASK"),
+    (0x4FC00000, 0x4FC20000, "IROM_MASK"),
+    (0x40000000, 0x4C000000, "IROM"),
+    (0x4FF00000, 0x4FFA0000, "IRAM"),
+    (0x50108000, 0x50110000, "RTC_IRAM"),
+    (0x50108000, 0x50110000, "RTC_DRAM"),
+    (0x600FE000, 0x60100000, "MEM_INTERNAL2"),
+)
+_C3_MEMORY_MAP = _regions(
+    (0x00000000, 0x00010000, "PADDING"),
+    (0x3C000000, 0x3C800000, "DROM"),
+    (0x3FC80000, 0x3FCE0000, "DRAM"),
+    (0x3FC88000, 0x3FD00000, "BYTE_ACCESSIBLE"),
+    (0x3FF00000, 0x3FF20000, "DROM_MASK"),
+    (0x40000000, 0x40060000, "IROM_MASK"),
+    (0x42000000, 0x42800000, "IROM"),
+    (0x4037C000, 0x403E0000, "IRAM"),
+    (0x50000000, 0x50002000, "RTC_IRAM"),
+    (0x50000000, 0x50002000, "RTC_DRAM"),
+    (0x600FE000, 0x60100000, "MEM_INTERNAL2"),
+)
+# esptool 5.6.0 gives the ESP32-H2 the ESP32-C6 map.
+_C6_MEMORY_MAP = _regions(
+    (0x00000000, 0x00010000, "PADDING"),
+    (0x42000000, 0x43000000, "DROM"),
+    (0x40800000, 0x40880000, "DRAM"),
+    (0x40800000, 0x40880000, "BYTE_ACCESSIBLE"),
+    (0x4004AC00, 0x40050000, "DROM_MASK"),
+    (0x40000000, 0x4004AC00, "IROM_MASK"),
+    (0x42000000, 0x43000000, "IROM"),
+    (0x40800000, 0x40880000, "IRAM"),
+    (0x50000000, 0x50004000, "RTC_IRAM"),
+    (0x50000000, 0x50004000, "RTC_DRAM"),
+    (0x600FE000, 0x60100000, "MEM_INTERNAL2"),
+)
+
+CHIPS: dict[str, Chip] = {
+    c.name: c
+    for c in (
+        Chip(
+            "esp32s3",
+            "ESP32-S3",
+            memory_map=_S3_MEMORY_MAP,
+            rev_max_full=99,
+            load_addresses=LoadAddresses(
+                drom=0x3C000000,
+                irom=0x42000000,
+                dram=0x3FC88000,
+                iram=0x40374000,
+                bootloader_dram=0x3FCE2820,
+                bootloader_iram=0x403C8700,
+            ),
+            image_chip_id=9,
+            bootloader_offset=0x0,
+            secure_boot_schemes=frozenset({RSA3072}),
+            xts_key_bits=(256, 512),
+        ),
+        Chip(
+            "esp32p4",
+            "ESP32-P4",
+            memory_map=_P4_MEMORY_MAP,
+            rev_max_full=199,
+            load_addresses=LoadAddresses(
+                drom=0x40000000,
+                irom=0x40000000,
+                dram=0x4FF20000,
+                iram=0x4FF00000,
+                bootloader_dram=0x4FF3A000,
+                bootloader_iram=0x4FF2C000,
+            ),
+            image_chip_id=0x12,
+            bootloader_offset=0x2000,
+            secure_boot_schemes=frozenset({RSA3072, ECDSA192, ECDSA256, ECDSA384}),
+            xts_key_bits=(256, 512),
+            peripherals=frozenset({"hmac", "ds", "ecdsa"}),
+            notes="ECDSA P-384 Secure Boot needs chip revision v3.0+ (SECURE_BOOT_SHA384_EN)",
+        ),
+        Chip(
+            "esp32c3",
+            "ESP32-C3",
+            memory_map=_C3_MEMORY_MAP,
+            rev_max_full=199,
+            load_addresses=LoadAddresses(
+                drom=0x3C000000,
+                irom=0x42000000,
+                dram=0x3FC88000,
+                iram=0x40380000,
+                bootloader_dram=0x3FCD5820,
+                bootloader_iram=0x403CC000,
+            ),
+            image_chip_id=5,
+            bootloader_offset=0x0,
+            secure_boot_schemes=frozenset({RSA3072}),
+            xts_key_bits=(256,),
+        ),
+        Chip(
+            "esp32c6",
+            "ESP32-C6",
+            memory_map=_C6_MEMORY_MAP,
+            flash_freqs=(("80m", 0x0), ("40m", 0x0), ("20m", 0x2)),
+            rev_max_full=99,
+            load_addresses=LoadAddresses(
+                drom=0x42000000,
+                irom=0x42000000,
+                dram=0x40810000,
+                iram=0x40800000,
+                bootloader_dram=0x4086C000,
+                bootloader_iram=0x40860000,
+            ),
+            image_chip_id=0x0D,
+            bootloader_offset=0x0,
+            secure_boot_schemes=_ECC_ROM,
+            xts_key_bits=(256,),
+            peripherals=frozenset({"hmac", "ds"}),
+        ),
+        Chip(
+            "esp32h2",
+            "ESP32-H2",
+            memory_map=_C6_MEMORY_MAP,
+            flash_freqs=(("48m", 0xF), ("24m", 0x0), ("16m", 0x1), ("12m", 0x2)),
+            rev_max_full=99,
+            load_addresses=LoadAddresses(
+                drom=0x42000000,
+                irom=0x42000000,
+                dram=0x40810000,
+                iram=0x40800000,
+                bootloader_dram=0x4083C000,
+                bootloader_iram=0x40830000,
+            ),
+            image_chip_id=0x10,
+            bootloader_offset=0x0,
+            secure_boot_schemes=_ECC_ROM,
+            xts_key_bits=(256,),
+            peripherals=frozenset({"hmac", "ds", "ecdsa"}),
+        ),
+    )
+}
+
+
+def get_chip(name: str) -> Chip:
+    """Look up a chip by name (``esp32s3``, ``ESP32-S3`` and ``esp32-s3`` all work)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    try:
+        return CHIPS[key]
+    except KeyError:
+        raise UsageError(f"unknown chip {name!r} (known: {', '.join(CHIPS)})") from None
+
+
+def chip_by_image_id(chip_id: int) -> Chip | None:
+    """The chip whose image header ``chip_id`` is ``chip_id``, if espsec knows it."""
+    return next((c for c in CHIPS.values() if c.image_chip_id == chip_id), None)

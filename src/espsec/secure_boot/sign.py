@@ -1,0 +1,216 @@
+"""Signing: pad the image to 4 KiB, append a sector of up to three signature blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from espsec.chips import Chip, chip_by_image_id
+from espsec.errors import FormatError, UsageError, VerificationError
+from espsec.image import parse_image
+from espsec.secure_boot.crypto import (
+    check_signature,
+    der_to_raw,
+    image_digest,
+    public_params,
+    sign_digest,
+)
+from espsec.secure_boot.keys import PrivateKey, PublicKey, scheme_of
+from espsec.secure_boot.signature_block import (
+    _COORD_LEN,
+    MAX_BLOCKS,
+    SECTOR_SIZE,
+    SignatureBlock,
+    SlotState,
+    build_sector,
+    read_sector,
+)
+
+
+@dataclass(frozen=True)
+class ExternalSignature:
+    """A signature made outside espsec (HSM, signing server) with its public key.
+
+    ``signature`` is RSA-PSS raw bytes (big-endian), or ECDSA as DER or raw r‖s
+    (big-endian, fixed width) as PKCS#11 ``CKM_ECDSA`` returns it.
+    """
+
+    public_key: PublicKey
+    signature: bytes = field(repr=False)
+
+
+def pad_to_sector(image: bytes) -> bytes:
+    """``image`` padded with 0xFF to a multiple of 4096 bytes (as espsecure does)."""
+    return image + b"\xff" * (-len(image) % SECTOR_SIZE)
+
+
+def split_signed(signed: bytes) -> tuple[bytes, bytes]:
+    """Split a signed image into (signed content, signature sector), checking alignment."""
+    if len(signed) < 2 * SECTOR_SIZE or len(signed) % SECTOR_SIZE:
+        raise FormatError(
+            "signed image must be 4 KiB-aligned and hold content plus a 4096-byte signature sector",
+            field="length",
+            expected="a multiple of 4096, at least 8192 bytes",
+            found=f"{len(signed)} bytes",
+        )
+    return signed[:-SECTOR_SIZE], signed[-SECTOR_SIZE:]
+
+
+def existing_blocks(signed: bytes) -> list[SignatureBlock]:
+    """The valid blocks of a signed image's sector (``--append`` keeps these)."""
+    content, sector = split_signed(signed)
+    slots = read_sector(sector, offset=len(content))
+    blocks: list[SignatureBlock] = []
+    for slot in slots:
+        if slot.state is SlotState.VALID and slot.block is not None:
+            if blocks and len(blocks) != slot.index:
+                raise FormatError(
+                    "signature sector has a gap before this block",
+                    offset=len(content) + slot.index * 1216,
+                    field=f"block {slot.index}",
+                )
+            blocks.append(slot.block)
+        elif slot.state not in (SlotState.EMPTY,):
+            raise FormatError(
+                f"signature block {slot.index} is {slot.state.value}"
+                + (f": {slot.error}" if slot.error else ""),
+                offset=len(content) + slot.index * 1216,
+                field=f"block {slot.index}",
+            )
+    if not blocks:
+        raise FormatError(
+            "no signature block to append to", offset=len(content), field="signature sector"
+        )
+    return blocks
+
+
+def _is_signed(data: bytes) -> bool:
+    if len(data) < 2 * SECTOR_SIZE or len(data) % SECTOR_SIZE:
+        return False
+    slots = read_sector(data[-SECTOR_SIZE:])
+    return slots[0].state is SlotState.VALID
+
+
+def _target_chip(content: bytes, chip: Chip | None) -> Chip:
+    image = parse_image(content)
+    if chip is not None:
+        if image.header.chip_id != chip.image_chip_id:
+            raise UsageError(
+                f"image is for chip id {image.header.chip_id}, not {chip.display_name} "
+                f"(chip id {chip.image_chip_id})"
+            )
+        return chip
+    found = chip_by_image_id(image.header.chip_id)
+    if found is None:
+        raise UsageError(
+            f"image chip id {image.header.chip_id} is not a chip espsec knows; pass a chip"
+        )
+    return found
+
+
+def signing_digest(image: bytes, scheme: str, *, append: bool = False) -> bytes:
+    """Exactly what an external signer must sign: the digest of the padded image.
+
+    Sign it with RSA-PSS (MGF1-SHA256, salt 32) or ECDSA over the prehashed digest
+    (SHA-256; SHA-384 for P-384). With ``append``, ``image`` is already signed and the
+    digest covers its content without the sector.
+    """
+    content = existing_content(image) if append else pad_to_sector(image)
+    return image_digest(content, scheme)
+
+
+def existing_content(signed: bytes) -> bytes:
+    """The signed content of an already signed image (its sector stripped)."""
+    existing_blocks(signed)
+    return split_signed(signed)[0]
+
+
+def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
+    scheme = scheme_of(ext.public_key)
+    digest = image_digest(content, scheme)
+    signature = ext.signature
+    if scheme != "rsa3072" and len(signature) != 2 * _COORD_LEN[scheme]:
+        try:
+            signature = der_to_raw(signature, scheme)
+        except ValueError:
+            raise FormatError(
+                "ECDSA signature is neither DER nor raw r||s",
+                field="signature",
+                expected=f"DER or {2 * _COORD_LEN[scheme]} bytes",
+                found=f"{len(ext.signature)} bytes",
+            ) from None
+    if scheme == "rsa3072" and len(signature) != 384:
+        raise FormatError(
+            "RSA-3072 signature has the wrong length",
+            field="signature",
+            expected=384,
+            found=len(signature),
+        )
+    if not check_signature(ext.public_key, digest, signature):
+        raise VerificationError(
+            f"{scheme} signature does not verify with the given public key over this image "
+            "(Secure Boot v2 needs RSA-PSS/MGF1-SHA256/salt 32, or ECDSA over the image digest)"
+        )
+    return SignatureBlock(digest, public_params(ext.public_key), signature)
+
+
+def _key_block(content: bytes, key: PrivateKey) -> SignatureBlock:
+    scheme = scheme_of(key)
+    digest = image_digest(content, scheme)
+    signature = sign_digest(key, digest)
+    # Verify what we made: catches a corrupt key or a faulty signature before release.
+    if not check_signature(key.public_key(), digest, signature):
+        raise VerificationError(f"fresh {scheme} signature failed to verify; key file corrupt?")
+    return SignatureBlock(digest, public_params(key), signature)
+
+
+def sign(
+    image: bytes,
+    keys: Sequence[PrivateKey] = (),
+    *,
+    external: Sequence[ExternalSignature] = (),
+    append: bool = False,
+    chip: Chip | None = None,
+) -> bytes:
+    """Sign an ESP image for Secure Boot v2 and return image ‖ padding ‖ signature sector.
+
+    One block per key in ``keys`` and per signature in ``external``. With ``append``,
+    ``image`` must already be signed; its valid blocks are kept and new ones added (at
+    most three in all). Refuses a scheme the target chip's ROM does not accept (the
+    chip comes from the image header unless ``chip`` is given) and mixing schemes in
+    one sector.
+    """
+    if not keys and not external:
+        raise UsageError("nothing to sign with: give at least one key or external signature")
+    if append:
+        old = existing_blocks(image)
+        content = split_signed(image)[0]
+    else:
+        if _is_signed(image):
+            raise UsageError(
+                "image is already signed; use append to add signature blocks, "
+                "or sign the unsigned image"
+            )
+        old = []
+        content = pad_to_sector(image)
+    target = _target_chip(content, chip)
+    total = len(old) + len(keys) + len(external)
+    if total > MAX_BLOCKS:
+        raise UsageError(
+            f"a signature sector holds at most {MAX_BLOCKS} blocks; this would make {total} "
+            f"({len(old)} existing + {len(keys) + len(external)} new)"
+        )
+    schemes = [b.scheme for b in old]
+    schemes += [scheme_of(k) for k in keys] + [scheme_of(e.public_key) for e in external]
+    for scheme in schemes:
+        target.require_scheme(scheme)
+    if len(set(schemes)) > 1:
+        raise UsageError(
+            f"one signature sector cannot mix schemes ({', '.join(sorted(set(schemes)))}): "
+            "the ROM verifies every block with the scheme it is configured for"
+        )
+    new = [_key_block(content, k) for k in keys] + [_external_block(content, e) for e in external]
+    digests = [b.key_digest for b in old + new]
+    if len(set(digests)) != len(digests):
+        raise UsageError("the same key would sign the image twice (duplicate signature block)")
+    return content + build_sector(old + new)

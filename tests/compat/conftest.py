@@ -1,0 +1,21 @@
+"""Helpers to run Espressif's real tools (installed from PyPI) as oracles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run_tool(tool: str, *args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``espsecure``/``espefuse``/``esptool`` from this environment."""
+    proc = subprocess.run(
+        [str(BIN / tool), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"{tool} {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
