@@ -1,0 +1,331 @@
+"""The image container: header, segments, checksum, appended SHA-256, and what follows.
+
+Layout (ESP-IDF ``esp_image_format.c``, esptool ``bin_image.py``; see
+``shared/reference/esp-idf-formats.md`` §1)::
+
+    header (24) | segment headers + data ... | zero padding | checksum (1) | SHA-256 (32)?
+    | trailer: 0xFF padding to 4 KiB + Secure Boot v2 signature sector, if signed
+
+The checksum byte is the last byte of a 16-byte-aligned block; the SHA-256 covers every
+byte from offset 0 through the checksum byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Self
+
+from espsec.errors import FormatError
+from espsec.image._fields import check_size, check_uint
+from espsec.image.header import HEADER_SIZE, IMAGE_MAGIC, MAX_SEGMENTS, ImageHeader
+
+SEGMENT_HEADER_SIZE = 8
+MAX_SEGMENT_LEN = 16 * 1024 * 1024
+"""Segment data must be shorter than this (``verify_segment_header``)."""
+CHECKSUM_SEED = 0xEF
+"""``ESP_ROM_CHECKSUM_INITIAL``."""
+DIGEST_SIZE = 32
+SECTOR_SIZE = 4096
+"""Flash sector: the signed content of a Secure Boot v2 image is padded to this."""
+SIGNATURE_BLOCK_MAGIC = 0xE7
+SIGNATURE_BLOCK_VERSIONS = (0x02, 0x03)
+"""RSA-PSS and ECDSA Secure Boot v2 signature blocks."""
+
+_SEGMENT_HEADER = struct.Struct("<II")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment: ``load_addr`` and its data (length a multiple of 4, below 16 MiB)."""
+
+    load_addr: int
+    data: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_uint(self.load_addr, 32, field="load_addr")
+        if len(self.data) % 4 or len(self.data) >= MAX_SEGMENT_LEN:
+            raise ValueError(
+                f"segment data must be a multiple of 4 bytes below 16 MiB, got {len(self.data)}"
+            )
+
+    def __repr__(self) -> str:
+        return f"Segment(load_addr=0x{self.load_addr:08x}, length={len(self.data)})"
+
+    @classmethod
+    def parse(cls, data: bytes, *, offset: int = 0, index: int = 0) -> Self:
+        """Parse one segment (8-byte header + data) that fills ``data`` exactly."""
+        if len(data) < SEGMENT_HEADER_SIZE:
+            raise FormatError(
+                "truncated segment header",
+                offset=offset + len(data),
+                field=f"segment {index} header",
+                expected=f"{SEGMENT_HEADER_SIZE} bytes",
+                found=f"{len(data)} bytes",
+            )
+        load_addr, data_len = _SEGMENT_HEADER.unpack_from(data)
+        check_segment_length(data_len, offset=offset + 4, index=index)
+        body = data[SEGMENT_HEADER_SIZE:]
+        if len(body) != data_len:
+            raise FormatError(
+                "truncated segment data" if len(body) < data_len else "segment length mismatch",
+                offset=offset + SEGMENT_HEADER_SIZE + min(len(body), data_len),
+                field=f"segment {index} data",
+                expected=f"{data_len} bytes",
+                found=f"{len(body)} bytes",
+            )
+        return cls(load_addr, body)
+
+    def to_bytes(self) -> bytes:
+        """Segment header followed by the data."""
+        return _SEGMENT_HEADER.pack(self.load_addr, len(self.data)) + self.data
+
+
+def check_segment_length(data_len: int, *, offset: int = 0, index: int = 0) -> None:
+    """Raise :class:`FormatError` unless ``data_len`` is a multiple of 4 below 16 MiB."""
+    if data_len % 4:
+        raise FormatError(
+            "segment length is not word-aligned",
+            offset=offset,
+            field=f"segment {index} data_len",
+            expected="a multiple of 4",
+            found=data_len,
+        )
+    if data_len >= MAX_SEGMENT_LEN:
+        raise FormatError(
+            "segment too long",
+            offset=offset,
+            field=f"segment {index} data_len",
+            expected="below 16 MiB",
+            found=data_len,
+        )
+
+
+def check_segment_count(count: int, *, offset: int = 1) -> None:
+    """Raise :class:`FormatError` if an image claims more than 16 segments."""
+    if count > MAX_SEGMENTS:
+        raise FormatError(
+            "too many segments",
+            offset=offset,
+            field="segment_count",
+            expected=f"at most {MAX_SEGMENTS}",
+            found=count,
+        )
+
+
+def calculate_checksum(segments: Iterable[Segment]) -> int:
+    """0xEF XOR every byte of every segment's data (headers are not included)."""
+    import numpy as np  # deferred: only checksum work pays numpy's import time
+
+    acc = CHECKSUM_SEED
+    for seg in segments:
+        if seg.data:
+            acc ^= int(np.bitwise_xor.reduce(np.frombuffer(seg.data, dtype=np.uint8)))
+    return acc
+
+
+def checksum_offset(segments_end: int) -> int:
+    """File offset of the checksum byte when the last segment ends at ``segments_end``."""
+    return segments_end | 0x0F
+
+
+@dataclass(frozen=True)
+class EspImage:
+    """An app or bootloader image, parsed.
+
+    ``padding`` holds the bytes between the last segment and the checksum byte (zeros in
+    images Espressif's tools write); ``digest`` the stored SHA-256 (``None`` if
+    ``header.hash_appended`` is false); ``trailer`` everything after the image proper,
+    e.g. 0xFF padding and a Secure Boot v2 signature sector.
+
+    Build new images with :meth:`create`, which fills in the count, checksum and digest.
+    """
+
+    header: ImageHeader
+    segments: tuple[Segment, ...]
+    padding: bytes = field(repr=False)
+    checksum: int
+    digest: bytes | None = field(repr=False)
+    trailer: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.header.segment_count != len(self.segments):
+            raise ValueError(
+                f"header.segment_count is {self.header.segment_count} "
+                f"but there are {len(self.segments)} segments"
+            )
+        if len(self.segments) > MAX_SEGMENTS:
+            raise ValueError(f"at most {MAX_SEGMENTS} segments, got {len(self.segments)}")
+        check_size(self.padding, self.checksum_offset - self.segments_end, field="padding")
+        check_uint(self.checksum, 8, field="checksum")
+        if self.header.hash_appended != (self.digest is not None):
+            raise ValueError("digest must be given exactly when header.hash_appended is set")
+        if self.digest is not None:
+            check_size(self.digest, DIGEST_SIZE, field="digest")
+
+    @classmethod
+    def create(
+        cls, header: ImageHeader, segments: Sequence[Segment], *, trailer: bytes = b""
+    ) -> Self:
+        """A well-formed image: segment count, zero padding, checksum and digest computed."""
+        segments = tuple(segments)
+        header = replace(header, segment_count=len(segments))
+        end = HEADER_SIZE + sum(SEGMENT_HEADER_SIZE + len(s.data) for s in segments)
+        padding = bytes(checksum_offset(end) - end)
+        checksum = calculate_checksum(segments)
+        digest = None
+        if header.hash_appended:
+            body = header.to_bytes() + b"".join(s.to_bytes() for s in segments)
+            digest = hashlib.sha256(body + padding + bytes([checksum])).digest()
+        return cls(header, segments, padding, checksum, digest, trailer)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Self:
+        """Parse an image from the start of ``data``; whatever follows it is the trailer.
+
+        Structural rules are enforced here (magic, at most 16 segments, segment lengths,
+        nothing truncated, ``hash_appended`` 0 or 1). Checksum, digest and chip checks are
+        separate (:func:`verify_image`), so a damaged image can still be inspected.
+        """
+        data = bytes(data)
+        if data and data[0] != IMAGE_MAGIC:
+            raise FormatError(
+                "not an ESP image", offset=0, field="magic", expected=IMAGE_MAGIC, found=data[0]
+            )
+        if len(data) < HEADER_SIZE:
+            raise FormatError(
+                "truncated image header",
+                offset=len(data),
+                field="image header",
+                expected=f"{HEADER_SIZE} bytes",
+                found=f"{len(data)} bytes",
+            )
+        header = ImageHeader.parse(data[:HEADER_SIZE])
+        check_segment_count(header.segment_count)
+        segments = []
+        pos = HEADER_SIZE
+        for index in range(header.segment_count):
+            if len(data) < pos + SEGMENT_HEADER_SIZE:
+                raise FormatError(
+                    "truncated segment header",
+                    offset=len(data),
+                    field=f"segment {index} header",
+                    expected=f"{SEGMENT_HEADER_SIZE} bytes",
+                    found=f"{len(data) - pos} bytes",
+                )
+            (data_len,) = struct.unpack_from("<I", data, pos + 4)
+            check_segment_length(data_len, offset=pos + 4, index=index)
+            end = pos + SEGMENT_HEADER_SIZE + data_len
+            segments.append(Segment.parse(data[pos:end], offset=pos, index=index))
+            pos = end
+        ck = checksum_offset(pos)
+        if len(data) <= ck:
+            raise FormatError(
+                "truncated before the checksum byte",
+                offset=len(data),
+                field="checksum",
+                expected=f"image of at least {ck + 1} bytes",
+                found=f"{len(data)} bytes",
+            )
+        end = ck + 1
+        digest = None
+        if header.hash_appended:
+            if len(data) < end + DIGEST_SIZE:
+                raise FormatError(
+                    "truncated appended SHA-256",
+                    offset=len(data),
+                    field="hash",
+                    expected=f"{DIGEST_SIZE} bytes",
+                    found=f"{len(data) - end} bytes",
+                )
+            digest = data[end : end + DIGEST_SIZE]
+            end += DIGEST_SIZE
+        return cls(header, tuple(segments), data[pos:ck], data[ck], digest, data[end:])
+
+    def to_bytes(self) -> bytes:
+        """The image proper followed by the trailer."""
+        return self.hashed_bytes + (self.digest or b"") + self.trailer
+
+    @cached_property
+    def hashed_bytes(self) -> bytes:
+        """Offset 0 through the checksum byte: what the appended SHA-256 covers."""
+        parts = [self.header.to_bytes()]
+        parts += [s.to_bytes() for s in self.segments]
+        parts += [self.padding, bytes([self.checksum])]
+        return b"".join(parts)
+
+    @property
+    def segment_offsets(self) -> tuple[int, ...]:
+        """File offset of each segment's 8-byte header."""
+        offsets = []
+        pos = HEADER_SIZE
+        for seg in self.segments:
+            offsets.append(pos)
+            pos += SEGMENT_HEADER_SIZE + len(seg.data)
+        return tuple(offsets)
+
+    @property
+    def segments_end(self) -> int:
+        """File offset just past the last segment."""
+        return HEADER_SIZE + sum(SEGMENT_HEADER_SIZE + len(s.data) for s in self.segments)
+
+    @property
+    def checksum_offset(self) -> int:
+        """File offset of the checksum byte."""
+        return checksum_offset(self.segments_end)
+
+    @property
+    def image_length(self) -> int:
+        """Length of the image proper: through the checksum and the SHA-256 if appended."""
+        return self.checksum_offset + 1 + (DIGEST_SIZE if self.header.hash_appended else 0)
+
+    @property
+    def signature_sector_offset(self) -> int:
+        """Where a Secure Boot v2 signature sector goes: the image end rounded up to 4 KiB."""
+        return -(-self.image_length // SECTOR_SIZE) * SECTOR_SIZE
+
+    def calculated_checksum(self) -> int:
+        """The checksum the segments' data give (compare with :attr:`checksum`)."""
+        return calculate_checksum(self.segments)
+
+    def calculated_digest(self) -> bytes:
+        """SHA-256 of :attr:`hashed_bytes` (compare with :attr:`digest`)."""
+        return hashlib.sha256(self.hashed_bytes).digest()
+
+    @property
+    def checksum_valid(self) -> bool:
+        """Whether the stored checksum byte matches the segments."""
+        return self.checksum == self.calculated_checksum()
+
+    @property
+    def digest_valid(self) -> bool | None:
+        """Whether the appended SHA-256 matches (``None`` if there is none)."""
+        if self.digest is None:
+            return None
+        return hmac.compare_digest(self.digest, self.calculated_digest())
+
+    def signature_sector(self) -> bytes | None:
+        """The Secure Boot v2 signature sector after the image, if one is there.
+
+        Found at :attr:`signature_sector_offset` when the bytes there start like a
+        signature block (0xE7, version 2 or 3). May be shorter than 4096 bytes if the
+        file is truncated. The ``secure_boot`` package checks its contents.
+        """
+        start = self.signature_sector_offset - self.image_length
+        sector = self.trailer[start : start + SECTOR_SIZE]
+        if (
+            len(sector) >= 2
+            and sector[0] == SIGNATURE_BLOCK_MAGIC
+            and sector[1] in SIGNATURE_BLOCK_VERSIONS
+        ):
+            return sector
+        return None
+
+
+def parse_image(data: bytes) -> EspImage:
+    """Parse an app or bootloader image (see :meth:`EspImage.parse`)."""
+    return EspImage.parse(data)
