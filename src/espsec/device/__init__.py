@@ -1,0 +1,1 @@
+"""The virtual device: ROM, bootloader, flash and runtime services composed from the features."""
