@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from espsec.errors import EspsecError, OutputExistsError
 
@@ -29,8 +31,9 @@ def read_bytes(path: PathLike, *, what: str = "file") -> bytes:
         raise EspsecError(f"cannot read {what}: {exc.strerror}", source=str(path)) from None
 
 
-def write_atomic(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` all at once: either the whole new file or nothing."""
+@contextlib.contextmanager
+def atomic_output(path: PathLike, *, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """A file object whose contents replace ``path`` only if the block completes."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     try:
@@ -39,7 +42,7 @@ def write_atomic(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:
         raise EspsecError(f"cannot write: {exc.strerror}", source=str(path)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -48,6 +51,12 @@ def write_atomic(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` all at once: either the whole new file or nothing."""
+    with atomic_output(path, mode=mode) as fh:
+        fh.write(data)
 
 
 def write_secret(path: PathLike, data: bytes) -> None:

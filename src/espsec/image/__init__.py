@@ -50,6 +50,7 @@ from espsec.image.otadata import (
     select_otadata,
     set_boot_partition_write,
 )
+from espsec.image.partition_table import Partition, PartitionTable, load_partition_table
 from espsec.image.validate import (
     ImageKind,
     check_checksum,
@@ -87,6 +88,8 @@ __all__ = [
     "OtaImgState",
     "OtaSelectEntry",
     "OtadataWrite",
+    "Partition",
+    "PartitionTable",
     "Segment",
     "SegmentInfo",
     "SpiMode",
@@ -104,6 +107,7 @@ __all__ = [
     "find_descriptor",
     "image_info",
     "image_kind",
+    "load_partition_table",
     "mark_app_state_write",
     "memory_types",
     "next_ota_seq",
