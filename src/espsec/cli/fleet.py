@@ -1,0 +1,373 @@
+"""``espsec fleet``: the fleet OTA server and its admin API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from espsec import secure_boot
+from espsec._io import read_bytes, write_secret
+from espsec.cli._common import emit, json_option, source
+from espsec.errors import UsageError
+from espsec.fleet import AdminClient, digests_from, init_fleet, serve
+from espsec.fleet.config import MANIFEST_PUB, TLS_DIR
+from espsec.fleet.tls import TlsFiles
+from espsec.ota import TlsTrust
+
+group = click.Group("fleet", help="Fleet OTA server: releases, cohorts, devices.")
+
+_path = click.Path(dir_okay=False, path_type=Path)
+_dir = click.Path(file_okay=False, path_type=Path)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@group.command("init")
+@click.option(
+    "--sb-key", "sb_keys", type=_path, multiple=True, help="Trusted Secure Boot public key."
+)
+@click.option(
+    "--sb-key-digest",
+    "digests",
+    multiple=True,
+    help="Trusted eFuse key digest, slot 0, 1, 2 in order (hex; '-' = empty slot).",
+)
+@click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="Name or IP for the server certificate (repeatable; default localhost, 127.0.0.1, ::1).",
+)
+@click.option(
+    "--manifest-ttl", type=int, default=600, show_default=True, help="Manifest lifetime, s."
+)
+@click.option(
+    "--token-out", type=_path, help="Admin token file (0600) [default: STATE_DIR/admin-token]."
+)
+@json_option
+@click.argument("state_dir", type=_dir)
+def init(
+    sb_keys: tuple[Path, ...],
+    digests: tuple[str, ...],
+    revoked: tuple[int, ...],
+    hostnames: tuple[str, ...],
+    manifest_ttl: int,
+    token_out: Path | None,
+    as_json: bool,
+    state_dir: Path,
+) -> None:
+    """Create a fleet in STATE_DIR trusting the given Secure Boot keys."""
+    keys = []
+    for path in sb_keys:
+        with source(str(path)):
+            keys.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
+    try:
+        explicit = [None if d == "-" else bytes.fromhex(d) for d in digests]
+    except ValueError:
+        raise UsageError("key digests must be 64 hex digits or '-'") from None
+    if any(d is not None and len(d) != 32 for d in explicit):
+        raise UsageError("a key digest is 32 bytes (64 hex digits)")
+    slots = digests_from(keys, explicit)
+    token_path = token_out or state_dir / "admin-token"
+    if token_path.exists():
+        raise UsageError("refusing to overwrite an existing token file", source=str(token_path))
+    kwargs: dict[str, Any] = {"revoked": revoked, "manifest_ttl": manifest_ttl}
+    if hostnames:
+        kwargs["hostnames"] = hostnames
+    token = init_fleet(state_dir, key_digests=slots, **kwargs)
+    write_secret(token_path, token.encode() + b"\n")
+    report = {
+        "state_dir": str(state_dir),
+        "key_digests": [d.hex() if d else None for d in slots],
+        "manifest_public_key": str(state_dir / MANIFEST_PUB),
+        "admin_token_file": str(token_path),
+    }
+
+    def render() -> None:
+        click.echo(f"fleet initialised in {state_dir}")
+        click.echo(f"  provision devices with the manifest key {state_dir / MANIFEST_PUB}")
+        click.echo(f"  admin token written to {token_path} (keep it secret)")
+
+    emit(report, as_json, render)
+
+
+@group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8443, show_default=True)
+@click.option("--cert", type=_path, help="Server certificate chain (PEM) [default: generated].")
+@click.option("--key", "key_file", type=_path, help="Server private key (PEM).")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.argument("state_dir", type=_dir)
+def serve_cmd(
+    host: str,
+    port: int,
+    cert: Path | None,
+    key_file: Path | None,
+    access_log: bool,
+    state_dir: Path,
+) -> None:
+    """Run the fleet HTTPS server (TLS certificate generated on first start)."""
+
+    def ready(url: str, files: TlsFiles) -> None:
+        click.echo(f"fleet server on {url}", err=True)
+        if files.ca_cert is not None:
+            click.echo(f"  devices trust the CA {files.ca_cert}", err=True)
+
+    serve(
+        state_dir,
+        host=host,
+        port=port,
+        certfile=cert,
+        keyfile=key_file,
+        access_log=access_log,
+        on_ready=ready,
+    )
+
+
+def _admin_options(func: F) -> F:
+    options = [
+        click.option(
+            "--url",
+            envvar="ESPSEC_FLEET_URL",
+            required=True,
+            help="https://host:port of the fleet.",
+        ),
+        click.option(
+            "--token-file",
+            type=_path,
+            envvar="ESPSEC_FLEET_TOKEN_FILE",
+            help="Admin token file (or set ESPSEC_FLEET_TOKEN).",
+        ),
+        click.option(
+            "--ca", type=_path, envvar="ESPSEC_FLEET_CA", help="CA certificate to trust (PEM)."
+        ),
+        click.option("--pin", type=_path, help="Exact server certificate to trust (PEM or DER)."),
+        click.option(
+            "--state-dir",
+            type=_dir,
+            envvar="ESPSEC_FLEET_STATE",
+            help="Fleet state folder: take the CA and token from it.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _client(
+    url: str, token_file: Path | None, ca: Path | None, pin: Path | None, state_dir: Path | None
+) -> AdminClient:
+    if state_dir is not None:
+        token_file = token_file or state_dir / "admin-token"
+        if ca is None and pin is None:
+            ca = state_dir / TLS_DIR / "ca.pem"
+    if token_file is not None:
+        token = read_bytes(token_file, what="token file").decode("utf-8", "replace").strip()
+    else:
+        token = os.environ.get("ESPSEC_FLEET_TOKEN", "").strip()
+    if not token:
+        raise UsageError("no admin token: give --token-file, --state-dir or set ESPSEC_FLEET_TOKEN")
+    if (ca is None) == (pin is None):
+        raise UsageError("give exactly one of --ca or --pin (or --state-dir)")
+    if ca is not None:
+        trust = TlsTrust.ca(read_bytes(ca, what="CA certificate"))
+    else:
+        assert pin is not None
+        trust = TlsTrust.pinned(read_bytes(pin, what="pinned certificate"))
+    return AdminClient(url, token, trust)
+
+
+release = click.Group("release", help="Upload and list releases.")
+cohort = click.Group("cohort", help="Assign releases to cohorts.")
+devices = click.Group("devices", help="List devices, move them between cohorts.")
+for sub in (release, cohort, devices):
+    group.add_command(sub)
+
+
+@release.command("upload")
+@_admin_options
+@json_option
+@click.argument("bundle", type=_path)
+def release_upload(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+    bundle: Path,
+) -> None:
+    """Upload a release BUNDLE (`ota pack` output); refused unless its signature verifies."""
+    data = read_bytes(bundle, what="release bundle")
+    with _client(url, token_file, ca, pin, state_dir) as client, source(str(bundle)):
+        row = client.upload_release(data)
+    emit(
+        row,
+        as_json,
+        lambda: click.echo(
+            f"release {row['id']}: {row['project_name']} {row['version']} "
+            f"(secure_version {row['secure_version']}) accepted"
+        ),
+    )
+
+
+@release.command("list")
+@_admin_options
+@json_option
+def release_list(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """List uploaded releases."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        rows = client.releases()
+
+    def render() -> None:
+        for r in rows:
+            click.echo(
+                f"{r['id']}  {r['chip']:<9} {r['project_name']} {r['version']} "
+                f"secure_version={r['secure_version']}"
+            )
+
+    emit(rows, as_json, render)
+
+
+@cohort.command("assign")
+@_admin_options
+@json_option
+@click.argument("name")
+@click.argument("release_id", required=False)
+def cohort_assign(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+    name: str,
+    release_id: str | None,
+) -> None:
+    """Offer RELEASE_ID to cohort NAME (no RELEASE_ID: stop offering updates)."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        result = client.assign_cohort(name, release_id)
+    emit(result, as_json, lambda: click.echo(f"cohort {name} -> {release_id or 'no release'}"))
+
+
+@cohort.command("list")
+@_admin_options
+@json_option
+def cohort_list(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """List cohorts and their releases."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        rows = client.cohorts()
+
+    def render() -> None:
+        for r in rows:
+            click.echo(f"{r['name']}: {r['release_id'] or 'no release'}")
+
+    emit(rows, as_json, render)
+
+
+@devices.command("list")
+@_admin_options
+@json_option
+def devices_list(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """List devices with their version, secure_version, boot state and last outcome."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        rows = client.devices()
+
+    def render() -> None:
+        for d in rows:
+            click.echo(
+                f"{d['device_id']}  cohort={d['cohort']} {d['chip']} {d['version']} "
+                f"secure_version={d['secure_version']} boot={d['boot_state']} "
+                f"last={d['last_outcome'] or '-'}"
+            )
+
+    emit(rows, as_json, render)
+
+
+@devices.command("assign")
+@_admin_options
+@json_option
+@click.argument("device_id")
+@click.argument("cohort_name", metavar="COHORT")
+def devices_assign(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+    device_id: str,
+    cohort_name: str,
+) -> None:
+    """Put DEVICE_ID in COHORT."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        result = client.assign_device(device_id, cohort_name)
+    emit(result, as_json, lambda: click.echo(f"{device_id} -> cohort {cohort_name}"))
+
+
+@group.command("reports")
+@_admin_options
+@click.option("--device", "device_id", help="Only this device.")
+@json_option
+def reports(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    device_id: str | None,
+    as_json: bool,
+) -> None:
+    """Update outcomes devices reported (newest first)."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        rows = client.reports(device_id)
+
+    def render() -> None:
+        for r in rows:
+            click.echo(
+                f"{r['at']} {r['device_id']} {r['release_id']} {r['outcome']}: {r['reason']}"
+            )
+
+    emit(rows, as_json, render)
+
+
+@group.command("stats")
+@_admin_options
+@json_option
+def stats(
+    url: str,
+    token_file: Path | None,
+    ca: Path | None,
+    pin: Path | None,
+    state_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Server counters and check-in latency percentiles."""
+    with _client(url, token_file, ca, pin, state_dir) as client:
+        result = client.stats()
+    emit(result, True, lambda: None)

@@ -1,0 +1,246 @@
+"""``espsec ota``: pre-encrypted images, device ECIES keys, release bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from espsec import ota, secure_boot
+from espsec._io import read_bytes, write_atomic
+from espsec.chips import get_chip
+from espsec.cli._common import emit, json_option, source
+from espsec.errors import UsageError
+from espsec.ota.encrypted_image import HMAC_KEY_SIZE
+
+group = click.Group("ota", help="Pre-encrypted OTA images and signed release bundles.")
+
+_path = click.Path(dir_okay=False, path_type=Path)
+
+
+def _hmac_key(path: Path) -> bytes:
+    with source(str(path)):
+        data = read_bytes(path, what="HMAC key file")
+        if len(data) != HMAC_KEY_SIZE:
+            raise UsageError(
+                f"HMAC eFuse key file must hold {HMAC_KEY_SIZE} raw bytes, found {len(data)}"
+            )
+        return data
+
+
+@group.command("encrypt")
+@click.option(
+    "--key",
+    "key_path",
+    type=_path,
+    required=True,
+    help="RSA-3072 public key, or the device's ECIES P-256 public key (PEM).",
+)
+@json_option
+@click.argument("input_path", metavar="IN", type=_path)
+@click.argument("output", metavar="OUT", type=_path)
+def encrypt(key_path: Path, as_json: bool, input_path: Path, output: Path) -> None:
+    """Encrypt IN into an esp_encrypted_img OUT (scheme chosen by the key type)."""
+    with source(str(key_path)):
+        key = ota.load_recipient_key(read_bytes(key_path, what="key file"))
+    data = read_bytes(input_path, what="image")
+    with source(str(input_path)):
+        encrypted = ota.encrypt_image(data, key)
+    write_atomic(output, encrypted)
+    scheme = ota.encrypted_image.scheme_of_key(key).value
+    report = {
+        "output": str(output),
+        "scheme": scheme,
+        "bin_size": len(data),
+        "recipient": ota.recipient_id(key),
+    }
+    emit(report, as_json, lambda: click.echo(f"{scheme}: encrypted {input_path} -> {output}"))
+
+
+@group.command("decrypt")
+@click.option("--key", "key_path", type=_path, help="RSA-3072 or device P-256 private key (PEM).")
+@click.option("--hmac-key", "hmac_path", type=_path, help="The device's 32-byte HMAC eFuse key.")
+@json_option
+@click.argument("input_path", metavar="IN", type=_path)
+@click.argument("output", metavar="OUT", type=_path)
+def decrypt(
+    key_path: Path | None, hmac_path: Path | None, as_json: bool, input_path: Path, output: Path
+) -> None:
+    """Decrypt an esp_encrypted_img IN; OUT is written only if the GCM tag verifies."""
+    if (key_path is None) == (hmac_path is None):
+        raise UsageError("give exactly one of --key or --hmac-key")
+    key: ota.DecryptionKey
+    if key_path is not None:
+        with source(str(key_path)):
+            key = ota.load_decryption_key(read_bytes(key_path, what="key file"))
+    else:
+        assert hmac_path is not None
+        with source(str(hmac_path)):
+            key = ota.device_private_key(_hmac_key(hmac_path))
+    data = read_bytes(input_path, what="encrypted image")
+    with source(str(input_path)):
+        plain = ota.decrypt_image(data, key)
+    write_atomic(output, plain)
+    report = {"output": str(output), "length": len(plain)}
+    emit(
+        report,
+        as_json,
+        lambda: click.echo(f"decrypted {input_path} -> {output} ({len(plain)} bytes)"),
+    )
+
+
+@group.command("device-key")
+@click.option("--hmac-key", "hmac_path", type=_path, required=True, help="32-byte HMAC eFuse key.")
+@json_option
+@click.argument("output", metavar="OUT.pem", type=_path)
+def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
+    """Write the ECIES public key a device with this HMAC eFuse key uses (encrypt to it)."""
+    public = ota.device_public_key(_hmac_key(hmac_path))
+    write_atomic(output, ota.public_key_pem(public))
+    report = {"output": str(output), "recipient": ota.recipient_id(public)}
+    emit(report, as_json, lambda: click.echo(f"device ECIES public key written to {output}"))
+
+
+@group.command("pack")
+@click.option(
+    "-k",
+    "--key",
+    "keys",
+    type=_path,
+    multiple=True,
+    required=True,
+    help="Secure Boot v2 signing key (repeatable); also signs the release statement.",
+)
+@click.option(
+    "--encrypt-to",
+    "recipients",
+    type=_path,
+    multiple=True,
+    help="Pre-encrypt for this RSA-3072 or device ECIES public key (repeatable).",
+)
+@click.option("--include-plaintext", is_flag=True, help="Also ship the unencrypted signed image.")
+@click.option("--chip", help="Target chip (default: from the image header).")
+@click.option("--signed-image", "signed_out", type=_path, help="Also write the signed image here.")
+@click.option("-o", "--output", type=_path, required=True, help="Release bundle to write.")
+@json_option
+@click.argument("image", type=_path)
+def pack(
+    keys: tuple[Path, ...],
+    recipients: tuple[Path, ...],
+    include_plaintext: bool,
+    chip: str | None,
+    signed_out: Path | None,
+    output: Path,
+    as_json: bool,
+    image: Path,
+) -> None:
+    """Sign (Secure Boot v2) and optionally pre-encrypt IMAGE into a release bundle."""
+    private = []
+    for path in keys:
+        with source(str(path)):
+            private.append(secure_boot.load_private_key(read_bytes(path, what="key file")))
+    public = []
+    for path in recipients:
+        with source(str(path)):
+            public.append(ota.load_recipient_key(read_bytes(path, what="key file")))
+    with source(str(image)):
+        bundle = ota.pack(
+            read_bytes(image, what="image"),
+            private,
+            encrypt_to=public,
+            include_plaintext=include_plaintext,
+            chip=get_chip(chip) if chip else None,
+        )
+    write_atomic(output, bundle.to_bytes())
+    if signed_out is not None:
+        plain = [
+            d
+            for p, d in zip(bundle.statement.payloads, bundle.payloads, strict=True)
+            if p.encryption == "none"
+        ]
+        if not plain:
+            raise UsageError("--signed-image needs a plain payload (use --include-plaintext)")
+        write_atomic(signed_out, plain[0])
+    st = bundle.statement
+    report = {
+        "output": str(output),
+        "release_id": bundle.release_id,
+        "version": st.version,
+        "secure_version": st.secure_version,
+        "payloads": [p.to_dict() for p in st.payloads],
+    }
+
+    def render() -> None:
+        click.echo(
+            f"release {bundle.release_id}: {st.project_name} {st.version} "
+            f"(secure_version {st.secure_version}) -> {output}"
+        )
+        for p in st.payloads:
+            click.echo(f"  {p.name}: {p.encryption}, {p.length} bytes")
+
+    emit(report, as_json, render)
+
+
+def _render_inspect(report: dict[str, Any]) -> None:
+    for key, value in report.items():
+        if isinstance(value, list | dict):
+            click.echo(f"{key}:")
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                click.echo(f"  {json.dumps(item, sort_keys=False)}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@group.command("inspect")
+@json_option
+@click.argument("file", type=_path)
+def inspect(as_json: bool, file: Path) -> None:
+    """Show a release bundle's, pre-encrypted image's or app image's version,
+    secure_version, signatures and encryption (describes; does not verify trust)."""
+    with source(str(file)):
+        report = ota.describe(read_bytes(file, what="file"))
+    emit(report, as_json, lambda: _render_inspect(report))
+
+
+@group.command("verify-release")
+@click.option(
+    "-k", "--key", "keys", type=_path, multiple=True, help="Trusted Secure Boot public key."
+)
+@click.option(
+    "--key-digest",
+    "digests",
+    multiple=True,
+    help="Trusted eFuse key digest, slot 0, 1, 2 in order (hex; '-' = empty slot).",
+)
+@click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
+@json_option
+@click.argument("bundle", type=_path)
+def verify_release(
+    keys: tuple[Path, ...],
+    digests: tuple[str, ...],
+    revoked: tuple[int, ...],
+    as_json: bool,
+    bundle: Path,
+) -> None:
+    """Check a release bundle as the fleet server will before accepting it."""
+    trusted = []
+    for path in keys:
+        with source(str(path)):
+            trusted.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
+    slots: list[bytes | None] | None = None
+    if digests:
+        try:
+            slots = [None if d == "-" else bytes.fromhex(d) for d in digests]
+        except ValueError:
+            raise UsageError("key digests must be 64 hex digits or '-'") from None
+    with source(str(bundle)):
+        parsed = ota.ReleaseBundle.parse(read_bytes(bundle, what="release bundle"))
+        report = ota.verify_release(parsed, keys=trusted, key_digests=slots, revoked=revoked)
+    emit(
+        report.to_json(),
+        as_json,
+        lambda: click.echo(f"{bundle}: release {report.release_id} verified"),
+    )

@@ -1,0 +1,157 @@
+"""A fleet's state folder: configuration, manifest key, admin token digest.
+
+Layout::
+
+    fleet.json             trusted Secure Boot key digests, revoked slots, policy
+    manifest-key.pem       ECDSA P-256 manifest signing key (0600)
+    manifest-key.pub.pem   its public key: provision devices with it
+    fleet.sqlite3          releases, cohorts, devices, reports
+    blobs/<sha256>         release payloads, content-addressed
+    tls/                   CA and server certificate (made on first start)
+
+The admin token itself is never stored, only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from espsec import secure_boot
+from espsec._io import read_bytes, write_atomic, write_secret
+from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.ota.manifest import generate_manifest_key, load_manifest_private_key
+
+CONFIG_FILE = "fleet.json"
+MANIFEST_KEY = "manifest-key.pem"
+MANIFEST_PUB = "manifest-key.pub.pem"
+DB_FILE = "fleet.sqlite3"
+BLOB_DIR = "blobs"
+TLS_DIR = "tls"
+DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
+DEFAULT_MANIFEST_TTL = 600
+DEFAULT_MAX_UPLOAD = 64 << 20
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """What the fleet trusts and how it answers."""
+
+    key_digests: tuple[bytes | None, ...]
+    """Secure Boot v2 eFuse key digests, slot n at index n (``None`` = empty slot)."""
+    revoked: tuple[int, ...] = ()
+    hostnames: tuple[str, ...] = DEFAULT_HOSTNAMES
+    manifest_ttl: int = DEFAULT_MANIFEST_TTL
+    """Seconds a manifest stays valid."""
+    max_upload: int = DEFAULT_MAX_UPLOAD
+    admin_token_sha256: bytes = field(default=b"", repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_digests": [d.hex() if d else None for d in self.key_digests],
+            "revoked": list(self.revoked),
+            "hostnames": list(self.hostnames),
+            "manifest_ttl": self.manifest_ttl,
+            "max_upload": self.max_upload,
+            "admin_token_sha256": self.admin_token_sha256.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> FleetConfig:
+        try:
+            digests = tuple(bytes.fromhex(d) if d else None for d in obj["key_digests"])
+            if any(d is not None and len(d) != 32 for d in digests) or not 1 <= len(digests) <= 3:
+                raise ValueError("key digests")
+            return cls(
+                key_digests=digests,
+                revoked=tuple(int(n) for n in obj.get("revoked", [])),
+                hostnames=tuple(str(h) for h in obj.get("hostnames", DEFAULT_HOSTNAMES)),
+                manifest_ttl=int(obj.get("manifest_ttl", DEFAULT_MANIFEST_TTL)),
+                max_upload=int(obj.get("max_upload", DEFAULT_MAX_UPLOAD)),
+                admin_token_sha256=bytes.fromhex(obj["admin_token_sha256"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(
+                f"fleet configuration is invalid ({exc})", field=CONFIG_FILE
+            ) from None
+
+    def token_ok(self, token: str) -> bool:
+        """Constant-time check of an admin token against the stored digest."""
+        given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        return bool(self.admin_token_sha256) and hmac.compare_digest(given, self.admin_token_sha256)
+
+
+def digests_from(
+    keys: Sequence[secure_boot.PublicKey], digests: Sequence[bytes | None]
+) -> tuple[bytes | None, ...]:
+    """eFuse slots filled from explicit digests first, then from public keys."""
+    slots = list(digests) + [secure_boot.key_digest(k) for k in keys]
+    if not slots or all(d is None for d in slots):
+        raise UsageError("a fleet needs at least one Secure Boot key or key digest to trust")
+    if len(slots) > 3:
+        raise UsageError(f"at most 3 Secure Boot key digests (eFuse slots 0-2), got {len(slots)}")
+    return tuple(slots)
+
+
+def init_fleet(
+    state_dir: Path,
+    *,
+    key_digests: Sequence[bytes | None],
+    revoked: Sequence[int] = (),
+    hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
+    manifest_ttl: int = DEFAULT_MANIFEST_TTL,
+) -> str:
+    """Create a fleet state folder; return the admin token (shown once, stored hashed)."""
+    if (state_dir / CONFIG_FILE).exists():
+        raise UsageError("fleet already initialised here", source=str(state_dir))
+    if not 1 <= len(key_digests) <= 3 or all(d is None for d in key_digests):
+        raise UsageError("give 1 to 3 Secure Boot key digests (eFuse slots 0-2)")
+    if any(n not in range(len(key_digests)) for n in revoked):
+        raise UsageError("a revoked slot must be one of the configured slots")
+    if not 30 <= manifest_ttl <= 7 * 86400:
+        raise UsageError("manifest TTL must be between 30 s and 7 days")
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (state_dir / BLOB_DIR).mkdir(mode=0o700, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    config = FleetConfig(
+        key_digests=tuple(key_digests),
+        revoked=tuple(revoked),
+        hostnames=tuple(hostnames),
+        manifest_ttl=manifest_ttl,
+        admin_token_sha256=hashlib.sha256(token.encode()).digest(),
+    )
+    pem = generate_manifest_key()
+    write_secret(state_dir / MANIFEST_KEY, pem)
+    public = load_manifest_private_key(pem).public_key()
+    from cryptography.hazmat.primitives import serialization
+
+    write_atomic(
+        state_dir / MANIFEST_PUB,
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    write_atomic(
+        state_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode(), mode=0o600
+    )
+    return token
+
+
+def load_config(state_dir: Path) -> FleetConfig:
+    """Read ``fleet.json`` from a state folder."""
+    path = state_dir / CONFIG_FILE
+    if not path.exists():
+        raise EspsecError(
+            "not a fleet state folder (run `espsec fleet init` first)", source=str(state_dir)
+        )
+    try:
+        obj = json.loads(read_bytes(path, what="fleet configuration"))
+    except ValueError:
+        raise FormatError("fleet configuration is not JSON", source=str(path)) from None
+    return FleetConfig.from_json(obj)

@@ -1,0 +1,351 @@
+"""The fleet's logic, independent of HTTP: uploads, cohorts, check-ins, reports.
+
+:class:`FleetService` is what the ASGI app (and tests) call. :func:`decide` is the pure
+update policy.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from espsec._io import read_bytes, write_atomic
+from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, MANIFEST_PUB, load_config
+from espsec.fleet.db import DeviceRow, FleetDB, PayloadRow, ReleaseRow
+from espsec.ota._json import get_hex, get_int, get_opt_str, get_str, strict_loads
+from espsec.ota.client import BOOT_STATES, OUTCOMES
+from espsec.ota.manifest import (
+    NONCE_SIZES,
+    Manifest,
+    ReleaseTarget,
+    load_manifest_private_key,
+    sign_manifest,
+)
+from espsec.ota.release import ReleaseBundle, verify_release
+
+FIRMWARE_PATH = "/api/v1/firmware/"
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+_COHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+BLOCKING_OUTCOMES = ("rolled_back", "refused")
+"""Outcomes after which a release is not offered to that device again until reassigned."""
+
+
+class NotFound(EspsecError):
+    """A release, cohort or payload that does not exist."""
+
+
+@dataclass(frozen=True)
+class CheckInInfo:
+    """A validated check-in."""
+
+    device_id: str
+    chip: str
+    version: str
+    secure_version: int
+    boot_state: str
+    nonce: str
+    last_counter: int
+    project_name: str | None
+    image_sha256: str | None
+    enc_key_id: str | None
+
+    @classmethod
+    def parse(cls, body: bytes) -> CheckInInfo:
+        what = "check-in"
+        obj = strict_loads(body, what=what)
+        device_id = get_str(obj, "device_id", what=what, max_len=128)
+        if not _DEVICE_ID.match(device_id):
+            raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
+        boot_state = get_str(obj, "boot_state", what=what)
+        if boot_state not in BOOT_STATES:
+            raise FormatError(f"{what}: unknown boot_state", expected=BOOT_STATES, found=boot_state)
+        nonce = get_hex(obj, "nonce", what=what)
+        if len(nonce) // 2 not in NONCE_SIZES:
+            raise FormatError(f"{what}: nonce must be 16 to 64 bytes", found=len(nonce) // 2)
+        return cls(
+            device_id=device_id,
+            chip=get_str(obj, "chip", what=what, max_len=32),
+            version=get_str(obj, "version", what=what, max_len=32),
+            secure_version=get_int(obj, "secure_version", what=what, hi=0xFFFFFFFF),
+            boot_state=boot_state,
+            nonce=nonce,
+            last_counter=get_int(obj, "last_counter", what=what, hi=2**62),
+            project_name=get_opt_str(obj, "project_name", what=what, max_len=32),
+            image_sha256=None
+            if obj.get("image_sha256") is None
+            else get_hex(obj, "image_sha256", what=what, size=32),
+            enc_key_id=None
+            if obj.get("enc_key_id") is None
+            else get_hex(obj, "enc_key_id", what=what, size=32),
+        )
+
+
+def decide(
+    device: CheckInInfo,
+    cohort: str,
+    release: ReleaseRow | None,
+    payloads: list[PayloadRow],
+    blocked_release: str | None,
+) -> tuple[ReleaseRow, PayloadRow] | str:
+    """The release and payload to offer, or the reason to offer none.
+
+    Never offers a release whose ``secure_version`` is below the device's, one for
+    another chip or project, one the device already runs or refused/rolled back, nor
+    anything while the running app is still pending verification (``esp_ota`` would
+    refuse to switch slots then).
+    """
+    if release is None:
+        return f"no release assigned to cohort {cohort!r}"
+    if device.boot_state == "pending_verify":
+        return "running app is pending verification; confirm or roll back first"
+    if release.id == blocked_release:
+        return f"device reported a failed update to release {release.id}; reassign to retry"
+    if release.chip != device.chip:
+        return f"release {release.id} is for {release.chip}, device is {device.chip}"
+    if device.project_name is not None and device.project_name != release.project_name:
+        return f"release {release.id} is project {release.project_name!r}"
+    if release.secure_version < device.secure_version:
+        return (
+            f"downgrade refused: release secure_version {release.secure_version} is below "
+            f"the device's {device.secure_version}"
+        )
+    if device.image_sha256 is not None:
+        if device.image_sha256 == release.image_sha256:
+            return "up to date"
+    elif device.version == release.version and device.secure_version == release.secure_version:
+        return "up to date"
+    if device.enc_key_id is not None:
+        for p in payloads:
+            if p.recipient == device.enc_key_id:
+                return release, p
+    for p in payloads:
+        if p.encryption == "none":
+            return release, p
+    return f"release {release.id} has no payload encrypted for this device's key"
+
+
+class Stats:
+    """Counters and check-in latencies (seconds) for ``/admin/stats`` and the benchmark."""
+
+    def __init__(self, keep: int = 200_000) -> None:
+        self._lock = threading.Lock()
+        self._latencies: deque[float] = deque(maxlen=keep)
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def check_in_took(self, seconds: float) -> None:
+        with self._lock:
+            self._latencies.append(seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            values = sorted(self._latencies)
+            counts = dict(self.counts)
+
+        def pct(p: float) -> float | None:
+            if not values:
+                return None
+            return values[min(len(values) - 1, int(p * len(values)))]
+
+        return {
+            "counts": counts,
+            "check_in_latency_s": {"n": len(values), "p50": pct(0.50), "p99": pct(0.99)},
+        }
+
+
+class FleetService:
+    """One fleet, backed by its state folder."""
+
+    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.state_dir = state_dir
+        self.config = load_config(state_dir)
+        self.db = FleetDB(state_dir / DB_FILE)
+        self._key = load_manifest_private_key(
+            read_bytes(state_dir / MANIFEST_KEY, what="manifest key")
+        )
+        self._blobs = state_dir / BLOB_DIR
+        self._blobs.mkdir(mode=0o700, exist_ok=True)
+        self._clock = clock
+        self.stats = Stats()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def token_ok(self, token: str) -> bool:
+        return self.config.token_ok(token)
+
+    def manifest_public_pem(self) -> bytes:
+        return read_bytes(self.state_dir / MANIFEST_PUB, what="manifest public key")
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # -- admin --------------------------------------------------------------------------
+
+    def upload_release(self, data: bytes) -> ReleaseRow:
+        """Verify a release bundle against the fleet's Secure Boot keys and store it."""
+        bundle = ReleaseBundle.parse(data, max_size=self.config.max_upload)
+        report = verify_release(
+            bundle, key_digests=self.config.key_digests, revoked=self.config.revoked
+        )
+        st = bundle.statement
+        row = ReleaseRow(
+            id=bundle.release_id,
+            project_name=st.project_name,
+            version=st.version,
+            secure_version=st.secure_version,
+            chip=st.chip,
+            chip_id=st.chip_id,
+            image_length=st.image_length,
+            image_sha256=st.image_sha256,
+            signed_digest=st.signed_digest,
+            signers=",".join(d.hex() for d in report.signers),
+            created_at=self._now(),
+        )
+        payloads = []
+        for i, (info, blob) in enumerate(zip(st.payloads, bundle.payloads, strict=True)):
+            path = self._blobs / info.sha256
+            if not path.exists():
+                write_atomic(path, blob, mode=0o600)
+            payloads.append(
+                PayloadRow(row.id, i, info.encryption, info.recipient, info.length, info.sha256)
+            )
+        self.db.add_release(row, bundle.statement_bytes, payloads)
+        self.stats.count("releases_uploaded")
+        return row
+
+    def releases(self) -> list[ReleaseRow]:
+        return self.db.releases()
+
+    def assign_cohort(self, cohort: str, release_id: str | None) -> None:
+        """Point ``cohort`` at a release (``None``: stop offering updates to it)."""
+        if not _COHORT.match(cohort):
+            raise UsageError(f"cohort name {cohort!r} must match [A-Za-z0-9._-], 1-64 characters")
+        if release_id is not None and self.db.release(release_id) is None:
+            raise NotFound(f"no release {release_id}")
+        self.db.assign_cohort(cohort, release_id, self._now())
+
+    def cohorts(self) -> list[dict[str, Any]]:
+        return self.db.cohorts()
+
+    def set_device_cohort(self, device_id: str, cohort: str) -> None:
+        if not _DEVICE_ID.match(device_id):
+            raise UsageError(f"device id {device_id!r} has characters outside [A-Za-z0-9._:-]")
+        if not _COHORT.match(cohort):
+            raise UsageError(f"cohort name {cohort!r} must match [A-Za-z0-9._-], 1-64 characters")
+        self.db.set_device_cohort(device_id, cohort)
+
+    def devices(self) -> list[DeviceRow]:
+        return self.db.devices()
+
+    def reports(self, device_id: str | None = None) -> list[dict[str, Any]]:
+        return self.db.reports(device_id)
+
+    # -- device -------------------------------------------------------------------------
+
+    def check_in(self, body: bytes) -> bytes:
+        """Record a check-in and answer with a signed manifest."""
+        started = time.perf_counter()
+        info = CheckInInfo.parse(body)
+        now = self._now()
+        device, counter = self.db.record_check_in(
+            info.device_id,
+            {
+                "chip": info.chip,
+                "project_name": info.project_name,
+                "version": info.version,
+                "secure_version": info.secure_version,
+                "boot_state": info.boot_state,
+                "image_sha256": info.image_sha256,
+                "enc_key_id": info.enc_key_id,
+            },
+            info.last_counter,
+            now,
+        )
+        release_id = self.db.cohort_release(device.cohort)
+        release = self.db.release(release_id) if release_id else None
+        payloads = self.db.payloads(release.id) if release else []
+        decision = decide(info, device.cohort, release, payloads, device.blocked_release)
+        target = None
+        reason = ""
+        if isinstance(decision, str):
+            reason = decision
+        else:
+            rel, payload = decision
+            target = ReleaseTarget(
+                release_id=rel.id,
+                project_name=rel.project_name,
+                version=rel.version,
+                secure_version=rel.secure_version,
+                chip=rel.chip,
+                url=FIRMWARE_PATH + payload.sha256,
+                length=payload.length,
+                sha256=payload.sha256,
+                encryption=payload.encryption,
+                image_length=rel.image_length,
+                image_sha256=rel.image_sha256,
+                signed_digest=rel.signed_digest,
+            )
+        offered = target.release_id if target else None
+        if offered != device.offered_release:
+            self.db.set_offered(info.device_id, offered)
+        manifest = Manifest(
+            device_id=info.device_id,
+            nonce=info.nonce,
+            counter=counter,
+            issued_at=now,
+            expires_at=now + self.config.manifest_ttl,
+            release=target,
+            reason=reason,
+        )
+        envelope = sign_manifest(manifest, self._key)
+        self.stats.count("check_ins")
+        if target is not None:
+            self.stats.count("updates_offered")
+        self.stats.check_in_took(time.perf_counter() - started)
+        return envelope
+
+    def report(self, body: bytes) -> None:
+        """Record an update outcome a device reports."""
+        what = "report"
+        obj = strict_loads(body, what=what)
+        device_id = get_str(obj, "device_id", what=what, max_len=128)
+        if not _DEVICE_ID.match(device_id):
+            raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
+        outcome = get_str(obj, "outcome", what=what)
+        if outcome not in OUTCOMES:
+            raise FormatError(f"{what}: unknown outcome", expected=OUTCOMES, found=outcome)
+        release_id = get_opt_str(obj, "release_id", what=what, max_len=64)
+        counter = None if obj.get("counter") is None else get_int(obj, "counter", what=what)
+        reason = get_opt_str(obj, "reason", what=what, max_len=500) or ""
+        self.db.add_report(
+            device_id,
+            release_id,
+            outcome,
+            reason,
+            counter,
+            self._now(),
+            block=outcome in BLOCKING_OUTCOMES and release_id is not None,
+        )
+        self.stats.count(f"reports_{outcome}")
+
+    def blob(self, sha256: str) -> tuple[Path, int]:
+        """The stored payload with this SHA-256 (:class:`NotFound` otherwise)."""
+        if not _SHA256.match(sha256):
+            raise NotFound("no such firmware")
+        length = self.db.payload_length(sha256)
+        path = self._blobs / sha256
+        if length is None or not path.is_file():
+            raise NotFound("no such firmware")
+        return path, length

@@ -1,0 +1,518 @@
+"""HTTPS to the fleet server, as a device's OTA client (and the admin CLI) speaks it.
+
+No device knowledge here: the device's OTA client builds a :class:`CheckIn`, gets the
+manifest bytes from :meth:`FleetClient.check_in`, verifies them with
+:mod:`espsec.ota.manifest`, streams the payload with :meth:`FleetClient.download` into its
+decryptor and flash, and reports with :meth:`FleetClient.report`.
+
+Transport rules: ``https://`` only (plain ``http://`` is refused before any connection);
+the server certificate must chain to the given CA bundle, or be exactly the pinned
+certificate; hostname checked; TLS 1.2 or later; no redirects followed; response sizes
+bounded; an interrupted download resumes with an HTTP ``Range`` request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import socket
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
+
+API = "/api/v1"
+MAX_JSON_RESPONSE = 1 << 20
+DEFAULT_TIMEOUT = 30.0
+OUTCOMES = ("updated", "rolled_back", "refused", "failed")
+BOOT_STATES = ("valid", "pending_verify", "new", "invalid", "aborted", "undefined")
+
+
+class TransportError(EspsecError):
+    """The server could not be reached or answered outside the protocol."""
+
+
+class HttpError(TransportError):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"server answered {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    """What a client trusts: CA certificates (PEM), or one pinned server certificate."""
+
+    ca_pem: bytes | None = field(default=None, repr=False)
+    pinned_cert_pem: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.ca_pem is None) == (self.pinned_cert_pem is None):
+            raise UsageError("trust either a CA bundle or one pinned server certificate")
+
+    @classmethod
+    def ca(cls, pem: bytes) -> TlsTrust:
+        """Trust servers whose certificate chains to these CA certificates."""
+        return cls(ca_pem=pem)
+
+    @classmethod
+    def pinned(cls, cert: bytes) -> TlsTrust:
+        """Trust exactly this server certificate (PEM or DER)."""
+        if b"-----BEGIN" not in cert:
+            try:
+                cert = x509.load_der_x509_certificate(cert).public_bytes(serialization.Encoding.PEM)
+            except ValueError:
+                raise FormatError("pinned certificate is neither PEM nor DER") from None
+        return cls(pinned_cert_pem=cert)
+
+    @property
+    def pin_sha256(self) -> bytes | None:
+        """SHA-256 of the pinned certificate's DER, if pinning."""
+        if self.pinned_cert_pem is None:
+            return None
+        try:
+            cert = x509.load_pem_x509_certificate(self.pinned_cert_pem)
+        except ValueError:
+            raise FormatError("pinned certificate is not a PEM certificate") from None
+        return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+
+    def context(self) -> ssl.SSLContext:
+        """A client context: CERT_REQUIRED, hostname checked, TLS >= 1.2."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        pem = self.ca_pem if self.ca_pem is not None else self.pinned_cert_pem
+        try:
+            ctx.load_verify_locations(cadata=(pem or b"").decode("ascii"))
+        except (ssl.SSLError, UnicodeDecodeError, ValueError):
+            raise FormatError("no usable certificate in the trust PEM") from None
+        if self.pinned_cert_pem is not None:
+            # The pinned leaf is the trust anchor itself; the exact DER is checked after
+            # the handshake as well.
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        return ctx
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """What a device tells the fleet at check-in."""
+
+    device_id: str
+    chip: str
+    """espsec chip name (``esp32p4``): releases for other chips are not offered."""
+    version: str
+    """``esp_app_desc_t.version`` of the running app."""
+    secure_version: int
+    """The device's anti-rollback floor: its eFuse secure version (or, without
+    anti-rollback, the running app's). Releases below it are never offered."""
+    boot_state: str
+    """``esp_ota_img_states_t`` of the running app, lower case (``valid``,
+    ``pending_verify``, ...)."""
+    nonce: bytes = field(repr=False)
+    """From :meth:`ManifestTrust.begin_check_in`; the manifest must echo it."""
+    last_counter: int = 0
+    """The last manifest counter the device accepted."""
+    project_name: str | None = None
+    image_sha256: str | None = None
+    """Hex SHA-256 of the running signed image, if the device knows it."""
+    enc_key_id: str | None = None
+    """:func:`espsec.ota.encrypted_image.recipient_id` of the device's decryption key."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "chip": self.chip,
+            "version": self.version,
+            "secure_version": self.secure_version,
+            "boot_state": self.boot_state,
+            "nonce": self.nonce.hex(),
+            "last_counter": self.last_counter,
+            "project_name": self.project_name,
+            "image_sha256": self.image_sha256,
+            "enc_key_id": self.enc_key_id,
+        }
+
+
+@dataclass(frozen=True)
+class OutcomeReport:
+    """What a device reports after acting on a manifest."""
+
+    device_id: str
+    release_id: str | None
+    outcome: str
+    """``updated``, ``rolled_back``, ``refused`` or ``failed``."""
+    reason: str = ""
+    counter: int | None = None
+    version: str | None = None
+    secure_version: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "release_id": self.release_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "counter": self.counter,
+            "version": self.version,
+            "secure_version": self.secure_version,
+        }
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A completed, hash-checked download."""
+
+    length: int
+    sha256: bytes
+    requests: int
+    """HTTP requests made (1 + resumes)."""
+    resumed_at: tuple[int, ...]
+    """Offsets at which an interrupted transfer was resumed with ``Range``."""
+
+
+@dataclass
+class _Transfer:
+    """Progress of one download across its requests."""
+
+    digest: Any
+    received: int
+    etag: str | None = None
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)\Z")
+_NETWORK_ERRORS = (OSError, http.client.HTTPException)
+
+
+def _parse_url(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise UsageError(
+            f"refusing {parts.scheme or 'scheme-less'} URL {url!r}: the fleet is reached over "
+            "https only"
+        )
+    if not parts.hostname:
+        raise UsageError(f"URL {url!r} has no host")
+    if parts.username or parts.password:
+        raise UsageError("credentials in the URL are not allowed")
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise UsageError(f"URL {url!r} has an invalid port") from None
+    return parts.hostname, port, parts.path.rstrip("/")
+
+
+class FleetClient:
+    """One keep-alive HTTPS connection to a fleet server (not thread-safe: one per device)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        trust: TlsTrust,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        chunk_size: int = 1 << 14,
+    ) -> None:
+        self._host, self._port, self._prefix = _parse_url(base_url)
+        self._context = trust.context()
+        self._pin = trust.pin_sha256
+        self._timeout = timeout
+        self._token = token
+        self._chunk = chunk_size
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def __repr__(self) -> str:
+        return f"<FleetClient https://{self._host}:{self._port}{self._prefix}>"
+
+    def __enter__(self) -> FleetClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        if self._conn is not None:
+            return self._conn
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=self._timeout
+        )
+        try:
+            conn.connect()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise VerificationError(
+                f"server certificate not trusted: {exc.verify_message or exc.reason}",
+                source=f"{self._host}:{self._port}",
+            ) from None
+        except ssl.SSLError as exc:
+            conn.close()
+            raise TransportError(f"TLS handshake failed: {exc.reason}") from None
+        except OSError as exc:
+            conn.close()
+            raise TransportError(
+                f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from None
+        if conn.sock is not None:
+            # Requests go out in one write, but TLS may split them: do not wait on Nagle.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._pin is not None:
+            sock = conn.sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+            if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), self._pin):
+                conn.close()
+                raise VerificationError(
+                    "server certificate is not the pinned certificate",
+                    source=f"{self._host}:{self._port}",
+                )
+        self._conn = conn
+        return conn
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"User-Agent": "espsec-ota/1", "Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _send(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> http.client.HTTPResponse:
+        """Send one request, retrying once on a stale keep-alive connection."""
+        for attempt in (0, 1):
+            conn = self._connect()
+            try:
+                conn.request(method, self._prefix + path, body=body, headers=self._headers(headers))
+                return conn.getresponse()
+            except _NETWORK_ERRORS as exc:
+                self.close()
+                if attempt or isinstance(exc, socket.timeout):
+                    raise TransportError(f"{method} {path} failed: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_size: int = MAX_JSON_RESPONSE,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request; returns (status, lower-cased headers, body). 3xx is an error."""
+        resp = self._send(method, path, body, headers)
+        try:
+            length = resp.getheader("Content-Length")
+            if length is not None and (not length.isdigit() or int(length) > max_size):
+                raise TransportError(f"response to {path} too large ({length} bytes)")
+            data = resp.read(max_size + 1)
+            if len(data) > max_size:
+                raise TransportError(f"response to {path} larger than {max_size} bytes")
+        except _NETWORK_ERRORS as exc:
+            self.close()
+            raise TransportError(f"{method} {path} failed while reading: {exc}") from None
+        finally:
+            if resp.will_close:
+                self.close()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        if 300 <= resp.status < 400:
+            raise TransportError(
+                f"{path}: server redirected ({resp.status}); redirects not followed"
+            )
+        return resp.status, hdrs, data
+
+    def json_request(
+        self, method: str, path: str, payload: object | None = None, *, ok: tuple[int, ...] = (200,)
+    ) -> Any:
+        """Send JSON (if any), expect a JSON answer with a status in ``ok``."""
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        status, _, data = self.request(method, path, body=body, headers=headers)
+        return decode_json(status, data, path, ok)
+
+    # -- device API -------------------------------------------------------------------
+
+    def check_in(self, request: CheckIn) -> bytes:
+        """Send a check-in; return the manifest envelope bytes (verify them next)."""
+        status, _, data = self.request(
+            "POST",
+            f"{API}/device/checkin",
+            body=json.dumps(request.to_json()).encode(),
+            headers={"Content-Type": "application/json"},
+            max_size=64 * 1024,
+        )
+        if status != 200:
+            raise HttpError(status, _error_text(data))
+        return data
+
+    def report(self, report: OutcomeReport) -> None:
+        """Report the outcome of an update attempt."""
+        if report.outcome not in OUTCOMES:
+            raise UsageError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        self.json_request("POST", f"{API}/device/report", report.to_json())
+
+    def download(
+        self,
+        path: str,
+        sink: Callable[[bytes], object],
+        *,
+        length: int,
+        sha256: bytes,
+        start: int = 0,
+        hasher: Any = None,
+        max_resumes: int = 5,
+    ) -> DownloadResult:
+        """Stream ``path`` into ``sink`` chunk by chunk; resume with ``Range`` when cut.
+
+        ``length`` and ``sha256`` come from the verified manifest: no byte beyond
+        ``length`` is accepted and the whole transfer must hash to ``sha256``; until this
+        returns, what ``sink`` received is unverified. To continue a transfer the caller
+        already holds ``start`` bytes of, pass ``start`` and a ``hashlib.sha256()`` object
+        fed with those bytes as ``hasher``.
+        """
+        if not path.startswith("/") or path.startswith("//"):
+            raise UsageError(f"download path must be a path on the server, got {path!r}")
+        if start and hasher is None:
+            raise UsageError("resuming from an offset needs the hash of the bytes already held")
+        if not 0 <= start <= length:
+            raise UsageError(f"start {start} outside 0..{length}")
+        state = _Transfer(hasher if hasher is not None else hashlib.sha256(), start)
+        requests = 0
+        resumed: list[int] = []
+        while state.received < length:
+            if requests > max_resumes:
+                raise TransportError(
+                    f"download of {path} interrupted {requests} times; gave up at "
+                    f"{state.received}/{length} bytes"
+                )
+            if requests:
+                resumed.append(state.received)
+            requests += 1
+            try:
+                self._fetch_from(path, sink, state, length)
+            except HttpError as exc:
+                if exc.status < 500 or requests > max_resumes:
+                    raise
+            except TransportError:
+                if requests > max_resumes:
+                    raise
+        digest = state.digest.digest()
+        if not hmac.compare_digest(digest, sha256):
+            raise VerificationError(
+                f"downloaded {path} does not match the manifest's SHA-256 (tampered in transit "
+                "or on the server)"
+            )
+        return DownloadResult(length, digest, requests, tuple(resumed))
+
+    def _fetch_from(
+        self, path: str, sink: Callable[[bytes], object], state: _Transfer, length: int
+    ) -> None:
+        """One GET from ``state.received`` on; advances ``state`` as bytes arrive."""
+        offset = state.received
+        headers = {"Accept": "application/octet-stream"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if state.etag:
+                headers["If-Range"] = state.etag
+        resp = self._send("GET", path, None, headers)
+        skip = 0
+        if resp.status == 206:
+            match = _CONTENT_RANGE.match(resp.getheader("Content-Range") or "")
+            if not match or int(match[1]) != offset or int(match[3]) != length:
+                self.close()
+                raise VerificationError(
+                    f"server answered range {resp.getheader('Content-Range')!r} for "
+                    f"bytes={offset}- of a {length}-byte file"
+                )
+        elif resp.status == 200:
+            skip = offset  # server ignored Range: drop what we already have
+        else:
+            try:
+                body = resp.read(4096)
+            except _NETWORK_ERRORS:
+                body = b""
+            self.close()
+            if 300 <= resp.status < 400:
+                raise VerificationError(f"{path}: server redirected ({resp.status}); not followed")
+            raise HttpError(resp.status, _error_text(body))
+        declared = resp.getheader("Content-Length")
+        total = int(declared) + offset - skip if declared and declared.isdigit() else None
+        if total is not None and total > length:
+            self.close()
+            raise VerificationError(f"{path} is larger than the manifest says ({total} > {length})")
+        state.etag = resp.getheader("ETag") or state.etag
+        try:
+            while state.received < length:
+                chunk = resp.read(min(self._chunk, length - state.received + skip))
+                if not chunk:
+                    break
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk = chunk[dropped:]
+                    skip -= dropped
+                    if not chunk:
+                        continue
+                state.digest.update(chunk)
+                sink(chunk)
+                state.received += len(chunk)
+        except _NETWORK_ERRORS as exc:
+            self.close()
+            raise TransportError(
+                f"download of {path} cut at {state.received} bytes: {exc}"
+            ) from None
+        if state.received < length:
+            self.close()
+            raise TransportError(
+                f"download of {path} ended early at {state.received}/{length} bytes"
+            )
+        if resp.will_close:
+            self.close()
+            return
+        # The body must end exactly here; keep the connection for the next request.
+        try:
+            extra = resp.read(1)
+        except _NETWORK_ERRORS:
+            extra = b""
+            self.close()
+        if extra:
+            self.close()
+            raise VerificationError(f"{path} is larger than the manifest says ({length})")
+
+
+def _error_text(data: bytes) -> str:
+    try:
+        obj = json.loads(data)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            return str(obj["error"])[:500]
+    except ValueError:
+        pass
+    return data[:200].decode("utf-8", "replace") or "no details"
+
+
+def decode_json(status: int, data: bytes, path: str, ok: tuple[int, ...]) -> Any:
+    if status not in ok:
+        if status in (401, 403):
+            raise HttpError(status, f"{path}: not authorised ({_error_text(data)})")
+        raise HttpError(status, _error_text(data))
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise TransportError(f"{path}: server answered with invalid JSON") from None

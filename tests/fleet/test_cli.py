@@ -1,0 +1,115 @@
+"""``espsec fleet``: init, serve (as a real subprocess), and the admin commands over HTTPS."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from espsec import secure_boot
+from espsec.cli.main import main
+from espsec.ota import FleetClient, TlsTrust
+
+from .conftest import Fleet
+
+
+def _run(*args: object, code: int = 0, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_init_writes_config_keys_and_a_private_token(tmp_path: Path, sb_key_dir: Path) -> None:
+    state = tmp_path / "fleet"
+    out = json.loads(
+        _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", "--json", state)
+    )
+    token_file = Path(out["admin_token_file"])
+    assert token_file.stat().st_mode & 0o077 == 0 and len(token_file.read_text().strip()) > 30
+    assert (state / "manifest-key.pem").stat().st_mode & 0o077 == 0
+    public = secure_boot.load_public_key((sb_key_dir / "ecdsa256.pub.pem").read_bytes())
+    assert out["key_digests"] == [secure_boot.key_digest(public).hex()]
+    _run("fleet", "init", "--sb-key-digest", "00" * 32, state, code=2)  # never re-initialised
+
+
+def test_init_needs_a_trusted_key(tmp_path: Path) -> None:
+    _run("fleet", "init", tmp_path / "f", code=2)
+
+
+def test_admin_commands(
+    fleet: Fleet, release_factory: Callable[..., bytes], tmp_path: Path
+) -> None:
+    bundle = tmp_path / "rel.zip"
+    bundle.write_bytes(release_factory("2.0.0", 3))
+    conn = ["--url", fleet.url, "--state-dir", fleet.state]
+    (fleet.state / "admin-token").write_text(fleet.token)
+    row = json.loads(_run("fleet", "release", "upload", *conn, "--json", bundle))
+    assert row["secure_version"] == 3
+    assert row["id"] in _run("fleet", "release", "list", *conn)
+    _run("fleet", "cohort", "assign", *conn, "default", row["id"])
+    _run("fleet", "devices", "assign", *conn, "dev-1", "beta")
+    devices = json.loads(_run("fleet", "devices", "list", *conn, "--json"))
+    assert devices[0]["device_id"] == "dev-1" and devices[0]["cohort"] == "beta"
+    cohorts = json.loads(_run("fleet", "cohort", "list", *conn, "--json"))
+    assert cohorts == [
+        {"name": "default", "release_id": row["id"], "updated_at": cohorts[0]["updated_at"]}
+    ]
+    assert json.loads(_run("fleet", "reports", *conn, "--json")) == []
+    assert "check_in_latency_s" in json.loads(_run("fleet", "stats", *conn))
+    # Same release again: a conflict, exit 1 with one line.
+    assert "already uploaded" in _run("fleet", "release", "upload", *conn, bundle, code=1)
+    # Token from the environment; a wrong one is refused.
+    env = {"ESPSEC_FLEET_TOKEN": "nope"}
+    ca = fleet.state / "tls" / "ca.pem"
+    out = _run("fleet", "release", "list", "--url", fleet.url, "--ca", ca, env=env, code=1)
+    assert "401" in out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_serve_starts_an_https_server_with_a_generated_certificate(
+    tmp_path: Path, sb_key_dir: Path
+) -> None:
+    state = tmp_path / "fleet"
+    _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", state)
+    espsec = Path(sys.executable).parent / "espsec"
+    proc = subprocess.Popen(
+        [str(espsec), "fleet", "serve", "--port", "0", str(state)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            match = re.search(r"fleet server on (https://\S+)", line)
+            url = match[1] if match else None
+        assert url, "server did not announce its URL"
+        trust = TlsTrust.ca((state / "tls" / "ca.pem").read_bytes())
+        for _ in range(100):  # the socket listens before uvicorn is ready to serve
+            try:
+                with FleetClient(url, trust) as client:
+                    status, _, body = client.request("GET", "/api/v1/manifest-key")
+                break
+            except Exception:
+                time.sleep(0.05)
+        assert status == 200 and body == (state / "manifest-key.pub.pem").read_bytes()
+        assert (state / "tls" / "server-key.pem").stat().st_mode & 0o077 == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
