@@ -1,0 +1,77 @@
+"""Secure storage: NVS partitions, NVS encryption and the NVS runtime.
+
+Host side: :func:`generate_partition` builds images byte-identical to
+``esp-idf-nvs-partition-gen`` from rows (:func:`load_csv` reads its CSV format;
+:func:`generate_csv_file` does both in one fast pass),
+:func:`read_partition` reads any image back, :class:`NvsKeys` is the ``nvs_keys``
+partition and the HMAC-derived scheme, :func:`encrypt_partition` /
+:func:`decrypt_partition` convert images.
+
+Device side: :class:`NvsStore` is ESP-IDF's NVS API (``nvs_open``, ``nvs_set_*``,
+``nvs_get_*``, ``nvs_erase_*``, ``nvs_commit``) over a :class:`FlashRegion`,
+power-loss safe like ESP-IDF's.
+
+Format reference: ``reference/esp-idf-formats.md`` §4.
+"""
+
+from __future__ import annotations
+
+from espsec.storage.csv_format import (
+    DataRow,
+    NamespaceRow,
+    Row,
+    dump_csv,
+    load_csv,
+    parse_csv,
+    rows_from_entries,
+)
+from espsec.storage.encryption import decrypt_partition, encrypt_partition
+from espsec.storage.flash import FlashRegion, FlashWriteError, PowerLoss, RamFlash
+from espsec.storage.generator import (
+    generate_csv_file,
+    generate_csv_partition,
+    generate_partition,
+)
+from espsec.storage.item import Item, ItemType
+from espsec.storage.nvs_keys import NvsKeys, generate_hmac_key
+from espsec.storage.page import EntryState, PageHeader, PageImage, PageState
+from espsec.storage.reader import NvsContents, read_partition
+from espsec.storage.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
+from espsec.storage.value import NvsEntry, Value, ValueType
+
+__all__ = [
+    "DataRow",
+    "EntryState",
+    "FlashRegion",
+    "FlashWriteError",
+    "Item",
+    "ItemType",
+    "NamespaceRow",
+    "NvsContents",
+    "NvsEntry",
+    "NvsError",
+    "NvsHandle",
+    "NvsKeys",
+    "NvsStats",
+    "NvsStore",
+    "OpenMode",
+    "PageHeader",
+    "PageImage",
+    "PageState",
+    "PowerLoss",
+    "RamFlash",
+    "Row",
+    "Value",
+    "ValueType",
+    "decrypt_partition",
+    "dump_csv",
+    "encrypt_partition",
+    "generate_csv_file",
+    "generate_csv_partition",
+    "generate_hmac_key",
+    "generate_partition",
+    "load_csv",
+    "parse_csv",
+    "read_partition",
+    "rows_from_entries",
+]

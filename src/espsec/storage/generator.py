@@ -1,0 +1,537 @@
+"""Build NVS partition images from rows, laid out byte for byte as
+``esp-idf-nvs-partition-gen`` 0.3.0 lays them out.
+
+Layout rules of that tool, which this module follows:
+
+* pages are filled in order, with sequence numbers 0, 1, 2 …; every page but the last
+  used one is marked FULL, the last ACTIVE; unused pages and the reserved last page
+  stay erased. Partitions under 0x3000 bytes are read-only: no reserved page, and the
+  image stops after the last used page;
+* a namespace entry is written when a namespace is first named;
+* a string (and a version 1 blob) stays in one page; it moves to the next page when it
+  would reach the end of the current one (the last entry of a page is never used by
+  it);
+* a version 2 blob fills the rest of the current page, then whole pages, one
+  ``BLOB_DATA`` chunk per page, and is followed by its ``BLOB_IDX``;
+* with keys, every written entry is XTS-encrypted with its own offset as tweak.
+
+Where that tool fails or stores something other than the CSV says, this module differs
+(compat tests use only CSVs the tool handles):
+
+* naming a namespace again switches back to it (the tool keeps writing to the most
+  recently created namespace);
+* a string of 3969..4000 bytes (NUL included) gets a page of its own (the tool crashes);
+* unknown row types, values that do not fit their type, rows before the first
+  namespace and blobs of more than 127 chunks are errors naming the CSV line (the tool
+  treats unknown types as data, crashes, writes to namespace 0, or writes chunk
+  indices the runtime cannot read);
+* ``binary`` rows with non-ASCII text store its UTF-8 bytes (the tool writes a size
+  that disagrees with the data); encodings are case-insensitive; a ``file`` row for a
+  Wi-Fi key stores the file's contents (the tool stores the file name).
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+from collections.abc import Callable, Iterable
+from zlib import crc32
+
+import numpy as np
+
+from espsec._io import PathLike
+from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.storage.csv_format import (
+    CsvRecords,
+    NamespaceRow,
+    Row,
+    RowDecoder,
+    file_reader,
+    read_csv_text,
+)
+from espsec.storage.encryption import encrypt_entries
+from espsec.storage.item import (
+    CHUNK_ANY,
+    ENTRY_SIZE,
+    KEY_FIELD_SIZE,
+    MAX_KEY_LENGTH,
+    NS_INDEX,
+    PRIMITIVE_FORMATS,
+    ItemType,
+    blob_index_data,
+    encode_key,
+    var_data,
+)
+from espsec.storage.nvs_keys import NvsKeys
+from espsec.storage.page import (
+    CHUNK_MAX_SIZE,
+    ENTRY_COUNT,
+    FIRST_ENTRY_OFFSET,
+    PAGE_SIZE,
+    VERSION_1,
+    VERSION_2,
+    EntryState,
+    PageState,
+    encode_entry_states,
+)
+from espsec.storage.value import ValueType, check_value, int_range, string_payload
+
+MAX_V1_BLOB_SIZE = 1984
+"""Largest version 1 blob or string (``nvs_partition_gen`` limit: about half a page)."""
+MAX_STRING_SIZE = CHUNK_MAX_SIZE
+"""Largest version 2 string, terminating NUL included (4000 bytes)."""
+MAX_BLOB_CHUNKS = 127
+"""A version 2 blob has at most 127 chunks (chunk indices 0..126 / 128..254)."""
+MAX_NAMESPACES = 254
+MIN_SIZE = PAGE_SIZE
+READ_WRITE_MIN_SIZE = 3 * PAGE_SIZE
+
+_TABLES = [encode_entry_states([EntryState.WRITTEN] * n) for n in range(ENTRY_COUNT + 1)]
+
+
+def check_partition_size(size: int) -> None:
+    """Raise :class:`UsageError` unless ``size`` can hold an NVS partition."""
+    if size <= 0 or size % PAGE_SIZE:
+        raise UsageError(f"NVS partition size must be a multiple of 0x1000, got 0x{size:x}")
+    if size < MIN_SIZE:
+        raise UsageError(f"NVS partition size must be at least 0x1000, got 0x{size:x}")
+
+
+def is_read_only_size(size: int) -> bool:
+    """Partitions under 0x3000 bytes have no spare page: they are read-only on the chip."""
+    return size < READ_WRITE_MIN_SIZE
+
+
+_ENTRY = struct.Struct("<4sI16s8s")
+_HEAD = struct.Struct("<BBBB")
+_PACKERS = {
+    t: (struct.Struct("<" + f).pack, b"\xff" * (8 - struct.calcsize(f)))
+    for t, f in (
+        (ItemType.U8, "B"),
+        (ItemType.I8, "b"),
+        (ItemType.U16, "H"),
+        (ItemType.I16, "h"),
+        (ItemType.U32, "I"),
+        (ItemType.I32, "i"),
+        (ItemType.U64, "Q"),
+        (ItemType.I64, "q"),
+        (ItemType.FLOAT, "f"),
+        (ItemType.DOUBLE, "d"),
+    )
+}
+
+
+def _body_format(datatype: ItemType) -> str:
+    """``key ‖ value ‖ 0xFF padding`` (the entry after its CRC) as a struct format."""
+    fmt = PRIMITIVE_FORMATS[datatype][1:]
+    return f"<16s{fmt}{8 - struct.calcsize('<' + fmt)}s"
+
+
+_ENTRY_OF_BODY = struct.Struct("<4sI24s")  # head, CRC, then key and data
+_HEADER_BODY = struct.Struct("<IB19s")  # page header bytes 4..28: seq, version, reserved
+_VAR_BODY = struct.Struct("<16sHHI")
+_IDX_BODY = struct.Struct("<16sIBBH")
+_PAD7 = b"\xff" * 7
+_FF = [b"\xff" * n for n in range(ENTRY_SIZE)]
+_INT_BODIES = {
+    vtype: (
+        struct.Struct(_body_format(vtype.item_type)).pack,
+        vtype.item_type,
+        *int_range(vtype),
+    )
+    for vtype in ValueType
+    if vtype.is_integer
+}
+
+
+def _entry(ns: int, datatype: int, span: int, chunk: int, key: bytes, data: bytes) -> bytes:
+    head = _HEAD.pack(ns, datatype, span, chunk)
+    return _ENTRY.pack(head, crc32(head + key + data, 0xFFFFFFFF), key, data)
+
+
+def _head(ns: int, datatype: int, span: int, chunk: int) -> tuple[bytes, int]:
+    """The first 4 bytes of an entry and the running CRC over them."""
+    head = _HEAD.pack(ns, datatype, span, chunk)
+    return head, crc32(head, 0xFFFFFFFF)
+
+
+def _key_field(key: str) -> bytes:
+    raw = key.encode("utf-8", "surrogateescape")
+    if 0 < len(raw) <= MAX_KEY_LENGTH and b"\0" not in raw:
+        return raw + bytes(KEY_FIELD_SIZE - len(raw))
+    return encode_key(key)
+
+
+class _Builder:
+    def __init__(self, size: int, version: int) -> None:
+        check_partition_size(size)
+        if version not in (1, 2):
+            raise UsageError(f"NVS version must be 1 or 2, got {version}")
+        self.size = size
+        self.version = version
+        self.read_only = is_read_only_size(size)
+        self.data_pages = size // PAGE_SIZE - (0 if self.read_only else 1)
+        self.buf = bytearray(b"\xff") * size
+        self.page = 0
+        self.entry = 0
+        self.parts: list[bytes] = []
+        self.counts: list[int] = []
+        self.namespaces: dict[str, int] = {}
+        self.ns_index = -1
+        self.row: Row | None = None
+
+    # -- placement ----------------------------------------------------------------------
+
+    def _error(self, what: str) -> FormatError:
+        line = self.row.line if self.row else None
+        return FormatError(what, field=f"line {line}" if line else None)
+
+    def _flush(self) -> None:
+        base = self.page * PAGE_SIZE + FIRST_ENTRY_OFFSET
+        data = b"".join(self.parts)
+        self.buf[base : base + len(data)] = data
+        self.parts.clear()
+
+    def _next_page(self) -> None:
+        if self.page + 1 >= self.data_pages:
+            name = self.row[0] if self.row else "?"
+            reserved = "" if self.read_only else " plus 1 reserved page"
+            raise self._error(
+                f"partition too small: {name!r} does not fit in 0x{self.size:x} bytes "
+                f"({self.data_pages} data pages{reserved})"
+            )
+        self._flush()
+        self.counts.append(self.entry)
+        self.page += 1
+        self.entry = 0
+
+    def _put_payload(self, payload: bytes) -> None:
+        pad = -len(payload) % ENTRY_SIZE
+        self.parts.append(payload + b"\xff" * pad if pad else payload)
+        self.entry += (len(payload) + pad) // ENTRY_SIZE
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def add(self, row: Row) -> None:
+        self.row = row
+        if isinstance(row, NamespaceRow):
+            self._namespace(row.name)
+            return
+        key_text, vtype, value, _ = row
+        if self.ns_index < 0:
+            raise self._error(f"{key_text!r} comes before any namespace")
+        try:
+            key = _key_field(key_text)
+        except ValueError as exc:
+            raise self._error(str(exc)) from None
+        if vtype is ValueType.STRING:
+            if not isinstance(value, str):
+                raise self._error(f"string value of {key_text!r} must be a str")
+            limit = MAX_STRING_SIZE if self.version == 2 else MAX_V1_BLOB_SIZE
+            self._single_page(ItemType.SZ, key, string_payload(value), limit)
+        elif vtype is ValueType.BLOB:
+            if not isinstance(value, bytes | bytearray):
+                raise self._error(f"blob value of {key_text!r} must be bytes")
+            if self.version == 1:
+                self._single_page(ItemType.BLOB, key, bytes(value), MAX_V1_BLOB_SIZE)
+            else:
+                self._multi_page_blob(key, bytes(value))
+        else:
+            self._check(vtype, value)
+            self._primitive(self.ns_index, vtype.item_type, key, value)  # type: ignore[arg-type]
+
+    def _check(self, vtype: ValueType, value: object) -> None:
+        try:
+            check_value(vtype, value)
+        except (TypeError, ValueError) as exc:
+            raise self._error(f"{self.row[0]!r}: {exc}") from None  # type: ignore[index]
+
+    def _namespace(self, name: str) -> None:
+        if name in self.namespaces:
+            self.ns_index = self.namespaces[name]
+            return
+        try:
+            key = _key_field(name)
+        except ValueError as exc:
+            raise self._error(str(exc)) from None
+        if len(self.namespaces) >= MAX_NAMESPACES:
+            raise self._error(f"too many namespaces (at most {MAX_NAMESPACES})")
+        index = len(self.namespaces) + 1
+        self._primitive(NS_INDEX, ItemType.U8, key, index)
+        self.namespaces[name] = index
+        self.ns_index = index
+
+    def _primitive(self, ns: int, datatype: ItemType, key: bytes, value: int | float) -> None:
+        if self.entry >= ENTRY_COUNT:
+            self._next_page()
+        pack, pad = _PACKERS[datatype]
+        self.parts.append(_entry(ns, datatype, 1, CHUNK_ANY, key, pack(value) + pad))
+        self.entry += 1
+
+    def _single_page(self, datatype: ItemType, key: bytes, payload: bytes, limit: int) -> None:
+        if len(payload) > limit:
+            raise self._error(
+                f"value of {self.row[0]!r} is {len(payload)} bytes, "  # type: ignore[index]
+                f"at most {limit} allowed"
+            )
+        span = 1 + (len(payload) + ENTRY_SIZE - 1) // ENTRY_SIZE
+        # The reference tool moves on when the item would reach the page's last entry;
+        # an item that needs the whole page (it fails on those) is placed on a new page.
+        if self.entry >= ENTRY_COUNT or (self.entry + span >= ENTRY_COUNT and self.entry):
+            self._next_page()
+        data = var_data(len(payload), crc32(payload, 0xFFFFFFFF))
+        self.parts.append(_entry(self.ns_index, datatype, span, CHUNK_ANY, key, data))
+        self.entry += 1
+        self._put_payload(payload)
+
+    def _multi_page_blob(self, key: bytes, data: bytes) -> None:
+        if self.entry >= ENTRY_COUNT:
+            self._next_page()
+        size = len(data)
+        span = 1 + (size + ENTRY_SIZE - 1) // ENTRY_SIZE
+        if self.entry + span + 1 <= ENTRY_COUNT:
+            # One chunk and its index both fit in this page (the common case); the
+            # general loop below would lay them out the same way.
+            ns = self.ns_index
+            header = var_data(size, crc32(data, 0xFFFFFFFF))
+            self.parts.append(_entry(ns, ItemType.BLOB_DATA, span, 0, key, header))
+            pad = -size % ENTRY_SIZE
+            self.parts.append(data + b"\xff" * pad if pad else data)
+            index = blob_index_data(size, 1, 0)
+            self.parts.append(_entry(ns, ItemType.BLOB_IDX, 1, CHUNK_ANY, key, index))
+            self.entry += span + 1
+            return
+        chunks = 0
+        offset = 0
+        remaining = len(data)
+        while True:
+            tailroom = (ENTRY_COUNT - self.entry - 1) * ENTRY_SIZE
+            size = min(tailroom, remaining)
+            remaining -= size
+            if chunks >= MAX_BLOB_CHUNKS:
+                raise self._error(
+                    f"blob {self.row[0]!r} needs more than {MAX_BLOB_CHUNKS} chunks"  # type: ignore[index]
+                )
+            chunk = data[offset : offset + size]
+            header = var_data(size, crc32(chunk, 0xFFFFFFFF))
+            span = 1 + (size + ENTRY_SIZE - 1) // ENTRY_SIZE
+            self.parts.append(_entry(self.ns_index, ItemType.BLOB_DATA, span, chunks, key, header))
+            self.entry += 1
+            self._put_payload(chunk)
+            chunks += 1
+            if remaining or tailroom - size < ENTRY_SIZE:
+                self._next_page()
+            offset += size
+            if not remaining:
+                index = blob_index_data(len(data), chunks, 0)
+                self.parts.append(
+                    _entry(self.ns_index, ItemType.BLOB_IDX, 1, CHUNK_ANY, key, index)
+                )
+                self.entry += 1
+                return
+
+    def run_csv(self, records: CsvRecords, decoder: RowDecoder) -> None:
+        """Add every record of a CSV.
+
+        Data rows of the common encodings that fit in the current page are turned into
+        entries right here, without building rows; they come out exactly as
+        :meth:`add` would make them. Everything else goes through ``decoder`` and
+        :meth:`add`.
+        """
+        append = self.parts.append
+        entry = self.entry
+        ns = self.ns_index
+        string_limit = MAX_STRING_SIZE if self.version == 2 else MAX_V1_BLOB_SIZE
+        v2 = self.version == 2
+        # Per namespace: what an integer entry starts with, by CSV encoding, and the
+        # entry heads (ns, type, span, chunk) with their running CRC, by span.
+        ints = self._int_specs(ns)
+        heads_sz: dict[int, tuple[bytes, int]] = {}
+        heads_chunk: dict[int, tuple[bytes, int]] = {}
+        index_head = _head(max(ns, 0), ItemType.BLOB_IDX, 1, CHUNK_ANY)
+        entry_of = _ENTRY_OF_BODY.pack
+        var_body, idx_body = _VAR_BODY.pack, _IDX_BODY.pack
+        a2b_hex, a2b_base64, crc = binascii.a2b_hex, binascii.a2b_base64, crc32
+        wifi_keys = decoder.wifi_keys
+        pick, width = records.pick, records.width
+        pad7, ff = _PAD7, _FF
+        max_key, count = MAX_KEY_LENGTH, ENTRY_COUNT
+        in_order = records.columns == [0, 1, 2, 3]
+        value: str | None
+        for index, fields in records.fields():
+            if in_order and len(fields) == 4:
+                key_text, rtype, encoding, value = fields
+            elif len(fields) >= width:
+                key_text, rtype, encoding, value = pick(fields)
+            elif fields == [""] or not fields:
+                continue
+            else:
+                key_text, rtype, encoding, value = records.short(fields)
+            if rtype == "data" and ns >= 0 and value is not None and key_text not in wifi_keys:
+                key = key_text.encode()
+                if 0 < len(key) <= max_key and "\0" not in key_text:
+                    spec = ints.get(encoding)
+                    if spec is not None:
+                        body_of, head, head_crc32, low, high = spec
+                        try:
+                            number = int(value)
+                        except ValueError:
+                            number = low - 1
+                        if low <= number <= high and entry < count:
+                            body = body_of(key, number, pad7)
+                            append(entry_of(head, crc(body, head_crc32), body))
+                            entry += 1
+                            continue
+                    elif encoding == "string":
+                        payload = value.encode() + b"\0"
+                        size = len(payload)
+                        span = (size + 63) >> 5
+                        if size <= string_limit and entry + span < count:
+                            hc = heads_sz.get(span)
+                            if hc is None:
+                                hc = heads_sz[span] = _head(ns, ItemType.SZ, span, CHUNK_ANY)
+                            body = var_body(key, size, 0xFFFF, crc(payload, 0xFFFFFFFF))
+                            append(entry_of(hc[0], crc(body, hc[1]), body))
+                            pad = -size & 31
+                            append(payload + ff[pad] if pad else payload)
+                            entry += span
+                            continue
+                    elif v2 and (encoding == "hex2bin" or encoding == "base64"):
+                        try:  # anything unusual takes the slow path, which reports errors
+                            data = a2b_base64(value) if encoding == "base64" else a2b_hex(value)
+                        except (binascii.Error, ValueError):
+                            data = None
+                        if data is not None:
+                            size = len(data)
+                            span = (size + 63) >> 5
+                            if entry + span < count:
+                                # One chunk and its index both fit in this page.
+                                hc = heads_chunk.get(span)
+                                if hc is None:
+                                    hc = _head(ns, ItemType.BLOB_DATA, span, 0)
+                                    heads_chunk[span] = hc
+                                body = var_body(key, size, 0xFFFF, crc(data, 0xFFFFFFFF))
+                                append(entry_of(hc[0], crc(body, hc[1]), body))
+                                pad = -size & 31
+                                append(data + ff[pad] if pad else data)
+                                body = idx_body(key, size, 1, 0, 0xFFFF)
+                                append(entry_of(index_head[0], crc(body, index_head[1]), body))
+                                entry += span + 1
+                                continue
+            self.entry = entry
+            for row in decoder.decode(records.line(index), key_text, rtype, encoding, value):
+                self.add(row)
+            entry = self.entry
+            if self.ns_index != ns:
+                ns = self.ns_index
+                ints = self._int_specs(ns)
+                heads_sz.clear()
+                heads_chunk.clear()
+                index_head = _head(max(ns, 0), ItemType.BLOB_IDX, 1, CHUNK_ANY)
+        self.entry = entry
+
+    @staticmethod
+    def _int_specs(ns: int) -> dict[str, tuple[Callable[..., bytes], bytes, int, int, int]]:
+        """By CSV encoding: entry body packer, entry head and its CRC, value range."""
+        ns = max(ns, 0)  # before the first namespace nothing takes the fast path
+        return {
+            str(vtype): (pack, *_head(ns, item_type, 1, CHUNK_ANY), low, high)
+            for vtype, (pack, item_type, low, high) in _INT_BODIES.items()
+        }
+
+    # -- output -------------------------------------------------------------------------
+
+    def finish(self, keys: NvsKeys | None) -> bytes:
+        self._flush()
+        counts = [*self.counts, self.entry]
+        version = VERSION_2 if self.version == 2 else VERSION_1
+        last = len(counts) - 1
+        buf = self.buf
+        for page, count in enumerate(counts):
+            state = PageState.ACTIVE if page == last else PageState.FULL
+            body = _HEADER_BODY.pack(page, version, b"\xff" * 19)
+            base = page * PAGE_SIZE
+            buf[base : base + FIRST_ENTRY_OFFSET] = (
+                struct.pack("<I", state) + body + struct.pack("<I", crc32(body, 0xFFFFFFFF))
+            ) + _TABLES[count]
+        if keys is not None:
+            self._encrypt(keys, counts)
+        if self.read_only:
+            return bytes(self.buf[: len(counts) * PAGE_SIZE])
+        return bytes(self.buf)
+
+    def _encrypt(self, keys: NvsKeys, counts: list[int]) -> None:
+        """Encrypt the entry area of every used page at once, then re-erase empty slots."""
+        used = len(counts)
+        pages = np.frombuffer(self.buf, dtype=np.uint8).reshape(-1, PAGE_SIZE)[:used]
+        area = pages[:, FIRST_ENTRY_OFFSET:]
+        offsets = (
+            np.arange(used, dtype=np.int64)[:, None] * PAGE_SIZE
+            + FIRST_ENTRY_OFFSET
+            + np.arange(ENTRY_COUNT, dtype=np.int64)[None, :] * ENTRY_SIZE
+        ).reshape(-1)
+        cipher = encrypt_entries(keys, area.tobytes(), offsets)
+        area[...] = np.frombuffer(cipher, dtype=np.uint8).reshape(used, -1)
+        for page, count in enumerate(counts):  # empty entries stay erased
+            if count < ENTRY_COUNT:
+                area[page, count * ENTRY_SIZE :] = 0xFF
+
+
+def generate_partition(
+    rows: Iterable[Row], size: int, *, version: int = 2, keys: NvsKeys | None = None
+) -> bytes:
+    """An NVS partition image of ``size`` bytes holding ``rows``.
+
+    ``version`` 2 stores blobs as multi-page chunks plus an index, version 1 as single
+    items of at most 1984 bytes. With ``keys`` the image is NVS-encrypted. Raises
+    :class:`FormatError` naming the row's CSV line for a row that cannot be stored
+    (including when the partition is too small), :class:`UsageError` for a bad size.
+    """
+    builder = _Builder(size, version)
+    for row in rows:
+        builder.add(row)
+    return builder.finish(keys)
+
+
+def generate_csv_partition(
+    text: str,
+    size: int,
+    *,
+    version: int = 2,
+    keys: NvsKeys | None = None,
+    read_file: Callable[[str], bytes] | None = None,
+    wifi_extras: bool = True,
+) -> bytes:
+    """:func:`generate_partition` of :func:`parse_csv` ``(text)``, in one fast pass.
+
+    ``read_file`` and ``wifi_extras`` are as for :func:`parse_csv`.
+    """
+    builder = _Builder(size, version)
+    decoder = RowDecoder(read_file, wifi_extras=wifi_extras)
+    builder.run_csv(CsvRecords(text), decoder)
+    return builder.finish(keys)
+
+
+def generate_csv_file(
+    path: PathLike,
+    size: int,
+    *,
+    version: int = 2,
+    keys: NvsKeys | None = None,
+    base_dir: PathLike | None = None,
+    wifi_extras: bool = True,
+) -> bytes:
+    """The partition image for a generator CSV file (see :func:`load_csv`)."""
+    text = read_csv_text(path)
+    try:
+        return generate_csv_partition(
+            text,
+            size,
+            version=version,
+            keys=keys,
+            read_file=file_reader(base_dir),
+            wifi_extras=wifi_extras,
+        )
+    except EspsecError as exc:
+        exc.source = exc.source or str(path)
+        raise

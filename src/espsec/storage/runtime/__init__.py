@@ -1,0 +1,17 @@
+"""The NVS runtime of the virtual device: ESP-IDF's ``nvs_flash`` over a :class:`FlashRegion`.
+
+>>> store = NvsStore.init(RamFlash(0x6000))
+>>> with store.open("wifi") as nvs:
+...     nvs.set_str("ssid", "lab")
+...     nvs.get_str("ssid")
+'lab'
+"""
+
+from __future__ import annotations
+
+from espsec.storage.runtime import errors
+from espsec.storage.runtime.errors import NvsError
+from espsec.storage.runtime.handle import NvsHandle, NvsStore, OpenMode
+from espsec.storage.runtime.storage import NvsStats
+
+__all__ = ["NvsError", "NvsHandle", "NvsStats", "NvsStore", "OpenMode", "errors"]
