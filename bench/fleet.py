@@ -1,19 +1,27 @@
-"""One fleet server, 500 simulated devices over HTTPS on loopback.
+"""One fleet server and 500 devices updating and checking in over HTTPS on loopback.
 
 The server runs as ``espsec fleet serve`` in its own process (as in production, and so
-it does not share a GIL with the devices). Each simulated device is a thread using the
-device-side library a real OTA client uses (``espsec.ota``): it checks in with a fresh
-nonce, verifies the signed manifest (``ManifestTrust``), downloads the pre-encrypted
-image (RSA-3072 ``esp_encrypted_img``, one payload for the whole fleet) while decrypting
-it as it streams, checks the GCM tag and the Secure Boot v2 signature, and reports
-``updated``. Then every device keeps checking in (keep-alive) for a few seconds.
+it does not share a GIL with the devices). Two kinds of devices:
 
-Printed: devices updated per minute, check-ins per second, p50/p99 check-in latency
-as the server measured it (``/api/v1/admin/stats``) and as the devices saw it.
-There is no Espressif reference server to compare with, so no ratio is printed.
-Traffic stays on 127.0.0.1; every loop is bounded in count and time.
+* ``--mode virtual`` (default): each device is a real :class:`espsec.device.VirtualDevice`
+  (ESP32-S3, 1 MB flash, Secure Boot v2, release-mode flash encryption, rollback and
+  anti-rollback, its own ``HMAC_UP`` eFuse key), created once in a temp dir with its
+  first boot done, running the device OTA client (:func:`espsec.device.run_ota`): check
+  in, verify the signed manifest, read the app descriptor and check it against the
+  eFuse secure version, download the image pre-encrypted for *its* ECIES key while
+  decrypting it into the passive slot through the flash-encryption engine, GCM tag,
+  ``esp_ota_end`` (Secure Boot), switch, reboot, self-test, confirm (burns the eFuse),
+  report. Then every device keeps running update cycles (check-in, manifest, "up to
+  date") for a few seconds, each on a new TLS connection, as a sleeping device would.
+* ``--mode sim``: lighter simulated devices using only the ``espsec.ota`` client
+  library (no flash, no boot), one RSA-3072 payload for the fleet, keep-alive check-ins.
 
-Usage: ``python bench/fleet.py [--devices 500] [--image-kb 256] [--checkin-seconds 10]``
+Printed: devices updated per minute, check-ins per second, p50/p99 check-in latency as
+the server measured it (``/api/v1/admin/stats``) and as the devices saw it. Both sides
+share this machine's cores; there is no Espressif reference server to compare with, so
+no ratio is printed. Traffic stays on 127.0.0.1; every loop is bounded in count and time.
+
+Usage: ``python bench/fleet.py [--mode virtual|sim] [--devices 500] [--checkin-seconds 10]``
 """
 
 from __future__ import annotations
@@ -28,15 +36,27 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from espsec import ota, secure_boot
+from espsec import efuse, ota, secure_boot
 from espsec.chips import get_chip
+from espsec.device import (
+    DecryptionScheme,
+    OtaOutcome,
+    OtaProvisioning,
+    VirtualDevice,
+    provision_ota,
+    run_ota,
+)
+from espsec.device.sdkconfig import BootloaderConfig
 from espsec.fleet import AdminClient, init_fleet
-from espsec.image import build_app_image
+from espsec.image import build_app_image, build_bootloader_image
+from espsec.image.partition_table import PartitionTable
 from espsec.ota import CheckIn, FleetClient, ManifestTrust, OutcomeReport, TlsTrust
+from espsec.ota import release as release_module
 from espsec.ota.manifest import load_manifest_public_key
 
 DEADLINE_S = 600
@@ -128,12 +148,8 @@ class Device:
         return n
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=500)
-    parser.add_argument("--image-kb", type=int, default=256)
-    parser.add_argument("--checkin-seconds", type=float, default=10.0)
-    args = parser.parse_args()
+def run_sim(args: argparse.Namespace) -> None:
+    """Simulated devices: the ``espsec.ota`` client library without a device."""
     started = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="espsec-bench-fleet-") as tmp:
@@ -161,7 +177,7 @@ def main() -> None:
                 admin.assign_cohort("default", release["id"])
             devices = [Device(i, url, trust, manifest_key, fleet_key) for i in range(args.devices)]
             print(
-                f"fleet bench: {args.devices} devices, pre-encrypted image "
+                f"fleet bench (sim): {args.devices} simulated devices, pre-encrypted image "
                 f"{payload.length / 1024:.0f} KiB (RSA-3072 esp_encrypted_img), server {url}"
             )
 
@@ -217,6 +233,248 @@ def main() -> None:
     )
     if updated_rows != args.devices or updated != args.devices:
         raise SystemExit(f"only {updated_rows} devices recorded as updated")
+
+
+# -- virtual devices --------------------------------------------------------------------
+
+PARTITIONS = PartitionTable.from_csv(
+    """nvs,      data, nvs,     0x9000,  0x4000,
+otadata,  data, ota,     0xd000,  0x2000,
+phy_init, data, phy,     0xf000,  0x1000,
+ota_0,    app,  ota_0,   0x10000, 0x30000,
+ota_1,    app,  ota_1,   0x40000, 0x30000,
+"""
+)
+PRODUCTION = BootloaderConfig.from_options(
+    secure_boot=True,
+    secure_flash_enc_enabled=True,
+    secure_flash_encryption_mode="release",
+    bootloader_app_rollback_enable=True,
+    bootloader_app_anti_rollback=True,
+)
+HMAC_BLOCK = "BLOCK_KEY4"
+FLASH_SIZE = 1 << 20
+
+
+@dataclass
+class Fleet:
+    url: str
+    token: str
+    trust: TlsTrust
+    ca_pem: bytes
+    manifest_pub: bytes
+
+
+def make_device(
+    folder: Path, n: int, fleet: Fleet, files: list[tuple[int, bytes, str]]
+) -> tuple[VirtualDevice, ota.RecipientKey]:
+    """A factory-fresh device: flashed, its HMAC key burned, first boot, OTA provisioned,
+    saved to its folder."""
+    dev = VirtualDevice.new("esp32s3", FLASH_SIZE, config=PRODUCTION)
+    dev.write_files(files)
+    efuse.burn_key(dev.efuses, HMAC_BLOCK, os.urandom(32), "HMAC_UP")
+    if not dev.boot().ok or dev.running is None:
+        raise SystemExit(f"device {n} did not boot")
+    identity = provision_ota(
+        dev.running,
+        OtaProvisioning(
+            device_id=device_id(n),
+            server_url=fleet.url,
+            manifest_key_pem=fleet.manifest_pub,
+            tls_ca_pem=fleet.ca_pem,
+            decryption=DecryptionScheme.ECIES_P256,
+            hmac_key_id=HMAC_BLOCK,
+        ),
+    )
+    dev.save(folder / f"dev-{n:04d}")
+    assert identity.recipient_pem is not None
+    return dev, ota.load_recipient_key(identity.recipient_pem)
+
+
+def device_id(n: int) -> str:
+    return f"vdev-{n:04d}"
+
+
+def _upload(admin: AdminClient, bundle: bytes) -> str:
+    for _ in range(100):  # the socket listens a moment before uvicorn serves
+        try:
+            release_id: str = admin.upload_release(bundle)["id"]
+            return release_id
+        except ota.HttpError:
+            raise
+        except ota.TransportError:
+            time.sleep(0.05)
+    raise SystemExit("could not upload the release")
+
+
+class VirtualFleetDevice:
+    """One virtual device and its update cycles, timed."""
+
+    def __init__(self, dev: VirtualDevice) -> None:
+        self.dev = dev
+        self.cycles: list[float] = []
+
+    def update(self) -> bool:
+        started = time.perf_counter()
+        report = run_ota(self.dev, timeout=120)
+        self.cycles.append(time.perf_counter() - started)
+        if report.outcome is not OtaOutcome.UPDATED:
+            raise RuntimeError(f"{report.device_id}: {report.outcome}: {report.reason}")
+        return True
+
+    def confirmed(self, version: str, secure_version: int) -> bool:
+        """Runs ``version``, marked VALID, with the eFuse raised to ``secure_version``."""
+        runtime, report = self.dev.running, self.dev.last_report
+        return (
+            runtime is not None
+            and report is not None
+            and report.app is not None
+            and report.app.version == version
+            and runtime.state_of(runtime.running) == "VALID"
+            and efuse.security_state(self.dev.efuses).secure_version == secure_version
+        )
+
+    def keep_checking_in(self, until: float, limit: int) -> int:
+        n = 0
+        while time.monotonic() < until and n < limit:
+            started = time.perf_counter()
+            report = run_ota(self.dev, timeout=120)
+            self.cycles.append(time.perf_counter() - started)
+            if report.outcome is not OtaOutcome.NO_UPDATE:
+                raise RuntimeError(f"{report.device_id}: {report.outcome}: {report.reason}")
+            n += 1
+        return n
+
+
+def run_virtual(args: argparse.Namespace) -> None:
+    """Real virtual devices running the device OTA client."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="espsec-bench-fleet-") as tmp:
+        root = Path(tmp)
+        state = root / "fleet"
+        signer = secure_boot.load_private_key(secure_boot.generate_private_key("rsa3072"))
+        chip = get_chip("esp32s3")
+        digests: list[bytes | None] = [secure_boot.key_digest(signer)]
+        token = init_fleet(state, key_digests=digests)
+        files = [
+            (0x0, secure_boot.sign(build_bootloader_image(chip), [signer]), "bootloader"),
+            (0x8000, PARTITIONS.to_bytes(), "partition table"),
+            (
+                0x10000,
+                secure_boot.sign(
+                    build_app_image(chip, version="1.0.0", secure_version=1, code_size=4096),
+                    [signer],
+                ),
+                "app 1.0.0",
+            ),
+        ]
+        proc, url = start_server(state)
+        try:
+            ca_pem = (state / "tls" / "ca.pem").read_bytes()
+            fleet = Fleet(
+                url,
+                token,
+                TlsTrust.ca(ca_pem),
+                ca_pem,
+                (state / "manifest-key.pub.pem").read_bytes(),
+            )
+            t0 = time.perf_counter()
+            made = [make_device(root / "devices", i, fleet, files) for i in range(args.devices)]
+            create_s = time.perf_counter() - t0
+            devices = [VirtualFleetDevice(dev) for dev, _ in made]
+            image = build_app_image(chip, version="2.0.0", secure_version=2, code_size=4096)
+            # ECIES is per device: one payload per device, at most MAX_PAYLOADS per
+            # release, so the fleet is split into cohorts ("waves") with a release each.
+            wave = release_module.MAX_PAYLOADS * 9 // 10
+            bundle_mib = 0.0
+            with AdminClient(url, token, fleet.trust, timeout=300) as admin:
+                for first in range(0, len(made), wave):
+                    keys = [key for _, key in made[first : first + wave]]
+                    bundle = ota.pack(image, [signer], encrypt_to=keys).to_bytes()
+                    bundle_mib = max(bundle_mib, len(bundle) / 2**20)
+                    cohort = f"wave-{first // wave}"
+                    admin.assign_cohort(cohort, _upload(admin, bundle))
+                    for n in range(first, min(first + wave, len(made))):
+                        admin.assign_device(device_id(n), cohort)
+            payload_kib = len(ota.encrypt_image(image, made[0][1])) / 1024
+            print(
+                f"fleet bench (virtual): {args.devices} virtual ESP32-S3 devices (1 MB flash, "
+                f"Secure Boot v2, release flash encryption, anti-rollback) made and first-booted "
+                f"in {create_s:.1f} s under {root}; release 2.0.0 pre-encrypted for each "
+                f"device's ECIES key ({payload_kib:.0f} KiB each, in "
+                f"{-(-len(made) // wave)} cohort releases of up to {bundle_mib:.1f} MiB), "
+                f"server {url}"
+            )
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.devices) as pool:
+                updated = sum(pool.map(lambda d: d.update(), devices))
+            update_s = time.perf_counter() - t0
+            update_cycles = [c for d in devices for c in d.cycles]
+            for d in devices:
+                d.cycles.clear()
+            with AdminClient(url, token, fleet.trust) as admin:
+                before = admin.stats()["counts"].get("check_ins", 0)
+
+            until = time.monotonic() + min(
+                args.checkin_seconds, DEADLINE_S - (time.monotonic() - started)
+            )
+            t1 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.devices) as pool:
+                checkins = sum(pool.map(lambda d: d.keep_checking_in(until, 10_000), devices))
+            checkin_s = time.perf_counter() - t1
+            with AdminClient(url, token, fleet.trust) as admin:
+                stats = admin.stats()
+                rows = admin.devices()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+        confirmed = sum(1 for d in devices if d.confirmed("2.0.0", 2))
+    cycle_lat = [x for d in devices for x in d.cycles]
+    server_lat = stats["check_in_latency_s"]
+    per_min = updated / update_s * 60
+    counted = stats["counts"]["check_ins"] - before
+    updated_rows = sum(1 for r in rows if r["last_outcome"] == "updated")
+    print(
+        f"  updates:   {updated}/{args.devices} devices in {update_s:.1f} s "
+        f"= {per_min:,.0f} devices updated per minute (cycle p50 "
+        f"{_percentile(update_cycles, 0.5):.2f} s, p99 {_percentile(update_cycles, 0.99):.2f} s)"
+    )
+    print(
+        f"  check-ins: {checkins:,} in {checkin_s:.1f} s = "
+        f"{checkins / checkin_s:,.0f} check-ins per second ({counted:,} counted by the server; "
+        f"each a full device cycle on a new TLS connection)"
+    )
+    print(
+        f"  check-in latency, server (handler, all {server_lat['n']:,}): "
+        f"p50 {server_lat['p50'] * 1e3:.2f} ms, p99 {server_lat['p99'] * 1e3:.2f} ms"
+    )
+    print(
+        f"  no-update cycle on a device (steady phase, TLS handshake included): "
+        f"p50 {_percentile(cycle_lat, 0.5) * 1e3:.1f} ms, "
+        f"p99 {_percentile(cycle_lat, 0.99) * 1e3:.1f} ms"
+    )
+    if updated_rows != args.devices or confirmed != args.devices:
+        raise SystemExit(
+            f"only {updated_rows} devices recorded as updated, {confirmed} confirmed 2.0.0"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("virtual", "sim"), default="virtual")
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--image-kb", type=int, default=256, help="sim mode: image size")
+    parser.add_argument("--checkin-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    if args.mode == "virtual":
+        run_virtual(args)
+    else:
+        run_sim(args)
 
 
 if __name__ == "__main__":

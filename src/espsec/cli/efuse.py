@@ -1,0 +1,449 @@
+"""``espsec efuse``: plan, rehearse and burn eFuses on a virtual eFuse file.
+
+Every burn command stages the whole burn first (espefuse's one-time-programmable rules)
+and runs the plan policy (``espsec.efuse.plan``): a burn that would brick or weaken the
+chip is refused unless its finding code is passed to ``--allow``. Nothing is written
+unless every bit can be burned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from espsec import efuse
+from espsec._io import read_bytes
+from espsec.cli._common import emit, json_option, source
+from espsec.efuse.layout import SUPPORTED_CHIPS
+from espsec.errors import KeyFormatError, UsageError
+
+group = click.Group("efuse", help="eFuses: summary, burns, burn plans, security state.")
+
+_path = click.Path(dir_okay=False, path_type=Path)
+
+
+def _file_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--chip",
+        type=click.Choice(SUPPORTED_CHIPS),
+        help="Chip (needed only for a file without an espsec sidecar, e.g. from espefuse).",
+    )(f)
+    return click.option(
+        "--efuse-file",
+        "efuse_file",
+        type=_path,
+        required=True,
+        help="Virtual eFuse file (espefuse --virt --path-efuse-file format).",
+    )(f)
+
+
+_allow = click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="CODE",
+    help="Accept a refusal finding by its code (e.g. SB_NO_DIGEST); repeatable.",
+)
+
+
+def _load(path: Path, chip: str | None) -> efuse.Efuses:
+    with source(str(path)):
+        return efuse.load(path, chip)
+
+
+# -- key files --------------------------------------------------------------------------
+
+
+def key_from_file(data: bytes, purpose: str) -> bytes:
+    """The key bytes ``burn-key`` burns: raw bytes, or an ECDSA private key PEM's scalar."""
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    if not purpose.upper().startswith("ECDSA_KEY"):
+        raise UsageError(f"a {purpose.upper()} key file holds raw key bytes, found a PEM file")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise KeyFormatError("not a PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyFormatError(f"{purpose.upper()} needs an ECDSA private key")
+    size = (key.curve.key_size + 7) // 8
+    return key.private_numbers().private_value.to_bytes(size, "big")
+
+
+def _digest_from_pem(data: bytes) -> bytes:
+    from espsec import secure_boot
+
+    return secure_boot.key_digest(secure_boot.load_public_key(data))
+
+
+def digest_from_file(data: bytes) -> bytes:
+    """A Secure Boot digest from a public/private key PEM, or 32 raw digest bytes."""
+    if data.lstrip().startswith(b"-----BEGIN"):
+        return _digest_from_pem(data)
+    if len(data) == 32:
+        return data
+    raise KeyFormatError(f"expected a PEM key or a 32-byte digest file, found {len(data)} bytes")
+
+
+class _FileResolver:
+    """Reads the files a plan names, relative to the plan's folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _read(self, name: str) -> tuple[str, bytes]:
+        path = self.folder / name
+        return str(path), read_bytes(path, what="key file")
+
+    def key(self, path: str, purpose: str) -> bytes:
+        where, data = self._read(path)
+        with source(where):
+            return key_from_file(data, purpose)
+
+    def digest(self, path: str) -> bytes:
+        where, data = self._read(path)
+        with source(where):
+            return digest_from_file(data)
+
+
+# -- rendering --------------------------------------------------------------------------
+
+
+def _ranges(bits: Sequence[int]) -> str:
+    out: list[str] = []
+    for b in bits:
+        if out and "-" not in out[-1] and int(out[-1]) == b - 1:
+            out[-1] = f"{b - 1}-{b}"
+        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == b - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{b}"
+        else:
+            out.append(str(b))
+    return ",".join(out)
+
+
+def _render_report(report: efuse.PlanReport, outcome: str) -> None:
+    display = efuse.layout_for(report.chip).chip.display_name
+    click.echo(f"{display} eFuse burn: {len(report.operations)} operation(s)")
+    for op in report.operations:
+        click.echo(f"  {op}")
+    if report.changes:
+        click.echo("Bits that change 0 -> 1 ('!' = irreversible):")
+        for c in report.changes:
+            mark = "!" if c.irreversible else " "
+            if c.secret:
+                where = ""
+            elif len(c.bits) > 16:
+                where = f" {len(c.bits)} bits"
+            else:
+                where = f" bit {_ranges(c.bits)}"
+            values = "key material" if c.secret else f"{c.before} -> {c.after}"
+            effect = f"  [{c.effect}]" if c.effect else ""
+            click.echo(f"  {mark} {c.field} (BLOCK{c.block}){where}: {values}{effect}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+    for f in report.findings:
+        label = "ALLOWED" if f.allowed else ("REFUSED" if f.severity == "refuse" else "warning")
+        click.echo(f"{label} {f.code}: {f.message}")
+    click.echo(outcome)
+
+
+def _run(
+    efuses: efuse.Efuses,
+    efuse_file: Path,
+    ops: Iterable[efuse.Operation],
+    allow: Sequence[str],
+    as_json: bool,
+    apply: bool = True,
+) -> None:
+    """Stage, check the policy, burn and save (unless refused or a dry run), report."""
+    report = efuse.BurnPlan(ops, allow=allow).check(efuses, strict=True)
+    if report.refused:
+        outcome = "refused: nothing burned"
+    elif not apply:
+        outcome = "plan ok: nothing burned (add --apply to burn)"
+    elif report.staged is None or report.staged.empty:
+        outcome = "nothing to burn"
+    else:
+        report.staged.commit(efuses)
+        with source(str(efuse_file)):
+            efuse.save(efuses, efuse_file)
+        outcome = f"burned: {efuse_file} updated"
+    result = report.to_dict() | {"applied": outcome.startswith("burned")}
+    emit(result, as_json, lambda: _render_report(report, outcome))
+    if report.refused:
+        raise SystemExit(1)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+@group.command("new")
+@click.option("--chip", type=click.Choice(SUPPORTED_CHIPS), required=True)
+@click.argument("efuse_file", type=_path)
+def new_cmd(chip: str, efuse_file: Path) -> None:
+    """Create a fresh virtual eFuse FILE (all zeros) and its sidecar."""
+    efuse.create(efuse_file, chip)
+    click.echo(f"{efuse.layout_for(chip).chip.display_name} eFuse file written to {efuse_file}")
+
+
+@group.command("summary")
+@_file_options
+@click.option("--all", "all_fields", is_flag=True, help="Include fields espefuse hides.")
+@json_option
+def summary_cmd(efuse_file: Path, chip: str | None, all_fields: bool, as_json: bool) -> None:
+    """Every field's value and protection, block errors and the security state."""
+    efuses = _load(efuse_file, chip)
+    fields = efuse.summary(efuses, all_fields=all_fields)
+    state = efuse.security_state(efuses)
+    blocks = efuse.blocks_report(efuses)
+    report = {
+        "chip": efuses.chip,
+        "fields": fields,
+        "blocks": blocks,
+        "security": state.to_dict(),
+    }
+
+    def render() -> None:
+        click.echo(f"{efuses.layout.chip.display_name} eFuses ({efuse_file})")
+        block = -1
+        for r in fields.values():
+            if r["block"] != block:
+                block = r["block"]
+                click.echo(efuses.layout.blocks[block].label + ":")
+            perms = ("R" if r["readable"] else "-") + "/" + ("W" if r["writeable"] else "-")
+            raw = "" if r["efuse_type"].startswith("bytes") else f" ({r['raw_value']})"
+            err = " [error]" if r["errors"] else ""
+            click.echo(f"  {r['name']}{err} = {r['value']} {perms}{raw}")
+        for b in blocks:
+            if b["errors"] or b["failed"]:
+                click.echo(f"{b['name']}: ERRORS:{b['errors']} FAIL:{b['failed']}")
+        _render_state(state)
+
+    emit(report, as_json, render)
+
+
+def _render_state(s: efuse.SecurityState) -> None:
+    click.echo("Security:")
+    slots = ", ".join(
+        f"{d.index}: {d.block or '-'}{' (revoked)' if d.revoked else ''}" for d in s.digest_slots
+    )
+    click.echo(
+        f"  Secure Boot: {'on' if s.secure_boot_enabled else 'off'}"
+        f"{' (aggressive revoke)' if s.aggressive_revoke else ''}; digest slots {slots}"
+    )
+    fe = s.flash_encryption_mode if s.flash_encryption_enabled else "off"
+    click.echo(
+        f"  Flash encryption: {fe} (SPI_BOOT_CRYPT_CNT=0b{s.flash_crypt_cnt:03b}), "
+        f"key {s.flash_encryption_key or 'none'}"
+    )
+    click.echo(f"  Download mode: {s.download_mode}")
+    reen = ", ".join(s.jtag.hmac_reenable_blocks)
+    click.echo(
+        f"  JTAG: {s.jtag.mode}"
+        f"{'; USB JTAG disabled' if s.jtag.usb_jtag_disabled else ''}"
+        f"{'; HMAC re-enable key in ' + reen if reen and s.jtag.mode == 'soft-disabled' else ''}"
+    )
+    click.echo(f"  secure_version: {s.secure_version}")
+    for k in s.key_blocks:
+        if not k.empty or k.purpose != "USER":
+            prot = (
+                ("read-protected" if k.read_protected else "readable")
+                + ", "
+                + ("write-protected" if k.write_protected else "writable")
+            )
+            click.echo(f"  {k.block}: {k.purpose} ({prot})")
+
+
+@group.command("burn")
+@_file_options
+@click.argument("pairs", nargs=-1, required=True, metavar="NAME [VALUE] ...")
+@_allow
+@json_option
+def burn_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    pairs: tuple[str, ...],
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Burn fields by name: NAME VALUE pairs (a lone bool or counter NAME burns one bit)."""
+    efuses = _load(efuse_file, chip)
+    if len(pairs) == 1:
+        ops: list[efuse.Operation] = [efuse.BurnField(pairs[0], None)]
+    elif len(pairs) % 2:
+        raise UsageError("burn takes NAME VALUE pairs")
+    else:
+        ops = [
+            efuse.BurnField(n, efuse.parse_field_value(efuses.layout, n, v))
+            for n, v in zip(pairs[::2], pairs[1::2], strict=True)
+        ]
+    _run(efuses, efuse_file, ops, allow, as_json)
+
+
+@group.command("burn-key")
+@_file_options
+@click.argument("groups", nargs=-1, required=True, metavar="BLOCK KEYFILE PURPOSE ...")
+@click.option("--no-write-protect", is_flag=True, help="Leave the key block writable.")
+@click.option("--no-read-protect", is_flag=True, help="Leave a hardware-only key readable.")
+@_allow
+@json_option
+def burn_key_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    groups: tuple[str, ...],
+    no_write_protect: bool,
+    no_read_protect: bool,
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Burn keys: BLOCK KEYFILE PURPOSE groups (raw key bytes; ECDSA keys may be PEM)."""
+    if len(groups) % 3:
+        raise UsageError("burn-key takes groups of BLOCK KEYFILE PURPOSE")
+    efuses = _load(efuse_file, chip)
+    resolver = _FileResolver(Path("."))
+    ops: list[efuse.Operation] = [
+        efuse.BurnKey(
+            groups[i],
+            resolver.key(groups[i + 1], groups[i + 2]),
+            groups[i + 2],
+            write_protect=not no_write_protect,
+            read_protect=not no_read_protect,
+        )
+        for i in range(0, len(groups), 3)
+    ]
+    _run(efuses, efuse_file, ops, allow, as_json)
+
+
+@group.command("burn-key-digest")
+@_file_options
+@click.argument("args", nargs=-1, required=True, metavar="BLOCK [PUBKEY] PURPOSE")
+@click.option(
+    "--digest",
+    "digest_file",
+    type=_path,
+    help="32 raw digest bytes (espsecure digest-sbv2-public-key) instead of PUBKEY.",
+)
+@click.option("--no-write-protect", is_flag=True, help="Leave the digest block writable.")
+@_allow
+@json_option
+def burn_key_digest_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    args: tuple[str, ...],
+    digest_file: Path | None,
+    no_write_protect: bool,
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Burn a Secure Boot v2 public key's digest into BLOCK as SECURE_BOOT_DIGESTn."""
+    efuses = _load(efuse_file, chip)
+    if digest_file is not None:
+        if len(args) != 2:
+            raise UsageError("with --digest, give BLOCK PURPOSE")
+        block, purpose = args
+        data = read_bytes(digest_file, what="digest file")
+        if len(data) != 32:
+            raise UsageError(
+                f"a digest file holds 32 bytes, found {len(data)}", source=str(digest_file)
+            )
+        digest = data
+    else:
+        if len(args) != 3:
+            raise UsageError("give BLOCK PUBKEY PURPOSE (or --digest FILE and BLOCK PURPOSE)")
+        block, pub, purpose = args
+        with source(pub):
+            digest = _digest_from_pem(read_bytes(pub, what="public key file"))
+    ops = [efuse.BurnKeyDigest(block, digest, purpose, write_protect=not no_write_protect)]
+    _run(efuses, efuse_file, ops, allow, as_json)
+
+
+@group.command("write-protect")
+@_file_options
+@click.argument("names", nargs=-1, required=True)
+@_allow
+@json_option
+def write_protect_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    names: tuple[str, ...],
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Write-protect fields or blocks (every field sharing the WR_DIS bit is locked)."""
+    ops = [efuse.WriteProtect(n) for n in names]
+    _run(_load(efuse_file, chip), efuse_file, ops, allow, as_json)
+
+
+@group.command("read-protect")
+@_file_options
+@click.argument("names", nargs=-1, required=True)
+@_allow
+@json_option
+def read_protect_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    names: tuple[str, ...],
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Read-protect blocks or fields (key blocks only for hardware-only purposes)."""
+    ops = [efuse.ReadProtect(n) for n in names]
+    _run(_load(efuse_file, chip), efuse_file, ops, allow, as_json)
+
+
+@group.command("plan")
+@_file_options
+@click.argument("plan_file", type=_path)
+@click.option("--apply", "apply", is_flag=True, help="Burn the plan if nothing refuses it.")
+@_allow
+@json_option
+def plan_cmd(
+    efuse_file: Path,
+    chip: str | None,
+    plan_file: Path,
+    apply: bool,
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show every bit a PLAN_FILE would change and what it risks; --apply burns it.
+
+    PLAN_FILE has one espefuse-like command per line, e.g.
+    ``burn-key BLOCK_KEY0 key.bin XTS_AES_128_KEY`` or ``burn-efuse SPI_BOOT_CRYPT_CNT 1``;
+    file names are relative to the plan. Exit 1 when the plan is refused.
+    """
+    efuses = _load(efuse_file, chip)
+    text = read_bytes(plan_file, what="plan file")
+    with source(str(plan_file)):
+        try:
+            lines = efuse.parse_plan(text.decode())
+        except UnicodeDecodeError:
+            raise UsageError("a plan file is text (UTF-8)") from None
+        ops = efuse.build_operations(efuses.layout, lines, _FileResolver(plan_file.parent))
+    _run(efuses, efuse_file, ops, allow, as_json, apply=apply)
+
+
+@group.command("security-info")
+@_file_options
+@json_option
+def security_info_cmd(efuse_file: Path, chip: str | None, as_json: bool) -> None:
+    """The 20-byte GET_SECURITY_INFO record the ROM would return, decoded."""
+    efuses = _load(efuse_file, chip)
+    info = efuse.security_info(efuses)
+    state = efuse.security_state(efuses)
+    report = info.to_dict() | {"raw": info.to_bytes().hex(), "state": state.to_dict()}
+
+    def render() -> None:
+        click.echo(f"GET_SECURITY_INFO: {info.to_bytes().hex()}")
+        click.echo(f"Flags: 0x{info.flags:08x} ({', '.join(info.flag_names) or 'none'})")
+        click.echo(f"Flash crypt count: 0x{info.flash_crypt_cnt:x}")
+        click.echo(f"Key purposes: {info.key_purposes}")
+        click.echo(f"Chip ID: {info.chip_id}")
+        click.echo(f"API version: {info.api_version}")
+        _render_state(state)
+
+    emit(report, as_json, render)

@@ -1,0 +1,620 @@
+"""Burn operations and the all-or-nothing transaction that applies them.
+
+The rules are espefuse's (``burn-efuse``, ``burn-key``, ``burn-key-digest``,
+``write-protect-efuse``, ``read-protect-efuse`` in one batch), checked in full before a
+single bit changes:
+
+* a field's new value must contain every bit already burned (bits only go 0 -> 1);
+  ``WR_DIS`` and ``RD_DIS`` take a mask of bits to add;
+* write-protected and read-protected fields and blocks refuse burns;
+* an RS-coded block (BLOCK1..10) is burned once: new bits in a non-empty block would
+  corrupt its check value;
+* ``burn-key`` byte-reverses XTS-AES and ECDSA keys, splits a 512-bit key over two
+  blocks, sets and write-protects ``KEY_PURPOSE_n``, read-protects hardware-only keys and
+  write-protects the block;
+* the burn runs BLOCK10..BLOCK1, then BLOCK0, then the postponed BLOCK0 fields
+  (``WR_DIS``, ``RD_DIS``, ``SPI_BOOT_CRYPT_CNT``, ``SECURE_BOOT_EN``, download mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from espsec.efuse.layout import BlockDef, FieldDef, KeyPurpose
+from espsec.efuse.model import Efuses
+from espsec.errors import EspsecError, UsageError
+
+KEY_BYTES = 32
+
+
+class BurnRefused(EspsecError):
+    """The chip's state forbids the burn (protected, already burned, bits to clear)."""
+
+
+# -- operations -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurnField:
+    """``burn-efuse NAME VALUE``: the field's new value (all bits it will have).
+
+    ``value`` is an ``int`` for uint/bool fields and ``bytes`` (block order) for bytes
+    fields. ``None`` burns a bool to 1 and sets the next bit of a bit-count field
+    (``SPI_BOOT_CRYPT_CNT``, ``SECURE_VERSION``), as espefuse does.
+    """
+
+    name: str
+    value: int | bytes | None = None
+
+    def describe(self) -> str:
+        v = self.value
+        shown = "" if v is None else f" 0x{v.hex()}" if isinstance(v, bytes) else f" {v}"
+        return f"burn-efuse {self.name.upper()}{shown}"
+
+
+@dataclass(frozen=True)
+class BurnKey:
+    """``burn-key BLOCK KEYFILE PURPOSE``: a key as the key file holds it."""
+
+    block: str
+    key: bytes = field(repr=False)
+    purpose: str
+    write_protect: bool = True
+    read_protect: bool = True
+
+    def describe(self) -> str:
+        flags = ("" if self.write_protect else " --no-write-protect") + (
+            "" if self.read_protect else " --no-read-protect"
+        )
+        return (
+            f"burn-key {self.block.upper()} <{len(self.key)}-byte key> "
+            f"{self.purpose.upper()}{flags}"
+        )
+
+
+@dataclass(frozen=True)
+class BurnKeyDigest:
+    """``burn-key-digest BLOCK PUBKEY PURPOSE``: a Secure Boot public-key digest."""
+
+    block: str
+    digest: bytes
+    purpose: str
+    write_protect: bool = True
+
+    def describe(self) -> str:
+        flag = "" if self.write_protect else " --no-write-protect"
+        return (
+            f"burn-key-digest {self.block.upper()} <digest {self.digest.hex()[:16]}…> "
+            f"{self.purpose.upper()}{flag}"
+        )
+
+
+@dataclass(frozen=True)
+class WriteProtect:
+    """``write-protect-efuse NAME``: set the ``WR_DIS`` bit of a field or block."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"write-protect-efuse {self.name.upper()}"
+
+
+@dataclass(frozen=True)
+class ReadProtect:
+    """``read-protect-efuse NAME``: set the ``RD_DIS`` bit of a field or block."""
+
+    name: str
+
+    def describe(self) -> str:
+        return f"read-protect-efuse {self.name.upper()}"
+
+
+Operation = BurnField | BurnKey | BurnKeyDigest | WriteProtect | ReadProtect
+
+
+# -- staging --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurnStep:
+    """One PGM command: ``bits`` (a mask over the block) programmed into ``block``."""
+
+    block: int
+    bits: int = field(repr=False)
+    postponed: bool = False
+
+
+@dataclass(frozen=True)
+class StagedBurn:
+    """A validated transaction: which bits will be set, in which order.
+
+    ``writes`` may hold key material; it is kept out of ``repr``.
+    """
+
+    chip: str
+    writes: Mapping[int, int] = field(repr=False)
+    steps: tuple[BurnStep, ...]
+    notes: tuple[str, ...] = ()
+    base: Efuses | None = field(default=None, repr=False, compare=False)
+    """The state this burn was validated against."""
+    keys: Mapping[int, int] = field(default_factory=dict, repr=False, compare=False)
+    """Block -> the data each ``burn-key`` / ``burn-key-digest`` asked for."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    def result(self, efuses: Efuses) -> Efuses:
+        """The state ``efuses`` would be in after this burn (``efuses`` is untouched)."""
+        after = efuses.copy()
+        for step in self.steps:
+            after.program(step.block, step.bits)
+        return after
+
+    def commit(self, efuses: Efuses) -> None:
+        """Burn into ``efuses``: every bit lands or nothing changes.
+
+        ``efuses`` must still be in the state the burn was staged on.
+        """
+        if self.base is not None and efuses != self.base:
+            raise UsageError("the eFuses changed since this burn was staged; stage it again")
+        after = self.result(efuses)
+        for index, bits in self.writes.items():
+            block = efuses.layout.blocks[index]
+            got = int.from_bytes(after.hardware_block(block), "little")
+            if got & bits != bits:  # pragma: no cover - staging refuses these cases
+                raise BurnRefused(f"{block.name}: the controller did not program every bit")
+        efuses._replace_with(after)
+
+
+class _Stage:
+    """Pending writes of one transaction, checked against the state before it."""
+
+    def __init__(self, efuses: Efuses) -> None:
+        self.efuses = efuses
+        self.layout = efuses.layout
+        self.pending: dict[int, int] = {}
+        self.notes: list[str] = []
+        self.key_blocks: set[int] = set()
+        self.keys: dict[int, int] = {}
+        """Block -> the data each key burn asked for (after any byte reversal)."""
+
+    # field values -----------------------------------------------------------------
+
+    def pending_int(self, f: FieldDef) -> int:
+        return (self.pending.get(f.block, 0) & f.mask) >> f.start
+
+    def value(self, f: FieldDef) -> int:
+        """The field as it will be after the writes staged so far."""
+        return self.efuses.get_int(f) | self.pending_int(f)
+
+    def _add(self, f: FieldDef, value: int) -> None:
+        self.pending[f.block] = self.pending.get(f.block, 0) | (value << f.start)
+
+    def write_field(self, f: FieldDef, new: int) -> None:
+        """espefuse's ``EfuseField.save``: ``new`` is the whole new value of ``f``."""
+        if new >> f.length:
+            raise UsageError(
+                f"{f.name}: value 0x{new:x} does not fit in {f.length} bit"
+                f"{'s' if f.length > 1 else ''}"
+            )
+        current = self.efuses.get_int(f)
+        old = current | self.pending_int(f)
+        if new == 0 and old == 0:
+            return
+        if new == old or new & current == new:
+            self.notes.append(f"{f.name} already has this value; nothing to burn")
+            return
+        if f.name not in ("WR_DIS", "RD_DIS") and new | old != new:
+            cleared = old & ~new
+            raise BurnRefused(
+                f"{f.name}: cannot burn 0x{new:x} over 0x{old:x}: eFuse bits only go "
+                f"0 -> 1 (bit{'s' if cleared & (cleared - 1) else ''} "
+                f"{_bit_list(cleared)} would need 1 -> 0)"
+            )
+        self.require_writable(f)
+        self._add(f, new if f.name not in ("WR_DIS", "RD_DIS") else new & ~current)
+
+    def require_writable(self, f: FieldDef) -> None:
+        if not self.efuses.is_readable(f):
+            raise BurnRefused(
+                f"{f.name} is read-protected (RD_DIS bit {f.rd_dis}): software sees zeros, "
+                "a burn could damage the value already there"
+            )
+        block = self.layout.blocks[f.block]
+        if self.efuses.is_write_protected(block):
+            raise BurnRefused(f"{block.name} is write-protected (WR_DIS bit {block.wr_dis})")
+        if not self.efuses.is_writeable(f):
+            raise BurnRefused(f"{f.name} is write-protected (WR_DIS bit {f.wr_dis})")
+
+    def set_bit(self, register: str, bit: int) -> None:
+        self.write_field(self.layout.field(register), 1 << bit)
+
+    # operations ---------------------------------------------------------------------
+
+    def burn_field(self, op: BurnField) -> None:
+        f = self.layout.field(op.name)
+        if f.reserved:
+            raise UsageError(f"{f.name} is reserved and cannot be burned")
+        if isinstance(op.value, bytes):
+            if f.kind != "bytes":
+                raise UsageError(f"{f.name} is a {f.efuse_type} field, not bytes")
+            if len(op.value) * 8 != f.length:
+                raise UsageError(f"{f.name} takes {f.length // 8} bytes, found {len(op.value)}")
+            new = int.from_bytes(op.value, "little")
+        elif op.value is None:
+            new = self._default_value(f)
+        else:
+            if op.value < 0:
+                raise UsageError(f"{f.name}: negative value {op.value}")
+            if f.kind == "bool" and op.value != 1:
+                raise UsageError(f"{f.name} is a bool: the only value to burn is 1")
+            new = op.value
+            if new == 0 and f.name not in ("WR_DIS", "RD_DIS"):
+                raise UsageError(f"{f.name}: value 0 burns nothing")
+        self._check_purpose_value(f, new)
+        self.write_field(f, new)
+
+    def _check_purpose_value(self, f: FieldDef, value: int) -> None:
+        """``KEY_PURPOSE_n`` takes only a purpose the chip defines (as espefuse checks)."""
+        block = next((b for b in self.layout.key_blocks if b.purpose_field == f.name), None)
+        if block is None or value >> f.length:
+            return
+        purpose = self.layout.purpose_by_id(value)
+        if purpose is None and not self.layout.custom_purpose_names:
+            raise UsageError(
+                f"{f.name}: {value} is not a key purpose of {self.layout.chip.display_name}"
+            )
+        forbidden = block.index in self.layout.facts.xts_forbidden_blocks
+        if purpose is not None and purpose.is_xts and forbidden:
+            raise UsageError(
+                f"{f.name} cannot be {purpose.name} on {self.layout.chip.display_name} "
+                "(hardware quirk SOC_EFUSE_BLOCK9_KEY_PURPOSE_QUIRK)"
+            )
+
+    def _default_value(self, f: FieldDef) -> int:
+        if f.kind == "bool":
+            return 1
+        if f.name in ("SPI_BOOT_CRYPT_CNT", "SECURE_VERSION"):
+            old = self.value(f)
+            free = ~old & ((1 << f.length) - 1)
+            if not free:
+                raise BurnRefused(f"{f.name} has no unburned bit left")
+            return old | (free & -free)
+        raise UsageError(f"{f.name}: a value is required")
+
+    def burn_key(self, op: BurnKey | BurnKeyDigest) -> None:
+        block = self.layout.block(op.block)
+        if not block.is_key_block:
+            names = ", ".join(b.name for b in self.layout.key_blocks)
+            raise UsageError(f"{block.name} is not a key block (key blocks: {names})")
+        purpose = self.layout.purpose(op.purpose)
+        if isinstance(op, BurnKeyDigest):
+            if not purpose.digest:
+                raise UsageError(
+                    f"{purpose.name} is not a Secure Boot digest purpose "
+                    "(use SECURE_BOOT_DIGEST0..2)"
+                )
+            if len(op.digest) != KEY_BYTES:
+                raise UsageError(
+                    f"a Secure Boot key digest is {KEY_BYTES} bytes, found {len(op.digest)}"
+                )
+            self._burn_one(block, purpose, op.digest, op.write_protect, False)
+            return
+        if purpose.virtual:
+            first, second = self._halves(purpose)
+            key = self._virtual_key(purpose, op.key)
+            other = self._free_key_block(block)
+            if other is None:
+                raise BurnRefused(f"{purpose.name} needs two free key blocks")
+            if second.is_xts and other.index in self.layout.facts.xts_forbidden_blocks:
+                raise UsageError(
+                    f"{purpose.name}: the second half would go to {other.name}, the next free "
+                    f"key block, which cannot hold an XTS-AES key on "
+                    f"{self.layout.chip.display_name}; burn the halves to blocks you name "
+                    f"as {first.name} and {second.name}"
+                )
+            self.notes.append(f"{purpose.name}: second half goes to {other.name}")
+            self._burn_one(block, first, key[:KEY_BYTES], op.write_protect, op.read_protect)
+            self._burn_one(other, second, key[KEY_BYTES:], op.write_protect, op.read_protect)
+            return
+        self._burn_one(block, purpose, op.key, op.write_protect, op.read_protect)
+
+    def _halves(self, purpose: KeyPurpose) -> tuple[KeyPurpose, KeyPurpose]:
+        suffixes = ("_1", "_2") if purpose.is_xts else ("_H", "_L")
+        return (
+            self.layout.purpose(purpose.name + suffixes[0]),
+            self.layout.purpose(purpose.name + suffixes[1]),
+        )
+
+    def _virtual_key(self, purpose: KeyPurpose, key: bytes) -> bytes:
+        if purpose.is_xts:
+            if len(key) != 2 * KEY_BYTES:
+                raise UsageError(
+                    f"{purpose.name} needs a 64-byte (512-bit) key, found {len(key)} bytes"
+                )
+            return key
+        if len(key) != 48:
+            raise UsageError(f"{purpose.name} needs a 48-byte P-384 key, found {len(key)}")
+        return bytes(16) + key
+
+    def _free_key_block(self, start: BlockDef) -> BlockDef | None:
+        """espefuse's next free key block after ``start`` (wrapping around)."""
+        blocks = list(self.layout.key_blocks)
+        i = blocks.index(start)
+        for block in blocks[i + 1 :] + blocks[:i]:
+            if block.index in self.key_blocks or self.pending.get(block.index):
+                continue
+            pf = self.layout.field(block.purpose_field or "")
+            if (
+                self.efuses.is_read_protected(block)
+                or self.efuses.is_write_protected(block)
+                or not self.efuses.is_writeable(pf)
+                or self.value(pf) != 0
+                or self.efuses.block_value(block)
+            ):
+                continue
+            return block
+        return None
+
+    def _burn_one(
+        self,
+        block: BlockDef,
+        purpose: KeyPurpose,
+        key: bytes,
+        write_protect: bool,
+        read_protect: bool,
+    ) -> None:
+        pf = self.layout.field(block.purpose_field or "")
+        if purpose.id >> pf.length:
+            raise UsageError(
+                f"key purpose {purpose.name} ({purpose.id}) does not fit {pf.name} "
+                f"({pf.length} bits) on this {self.layout.chip.display_name} eFuse layout"
+            )
+        if purpose.is_xts and block.index in self.layout.facts.xts_forbidden_blocks:
+            raise UsageError(
+                f"{block.name} cannot hold an XTS-AES key on {self.layout.chip.display_name} "
+                "(hardware quirk SOC_EFUSE_BLOCK9_KEY_PURPOSE_QUIRK)"
+            )
+        if purpose.name.startswith("ECDSA_KEY") and len(key) < KEY_BYTES:
+            key = bytes(KEY_BYTES - len(key)) + key  # P-192: zero-padded like espefuse
+        if len(key) != block.words * 4:
+            raise UsageError(
+                f"key for {block.name} must be {block.words * 4} bytes "
+                f"({block.bits} bits), found {len(key)}"
+            )
+        if block.index in self.key_blocks:
+            raise UsageError(f"{block.name} is used twice in one burn")
+        self.key_blocks.add(block.index)
+        data = key[::-1] if purpose.reverse else key
+        new = int.from_bytes(data, "little")
+        current = self.efuses.block_value(block) | self.pending.get(block.index, 0)
+        self.keys[block.index] = new
+        # As in espefuse, a key whose bits software already sees set (the same key again,
+        # an all-zero key) burns nothing; the plan policy refuses the surprising cases.
+        if new & current != new:
+            if self.efuses.is_read_protected(block):
+                raise BurnRefused(
+                    f"{block.name} is read-protected: it already holds a key software cannot see"
+                )
+            if self.efuses.is_write_protected(block):
+                raise BurnRefused(f"{block.name} is write-protected (WR_DIS bit {block.wr_dis})")
+            if current:
+                raise BurnRefused(
+                    f"{block.name} already holds data (purpose "
+                    f"{self.layout.purpose_name(self.efuses.key_purpose(block))}); "
+                    "a key block can be burned only once"
+                )
+            self.pending[block.index] = new
+        # KEY_PURPOSE_n: set it if needed, then lock it (espefuse always does).
+        lock_purpose = self.efuses.is_writeable(pf)
+        if self.value(pf) != purpose.id:
+            if not lock_purpose:
+                raise BurnRefused(
+                    f"{pf.name} is write-protected as "
+                    f"{self.layout.purpose_name(self.value(pf))}; cannot set {purpose.name}"
+                )
+            if self.value(pf) and self.value(pf) | purpose.id != purpose.id:
+                raise BurnRefused(
+                    f"{pf.name} is already {self.layout.purpose_name(self.value(pf))}; "
+                    f"cannot change it to {purpose.name}"
+                )
+            self.write_field(pf, purpose.id)
+        if lock_purpose and pf.wr_dis is not None:
+            self.set_bit("WR_DIS", pf.wr_dis)
+        if purpose.read_protect and read_protect and block.rd_dis is not None:
+            self.set_bit("RD_DIS", block.rd_dis)
+        if write_protect and block.wr_dis is not None:
+            self.set_bit("WR_DIS", block.wr_dis)
+
+    def write_protect(self, op: WriteProtect) -> None:
+        name, bit = self._target(op.name, "wr_dis")
+        if bit is None:
+            raise UsageError(f"{name} cannot be write-protected (it has no WR_DIS bit)")
+        if self.efuses.get_int("WR_DIS") >> bit & 1:
+            self.notes.append(f"{name} is already write-protected")
+            return
+        self.set_bit("WR_DIS", bit)
+
+    def read_protect(self, op: ReadProtect) -> None:
+        name, bit = self._target(op.name, "rd_dis")
+        if bit is None:
+            raise UsageError(f"{name} cannot be read-protected (it has no RD_DIS bit)")
+        if self.efuses.get_int("RD_DIS") >> bit & 1:
+            self.notes.append(f"{name} is already read-protected")
+            return
+        for block in self.layout.key_blocks:
+            if block.rd_dis == bit and block.purpose_field:
+                value = self.value(self.layout.field(block.purpose_field))
+                purpose = self.layout.purpose_by_id(value)
+                if purpose is None or not purpose.read_protect:
+                    raise BurnRefused(
+                        f"{block.name} holds a {self.layout.purpose_name(value)} key and must "
+                        "stay readable"
+                    )
+        self.set_bit("RD_DIS", bit)
+
+    def _target(self, name: str, attr: str) -> tuple[str, int | None]:
+        if self.layout.has_field(name):
+            f = self.layout.field(name)
+            bit: int | None = getattr(f, attr)
+            return f.name, bit
+        block = self.layout.block(name)
+        return block.name, getattr(block, attr)
+
+    # whole transaction ----------------------------------------------------------------
+
+    def check_rs_blocks(self) -> None:
+        for index, bits in sorted(self.pending.items()):
+            block = self.layout.blocks[index]
+            if not block.rs_coded:
+                continue
+            current = self.efuses.block_value(block)
+            if current and bits & ~current:
+                raise BurnRefused(
+                    f"{block.name} is already programmed: an RS-coded block can be burned "
+                    "only once (new bits would corrupt its check value)"
+                )
+            if not bits & ~current:
+                del self.pending[index]
+
+    def steps(self) -> tuple[BurnStep, ...]:
+        steps = [BurnStep(i, self.pending[i]) for i in sorted(self.pending, reverse=True) if i != 0]
+        block0 = self.pending.get(0, 0)
+        postponed = 0
+        for name in self.layout.facts.postponed_fields:
+            if self.layout.has_field(name):
+                postponed |= self.layout.field(name).mask
+        if block0 & ~postponed:
+            steps.append(BurnStep(0, block0 & ~postponed))
+        if block0 & postponed:
+            steps.append(BurnStep(0, block0 & postponed, postponed=True))
+        return tuple(steps)
+
+
+def _bit_list(mask: int) -> str:
+    return ",".join(str(i) for i in range(mask.bit_length()) if mask >> i & 1)
+
+
+# -- transaction ----------------------------------------------------------------------
+
+
+class Transaction:
+    """Burn operations validated together and applied all-or-nothing::
+
+    Transaction().burn_key("BLOCK_KEY0", key, "XTS_AES_128_KEY").burn(
+        "SPI_BOOT_CRYPT_CNT", 1
+    ).apply(efuses)
+    """
+
+    def __init__(self, operations: Iterable[Operation] = ()) -> None:
+        self.operations: list[Operation] = list(operations)
+
+    def add(self, op: Operation) -> Transaction:
+        self.operations.append(op)
+        return self
+
+    def burn(self, name: str, value: int | bytes | None = None) -> Transaction:
+        return self.add(BurnField(name, value))
+
+    def burn_key(
+        self,
+        block: str,
+        key: bytes,
+        purpose: str,
+        *,
+        write_protect: bool = True,
+        read_protect: bool = True,
+    ) -> Transaction:
+        return self.add(BurnKey(block, key, purpose, write_protect, read_protect))
+
+    def burn_key_digest(
+        self, block: str, digest: bytes, purpose: str, *, write_protect: bool = True
+    ) -> Transaction:
+        return self.add(BurnKeyDigest(block, digest, purpose, write_protect))
+
+    def write_protect(self, name: str) -> Transaction:
+        return self.add(WriteProtect(name))
+
+    def read_protect(self, name: str) -> Transaction:
+        return self.add(ReadProtect(name))
+
+    def stage(self, efuses: Efuses) -> StagedBurn:
+        """Validate every operation against ``efuses``; raise on the first problem.
+
+        Raises :class:`~espsec.errors.UsageError` for a request that can never work
+        (unknown field, value too wide, wrong key length) and :class:`BurnRefused` for
+        one the chip's current state forbids. ``efuses`` is never changed.
+        """
+        stage = _Stage(efuses)
+        for op in self.operations:
+            if isinstance(op, BurnField):
+                stage.burn_field(op)
+            elif isinstance(op, BurnKey | BurnKeyDigest):
+                stage.burn_key(op)
+            elif isinstance(op, WriteProtect):
+                stage.write_protect(op)
+            else:
+                stage.read_protect(op)
+        stage.check_rs_blocks()
+        return StagedBurn(
+            efuses.chip,
+            dict(stage.pending),
+            stage.steps(),
+            tuple(stage.notes),
+            efuses.copy(),
+            dict(stage.keys),
+        )
+
+    def apply(self, efuses: Efuses) -> StagedBurn:
+        """Stage, then burn: either every bit lands or ``efuses`` is unchanged."""
+        staged = self.stage(efuses)
+        staged.commit(efuses)
+        return staged
+
+
+# -- one-operation helpers ------------------------------------------------------------
+
+
+def burn(efuses: Efuses, values: Mapping[str, int | bytes | None]) -> StagedBurn:
+    """Burn fields by name (``{"SPI_BOOT_CRYPT_CNT": 1}``) in one transaction."""
+    return Transaction(BurnField(k, v) for k, v in values.items()).apply(efuses)
+
+
+def burn_key(
+    efuses: Efuses,
+    block: str,
+    key: bytes,
+    purpose: str,
+    *,
+    write_protect: bool = True,
+    read_protect: bool = True,
+) -> StagedBurn:
+    """Burn a key (as its key file holds it) into a key block for ``purpose``."""
+    return (
+        Transaction()
+        .burn_key(block, key, purpose, write_protect=write_protect, read_protect=read_protect)
+        .apply(efuses)
+    )
+
+
+def burn_key_digest(
+    efuses: Efuses, block: str, digest: bytes, purpose: str, *, write_protect: bool = True
+) -> StagedBurn:
+    """Burn a 32-byte Secure Boot v2 public-key digest for ``SECURE_BOOT_DIGESTn``."""
+    return (
+        Transaction()
+        .burn_key_digest(block, digest, purpose, write_protect=write_protect)
+        .apply(efuses)
+    )
+
+
+def write_protect(efuses: Efuses, names: Iterable[str]) -> StagedBurn:
+    """Write-protect fields or blocks (every field sharing the bit is locked too)."""
+    return Transaction(WriteProtect(n) for n in names).apply(efuses)
+
+
+def read_protect(efuses: Efuses, names: Iterable[str]) -> StagedBurn:
+    """Read-protect blocks or fields (key blocks only for hardware-only purposes)."""
+    return Transaction(ReadProtect(n) for n in names).apply(efuses)

@@ -1,0 +1,131 @@
+"""``espsec device``: create, flash, boot, ota, revoke-key, status, jtag; exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from espsec import efuse
+from espsec.cli.main import main
+
+from .kit import OTA_TABLE, app, signed
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture()
+def files(tmp_path: Path, sb_bootloader: bytes, k0) -> Path:
+    (tmp_path / "bootloader.bin").write_bytes(sb_bootloader)
+    (tmp_path / "app.bin").write_bytes(signed(app("1.0.0", 1), k0))
+    (tmp_path / "app2.bin").write_bytes(signed(app("2.0.0", 2), k0))
+    (tmp_path / "old.bin").write_bytes(signed(app("0.9.0", 0), k0))
+    (tmp_path / "partitions.csv").write_text(OTA_TABLE.to_csv())
+    (tmp_path / "sdkconfig").write_text(
+        "CONFIG_SECURE_BOOT=y\nCONFIG_SECURE_FLASH_ENC_ENABLED=y\n"
+        "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y\n"
+        "CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE=y\nCONFIG_BOOTLOADER_APP_ANTI_ROLLBACK=y\n"
+    )
+    return tmp_path
+
+
+def flashed(files: Path) -> Path:
+    dev = files / "dev"
+    assert run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)[0] == 0
+    code, out, err = run(
+        "device", "flash", dev, "--sdkconfig", files / "sdkconfig",
+        "--write", "0x0", files / "bootloader.bin",
+        "--partition-table", files / "partitions.csv",
+        "--write", "0x10000", files / "app.bin",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "bootloader options recorded" in out
+    return dev
+
+
+def test_first_boot_then_second_boot_and_status(files):
+    dev = flashed(files)
+    code, out, _ = run("device", "boot", dev)
+    assert code == 0
+    assert "[secure-boot-enable] ok" in out and "[flash-encryption-enable] ok" in out
+    assert "running ota_0 1.0.0, secure_version 1, VALID, verified with SECURE_BOOT_DIGEST0" in out
+    code, out, _ = run("device", "boot", dev, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["outcome"] == "running" and report["app"]["efuse_slot"] == 0
+    assert report["passes"][0]["stages"][0]["images"][0]["decrypted"] is True
+    code, out, _ = run("device", "status", dev)
+    assert code == 0 and "production (locked)" in out
+    assert json.loads(run("device", "status", dev, "--json")[1])["posture"] == "production (locked)"
+
+
+def test_boot_exits_1_with_the_refusal(files):
+    dev = files / "dev"
+    run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)
+    code, out, _ = run("device", "boot", dev)
+    assert code == 1 and "refused: ROM: bootloader at 0x0 refused: magic" in out
+
+
+def test_boot_with_a_power_cut_reports_it(files):
+    dev = flashed(files)
+    code, out, _ = run("device", "boot", dev, "--cut-after", "20", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["outcome"] == "power-lost"
+    assert report["power_cut"]["after_writes"] == 20
+    assert report["power_cut"]["next_boot"].startswith("refused: ROM")
+
+
+def test_ota_updates_confirms_and_refuses_downgrades(files):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    code, out, _ = run("device", "ota", dev, files / "app2.bin", "--confirm")
+    assert code == 0, out
+    assert "running ota_1 2.0.0, secure_version 2, PENDING_VERIFY" in out
+    assert "esp_ota_mark_app_valid_cancel_rollback: ok" in out
+    code, out, _ = run("device", "ota", dev, files / "old.bin", "--json")
+    assert code == 1
+    assert json.loads(out)["update"]["error"] == "ESP_ERR_OTA_SMALL_SEC_VER"
+
+
+def test_revoke_key_then_ota_signed_by_it_is_refused(files, k1):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    code, out, _ = run("device", "revoke-key", dev, "1")
+    assert code == 0 and "SECURE_BOOT_KEY_REVOKE1 burned" in out
+    (files / "k1.bin").write_bytes(signed(app("3.0.0", 3), k1))
+    code, out, _ = run("device", "ota", dev, files / "k1.bin")
+    assert code == 1 and "ESP_ERR_OTA_VALIDATE_FAILED (signature: block 0: key revoked)" in out
+
+
+def test_jtag_token_reenables_soft_disabled_jtag(files):
+    dev = files / "dev"
+    run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)
+    chip = efuse.load(dev / "efuse.bin")
+    key = bytes(range(32))
+    efuse.burn_key(chip, "BLOCK_KEY5", key, "HMAC_DOWN_JTAG")
+    efuse.burn(chip, {"SOFT_DIS_JTAG": 1})
+    efuse.save(chip, dev / "efuse.bin")
+    assert "disabled (HMAC token under BLOCK_KEY5)" in run("device", "jtag", dev)[1]
+    code, out, _ = run("device", "jtag", dev, "--token", efuse.jtag_token(key).hex())
+    assert code == 0 and "re-enabled until reset" in out
+    code, _, err = run("device", "jtag", dev, "--token", "00" * 32)
+    assert code == 1 and "does not match" in err
+
+
+def test_usage_errors_exit_2(files):
+    dev = files / "dev"
+    run("device", "create", "--chip", "esp32s3", dev)
+    code, _, err = run("device", "create", "--chip", "esp32s3", dev)
+    assert code == 2 and "refusing to overwrite" in err
+    code, _, err = run("device", "flash", dev)
+    assert code == 2 and "nothing to flash" in err
+    code, _, err = run(
+        "device", "flash", dev, "--config", "SECURE_BOOT", "--write", "0", files / "app.bin"
+    )
+    assert code == 2 and "NAME=VALUE" in err

@@ -1,0 +1,52 @@
+"""``device_status``: the security posture, read without changing the device."""
+
+from __future__ import annotations
+
+from espsec.device import VirtualDevice, device_status
+
+from .kit import FACTORY_TABLE, FE_DEV, LOCKED, OTA0, app, bootloader, device, signed
+
+
+def test_blank_chip_is_reported_blank_with_every_finding():
+    status = device_status(VirtualDevice.new("esp32s3", 1 << 20))
+    assert status.posture == "blank" and not status.locked
+    assert status.findings == (
+        "Secure Boot is off (SECURE_BOOT_EN = 0)",
+        "flash encryption is off",
+        "ROM download mode is fully open",
+        "JTAG is enabled",
+    )
+    assert "invalid magic byte" in status.bootloader and status.apps == ()
+
+
+def test_locked_device_after_first_boot_is_production(sb_bootloader, k0):
+    dev = device(LOCKED, boot=sb_bootloader, apps={OTA0: signed(app("1.0.0", 1), k0)})
+    dev.boot()
+    before = (dev.efuses.copy(), bytes(dev.flash.data))
+    status = device_status(dev)
+    assert (dev.efuses, bytes(dev.flash.data)) == before  # read-only
+    assert status.posture == "production (locked)" and status.findings == ()
+    assert status.security.flash_encryption_mode == "release"
+    assert status.security.download_mode == "secure"
+    assert status.jtag.efuse_mode == "hard-disabled"
+    ota0 = status.apps[0]
+    assert (ota0.partition, ota0.version, ota0.ota_state, ota0.efuse_slot) == (
+        "ota_0",
+        "1.0.0",
+        "VALID",
+        0,
+    )
+    assert status.bootloader == "ok (version 1)"
+    doc = status.to_json()
+    assert doc["security"]["digest_slots"][2]["revoked"] is True
+    assert "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y" in doc["bootloader_config"]
+
+
+def test_development_mode_flash_encryption_is_reported():
+    dev = device(FE_DEV, boot=bootloader(), apps={0x10000: app()}, table=FACTORY_TABLE)
+    dev.boot()
+    status = device_status(dev)
+    assert status.posture == "development"
+    assert "flash encryption is in development mode" in status.findings
+    assert [a.partition for a in status.apps] == ["factory", "ota_0", "ota_1"]
+    assert status.apps[0].ok and not status.apps[1].ok

@@ -1,0 +1,239 @@
+"""``espsec efuse``: exit codes, one-line errors that leave the file untouched, plans,
+and no key material in any output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from espsec import efuse, secure_boot
+from espsec.cli.main import main
+
+KEY = bytes(range(32))
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["efuse", *map(str, args)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def fingerprint(path: Path) -> str:
+    side = efuse.sidecar_path(path)
+    return hashlib.sha256(path.read_bytes() + side.read_bytes()).hexdigest()
+
+
+@pytest.fixture(params=["esp32s3", "esp32p4"])
+def efile(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    path = tmp_path / "efuse.bin"
+    code, out, _ = run("new", "--chip", request.param, path)
+    assert code == 0 and "eFuse file written" in out
+    return path
+
+
+@pytest.fixture()
+def keyfile(tmp_path: Path) -> Path:
+    path = tmp_path / "key.bin"
+    path.write_bytes(KEY)
+    return path
+
+
+def test_new_refuses_to_overwrite(efile):
+    code, _, err = run("new", "--chip", "esp32s3", efile)
+    assert code == 2 and "refusing to overwrite" in err
+
+
+def test_summary_json_has_fields_blocks_and_security(efile):
+    code, out, _ = run("summary", "--efuse-file", efile, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["fields"]["SPI_BOOT_CRYPT_CNT"]["value"] == "Disable"
+    assert report["fields"]["KEY_PURPOSE_0"]["value"] == "USER"
+    assert report["security"]["download_mode"] == "normal"
+    assert len(report["blocks"]) == 11
+    code, out, _ = run("summary", "--efuse-file", efile)
+    assert code == 0 and "Flash encryption: off" in out and "SECURE_VERSION = 0 R/W" in out
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["burn", "NOPE", "1"], 2, "unknown eFuse field 'NOPE'"),
+        (["burn", "SECURE_VERSION", "0x10000"], 2, "SECURE_VERSION: value 0x10000 does not fit"),
+        (["burn", "SECURE_VERSION", "x"], 2, "SECURE_VERSION: 'x' is not a valid uint:16 value"),
+        (["burn", "SECURE_VERSION", "1", "SECURE_BOOT_EN"], 2, "NAME VALUE pairs"),
+        (["burn-key", "BLOCK_KEY0", "{key}", "NOPE"], 2, "unknown key purpose 'NOPE'"),
+        (["burn-key", "BLOCK3", "{key}", "HMAC_UP"], 2, "BLOCK_USR_DATA is not a key block"),
+        (["burn-key", "BLOCK_KEY0", "{key}", "XTS_AES_256_KEY"], 2, "needs a 64-byte"),
+        (["burn-key", "BLOCK_KEY0", "missing.bin", "HMAC_UP"], 1, "key file not found"),
+        (["write-protect", "WR_DIS"], 2, "WR_DIS cannot be write-protected"),
+        (["read-protect", "BLOCK_KEY0"], 1, "BLOCK_KEY0 holds a USER key and must stay"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_the_file_untouched(efile, keyfile, args, code, message):
+    before = fingerprint(efile)
+    args = [a.replace("{key}", str(keyfile)) for a in args]
+    got, _, err = run(args[0], "--efuse-file", efile, *args[1:])
+    assert got == code, err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert fingerprint(efile) == before
+
+
+def test_burn_into_used_block_is_refused_with_one_line(efile, keyfile):
+    assert run("burn-key", "--efuse-file", efile, "BLOCK_KEY1", keyfile, "HMAC_UP")[0] == 0
+    before = fingerprint(efile)
+    code, _, err = run("burn-key", "--efuse-file", efile, "BLOCK_KEY1", keyfile, "HMAC_UP")
+    assert code == 1 and "BLOCK_KEY1 is read-protected" in err and err.count("\n") == 1
+    assert fingerprint(efile) == before
+
+
+def test_burn_key_output_and_summary_never_show_the_key(efile, keyfile):
+    code, out, _ = run("burn-key", "--efuse-file", efile, "BLOCK_KEY0", keyfile, "XTS_AES_128_KEY")
+    assert code == 0 and "burned:" in out
+    for text in (out, run("summary", "--efuse-file", efile, "--json")[1]):
+        assert KEY.hex() not in text and KEY[::-1].hex() not in text
+        assert " ".join(f"{b:02x}" for b in KEY[::-1]) not in text
+    assert efuse.load(efile).hardware_block("BLOCK_KEY0") == KEY[::-1]
+
+
+def test_policy_refusal_exits_1_and_allow_overrides(efile):
+    before = fingerprint(efile)
+    code, out, _ = run("burn", "--efuse-file", efile, "SECURE_BOOT_EN", "1")
+    assert code == 1 and "REFUSED SB_NO_DIGEST" in out and "nothing burned" in out
+    assert fingerprint(efile) == before
+    code, out, _ = run(
+        "burn", "--efuse-file", efile, "SECURE_BOOT_EN", "1", "--allow", "SB_NO_DIGEST"
+    )
+    assert code == 0 and "ALLOWED SB_NO_DIGEST" in out
+    assert efuse.load(efile).get("SECURE_BOOT_EN") == 1
+
+
+def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
+    path = tmp_path / "e.bin"
+    run("new", "--chip", "esp32s3", path)
+    pub = sb_key_dir / "rsa3072.pub.pem"
+    expected = secure_boot.key_digest(secure_boot.load_public_key(pub.read_bytes()))
+    code, out, _ = run(
+        "burn-key-digest", "--efuse-file", path, "BLOCK_KEY1", pub, "SECURE_BOOT_DIGEST0"
+    )
+    assert code == 0, out
+    digest = tmp_path / "digest.bin"
+    digest.write_bytes(expected)
+    code, _, err = run(
+        "burn-key-digest",
+        "--efuse-file",
+        path,
+        "--digest",
+        digest,
+        "BLOCK_KEY2",
+        "SECURE_BOOT_DIGEST1",
+    )
+    assert code == 0, err
+    e = efuse.load(path)
+    assert e.read_block("BLOCK_KEY1") == e.read_block("BLOCK_KEY2") == expected
+    digest.write_bytes(b"short")
+    code, _, err = run(
+        "burn-key-digest",
+        "--efuse-file",
+        path,
+        "--digest",
+        digest,
+        "BLOCK_KEY3",
+        "SECURE_BOOT_DIGEST2",
+    )
+    assert code == 2 and "32 bytes, found 5" in err
+
+
+def test_p4_ecdsa_key_from_pem(tmp_path):
+    path = tmp_path / "e.bin"
+    run("new", "--chip", "esp32p4", path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "ecdsa.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    code, _, err = run("burn-key", "--efuse-file", path, "BLOCK_KEY2", pem, "ECDSA_KEY")
+    assert code == 0, err
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")
+    assert efuse.load(path).hardware_block(6) == scalar[::-1]
+    code, _, err = run("burn-key", "--efuse-file", path, "BLOCK_KEY3", pem, "HMAC_UP")
+    assert code == 2 and "raw key bytes, found a PEM" in err
+
+
+def test_write_and_read_protect_commands(efile, keyfile):
+    code, out, _ = run(
+        "burn-key", "--efuse-file", efile, "BLOCK_KEY0", keyfile, "HMAC_UP", "--no-read-protect"
+    )
+    assert code == 0 and "KEY_READABLE" in out
+    code, out, _ = run("read-protect", "--efuse-file", efile, "BLOCK_KEY0")
+    assert code == 0 and "RD_DIS[0] hides BLOCK_KEY0" in out
+    code, out, _ = run("write-protect", "--efuse-file", efile, "DIS_DOWNLOAD_MODE")
+    assert code == 0 and "locks" in out and "SECURE_VERSION" in out
+    e = efuse.load(efile)
+    assert e.is_read_protected(4) and not e.is_writeable("SECURE_VERSION")
+
+
+def test_plan_dry_run_then_apply(efile, tmp_path, keyfile):
+    plan = tmp_path / "plan.txt"
+    plan.write_text(
+        "# flash encryption, development mode\n"
+        f"burn-key BLOCK_KEY0 {keyfile.name} XTS_AES_128_KEY\n"
+        "burn-efuse SPI_BOOT_CRYPT_CNT 1\n"
+    )
+    before = fingerprint(efile)
+    code, out, _ = run("plan", "--efuse-file", efile, plan)
+    assert code == 0 and "plan ok: nothing burned" in out
+    assert "SPI_BOOT_CRYPT_CNT (BLOCK0) bit 82: 0x0 -> 0x1" in out
+    assert "! KEY_PURPOSE_0" in out and "warning FE_DEVELOPMENT" in out
+    assert fingerprint(efile) == before
+    code, out, _ = run("plan", "--efuse-file", efile, plan, "--apply", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["applied"] and not report["refused"]
+    assert efuse.security_state(efuse.load(efile)).flash_encryption_enabled
+
+
+def test_refused_plan_exits_1_even_with_apply(efile, tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("burn-efuse SECURE_BOOT_EN 1\n")
+    before = fingerprint(efile)
+    code, out, _ = run("plan", "--efuse-file", efile, plan, "--apply")
+    assert code == 1 and "REFUSED SB_NO_DIGEST" in out
+    assert fingerprint(efile) == before
+
+
+def test_plan_errors_name_the_plan_line(efile, tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("burn-efuse SECURE_VERSION 1\nburn-key BLOCK_KEY0 nokey.bin HMAC_UP\n")
+    code, _, err = run("plan", "--efuse-file", efile, plan)
+    assert code == 1 and "nokey.bin" in err and "key file not found" in err
+    plan.write_text("\nburn-efuse NOPE 1\n")
+    code, _, err = run("plan", "--efuse-file", efile, plan)
+    assert code == 2 and str(plan) in err and "unknown eFuse field 'NOPE'" in err
+
+
+def test_security_info(efile):
+    code, out, _ = run("security-info", "--efuse-file", efile, "--json")
+    info = json.loads(out)
+    assert code == 0 and len(bytes.fromhex(info["raw"])) == 20
+    assert info["chip_id"] in (9, 18) and info["flags"] == 0
+    code, out, _ = run("security-info", "--efuse-file", efile)
+    assert "GET_SECURITY_INFO:" in out and "Download mode: normal" in out
+
+
+def test_file_without_sidecar_needs_chip(tmp_path):
+    path = tmp_path / "from-espefuse.bin"
+    path.write_bytes(bytes(0x200))
+    code, _, err = run("summary", "--efuse-file", path)
+    assert code == 2 and "pass --chip" in err
+    assert run("summary", "--efuse-file", path, "--chip", "esp32p4")[0] == 0
