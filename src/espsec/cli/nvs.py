@@ -152,23 +152,51 @@ def decrypt(partition: Path, output: Path, keys_file: Path | None, hmac_file: Pa
 
 
 @group.command("dump")
-@click.argument("partition", type=_path)
+@click.argument("partition", type=_path, required=False)
+@click.option(
+    "--device",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Read the partition from this virtual device instead, as its app reads it.",
+)
+@click.option(
+    "--name", "label", default="nvs", show_default=True, help="Partition label (--device)."
+)
 @_keys
 @_hmac
 @click.option("-o", "--output", type=_path, help="Write the CSV here instead of stdout.")
 @json_option
 def dump(
-    partition: Path,
+    partition: Path | None,
+    device: Path | None,
+    label: str,
     keys_file: Path | None,
     hmac_file: Path | None,
     output: Path | None,
     as_json: bool,
 ) -> None:
-    """Print the namespaces and values of an NVS PARTITION as generator CSV (or JSON)."""
+    """Print the namespaces and values of an NVS PARTITION as generator CSV (or JSON).
+
+    With --device, the partition is read from a virtual device through its flash
+    encryption, with the keys its app would use (nvs_keys partition or HMAC_UP eFuse key)
+    unless --keys/--hmac-key is given.
+    """
+    if (partition is None) == (device is None):
+        raise UsageError("give an NVS PARTITION file or --device DIR (not both)")
     keys = _load_keys(keys_file, hmac_file)
-    data = read_bytes(partition, what="NVS partition")
-    with source(str(partition)):
-        contents = storage.read_partition(data, keys=keys)
+    if device is not None:
+        from espsec.device import VirtualDevice
+        from espsec.device.nvs import read_device_nvs
+
+        with source(str(device)):
+            contents = read_device_nvs(VirtualDevice.open(device), label, keys=keys)
+        where = str(device)
+    else:
+        assert partition is not None
+        data = read_bytes(partition, what="NVS partition")
+        with source(str(partition)):
+            contents = storage.read_partition(data, keys=keys)
+        where = str(partition)
+    with source(where):
         text = "" if as_json else storage.dump_csv(storage.rows_from_entries(contents.entries))
     if output is not None and not as_json:
         write_atomic(output, text.encode(), mode=0o600)

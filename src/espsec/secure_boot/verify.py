@@ -10,6 +10,7 @@ from enum import StrEnum
 from espsec.errors import KeyFormatError, UsageError
 from espsec.secure_boot.crypto import check_signature, image_digest, public_key_of, public_params
 from espsec.secure_boot.keys import PrivateKey, PublicKey
+from espsec.secure_boot.sign import split_signed
 from espsec.secure_boot.signature_block import (
     BLOCK_SIZE,
     SectorSlot,
@@ -17,7 +18,6 @@ from espsec.secure_boot.signature_block import (
     key_digest_of,
     read_sector,
 )
-from espsec.secure_boot.sign import split_signed
 
 
 class BlockVerdict(StrEnum):
