@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -22,7 +24,6 @@ group = click.Group("fleet", help="Fleet OTA server: releases, cohorts, devices.
 
 _path = click.Path(dir_okay=False, path_type=Path)
 _dir = click.Path(file_okay=False, path_type=Path)
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @group.command("init")
@@ -128,7 +129,35 @@ def serve_cmd(
     )
 
 
-def _admin_options(func: F) -> F:
+@dataclass(frozen=True)
+class AdminTarget:
+    """Where and how an admin command reaches the fleet (from the shared options)."""
+
+    url: str
+    token_file: Path | None
+    ca: Path | None
+    pin: Path | None
+    state_dir: Path | None
+
+    def client(self) -> AdminClient:
+        return _client(self.url, self.token_file, self.ca, self.pin, self.state_dir)
+
+
+def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared --url/--token-file/--ca/--pin/--state-dir options as ``admin``."""
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        url: str,
+        token_file: Path | None,
+        ca: Path | None,
+        pin: Path | None,
+        state_dir: Path | None,
+        **kwargs: Any,
+    ) -> None:
+        func(*args, admin=AdminTarget(url, token_file, ca, pin, state_dir), **kwargs)
+
     options = [
         click.option(
             "--url",
@@ -153,9 +182,10 @@ def _admin_options(func: F) -> F:
             help="Fleet state folder: take the CA and token from it.",
         ),
     ]
+    decorated: Callable[..., None] = wrapper
     for option in reversed(options):
-        func = option(func)
-    return func
+        decorated = option(decorated)
+    return decorated
 
 
 def _client(
@@ -193,17 +223,13 @@ for sub in (release, cohort, devices):
 @json_option
 @click.argument("bundle", type=_path)
 def release_upload(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
     bundle: Path,
 ) -> None:
     """Upload a release BUNDLE (`ota pack` output); refused unless its signature verifies."""
     data = read_bytes(bundle, what="release bundle")
-    with _client(url, token_file, ca, pin, state_dir) as client, source(str(bundle)):
+    with admin.client() as client, source(str(bundle)):
         row = client.upload_release(data)
     emit(
         row,
@@ -219,15 +245,11 @@ def release_upload(
 @_admin_options
 @json_option
 def release_list(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
 ) -> None:
     """List uploaded releases."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         rows = client.releases()
 
     def render() -> None:
@@ -246,17 +268,13 @@ def release_list(
 @click.argument("name")
 @click.argument("release_id", required=False)
 def cohort_assign(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
     name: str,
     release_id: str | None,
 ) -> None:
     """Offer RELEASE_ID to cohort NAME (no RELEASE_ID: stop offering updates)."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         result = client.assign_cohort(name, release_id)
     emit(result, as_json, lambda: click.echo(f"cohort {name} -> {release_id or 'no release'}"))
 
@@ -265,15 +283,11 @@ def cohort_assign(
 @_admin_options
 @json_option
 def cohort_list(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
 ) -> None:
     """List cohorts and their releases."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         rows = client.cohorts()
 
     def render() -> None:
@@ -287,15 +301,11 @@ def cohort_list(
 @_admin_options
 @json_option
 def devices_list(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
 ) -> None:
     """List devices with their version, secure_version, boot state and last outcome."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         rows = client.devices()
 
     def render() -> None:
@@ -315,17 +325,13 @@ def devices_list(
 @click.argument("device_id")
 @click.argument("cohort_name", metavar="COHORT")
 def devices_assign(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
     device_id: str,
     cohort_name: str,
 ) -> None:
     """Put DEVICE_ID in COHORT."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         result = client.assign_device(device_id, cohort_name)
     emit(result, as_json, lambda: click.echo(f"{device_id} -> cohort {cohort_name}"))
 
@@ -335,16 +341,12 @@ def devices_assign(
 @click.option("--device", "device_id", help="Only this device.")
 @json_option
 def reports(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     device_id: str | None,
     as_json: bool,
 ) -> None:
     """Update outcomes devices reported (newest first)."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         rows = client.reports(device_id)
 
     def render() -> None:
@@ -360,14 +362,10 @@ def reports(
 @_admin_options
 @json_option
 def stats(
-    url: str,
-    token_file: Path | None,
-    ca: Path | None,
-    pin: Path | None,
-    state_dir: Path | None,
+    admin: AdminTarget,
     as_json: bool,
 ) -> None:
     """Server counters and check-in latency percentiles."""
-    with _client(url, token_file, ca, pin, state_dir) as client:
+    with admin.client() as client:
         result = client.stats()
     emit(result, True, lambda: None)
