@@ -161,3 +161,21 @@ def test_info_json(tmp_path, app, sb_key_dir):
     _, stdout, _ = run("secure-boot", "info", "--json", out)
     blocks = json.loads(stdout)
     assert [b["state"] for b in blocks] == ["valid", "empty", "empty"]
+
+
+def test_verify_against_an_efuse_file(tmp_path, app, sb_key_dir, sb_keys):
+    from espsec import efuse
+
+    out = tmp_path / "signed.bin"
+    run("secure-boot", "sign", "-k", sb_key_dir / "rsa3072.pem", "-o", out, app)
+    fuses = efuse.new("esp32s3")
+    efuse.burn_key_digest(
+        fuses, "BLOCK_KEY1", secure_boot.key_digest(sb_keys["rsa3072"]), "SECURE_BOOT_DIGEST1"
+    )
+    efuse.save(fuses, tmp_path / "efuse.bin")
+    code, stdout, _ = run("secure-boot", "verify", "--efuse-file", tmp_path / "efuse.bin", out)
+    assert code == 0 and "eFuse slot 1" in stdout
+    efuse.burn(fuses, {"SECURE_BOOT_KEY_REVOKE1": 1})
+    efuse.save(fuses, tmp_path / "efuse.bin")
+    code, _, err = run("secure-boot", "verify", "--efuse-file", tmp_path / "efuse.bin", out)
+    assert code == 1 and "key revoked" in err

@@ -166,20 +166,37 @@ def _read_digest(text: str) -> bytes:
     help="Trusted eFuse digest, slot 0, 1, 2 in order (hex or a 32-byte file; '-' = empty slot).",
 )
 @click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
+@click.option(
+    "--efuse-file",
+    type=_in,
+    help="Trust the digests and revocations of this virtual eFuse file, as the ROM does.",
+)
+@click.option("--chip", help="Chip of --efuse-file, if it has no espsec sidecar.")
 @json_option
 @click.argument("image", type=_in)
 def verify(
     keys: tuple[Path, ...],
     digests: tuple[str, ...],
     revoked: tuple[int, ...],
+    efuse_file: Path | None,
+    chip: str | None,
     as_json: bool,
     image: Path,
 ) -> None:
-    """Verify IMAGE against keys or eFuse key digests; exit 1 if no block verifies."""
+    """Verify IMAGE against keys, eFuse key digests or an eFuse file; exit 1 if none verifies."""
     if len(digests) > 3:
         raise UsageError(f"at most 3 eFuse key digests (slots 0-2), got {len(digests)}")
+    if efuse_file is not None and (digests or revoked):
+        raise UsageError("--efuse-file already gives the digests and revocations")
     trusted = [_public_key(k) for k in keys]
     slots = [None if d == "-" else _read_digest(d) for d in digests] if digests else None
+    if efuse_file is not None:
+        from espsec import efuse
+
+        with source(str(efuse_file)):
+            state = efuse.security_state(efuse.load(efuse_file, chip))
+        slots = [bytes.fromhex(s.digest) if s.digest else None for s in state.digest_slots]
+        revoked = tuple(s.index for s in state.digest_slots if s.revoked)
     with source(str(image)):
         report = secure_boot.verify(
             read_bytes(image, what="image"), keys=trusted, key_digests=slots, revoked=revoked
