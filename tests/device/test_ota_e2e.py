@@ -27,6 +27,7 @@ from espsec.device import (
     OtaOutcome,
     OtaProvisioning,
     OtaReport,
+    OtaStateError,
     OtaStep,
     VirtualDevice,
     provision_ota,
@@ -40,6 +41,7 @@ from espsec.fleet.service import CheckInInfo
 from espsec.fleet.tls import generate_tls
 from espsec.ota import TlsTrust
 from espsec.ota import release as release_module
+from espsec.storage import NvsKeys, NvsStore, read_partition
 
 from ..fleet.conftest import CuttingProxy
 from .kit import LOCKED, OTA0, app, device, signed
@@ -535,3 +537,34 @@ def test_app_left_pending_verify_runs_its_self_test_before_checking_in(
     (reported,) = fleet.reports()
     assert (reported["outcome"], reported["release_id"]) == ("updated", None)
     assert run_ota(dev).outcome is OtaOutcome.NO_UPDATE  # then it checks in as usual
+
+
+def test_encrypted_nvs_is_never_opened_without_its_keys(
+    base: VirtualDevice, fleet: Fleet, release: Callable[..., bytes]
+) -> None:
+    dev = base.copy()
+    assert dev.boot().ok and dev.running is not None
+    keys = NvsKeys.generate()  # CONFIG_NVS_ENCRYPTION: the factory wrote encrypted NVS
+    with NvsStore.init(dev.running.partition("nvs"), keys=keys).open("factory") as nvs:
+        nvs.set_str("serial", "SN-0001")
+    before = dev.flash.read_raw(0x9000, 0x4000)
+    prov = OtaProvisioning(
+        device_id=DEVICE_ID,
+        server_url=fleet.url,
+        manifest_key_pem=fleet.manifest_pub,
+        tls_ca_pem=fleet.ca_pem,
+        decryption=DecryptionScheme.ECIES_P256,
+        hmac_key_id=HMAC_BLOCK,
+    )
+    with pytest.raises(OtaStateError, match="does not read with the plain NVS API"):
+        provision_ota(dev.running, prov)  # would wipe the factory data
+    assert dev.flash.read_raw(0x9000, 0x4000) == before
+    provision_ota(dev.running, prov, nvs_keys=keys)
+    fleet.publish(release("2.0.0", 2))
+    assert run_ota(dev, nvs_keys=keys).outcome is OtaOutcome.UPDATED
+    stored = read_partition(dev.flash.read_raw(0x9000, 0x4000), keys=keys)
+    values = {(e.namespace, e.key): e.value for e in stored.entries}
+    assert values[("factory", "serial")] == "SN-0001"
+    assert values[("espsec_ota", "device_id")] == DEVICE_ID
+    with pytest.raises(OtaStateError):
+        run_ota(dev)

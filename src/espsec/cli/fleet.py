@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -336,6 +337,13 @@ def devices_assign(
     emit(result, as_json, lambda: click.echo(f"{device_id} -> cohort {cohort_name}"))
 
 
+def _utc(timestamp: object) -> str:
+    """A Unix time from the server as ISO 8601 UTC (the JSON output keeps the number)."""
+    if not isinstance(timestamp, int | float):
+        return str(timestamp)
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @group.command("reports")
 @_admin_options
 @click.option("--device", "device_id", help="Only this device.")
@@ -352,7 +360,7 @@ def reports(
     def render() -> None:
         for r in rows:
             click.echo(
-                f"{r['at']} {r['device_id']} {r['release_id']} {r['outcome']}: {r['reason']}"
+                f"{_utc(r['at'])} {r['device_id']} {r['release_id']} {r['outcome']}: {r['reason']}"
             )
 
     emit(rows, as_json, render)

@@ -29,13 +29,11 @@ def device_partition(dev: VirtualDevice, name: str) -> PartitionFlash:
     return PartitionFlash(dev.flash, found)
 
 
-def device_nvs_keys(dev: VirtualDevice) -> NvsKeys | None:
-    """The NVS encryption keys this device's app would use, or ``None`` for plain NVS.
-
-    An initialised ``nvs_keys`` partition read through flash encryption wins; otherwise
-    the keys derive from an ``HMAC_UP`` eFuse key, if one is burned.
-    """
-    if not dev.config.nvs_encryption:
+def nvs_keys_from_partition(dev: VirtualDevice) -> NvsKeys | None:
+    """The keys in the first initialised ``data/nvs_keys`` partition, read through flash
+    encryption (``nvs_flash_read_security_cfg``); ``None`` if there is none or the app
+    does not use NVS encryption."""
+    if not (dev.config.nvs_encryption and dev.flash.encryption_enabled):
         return None
     table = dev.partition_table()
     keys_part = next(
@@ -46,10 +44,23 @@ def device_nvs_keys(dev: VirtualDevice) -> NvsKeys | None:
         ),
         None,
     )
-    if keys_part is not None and dev.flash.encryption_enabled:
-        raw = PartitionFlash(dev.flash, keys_part).read(0, min(keys_part.size, 0x1000))
-        if raw[:64] != b"\xff" * 64:
-            return NvsKeys.parse(raw)
+    if keys_part is None:
+        return None
+    raw = PartitionFlash(dev.flash, keys_part).read(0, min(keys_part.size, 0x1000))
+    return None if raw[:64] == b"\xff" * 64 else NvsKeys.parse(raw)
+
+
+def device_nvs_keys(dev: VirtualDevice) -> NvsKeys | None:
+    """The NVS encryption keys this device's app would use, or ``None`` for plain NVS.
+
+    An initialised ``nvs_keys`` partition read through flash encryption wins; otherwise
+    the keys derive from an ``HMAC_UP`` eFuse key, if one is burned.
+    """
+    if not dev.config.nvs_encryption:
+        return None
+    from_partition = nvs_keys_from_partition(dev)
+    if from_partition is not None:
+        return from_partition
     efuses = dev.efuses
     hmac_up = efuses.layout.purpose("HMAC_UP").id
     for block in efuses.layout.key_blocks:

@@ -69,6 +69,7 @@ from espsec.ota import (
     recipient_id,
 )
 from espsec.ota.encrypted_image import scheme_of_key
+from espsec.storage import NvsKeys
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime
@@ -373,14 +374,16 @@ class _Cycle:
         now: Callable[[], float],
         timeout: float,
         chunk: int,
+        nvs_keys: NvsKeys | None,
     ) -> None:
         self.dev = dev
         self.self_test = self_test
         self.now = now
         self.timeout = timeout
         self.chunk = chunk
+        self.nvs_keys = nvs_keys
         runtime = self.runtime
-        self.nvs = OtaNvs(runtime)
+        self.nvs = OtaNvs(runtime, keys=nvs_keys)
         self.prov = self.nvs.provisioning()
         self.url = check_server_url(server_url) if server_url else self.prov.server_url
         self.trust = self.prov.trust()
@@ -452,7 +455,7 @@ class _Cycle:
         )
         if not report.ok:
             raise _Stop(OtaStep.REBOOT, OtaOutcome.FAILED, f"no app boots: {report.refusal}")
-        self.nvs = OtaNvs(self.runtime)  # nvs_flash_init in the app that now runs
+        self.nvs = OtaNvs(self.runtime, keys=self.nvs_keys)  # nvs_flash_init in the new app
         return report
 
     # -- the cycle -----------------------------------------------------------------------
@@ -785,6 +788,7 @@ def run_ota(
     now: Callable[[], float] = time.time,
     timeout: float = DEFAULT_TIMEOUT,
     chunk_size: int = WRITE_CHUNK,
+    nvs_keys: NvsKeys | None = None,
 ) -> OtaReport:
     """One update cycle of the running app's fleet OTA client (see the module docs).
 
@@ -792,8 +796,9 @@ def run_ota(
     (:func:`espsec.device.ota_state.provision_ota`). ``self_test`` is the new
     app's diagnostic (or a fixed verdict); ``server_url`` overrides the provisioned URL
     for this cycle (the trust anchors stay the provisioned ones); ``now`` is the
-    device's clock. The device is left running; save it afterwards. A power cut
-    armed on the device propagates as :class:`~espsec.device.faults.PowerCut`.
+    device's clock; ``nvs_keys`` the app's NVS encryption keys if its NVS is encrypted.
+    The device is left running; save it afterwards. A power cut armed on the device
+    propagates as :class:`~espsec.device.faults.PowerCut`.
     """
     if chunk_size < IMAGE_DESC_END or chunk_size % 16:
         raise UsageError(f"chunk size must be a multiple of 16 and >= {IMAGE_DESC_END}")
@@ -806,4 +811,4 @@ def run_ota(
 
     else:
         test = self_test
-    return _Cycle(dev, test, server_url, now, timeout, chunk_size).run()
+    return _Cycle(dev, test, server_url, now, timeout, chunk_size, nvs_keys).run()

@@ -55,7 +55,7 @@ from espsec.ota import (
 )
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE, Scheme, scheme_of_key
 from espsec.ota.manifest import manifest_key_id
-from espsec.storage import NvsError, NvsStore, ValueType
+from espsec.storage import NvsError, NvsKeys, NvsStore, ValueType, read_partition
 from espsec.storage.runtime import errors as nvs_errors
 
 if TYPE_CHECKING:
@@ -242,10 +242,27 @@ def _get(h: Any, key: str, vtype: ValueType) -> Any:
 
 
 class OtaNvs:
-    """The ``espsec_ota`` namespace of the running app's NVS partition."""
+    """The ``espsec_ota`` namespace of the running app's NVS partition (``nvs_flash_init``).
 
-    def __init__(self, runtime: AppRuntime, partition: str = NVS_PARTITION) -> None:
-        self._store = NvsStore.init(runtime.partition(partition))
+    ``keys``: the NVS encryption keys when the app uses encrypted NVS
+    (``CONFIG_NVS_ENCRYPTION``). A partition that does not read with the keys given
+    (encrypted data opened without keys, or with the wrong ones) is refused before
+    anything is written: opening it anyway would erase every entry it cannot read.
+    """
+
+    def __init__(
+        self, runtime: AppRuntime, *, keys: NvsKeys | None = None, partition: str = NVS_PARTITION
+    ) -> None:
+        region = runtime.partition(partition)
+        try:
+            read_partition(region.read(0, region.size), keys=keys)
+        except FormatError as exc:
+            raise OtaStateError(
+                f"NVS partition {partition!r} does not read with the "
+                f"{'given keys' if keys else 'plain NVS API'} ({exc.message}); refusing to "
+                "write to it"
+            ) from None
+        self._store = NvsStore.init(region, keys=keys)
 
     def __repr__(self) -> str:
         return f"<OtaNvs {NAMESPACE}>"
@@ -441,14 +458,20 @@ class OtaIdentity:
 
 
 def provision_ota(
-    runtime: AppRuntime, prov: OtaProvisioning, *, generate_key: bool = False
+    runtime: AppRuntime,
+    prov: OtaProvisioning,
+    *,
+    generate_key: bool = False,
+    nvs_keys: NvsKeys | None = None,
 ) -> OtaIdentity:
     """Write ``prov`` into the running app's NVS (``espsec device provision-ota``).
 
     ``generate_key`` (ECIES): if ``prov.hmac_key_id`` is an empty key block, the app
     first burns a fresh random ``HMAC_UP`` key there (:func:`generate_hmac_key`). The
-    decryption key must work before anything is written.
+    decryption key must work before anything is written. ``nvs_keys``: the app's NVS
+    encryption keys, if its NVS is encrypted.
     """
+    nvs = OtaNvs(runtime, keys=nvs_keys)
     generated = False
     if generate_key:
         if prov.hmac_key_id is None:
@@ -458,7 +481,7 @@ def provision_ota(
             generate_hmac_key(runtime, name)
             generated = True
     key = decryption_key(runtime, prov)
-    OtaNvs(runtime).write_provisioning(prov)
+    nvs.write_provisioning(prov)
     return OtaIdentity(
         prov,
         None if key is None else public_key_pem(key),
