@@ -7,6 +7,7 @@ decide whether to accept a release.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Any
 
 from espsec import secure_boot
@@ -25,7 +26,9 @@ def _sector_blocks(sector: bytes, signed_digest: bytes | None) -> list[dict[str,
             entry["scheme"] = slot.block.scheme
             entry["key_digest"] = slot.block.key_digest.hex()
             if signed_digest is not None:
-                entry["image_digest_matches"] = slot.block.image_digest == signed_digest
+                entry["image_digest_matches"] = hmac.compare_digest(
+                    slot.block.image_digest, signed_digest
+                )
         if slot.error:
             entry["error"] = slot.error
         out.append(entry)
