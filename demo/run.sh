@@ -62,6 +62,7 @@ otadata,  data, ota,     0xd000,   0x2000
 phy_init, data, phy,     0xf000,   0x1000
 ota_0,    app,  ota_0,   0x10000,  0xf0000
 ota_1,    app,  ota_1,   0x100000, 0xf0000
+nvs_keys, data, nvs_keys, 0x1f0000, 0x1000, encrypted
 CSV
 cat > "$OUT/sdkconfig" <<'CFG'
 CONFIG_IDF_TARGET="esp32s3"

@@ -21,9 +21,11 @@ otadata,  data, ota,     0xd000,  0x2000,
 phy_init, data, phy,     0xf000,  0x1000,
 ota_0,    app,  ota_0,   0x10000, 0x30000,
 ota_1,    app,  ota_1,   0x40000, 0x30000,
+nvs_keys, data, nvs_keys, 0x70000, 0x1000, encrypted
 """
 )
-"""Two OTA slots, no factory app (the first boot records ota_0 in otadata)."""
+"""Two OTA slots, no factory app (the first boot records ota_0 in otadata), and the
+nvs_keys partition ``CONFIG_NVS_ENCRYPTION`` (on with flash encryption) keeps its keys in."""
 
 FACTORY_TABLE = PartitionTable.from_csv(
     """nvs,      data, nvs,      0x9000,  0x4000,

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from espsec import efuse
 from espsec.cli.main import main
 from espsec.device import VirtualDevice
-from espsec.device.nvs import read_device_nvs
+from espsec.device.nvs import NvsInitError, read_device_nvs
 from espsec.device.sdkconfig import BootloaderConfig
-from espsec.errors import UsageError
 from espsec.storage import NvsKeys, generate_csv_partition
 
 from .kit import FACTORY, FACTORY_TABLE, app, bootloader, device
@@ -53,7 +52,12 @@ def test_hmac_encrypted_partition_reads_back_with_the_efuse_key():
     hmac_key = os.urandom(32)
     keys = NvsKeys.from_hmac_key(hmac_key)
     nvs = generate_csv_partition(CSV, NVS_SIZE, keys=keys)
-    config = BootloaderConfig.from_options(secure_flash_enc_enabled=True, nvs_encryption=True)
+    config = BootloaderConfig.from_options(
+        secure_flash_enc_enabled=True,
+        nvs_encryption=True,
+        nvs_sec_key_protection_scheme="hmac",
+        nvs_sec_hmac_efuse_key_id=3,
+    )
     dev = device(
         config,
         boot=bootloader(),
@@ -82,8 +86,10 @@ def test_nvs_keys_partition_protected_by_flash_encryption_is_used():
     assert _values(read_device_nvs(dev))["ssid"] == "factory-net"
 
 
-def test_encrypted_nvs_without_a_key_source_is_refused():
+def test_reading_nvs_before_the_app_made_its_keys_is_refused_and_changes_nothing():
     config = BootloaderConfig.from_options(secure_flash_enc_enabled=True, nvs_encryption=True)
     dev = device(config, boot=bootloader(), apps={FACTORY: app()}, table=FACTORY_TABLE)
-    with pytest.raises(UsageError, match="neither an initialised nvs_keys"):
+    before = dev.flash.read_raw(0, dev.flash.size)
+    with pytest.raises(NvsInitError, match="ESP_ERR_NVS_KEYS_NOT_INITIALIZED"):
         read_device_nvs(dev)
+    assert dev.flash.read_raw(0, dev.flash.size) == before

@@ -33,6 +33,7 @@ from espsec.device import (
     provision_ota,
     run_ota,
 )
+from espsec.device.nvs import app_nvs_keys, read_device_nvs
 from espsec.device.ota_state import OtaNvs
 from espsec.efuse import security_state
 from espsec.errors import UsageError
@@ -52,6 +53,7 @@ HMAC_KEY = bytes(range(1, 33))
 OTA1 = 0x40000
 SLOT = 0x30000
 DEVICE_ID = "dev-1"
+NVS_KEYS = 0x70000
 
 
 @dataclass
@@ -539,6 +541,23 @@ def test_app_left_pending_verify_runs_its_self_test_before_checking_in(
     assert run_ota(dev).outcome is OtaOutcome.NO_UPDATE  # then it checks in as usual
 
 
+def test_ota_state_is_ciphertext_at_rest_on_a_production_device(
+    base: VirtualDevice, fleet: Fleet, release: Callable[..., bytes]
+) -> None:
+    dev = provision(base, fleet)  # nvs_flash_init generated the NVS keys (LOCKED: NVS enc on)
+    keys = app_nvs_keys(dev, generate=False)
+    assert keys is not None
+    fleet.publish(release("2.0.0", 2))
+    assert run_ota(dev).outcome is OtaOutcome.UPDATED  # the new app reads the same keys
+    raw_nvs = dev.flash.read_raw(0x9000, 0x4000)
+    for secret in (DEVICE_ID.encode(), fleet.url.encode(), b"espsec_ota", b"BEGIN"):
+        assert secret not in raw_nvs
+    assert keys.eky not in dev.flash.read_raw(NVS_KEYS, 0x1000)  # under flash encryption
+    values = {(e.namespace, e.key): e.value for e in read_device_nvs(dev).entries}
+    assert values[("espsec_ota", "device_id")] == DEVICE_ID
+    assert values[("espsec_ota", "counter")] >= 1
+
+
 def test_encrypted_nvs_is_never_opened_without_its_keys(
     base: VirtualDevice, fleet: Fleet, release: Callable[..., bytes]
 ) -> None:
@@ -556,8 +575,8 @@ def test_encrypted_nvs_is_never_opened_without_its_keys(
         decryption=DecryptionScheme.ECIES_P256,
         hmac_key_id=HMAC_BLOCK,
     )
-    with pytest.raises(OtaStateError, match="does not read with the plain NVS API"):
-        provision_ota(dev.running, prov)  # would wipe the factory data
+    with pytest.raises(OtaStateError, match="does not read with its NVS encryption keys"):
+        provision_ota(dev.running, prov)  # the app's own keys: would wipe the factory data
     assert dev.flash.read_raw(0x9000, 0x4000) == before
     provision_ota(dev.running, prov, nvs_keys=keys)
     fleet.publish(release("2.0.0", 2))

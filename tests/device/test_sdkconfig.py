@@ -13,6 +13,7 @@ from espsec.device.sdkconfig import (
     EcdsaKeyLen,
     FlashEncryptionKeySize,
     FlashEncryptionMode,
+    NvsSecKeyProtection,
     RomDownloadMode,
     SdkconfigError,
     SignedAppsScheme,
@@ -348,6 +349,7 @@ def test_signed_apps_without_secure_boot_have_a_scheme():
             "raw": {"FOO": "bar", "N": 5},
         },
         {"idf_target": "esp32c2", "secure_boot": True, "esptoolpy_flashsize": "4MB"},
+        {"nvs_encryption": True, "nvs_sec_hmac_efuse_key_id": 3},
     ],
 )
 def test_to_sdkconfig_parses_back(options):
@@ -375,6 +377,10 @@ def test_random_text_parses_or_format_error(text):
                     "PARTITION_TABLE_OFFSET",
                     "SECURE_ENABLE_SECURE_ROM_DL_MODE",
                     "IDF_TARGET",
+                    "NVS_ENCRYPTION",
+                    "NVS_SEC_KEY_PROTECT_USING_HMAC",
+                    "NVS_SEC_KEY_PROTECT_USING_FLASH_ENC",
+                    "NVS_SEC_HMAC_EFUSE_KEY_ID",
                 ]
             ),
             st.sampled_from(["y", "n", "0", "5", "0x9000", '"esp32c3"', '"x"', "bad"]),
@@ -387,3 +393,38 @@ def test_random_known_options_parse_or_format_error(assignments):
     with contextlib.suppress(FormatError):
         cfg = BootloaderConfig.parse(text)
         assert BootloaderConfig.parse(cfg.to_sdkconfig()) == cfg
+
+
+def test_nvs_key_protection_scheme_defaults_as_kconfig():
+    fe = BootloaderConfig.from_options(secure_flash_enc_enabled=True)
+    assert fe.nvs_encryption
+    assert fe.nvs_sec_key_protection_scheme is NvsSecKeyProtection.FLASH_ENC
+    assert fe.nvs_sec_hmac_efuse_key_id == -1
+    # without flash encryption the FLASH_ENC member is hidden: Kconfig takes HMAC
+    hmac = BootloaderConfig.from_options(nvs_encryption=True)
+    assert hmac.nvs_sec_key_protection_scheme is NvsSecKeyProtection.HMAC
+    assert BootloaderConfig.from_options().nvs_sec_key_protection_scheme is None
+
+
+def test_nvs_hmac_scheme_parses_with_its_key_block():
+    cfg = BootloaderConfig.parse(
+        "CONFIG_SECURE_FLASH_ENC_ENABLED=y\n"
+        "CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC=y\n"
+        "CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID=2\n"
+    )
+    assert cfg.nvs_sec_key_protect_using_hmac and cfg.nvs_sec_hmac_efuse_key_id == 2
+    assert "NVS_SEC_KEY_PROTECT_USING_HMAC" not in cfg.raw
+    assert BootloaderConfig.parse(cfg.to_sdkconfig()) == cfg
+
+
+def test_nvs_scheme_options_their_dependencies_forbid_are_rejected():
+    with pytest.raises(UsageError, match="SECURE_FLASH_ENC_ENABLED"):
+        BootloaderConfig.from_options(
+            nvs_encryption=True, nvs_sec_key_protection_scheme="flash_enc"
+        )
+    with pytest.raises(UsageError, match="NVS_SEC_KEY_PROTECT_USING_HMAC"):
+        BootloaderConfig.from_options(secure_flash_enc_enabled=True, nvs_sec_hmac_efuse_key_id=3)
+    with pytest.raises(UsageError, match=r"-1\.\.5"):
+        BootloaderConfig.from_options(nvs_encryption=True, nvs_sec_hmac_efuse_key_id=6)
+    with pytest.raises(SdkconfigError, match="NVS_ENCRYPTION"):
+        BootloaderConfig.parse("CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC=y\n")

@@ -29,7 +29,6 @@ from espsec.device import (
     device_status,
 )
 from espsec.device.boot_select import AppPartition, OtaOpResult
-from espsec.device.nvs import nvs_keys_from_partition
 from espsec.device.ota_client import OtaOutcome, OtaReport, run_ota
 from espsec.device.ota_state import DecryptionScheme, OtaProvisioning, provision_ota
 from espsec.device.sdkconfig import BootloaderConfig
@@ -370,9 +369,7 @@ def _fleet_ota(
         if not first.ok or dev.running is None:
             _fail_boot(ctx, first, as_json, verbose)
             return
-        report = run_ota(
-            dev, self_test=self_test, server_url=server_url, nvs_keys=nvs_keys_from_partition(dev)
-        )
+        report = run_ota(dev, self_test=self_test, server_url=server_url)
     emit(report.to_json(), as_json, lambda: _render_fleet_ota(first, report))
     if not report.ok:
         ctx.exit(1)
@@ -468,9 +465,7 @@ def provision_ota_cmd(
                 hmac_key_id=hmac_key_block.upper() if hmac_key_block else None,
                 rsa_key_pem=rsa_pem,
             )
-        identity = provision_ota(
-            dev.running, prov, generate_key=generate_hmac_key, nvs_keys=nvs_keys_from_partition(dev)
-        )
+        identity = provision_ota(dev.running, prov, generate_key=generate_hmac_key)
     if public_key_out is not None:
         if identity.recipient_pem is None:
             raise UsageError("--public-key-out: the device decrypts nothing (no key given)")

@@ -1,21 +1,57 @@
-"""NVS on the virtual device: a partition read as the app reads it, with ESP-IDF's key source.
+"""NVS on the virtual device: ``nvs_flash_init`` as the app runs it, with ESP-IDF's key source.
 
-``nvs_flash_secure_init`` gets its XTS keys from ``nvs_sec_provider``
-(``components/nvs_sec_provider/nvs_sec_provider.c``): with the flash-encryption scheme
-from the first ``data/nvs_keys`` partition (itself protected by flash encryption), with
-the HMAC scheme by deriving them from the eFuse key whose purpose is ``HMAC_UP``.
+With ``CONFIG_NVS_ENCRYPTION`` the app's ``nvs_flash_init`` (``components/nvs_flash/src/
+nvs_api.cpp``, ESP-IDF v5.3+) asks the registered ``nvs_sec_provider`` scheme
+(``components/nvs_sec_provider/nvs_sec_provider.c``) for the XTS keys and, if reading
+them fails for any reason, has the scheme generate them:
+
+* flash-encryption scheme: the first ``data/nvs_keys`` partition
+  (``nvs_flash_read_security_cfg`` / ``nvs_flash_generate_keys``), itself protected by
+  flash encryption;
+* HMAC scheme: the keys derive from the ``HMAC_UP`` eFuse key in block
+  ``CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID``; generating burns a random key there first.
+
+:func:`app_nvs_keys` is that logic; :func:`open_app_nvs` is ``nvs_flash_init`` itself,
+with one guard ESP-IDF lacks: a partition whose written entries do not read with the
+keys is refused, because the NVS runtime would erase every entry it cannot read.
 """
 
 from __future__ import annotations
 
+import secrets
+import struct
+from typing import TYPE_CHECKING
+
 from espsec.device.flash import PartitionFlash
-from espsec.device.virtual_device import VirtualDevice
-from espsec.efuse import KeyUnavailableError
-from espsec.errors import EspsecError, UsageError
-from espsec.storage import NvsContents, NvsKeys, read_partition
+from espsec.device.hardware import Hardware
+from espsec.device.sdkconfig import NvsSecKeyProtection
+from espsec.efuse import KeyUnavailableError, Transaction
+from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.image.partition_table import Partition
+from espsec.storage import NvsContents, NvsKeys, NvsStore, read_partition
+from espsec.storage.item import crc_a
+from espsec.storage.nvs_keys import KEY_SIZE
+
+if TYPE_CHECKING:
+    from espsec.device.app import AppRuntime
+    from espsec.device.sdkconfig import BootloaderConfig
+    from espsec.device.virtual_device import VirtualDevice
 
 NVS_KEYS_SUBTYPE = 0x04
 DATA_TYPE = 0x01
+HMAC_UP = "HMAC_UP"
+NVS_DEFAULT_PART_NAME = "nvs"
+
+# nvs_flash_generate_keys writes these raw; read back through the flash-encryption
+# engine they become per-device keys ("adjacent 16-byte blocks should be different").
+_EKY_PATTERN = b"\xff" * 16 + b"\x99" * 16
+_TKY_PATTERN = b"\xee" * 16 + b"\x88" * 16
+_KEYS_END = 2 * KEY_SIZE
+_CRC_WRITE = 16
+
+
+class NvsInitError(EspsecError):
+    """``nvs_flash_init`` fails: no usable key source, or a partition it must not open."""
 
 
 def device_partition(dev: VirtualDevice, name: str) -> PartitionFlash:
@@ -29,56 +65,193 @@ def device_partition(dev: VirtualDevice, name: str) -> PartitionFlash:
     return PartitionFlash(dev.flash, found)
 
 
-def nvs_keys_from_partition(dev: VirtualDevice) -> NvsKeys | None:
-    """The keys in the first initialised ``data/nvs_keys`` partition, read through flash
-    encryption (``nvs_flash_read_security_cfg``); ``None`` if there is none or the app
-    does not use NVS encryption."""
-    if not (dev.config.nvs_encryption and dev.flash.encryption_enabled):
-        return None
-    table = dev.partition_table()
-    keys_part = next(
-        (
-            p
-            for p in (table.partitions if table else ())
-            if p.type == DATA_TYPE and p.subtype == NVS_KEYS_SUBTYPE
-        ),
-        None,
+def _view(
+    target: VirtualDevice | AppRuntime,
+) -> tuple[Hardware, BootloaderConfig, tuple[Partition, ...]]:
+    from espsec.device.app import AppRuntime
+
+    if isinstance(target, AppRuntime):
+        return target.hw, target.config, target.state.partitions
+    table = target.partition_table()
+    if table is None:
+        raise UsageError("the device has no valid partition table on flash")
+    return Hardware(target.efuses, target.flash), target.config, table.partitions
+
+
+# -- flash-encryption scheme ------------------------------------------------------------
+
+
+def _initialised(eky: bytes, tky: bytes, crc: int) -> bool:
+    """``check_if_initialized`` in ``nvs_flash_read_security_cfg``."""
+    return not (eky == tky == b"\xff" * KEY_SIZE and crc == 0xFFFFFFFF)
+
+
+def read_security_cfg(region: PartitionFlash) -> NvsKeys | str:
+    """``nvs_flash_read_security_cfg``: the keys, or why not
+    (``ESP_ERR_NVS_KEYS_NOT_INITIALIZED`` / ``ESP_ERR_NVS_CORRUPT_KEY_PART``)."""
+    base = region.partition.offset
+    raw = region.flash.read_raw(base, _KEYS_END + 4)
+    if not _initialised(raw[:KEY_SIZE], raw[KEY_SIZE:_KEYS_END], _crc(raw)):
+        return "ESP_ERR_NVS_KEYS_NOT_INITIALIZED"
+    plain = region.read(0, _KEYS_END + 4)
+    eky, tky = plain[:KEY_SIZE], plain[KEY_SIZE:_KEYS_END]
+    if crc_a(eky + tky) != _crc(plain):
+        if not _initialised(eky, tky, _crc(plain)):
+            return "ESP_ERR_NVS_KEYS_NOT_INITIALIZED"
+        return "ESP_ERR_NVS_CORRUPT_KEY_PART"
+    return NvsKeys(eky, tky)
+
+
+def _crc(data: bytes) -> int:
+    value: int = struct.unpack_from("<I", data, _KEYS_END)[0]
+    return value
+
+
+def generate_keys(region: PartitionFlash) -> NvsKeys:
+    """``nvs_flash_generate_keys``: erase the partition, write the key patterns raw
+    (``esp_partition_write_raw``), read them back through flash encryption, then write
+    their CRC encrypted (``esp_partition_write``). A power cut leaves the partition
+    erased or corrupt, and the next ``nvs_flash_init`` generates again."""
+    region.erase_range(0, region.size)
+    base = region.partition.offset
+    name = region.partition.name
+    region.flash.write(base, _EKY_PATTERN, what=f"{name}: nvs_flash_generate_keys (eky)")
+    region.flash.write(base + KEY_SIZE, _TKY_PATTERN, what=f"{name}: nvs_flash_generate_keys (tky)")
+    plain = region.read(0, _KEYS_END)
+    keys = NvsKeys(plain[:KEY_SIZE], plain[KEY_SIZE:])
+    crc = struct.pack("<I", crc_a(keys.xts_key))
+    region.write(_KEYS_END, crc + b"\xff" * (_CRC_WRITE - len(crc)))
+    return keys
+
+
+def _nvs_keys_partition(hw: Hardware, partitions: tuple[Partition, ...]) -> PartitionFlash:
+    found = next(
+        (p for p in partitions if p.type == DATA_TYPE and p.subtype == NVS_KEYS_SUBTYPE), None
     )
-    if keys_part is None:
-        return None
-    raw = PartitionFlash(dev.flash, keys_part).read(0, min(keys_part.size, 0x1000))
-    return None if raw[:64] == b"\xff" * 64 else NvsKeys.parse(raw)
+    if found is None:
+        raise NvsInitError(
+            "CONFIG_NVS_ENCRYPTION with the flash-encryption scheme needs a data/nvs_keys "
+            "partition and the partition table has none (nvs_flash_init fails with "
+            "ESP_ERR_INVALID_ARG): add one, or use the HMAC scheme"
+        )
+    return PartitionFlash(hw.flash, found)
 
 
-def device_nvs_keys(dev: VirtualDevice) -> NvsKeys | None:
-    """The NVS encryption keys this device's app would use, or ``None`` for plain NVS.
+def _flash_enc_keys(hw: Hardware, partitions: tuple[Partition, ...], *, generate: bool) -> NvsKeys:
+    region = _nvs_keys_partition(hw, partitions)
+    found = read_security_cfg(region)
+    if isinstance(found, NvsKeys):
+        return found
+    if not generate:
+        raise NvsInitError(
+            f"nvs_keys partition {region.partition.name!r} holds no keys ({found}): the app "
+            "generates them at its first nvs_flash_init"
+        )
+    return generate_keys(region)
 
-    An initialised ``nvs_keys`` partition read through flash encryption wins; otherwise
-    the keys derive from an ``HMAC_UP`` eFuse key, if one is burned.
+
+# -- HMAC scheme -----------------------------------------------------------------------
+
+
+def _hmac_keys(hw: Hardware, key_id: int, *, generate: bool) -> NvsKeys:
+    if key_id < 0:
+        raise NvsInitError(
+            "CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID is -1 (unset): ESP-IDF does not build the HMAC "
+            "scheme that way; set it to the eFuse key block (0-5) for the NVS HMAC key"
+        )
+    efuses = hw.efuses
+    block = efuses.layout.block(f"BLOCK_KEY{key_id}").name
+    purpose = efuses.layout.purpose_name(efuses.key_purpose(block))
+    if purpose != HMAC_UP:
+        if not generate:
+            raise NvsInitError(
+                f"{block} holds no HMAC_UP key (purpose {purpose}) for NVS encryption "
+                "(ESP_ERR_NVS_SEC_HMAC_KEY_NOT_FOUND)"
+            )
+        _burn_hmac_key(hw, block, purpose)
+    try:
+        return NvsKeys.from_hmac_key(efuses.hardware_block(block))
+    except KeyUnavailableError as exc:
+        raise NvsInitError(f"NVS HMAC key in {block}: {exc.message}") from None
+
+
+def _burn_hmac_key(hw: Hardware, block: str, purpose: str) -> None:
+    """``generate_keys_hmac``: ``esp_efuse_write_key`` of a random ``HMAC_UP`` key
+    (write- and read-protected); refused unless the block is unused."""
+    efuses = hw.efuses
+    if purpose != "USER" or any(efuses.read_block(block)) or not efuses.is_writeable("RD_DIS"):
+        raise NvsInitError(
+            f"cannot burn the NVS HMAC key into {block}: the block is in use (purpose "
+            f"{purpose}) or cannot be read-protected (ESP_ERR_NVS_SEC_HMAC_KEY_GENERATION_FAILED)"
+        )
+    hw.burn(
+        Transaction().burn_key(block, secrets.token_bytes(32), HMAC_UP),
+        "esp_efuse_write_key (NVS encryption HMAC key)",
+    )
+
+
+# -- nvs_flash_init --------------------------------------------------------------------
+
+
+def app_nvs_keys(target: VirtualDevice | AppRuntime, *, generate: bool) -> NvsKeys | None:
+    """The keys the app's ``nvs_flash_init`` encrypts NVS with; ``None`` for plain NVS.
+
+    Follows ``nvs_flash_init`` and the ``nvs_sec_provider`` scheme the configuration
+    selects. ``generate``: as the app, generate missing keys (write the ``nvs_keys``
+    partition, or burn the HMAC key); otherwise only read them (a host-side reader
+    must not change the device). Raises :class:`NvsInitError` where the app's
+    ``nvs_flash_init`` fails.
     """
-    if not dev.config.nvs_encryption:
+    hw, config, partitions = _view(target)
+    if not config.nvs_encryption:
         return None
-    from_partition = nvs_keys_from_partition(dev)
-    if from_partition is not None:
-        return from_partition
-    efuses = dev.efuses
-    hmac_up = efuses.layout.purpose("HMAC_UP").id
-    for block in efuses.layout.key_blocks:
-        if efuses.key_purpose(block) == hmac_up:
-            try:
-                return NvsKeys.from_hmac_key(efuses.hardware_block(block))
-            except KeyUnavailableError as exc:
-                raise EspsecError(f"NVS HMAC key in {block.name}: {exc}") from None
-    raise UsageError(
-        "NVS encryption is on but the device has neither an initialised nvs_keys "
-        "partition nor an HMAC_UP eFuse key"
+    scheme = config.nvs_sec_key_protection_scheme
+    if scheme is NvsSecKeyProtection.FLASH_ENC:
+        return _flash_enc_keys(hw, partitions, generate=generate)
+    if scheme is NvsSecKeyProtection.HMAC:
+        return _hmac_keys(hw, config.nvs_sec_hmac_efuse_key_id, generate=generate)
+    raise NvsInitError(
+        "CONFIG_NVS_SEC_KEY_PROTECT_NONE: the app registers its own NVS key scheme; "
+        "give the NVS keys explicitly"
     )
+
+
+def check_readable(region: PartitionFlash, keys: NvsKeys | None) -> None:
+    """Refuse a partition whose written entries do not read with ``keys``.
+
+    ``nvs_flash_secure_init_partition`` opened anyway would erase every entry with a
+    bad CRC (ESP-IDF really does), wiping data written with other keys or none.
+    """
+    try:
+        read_partition(region.read(0, region.size), keys=keys)
+    except FormatError as exc:
+        how = "its NVS encryption keys" if keys is not None else "the plain NVS API"
+        raise NvsInitError(
+            f"NVS partition {region.partition.name!r} does not read with {how} "
+            f"({exc.message}); refusing to open it: its entries would be erased"
+        ) from None
+
+
+def open_app_nvs(
+    runtime: AppRuntime, partition: str = NVS_DEFAULT_PART_NAME, *, keys: NvsKeys | None = None
+) -> NvsStore:
+    """``nvs_flash_init`` (``nvs_flash_secure_init_partition`` for ``partition``) in the
+    running app: keys from :func:`app_nvs_keys` (generated if missing) unless ``keys``
+    overrides them; refused by :func:`check_readable` before anything is written."""
+    if keys is None:
+        keys = app_nvs_keys(runtime, generate=True)
+    region = runtime.partition(partition)
+    check_readable(region, keys)
+    return NvsStore.init(region, keys=keys)
 
 
 def read_device_nvs(
-    dev: VirtualDevice, partition: str = "nvs", *, keys: NvsKeys | None = None
+    dev: VirtualDevice, partition: str = NVS_DEFAULT_PART_NAME, *, keys: NvsKeys | None = None
 ) -> NvsContents:
-    """The contents of an NVS partition on ``dev`` as its app reads them."""
+    """The contents of an NVS partition on ``dev`` as its app reads them (never generates
+    keys: a device whose app has not run ``nvs_flash_init`` yet is refused)."""
     region = device_partition(dev, partition)
+    if keys is None:
+        keys = app_nvs_keys(dev, generate=False)
     data = region.read(0, region.size)
-    return read_partition(data, keys=keys if keys is not None else device_nvs_keys(dev))
+    return read_partition(data, keys=keys)

@@ -796,7 +796,8 @@ def run_ota(
     (:func:`espsec.device.ota_state.provision_ota`). ``self_test`` is the new
     app's diagnostic (or a fixed verdict); ``server_url`` overrides the provisioned URL
     for this cycle (the trust anchors stay the provisioned ones); ``now`` is the
-    device's clock; ``nvs_keys`` the app's NVS encryption keys if its NVS is encrypted.
+    device's clock; ``nvs_keys`` overrides the app's NVS encryption keys (by default
+    those its ``nvs_flash_init`` uses: :func:`espsec.device.nvs.app_nvs_keys`).
     The device is left running; save it afterwards. A power cut armed on the device
     propagates as :class:`~espsec.device.faults.PowerCut`.
     """

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from espsec.device.nvs import NvsInitError, open_app_nvs
 from espsec.efuse import KeyUnavailableError, Transaction
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
 from espsec.ota import (
@@ -55,7 +56,7 @@ from espsec.ota import (
 )
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE, Scheme, scheme_of_key
 from espsec.ota.manifest import manifest_key_id
-from espsec.storage import NvsError, NvsKeys, NvsStore, ValueType, read_partition
+from espsec.storage import NvsError, NvsKeys, ValueType
 from espsec.storage.runtime import errors as nvs_errors
 
 if TYPE_CHECKING:
@@ -244,25 +245,19 @@ def _get(h: Any, key: str, vtype: ValueType) -> Any:
 class OtaNvs:
     """The ``espsec_ota`` namespace of the running app's NVS partition (``nvs_flash_init``).
 
-    ``keys``: the NVS encryption keys when the app uses encrypted NVS
-    (``CONFIG_NVS_ENCRYPTION``). A partition that does not read with the keys given
-    (encrypted data opened without keys, or with the wrong ones) is refused before
-    anything is written: opening it anyway would erase every entry it cannot read.
+    ``keys``: override the NVS encryption keys; by default they are the app's own
+    (:func:`espsec.device.nvs.app_nvs_keys`, generated at the first init as ESP-IDF
+    does when ``CONFIG_NVS_ENCRYPTION`` is on). A partition that does not read with the
+    keys is refused before anything is written (:func:`espsec.device.nvs.open_app_nvs`).
     """
 
     def __init__(
         self, runtime: AppRuntime, *, keys: NvsKeys | None = None, partition: str = NVS_PARTITION
     ) -> None:
-        region = runtime.partition(partition)
         try:
-            read_partition(region.read(0, region.size), keys=keys)
-        except FormatError as exc:
-            raise OtaStateError(
-                f"NVS partition {partition!r} does not read with the "
-                f"{'given keys' if keys else 'plain NVS API'} ({exc.message}); refusing to "
-                "write to it"
-            ) from None
-        self._store = NvsStore.init(region, keys=keys)
+            self._store = open_app_nvs(runtime, partition, keys=keys)
+        except NvsInitError as exc:
+            raise OtaStateError(exc.message) from None
 
     def __repr__(self) -> str:
         return f"<OtaNvs {NAMESPACE}>"
@@ -468,8 +463,8 @@ def provision_ota(
 
     ``generate_key`` (ECIES): if ``prov.hmac_key_id`` is an empty key block, the app
     first burns a fresh random ``HMAC_UP`` key there (:func:`generate_hmac_key`). The
-    decryption key must work before anything is written. ``nvs_keys``: the app's NVS
-    encryption keys, if its NVS is encrypted.
+    decryption key must work before anything is written. ``nvs_keys``: override the
+    app's NVS encryption keys (by default its ``nvs_flash_init`` keys, see :class:`OtaNvs`).
     """
     nvs = OtaNvs(runtime, keys=nvs_keys)
     generated = False

@@ -2,8 +2,9 @@
 
 Option names, dependencies and defaults follow ESP-IDF ``components/bootloader/
 Kconfig.projbuild`` and ``Kconfig.app_rollback``, ``components/nvs_flash/Kconfig``,
-``components/partition_table/Kconfig.projbuild`` and ``components/esptool_py/
-Kconfig.projbuild`` (see ``shared/reference/esp-idf-formats.md`` §9).
+``components/nvs_sec_provider/Kconfig`` (v5.5), ``components/partition_table/
+Kconfig.projbuild`` and ``components/esptool_py/Kconfig.projbuild`` (see
+``shared/reference/esp-idf-formats.md`` §9).
 
 A file is read the way Kconfig reads one: an option missing from the file takes its
 Kconfig default when its dependencies hold, and is off when they do not, so a full
@@ -77,6 +78,18 @@ class RomDownloadMode(StrEnum):
     """Leave full download mode enabled (not recommended)."""
 
 
+class NvsSecKeyProtection(StrEnum):
+    """``choice NVS_SEC_KEY_PROTECTION_SCHEME`` (``components/nvs_sec_provider/Kconfig``):
+    where ``nvs_flash_init`` gets the NVS encryption keys from."""
+
+    FLASH_ENC = "NVS_SEC_KEY_PROTECT_USING_FLASH_ENC"
+    """Keys in the first ``data/nvs_keys`` partition, protected by flash encryption."""
+    HMAC = "NVS_SEC_KEY_PROTECT_USING_HMAC"
+    """Keys derived from the ``HMAC_UP`` eFuse key in ``NVS_SEC_HMAC_EFUSE_KEY_ID``."""
+    NONE = "NVS_SEC_KEY_PROTECT_NONE"
+    """The app registers its own scheme (not modelled)."""
+
+
 FLASH_SIZES = ("1MB", "2MB", "4MB", "8MB", "16MB", "32MB", "64MB", "128MB")
 """``choice ESPTOOLPY_FLASHSIZE`` values."""
 
@@ -137,6 +150,11 @@ class BootloaderConfig:
     partition_table_offset: int = 0x8000
     partition_table_md5: bool = True
     nvs_encryption: bool = False
+    nvs_sec_key_protection_scheme: NvsSecKeyProtection | None = None
+    """``None`` without NVS encryption. The default is the flash-encryption scheme when
+    flash encryption is on (ESP-IDF v5.x; v6.0 defaults to HMAC on chips that have it)."""
+    nvs_sec_hmac_efuse_key_id: int = -1
+    """``BLOCK_KEYn`` of the HMAC scheme; -1 (the Kconfig default) is unset."""
     esptoolpy_flashsize: str = "2MB"
     raw: Mapping[str, OptionValue] = field(default_factory=dict, hash=False)
     """Options this class does not model, by name without ``CONFIG_``, as read."""
@@ -187,6 +205,11 @@ class BootloaderConfig:
         if not self.secure_flash_enc_enabled:
             return None
         return 512 if self.secure_flash_encryption_keysize is FlashEncryptionKeySize.AES256 else 256
+
+    @property
+    def nvs_sec_key_protect_using_hmac(self) -> bool:
+        """NVS encryption keys derive from an ``HMAC_UP`` eFuse key."""
+        return self.nvs_sec_key_protection_scheme is NvsSecKeyProtection.HMAC
 
     @property
     def flash_size(self) -> int:
@@ -303,6 +326,12 @@ _SIMPLE = (
     _Spec("PARTITION_TABLE_OFFSET", "partition_table_offset", "hex"),
     _Spec("PARTITION_TABLE_MD5", "partition_table_md5", "bool"),
     _Spec("NVS_ENCRYPTION", "nvs_encryption", "bool"),
+    _Spec(
+        "NVS_SEC_HMAC_EFUSE_KEY_ID",
+        "nvs_sec_hmac_efuse_key_id",
+        "int",
+        needs="nvs_sec_key_protect_using_hmac",
+    ),
     _Spec("ESPTOOLPY_FLASHSIZE", "esptoolpy_flashsize", "str"),
 )
 _BY_NAME = {s.name: s for s in _SIMPLE}
@@ -313,6 +342,7 @@ _CHOICES: dict[str, type[StrEnum]] = {
     "secure_flash_encryption_mode": FlashEncryptionMode,
     "secure_flash_encryption_keysize": FlashEncryptionKeySize,
     "secure_uart_rom_dl_mode": RomDownloadMode,
+    "nvs_sec_key_protection_scheme": NvsSecKeyProtection,
 }
 _CHOICE_MEMBERS: dict[str, tuple[str, object]] = {
     member.value: (choice_field, member)
@@ -505,7 +535,34 @@ def _resolve(given: Mapping[str, Any]) -> dict[str, Any]:
             "partition_table_md5",
             "CONFIG_PARTITION_TABLE_MD5 is selected by SECURE_FLASH_ENCRYPTION_MODE_RELEASE",
         )
-    take("nvs_encryption", bool(fe))
+    nvs_encryption = take("nvs_encryption", bool(fe))
+    # The choice's default (FLASH_ENC) depends on flash encryption; Kconfig then takes
+    # the first visible member, HMAC.
+    nvs_scheme = take(
+        "nvs_sec_key_protection_scheme",
+        NvsSecKeyProtection.FLASH_ENC if fe else NvsSecKeyProtection.HMAC,
+        visible=nvs_encryption,
+        why="NVS_ENCRYPTION",
+    )
+    if nvs_scheme is NvsSecKeyProtection.FLASH_ENC and not fe:
+        raise _Conflict(
+            "nvs_sec_key_protection_scheme",
+            "CONFIG_NVS_SEC_KEY_PROTECT_USING_FLASH_ENC depends on SECURE_FLASH_ENC_ENABLED",
+        )
+    hmac_scheme = nvs_scheme is NvsSecKeyProtection.HMAC
+    key_id = take(
+        "nvs_sec_hmac_efuse_key_id",
+        -1,
+        visible=hmac_scheme,
+        why="NVS_SEC_KEY_PROTECT_USING_HMAC",
+    )
+    if not hmac_scheme:
+        out["nvs_sec_hmac_efuse_key_id"] = -1
+    elif not (isinstance(key_id, int) and not isinstance(key_id, bool) and -1 <= key_id <= 5):
+        raise _Conflict(
+            "nvs_sec_hmac_efuse_key_id",
+            f"CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID must be -1..5, got {key_id!r}",
+        )
     size = take("esptoolpy_flashsize", "2MB")
     if size not in FLASH_SIZES:
         raise _Conflict(
@@ -538,6 +595,8 @@ def _off(name: str) -> Any:
         return None
     if name == "bootloader_app_secure_version":
         return 0
+    if name == "nvs_sec_hmac_efuse_key_id":
+        return -1
     return False
 
 
