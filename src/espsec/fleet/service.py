@@ -38,6 +38,14 @@ BLOCKING_OUTCOMES = ("rolled_back", "refused")
 """Outcomes after which a release is not offered to that device again until reassigned."""
 
 
+def _device_id(obj: dict[str, Any], what: str) -> str:
+    """The ``device_id`` member of a device request, checked."""
+    device_id = get_str(obj, "device_id", what=what, max_len=128)
+    if not _DEVICE_ID.match(device_id):
+        raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
+    return device_id
+
+
 class NotFound(EspsecError):
     """A release, cohort or payload that does not exist."""
 
@@ -61,9 +69,7 @@ class CheckInInfo:
     def parse(cls, body: bytes) -> CheckInInfo:
         what = "check-in"
         obj = strict_loads(body, what=what)
-        device_id = get_str(obj, "device_id", what=what, max_len=128)
-        if not _DEVICE_ID.match(device_id):
-            raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
+        device_id = _device_id(obj, what)
         boot_state = get_str(obj, "boot_state", what=what)
         if boot_state not in BOOT_STATES:
             raise FormatError(f"{what}: unknown boot_state", expected=BOOT_STATES, found=boot_state)
@@ -320,9 +326,7 @@ class FleetService:
         """Record an update outcome a device reports."""
         what = "report"
         obj = strict_loads(body, what=what)
-        device_id = get_str(obj, "device_id", what=what, max_len=128)
-        if not _DEVICE_ID.match(device_id):
-            raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
+        device_id = _device_id(obj, what)
         outcome = get_str(obj, "outcome", what=what)
         if outcome not in OUTCOMES:
             raise FormatError(f"{what}: unknown outcome", expected=OUTCOMES, found=outcome)
