@@ -32,7 +32,6 @@ from espsec.image import (
 )
 
 ESPTOOL = Path(sys.executable).with_name("esptool")
-pytestmark = pytest.mark.skipif(not ESPTOOL.exists(), reason="esptool not installed")
 
 EM_XTENSA = 94
 EM_RISCV = 243

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from espsec import secure_boot
@@ -74,7 +73,6 @@ def test_admin_commands(
     assert "401" in out
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_serve_starts_an_https_server_with_a_generated_certificate(
     tmp_path: Path, sb_key_dir: Path
 ) -> None:
