@@ -54,8 +54,13 @@ class FormatError(EspsecError):
             parts.append(field)
         where = " ".join(parts)
         message = f"{where}: {what}" if where else what
-        if expected is not None or found is not None:
-            message += f" (expected {_show(expected)}, found {_show(found)})"
+        shown = [
+            f"{label} {_show(value)}"
+            for label, value in (("expected", expected), ("found", found))
+            if value is not None
+        ]
+        if shown:
+            message += f" ({', '.join(shown)})"
         super().__init__(message, source=source)
         self.offset = offset
         self.field = field
