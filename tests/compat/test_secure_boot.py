@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 from espsec import secure_boot
 from espsec.chips import get_chip
+from espsec.errors import UsageError
 
 from .conftest import run_tool
 
@@ -18,20 +21,20 @@ def _image_for(scheme: str, s3_app: bytes, p4_app: bytes) -> bytes:
     return s3_app if scheme == "rsa3072" else p4_app
 
 
+def _espsecure_verifies(key: Path, signed: Path) -> None:
+    out = run_tool("espsecure", "verify-signature", "-v", "2", "-k", key, signed)
+    assert "verification successful" in out.stdout
+
+
+def _espsecure_signs(key: Path, unsigned: Path, output: Path) -> None:
+    run_tool("espsecure", "sign-data", "-v", "2", "-k", key, "-o", output, unsigned)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_espsecure_verifies_our_signature(tmp_path, sb_key_dir, sb_keys, s3_app, p4_app, scheme):
     signed = secure_boot.sign(_image_for(scheme, s3_app, p4_app), [sb_keys[scheme]])
     (tmp_path / "signed.bin").write_bytes(signed)
-    out = run_tool(
-        "espsecure",
-        "verify-signature",
-        "-v",
-        "2",
-        "-k",
-        sb_key_dir / f"{scheme}.pub.pem",
-        tmp_path / "signed.bin",
-    )
-    assert "verification successful" in out.stdout
+    _espsecure_verifies(sb_key_dir / f"{scheme}.pub.pem", tmp_path / "signed.bin")
 
 
 def test_espsecure_verifies_multi_key_and_appended(tmp_path, sb_key_dir, sb_keys, s3_app):
@@ -39,16 +42,7 @@ def test_espsecure_verifies_multi_key_and_appended(tmp_path, sb_key_dir, sb_keys
     three = secure_boot.sign(two, [sb_keys["rsa3072-c"]], append=True)
     (tmp_path / "signed.bin").write_bytes(three)
     for name in ("rsa3072", "rsa3072-b", "rsa3072-c"):
-        out = run_tool(
-            "espsecure",
-            "verify-signature",
-            "-v",
-            "2",
-            "-k",
-            sb_key_dir / f"{name}.pem",
-            tmp_path / "signed.bin",
-        )
-        assert "verification successful" in out.stdout
+        _espsecure_verifies(sb_key_dir / f"{name}.pem", tmp_path / "signed.bin")
     info = run_tool("espsecure", "signature-info-v2", tmp_path / "signed.bin").stdout
     for n, name in enumerate(("rsa3072", "rsa3072-b", "rsa3072-c")):
         digest = secure_boot.key_digest(sb_keys[name])
@@ -74,31 +68,13 @@ def test_espsecure_verifies_our_block_from_external_signature(
         image, external=[secure_boot.ExternalSignature(key.public_key(), sig)]
     )
     (tmp_path / "signed.bin").write_bytes(signed)
-    run_tool(
-        "espsecure",
-        "verify-signature",
-        "-v",
-        "2",
-        "-k",
-        sb_key_dir / f"{scheme}.pub.pem",
-        tmp_path / "signed.bin",
-    )
+    _espsecure_verifies(sb_key_dir / f"{scheme}.pub.pem", tmp_path / "signed.bin")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_we_verify_espsecure_signature(tmp_path, sb_key_dir, sb_keys, s3_app, p4_app, scheme):
     (tmp_path / "app.bin").write_bytes(_image_for(scheme, s3_app, p4_app))
-    run_tool(
-        "espsecure",
-        "sign-data",
-        "-v",
-        "2",
-        "-k",
-        sb_key_dir / f"{scheme}.pem",
-        "-o",
-        tmp_path / "signed.bin",
-        tmp_path / "app.bin",
-    )
+    _espsecure_signs(sb_key_dir / f"{scheme}.pem", tmp_path / "app.bin", tmp_path / "signed.bin")
     signed = (tmp_path / "signed.bin").read_bytes()
     assert (
         secure_boot.sign(_image_for(scheme, s3_app, p4_app), [sb_keys[scheme]])[:-4096]
@@ -110,29 +86,11 @@ def test_we_verify_espsecure_signature(tmp_path, sb_key_dir, sb_keys, s3_app, p4
 
 def test_we_append_to_espsecure_signed_image(tmp_path, sb_key_dir, sb_keys, s3_app):
     (tmp_path / "app.bin").write_bytes(s3_app)
-    run_tool(
-        "espsecure",
-        "sign-data",
-        "-v",
-        "2",
-        "-k",
-        sb_key_dir / "rsa3072.pem",
-        "-o",
-        tmp_path / "one.bin",
-        tmp_path / "app.bin",
-    )
+    _espsecure_signs(sb_key_dir / "rsa3072.pem", tmp_path / "app.bin", tmp_path / "one.bin")
     two = secure_boot.sign((tmp_path / "one.bin").read_bytes(), [sb_keys["rsa3072-b"]], append=True)
     (tmp_path / "two.bin").write_bytes(two)
     for name in ("rsa3072", "rsa3072-b"):
-        run_tool(
-            "espsecure",
-            "verify-signature",
-            "-v",
-            "2",
-            "-k",
-            sb_key_dir / f"{name}.pem",
-            tmp_path / "two.bin",
-        )
+        _espsecure_verifies(sb_key_dir / f"{name}.pem", tmp_path / "two.bin")
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
@@ -152,22 +110,12 @@ def test_espsecure_uses_keys_we_generate(tmp_path, s3_app):
     key = tmp_path / "k.pem"
     key.write_bytes(secure_boot.generate_private_key("rsa3072"))
     (tmp_path / "app.bin").write_bytes(s3_app)
-    run_tool(
-        "espsecure",
-        "sign-data",
-        "-v",
-        "2",
-        "-k",
-        key,
-        "-o",
-        tmp_path / "s.bin",
-        tmp_path / "app.bin",
-    )
+    _espsecure_signs(key, tmp_path / "app.bin", tmp_path / "s.bin")
     signed = (tmp_path / "s.bin").read_bytes()
     assert secure_boot.verify(signed, keys=[secure_boot.load_private_key(key.read_bytes())]).ok
 
 
 def test_we_refuse_what_espsecure_would_sign_for_wrong_chip(sb_keys, s3_app):
     """espsecure signs anything; we refuse an ECDSA block for an ESP32-S3 image."""
-    with pytest.raises(Exception, match="ESP32-S3 ROM does not accept"):
+    with pytest.raises(UsageError, match="ESP32-S3 ROM does not accept"):
         secure_boot.sign(s3_app, [sb_keys["ecdsa256"]], chip=get_chip("esp32s3"))

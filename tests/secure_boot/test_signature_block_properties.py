@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from espsec import secure_boot
 from espsec.errors import EspsecError, FormatError
 from espsec.secure_boot import BLOCK_SIZE, SECTOR_SIZE, SignatureBlock
+from espsec.secure_boot.signature_block import CRC_OFFSET
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,17 @@ def test_mutated_signed_images_never_crash_verify_or_info(signed_multi, sb_keys,
         secure_boot.info(blob)
     except EspsecError:
         return
-    # Only a flip that missed every verified byte may still verify.
+    # Only a flip that missed every verified byte may still verify: the signed content
+    # and the verified block up to its CRC must be untouched.
     if report.ok:
         assert report.verified is not None
+        start = len(signed_multi) - SECTOR_SIZE + report.verified.index * BLOCK_SIZE
+        changed = [i for i, (a, b) in enumerate(zip(signed_multi, blob, strict=False)) if a != b]
+        assert len(blob) == len(signed_multi)
+        assert all(
+            len(signed_multi) - SECTOR_SIZE <= i and not start <= i < start + CRC_OFFSET + 4
+            for i in changed
+        )
 
 
 def test_block_roundtrip(signed_multi):

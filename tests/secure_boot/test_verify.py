@@ -104,3 +104,35 @@ def test_info_reports_each_slot(two_signed, sb_keys):
     assert [i.state.value for i in infos] == ["valid", "valid", "empty"]
     assert infos[1].key_digest == secure_boot.key_digest(sb_keys["rsa3072-b"])
     assert all(i.image_digest_matches for i in infos[:2])
+
+
+def _edit_block_and_fix_crc(signed: bytes, pos: int, mask: int) -> bytes:
+    import zlib
+
+    data = bytearray(signed)
+    start = len(data) - SECTOR_SIZE
+    data[start + pos] ^= mask
+    data[start + 1196 : start + 1200] = zlib.crc32(bytes(data[start : start + 1196])).to_bytes(
+        4, "little"
+    )
+    return bytes(data)
+
+
+def test_block_with_even_rsa_modulus_is_corrupt_not_a_crash(two_signed, sb_keys):
+    forged = _edit_block_and_fix_crc(two_signed, 36, 0x01)  # low bit of n
+    report = secure_boot.verify(forged, keys=[sb_keys["rsa3072"]])
+    assert report.blocks[0].verdict is BlockVerdict.CORRUPT
+    assert "even" in report.blocks[0].detail
+    assert secure_boot.info(forged)[0].state.value == "malformed"
+
+
+@pytest.mark.parametrize("pos", [36 + 384 + 4, 36 + 384 + 4 + 384])  # rinv, M'
+def test_block_whose_stored_rinv_or_mdash_differ_is_refused_as_the_rom_would(
+    two_signed, sb_keys, pos
+):
+    """The ROM hashes the stored key bytes, so its eFuse digest check fails on such a block."""
+    forged = _edit_block_and_fix_crc(two_signed, pos, 0x01)
+    digests = [secure_boot.key_digest(sb_keys["rsa3072"]), None, None]
+    report = secure_boot.verify(forged, key_digests=digests)
+    assert report.blocks[0].verdict is BlockVerdict.CORRUPT
+    assert not report.ok

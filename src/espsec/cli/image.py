@@ -18,7 +18,8 @@ from espsec.image import (
     build_bootloader_image,
     image_info,
 )
-from espsec.image.info import IMAGE_VERSION, revision_text
+from espsec.image.header import revision_text
+from espsec.image.info import IMAGE_VERSION
 
 group = click.Group("image", help="App and bootloader images: inspect, check, synthesize.")
 

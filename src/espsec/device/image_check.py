@@ -38,6 +38,7 @@ from espsec.image import (
 )
 from espsec.image.app_image import DIGEST_SIZE, MAX_SEGMENT_LEN
 from espsec.image.descriptors import APP_DESC_MAGIC, APP_DESC_SIZE, DESC_OFFSET
+from espsec.image.header import revision_text
 from espsec.secure_boot import SECTOR_SIZE, BlockVerdict, SlotState, VerifyReport, info, verify
 
 ImageKind = Literal["app", "bootloader"]
@@ -110,10 +111,6 @@ class LoadedImage:
     @property
     def ok(self) -> bool:
         return self.check.ok
-
-
-def _rev(rev: int) -> str:
-    return f"v{rev // 100}.{rev % 100}"
 
 
 def load_image(
@@ -218,7 +215,7 @@ def load_image(
     if chip_rev is not None:
         try:
             check_chip(image, chip, chip_rev_full=chip_rev, kind=kind)
-            checks.append(Check("chip", True, f"{chip.display_name} {_rev(chip_rev)}"))
+            checks.append(Check("chip", True, f"{chip.display_name} {revision_text(chip_rev)}"))
         except EspsecError as exc:
             checks.append(Check("chip", False, exc.message))
             return done(image, desc=desc)

@@ -27,6 +27,11 @@ REV_UNSET = 0xFFFF
 _HEADER = struct.Struct("<BBBBIB3sHBHH4sB")
 
 
+def revision_text(rev_full: int) -> str:
+    """``major*100+minor`` as esptool and ESP-IDF print it: 99 → ``v0.99``."""
+    return f"v{rev_full // 100}.{rev_full % 100}"
+
+
 class SpiMode(IntEnum):
     """``esp_image_spi_mode_t``: the flash read mode the ROM sets up."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,16 +10,11 @@ from espsec.chips import Chip, chip_by_image_id
 from espsec.errors import FormatError
 from espsec.image.app_image import EspImage, parse_image
 from espsec.image.descriptors import AppDesc, BootloaderDesc, find_descriptor
-from espsec.image.header import WP_PIN_DISABLED
+from espsec.image.header import WP_PIN_DISABLED, revision_text
 from espsec.image.validate import memory_types
 
 IMAGE_VERSION = 1
 """The container version esptool reports for every ESP32-family image."""
-
-
-def revision_text(rev_full: int) -> str:
-    """``major*100+minor`` as esptool prints it: 99 → ``v0.99``."""
-    return f"v{rev_full // 100}.{rev_full % 100}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,9 @@ class ImageInfo:
     @property
     def digest_valid(self) -> bool | None:
         """Whether the appended SHA-256 matches (``None`` if none is appended)."""
-        return self.image.digest_valid
+        if self.image.digest is None:
+            return None
+        return hmac.compare_digest(self.image.digest, self.calculated_digest)
 
     @property
     def flash_freq(self) -> str | None:

@@ -13,7 +13,7 @@ from espsec.chips import Chip, chip_by_image_id
 from espsec.errors import VerificationError
 from espsec.image.app_image import SEGMENT_HEADER_SIZE, EspImage
 from espsec.image.descriptors import BootloaderDesc, find_descriptor
-from espsec.image.header import REV_UNSET
+from espsec.image.header import REV_UNSET, revision_text
 
 ImageKind = Literal["app", "bootloader"]
 
@@ -27,10 +27,6 @@ def _failed(
     return VerificationError(
         f"offset 0x{offset:x} {field}: {what} (expected {expected}, found {found})"
     )
-
-
-def _rev(rev_full: int) -> str:
-    return f"v{rev_full // 100}.{rev_full % 100}"
 
 
 def check_checksum(image: EspImage) -> None:
@@ -87,22 +83,22 @@ def check_chip(
         return
     if chip_rev_full < header.min_chip_rev_full:
         raise _failed(
-            f"image needs a newer chip than {_rev(chip_rev_full)}",
+            f"image needs a newer chip than {revision_text(chip_rev_full)}",
             offset=15,
             field="min_chip_rev_full",
-            expected=f"at most {_rev(chip_rev_full)}",
-            found=_rev(header.min_chip_rev_full),
+            expected=f"at most {revision_text(chip_rev_full)}",
+            found=revision_text(header.min_chip_rev_full),
         )
     if (kind or image_kind(image)) != "app":
         return
     max_rev = header.max_chip_rev_full
     if max_rev not in (0, REV_UNSET) and chip_rev_full > max_rev:
         raise _failed(
-            f"image does not support chip revision {_rev(chip_rev_full)}",
+            f"image does not support chip revision {revision_text(chip_rev_full)}",
             offset=17,
             field="max_chip_rev_full",
-            expected=f"at least {_rev(chip_rev_full)}",
-            found=_rev(max_rev),
+            expected=f"at least {revision_text(chip_rev_full)}",
+            found=revision_text(max_rev),
         )
 
 

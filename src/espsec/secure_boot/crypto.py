@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from espsec.chips import ECDSA384
 from espsec.errors import KeyFormatError
-from espsec.secure_boot.keys import PrivateKey, PublicKey, hash_name, scheme_of
+from espsec.secure_boot.keys import _CURVES, PrivateKey, PublicKey, hash_name, scheme_of
 from espsec.secure_boot.signature_block import (
     _COORD_LEN,
     EcdsaPublicParams,
@@ -19,11 +19,6 @@ from espsec.secure_boot.signature_block import (
 )
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-_CURVE: dict[str, ec.EllipticCurve] = {
-    "ecdsa192": ec.SECP192R1(),
-    "ecdsa256": ec.SECP256R1(),
-    "ecdsa384": ec.SECP384R1(),
-}
 
 
 def image_digest(content: bytes, scheme: str) -> bytes:
@@ -53,7 +48,7 @@ def public_key_of(params: PublicParams) -> PublicKey:
     try:
         if isinstance(params, RsaPublicParams):
             return rsa.RSAPublicNumbers(params.e, params.n).public_key()
-        curve = _CURVE[params.scheme]
+        curve = _CURVES[params.scheme]()
         return ec.EllipticCurvePublicNumbers(params.x, params.y, curve).public_key()
     except ValueError as exc:
         raise KeyFormatError(f"public key in signature block is invalid: {exc}") from None

@@ -74,7 +74,7 @@ def load_private_key(pem: bytes) -> PrivateKey:
     which catches a corrupt key and faulty signatures alike.
     """
     if b"PRIVATE KEY-----" not in pem:
-        kind = "a public key" if b"PUBLIC KEY-----" in pem else "not a PEM private key"
+        kind = "a public key" if b"PUBLIC KEY-----" in pem else "no PEM key"
         raise KeyFormatError(f"expected a PEM private key, found {kind}")
     try:
         key = serialization.load_pem_private_key(

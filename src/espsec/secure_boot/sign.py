@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from espsec.chips import Chip, chip_by_image_id
+from espsec.chips import RSA3072, Chip, chip_by_image_id
 from espsec.errors import FormatError, UsageError, VerificationError
 from espsec.image import parse_image
 from espsec.secure_boot.crypto import (
@@ -18,6 +18,7 @@ from espsec.secure_boot.crypto import (
 from espsec.secure_boot.keys import PrivateKey, PublicKey, scheme_of
 from espsec.secure_boot.signature_block import (
     _COORD_LEN,
+    BLOCK_SIZE,
     MAX_BLOCKS,
     SECTOR_SIZE,
     SignatureBlock,
@@ -66,7 +67,7 @@ def existing_blocks(signed: bytes) -> list[SignatureBlock]:
             if blocks and len(blocks) != slot.index:
                 raise FormatError(
                     "signature sector has a gap before this block",
-                    offset=len(content) + slot.index * 1216,
+                    offset=len(content) + slot.index * BLOCK_SIZE,
                     field=f"block {slot.index}",
                 )
             blocks.append(slot.block)
@@ -74,7 +75,7 @@ def existing_blocks(signed: bytes) -> list[SignatureBlock]:
             raise FormatError(
                 f"signature block {slot.index} is {slot.state.value}"
                 + (f": {slot.error}" if slot.error else ""),
-                offset=len(content) + slot.index * 1216,
+                offset=len(content) + slot.index * BLOCK_SIZE,
                 field=f"block {slot.index}",
             )
     if not blocks:
@@ -115,21 +116,25 @@ def signing_digest(image: bytes, scheme: str, *, append: bool = False) -> bytes:
     (SHA-256; SHA-384 for P-384). With ``append``, ``image`` is already signed and the
     digest covers its content without the sector.
     """
-    content = existing_content(image) if append else pad_to_sector(image)
+    if append:
+        content = existing_content(image)
+    else:
+        parse_image(image)  # refuse what is no ESP image, as sign() would
+        content = pad_to_sector(image)
     return image_digest(content, scheme)
 
 
 def existing_content(signed: bytes) -> bytes:
     """The signed content of an already signed image (its sector stripped)."""
     existing_blocks(signed)
-    return split_signed(signed)[0]
+    return signed[:-SECTOR_SIZE]
 
 
 def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
     scheme = scheme_of(ext.public_key)
     digest = image_digest(content, scheme)
     signature = ext.signature
-    if scheme != "rsa3072" and len(signature) != 2 * _COORD_LEN[scheme]:
+    if scheme != RSA3072 and len(signature) != 2 * _COORD_LEN[scheme]:
         try:
             signature = der_to_raw(signature, scheme)
         except ValueError:
@@ -139,12 +144,12 @@ def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
                 expected=f"DER or {2 * _COORD_LEN[scheme]} bytes",
                 found=f"{len(ext.signature)} bytes",
             ) from None
-    if scheme == "rsa3072" and len(signature) != 384:
+    if scheme == RSA3072 and len(signature) != 384:
         raise FormatError(
             "RSA-3072 signature has the wrong length",
             field="signature",
-            expected=384,
-            found=len(signature),
+            expected="384 bytes",
+            found=f"{len(signature)} bytes",
         )
     if not check_signature(ext.public_key, digest, signature):
         raise VerificationError(
@@ -184,7 +189,7 @@ def sign(
         raise UsageError("nothing to sign with: give at least one key or external signature")
     if append:
         old = existing_blocks(image)
-        content = split_signed(image)[0]
+        content = image[:-SECTOR_SIZE]
     else:
         if _is_signed(image):
             raise UsageError(

@@ -181,8 +181,16 @@ class SignatureBlock:
             )
         version = data[1]
         if version == VERSION_RSA:
-            _, _, digest, n, e, _rinv, _mdash, sig = _RSA.unpack_from(data)
-            return cls(digest, RsaPublicParams(_from_le(n), e), sig[::-1])
+            _, _, digest, n, e, rinv, mdash, sig = _RSA.unpack_from(data)
+            modulus = _from_le(n)
+            if not modulus % 2:
+                raise FormatError(
+                    "RSA modulus is even (not an RSA key)", offset=offset + 36, field="key.n"
+                )
+            rsa_public = RsaPublicParams(modulus, e)
+            stored = n + struct.pack("<I", e) + rinv + struct.pack("<I", mdash)
+            _check_stored_key(stored, rsa_public, offset=offset + 36)
+            return cls(digest, rsa_public, sig[::-1])
         if version != VERSION_ECDSA:
             raise FormatError(
                 "unknown signature block version",
@@ -222,8 +230,24 @@ class SignatureBlock:
             )
         n = _COORD_LEN[scheme]
         public = EcdsaPublicParams(scheme, _from_le(point[:n]), _from_le(point[n : 2 * n]))
+        _check_stored_key(bytes([curve_id]) + point, public, offset=curve_offset)
         signature = rs[:n][::-1] + rs[n : 2 * n][::-1]
         return cls(digest, public, signature)
+
+
+def _check_stored_key(stored: bytes, public: PublicParams, *, offset: int) -> None:
+    """The key bytes in the block must be exactly those :attr:`SignatureBlock.key_digest` hashes.
+
+    The ROM hashes the stored bytes (RSA ``rinv`` and ``M'``, ECDSA zero padding included)
+    and compares that with ``SECURE_BOOT_DIGESTn``; a block whose stored values differ from
+    the ones derived from the key would be trusted here but refused by the chip.
+    """
+    if stored != public.to_bytes():
+        raise FormatError(
+            "stored public key parameters are inconsistent (RSA rinv/M' or ECDSA padding)",
+            offset=offset,
+            field="key",
+        )
 
 
 class SlotState(StrEnum):
