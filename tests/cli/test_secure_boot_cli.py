@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from pathlib import Path
@@ -84,6 +85,8 @@ def test_external_signing_flow(tmp_path, app, sb_key_dir, sb_keys):
         app,
     )
     assert code == 0
+    assert padded.read_bytes() == secure_boot.pad_to_sector(app.read_bytes())
+    assert digest_file.read_bytes() == hashlib.sha256(padded.read_bytes()).digest()
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, utils
 
@@ -179,3 +182,29 @@ def test_verify_against_an_efuse_file(tmp_path, app, sb_key_dir, sb_keys):
     efuse.save(fuses, tmp_path / "efuse.bin")
     code, _, err = run("secure-boot", "verify", "--efuse-file", tmp_path / "efuse.bin", out)
     assert code == 1 and "key revoked" in err
+
+
+def test_digest_refuses_what_is_not_an_esp_image(tmp_path):
+    bogus = tmp_path / "bogus.bin"
+    bogus.write_bytes(b"")
+    out = tmp_path / "d.bin"
+    code, _, err = run("secure-boot", "digest", "--scheme", "rsa3072", "-o", out, bogus)
+    assert code == 1 and "image header" in err and str(bogus) in err and not out.exists()
+
+
+def test_digest_for_append_equals_digest_of_unsigned_image(tmp_path, app, sb_key_dir):
+    signed = tmp_path / "signed.bin"
+    run("secure-boot", "sign", "-k", sb_key_dir / "rsa3072.pem", "-o", signed, app)
+    plain, appended = tmp_path / "d1.bin", tmp_path / "d2.bin"
+    assert run("secure-boot", "digest", "--scheme", "rsa3072", "-o", plain, app)[0] == 0
+    code, _, _ = run("secure-boot", "digest", "--scheme", "rsa3072", "-a", "-o", appended, signed)
+    assert code == 0 and appended.read_bytes() == plain.read_bytes()
+
+
+def test_key_digest_file_of_wrong_size_names_its_length(tmp_path, app, sb_key_dir):
+    signed = tmp_path / "signed.bin"
+    run("secure-boot", "sign", "-k", sb_key_dir / "rsa3072.pem", "-o", signed, app)
+    wrong = tmp_path / "digest.bin"
+    wrong.write_bytes(bytes(64))
+    code, _, err = run("secure-boot", "verify", "--key-digest", wrong, signed)
+    assert code == 1 and "expected 32 bytes, found 64 bytes" in err

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 
-from espsec.errors import EspsecError
+from espsec._io import read_bytes
+from espsec.errors import EspsecError, FormatError, UsageError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 
@@ -48,3 +50,28 @@ class IntParam(click.ParamType[int]):
 
 
 INT = IntParam()
+
+
+def key_digest_slots(values: tuple[str, ...]) -> list[bytes | None]:
+    """``--key-digest`` values in slot order: 64 hex digits, a 32-byte file, or ``-`` (empty)."""
+    if len(values) > 3:
+        raise UsageError(f"at most 3 eFuse key digests (slots 0-2), got {len(values)}")
+    return [None if v == "-" else _key_digest(v) for v in values]
+
+
+def _key_digest(text: str) -> bytes:
+    path = Path(text)
+    if path.is_file():
+        raw = read_bytes(path, what="digest file")
+        if len(raw) != 32:
+            raise FormatError(
+                "not a key digest", expected="32 bytes", found=f"{len(raw)} bytes", source=text
+            )
+        return raw
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(f"key digest {text!r} is neither a file nor 64 hex digits") from None
+    if len(value) != 32:
+        raise UsageError(f"key digest must be 32 bytes (64 hex digits), found {len(value)} bytes")
+    return value

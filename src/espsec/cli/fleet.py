@@ -14,10 +14,10 @@ import click
 
 from espsec import secure_boot
 from espsec._io import read_bytes, write_secret
-from espsec.cli._common import emit, json_option, source
+from espsec.cli._common import emit, json_option, key_digest_slots, source
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, digests_from, init_fleet, serve
-from espsec.fleet.config import MANIFEST_PUB, TLS_DIR
+from espsec.fleet.config import DEFAULT_HOSTNAMES, MANIFEST_PUB, TLS_DIR
 from espsec.fleet.tls import TlsFiles
 from espsec.ota import TlsTrust
 
@@ -67,20 +67,20 @@ def init(
     for path in sb_keys:
         with source(str(path)):
             keys.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
-    try:
-        explicit = [None if d == "-" else bytes.fromhex(d) for d in digests]
-    except ValueError:
-        raise UsageError("key digests must be 64 hex digits or '-'") from None
-    if any(d is not None and len(d) != 32 for d in explicit):
-        raise UsageError("a key digest is 32 bytes (64 hex digits)")
-    slots = digests_from(keys, explicit)
+    slots = digests_from(keys, key_digest_slots(digests))
     token_path = token_out or state_dir / "admin-token"
     if token_path.exists():
         raise UsageError("refusing to overwrite an existing token file", source=str(token_path))
-    kwargs: dict[str, Any] = {"revoked": revoked, "manifest_ttl": manifest_ttl}
-    if hostnames:
-        kwargs["hostnames"] = hostnames
-    token = init_fleet(state_dir, key_digests=slots, **kwargs)
+    if token_out is not None and not token_out.parent.is_dir():
+        # Checked first: the token is shown only once, so it must not fail to be written.
+        raise UsageError("no such folder for the token file", source=str(token_out))
+    token = init_fleet(
+        state_dir,
+        key_digests=slots,
+        revoked=revoked,
+        hostnames=hostnames or DEFAULT_HOSTNAMES,
+        manifest_ttl=manifest_ttl,
+    )
     write_secret(token_path, token.encode() + b"\n")
     report = {
         "state_dir": str(state_dir),
@@ -141,7 +141,30 @@ class AdminTarget:
     state_dir: Path | None
 
     def client(self) -> AdminClient:
-        return _client(self.url, self.token_file, self.ca, self.pin, self.state_dir)
+        token_file, ca, pin = self.token_file, self.ca, self.pin
+        if self.state_dir is not None:
+            token_file = token_file or self.state_dir / "admin-token"
+            if ca is None and pin is None:
+                ca = self.state_dir / TLS_DIR / "ca.pem"
+        if token_file is not None:
+            token = read_bytes(token_file, what="token file").decode("utf-8", "replace").strip()
+        else:
+            token = os.environ.get("ESPSEC_FLEET_TOKEN", "").strip()
+        if not token:
+            raise UsageError(
+                "no admin token: give --token-file, --state-dir or set ESPSEC_FLEET_TOKEN"
+            )
+        if (ca is None) == (pin is None):
+            raise UsageError("give exactly one of --ca or --pin (or --state-dir)")
+        if ca is not None:
+            with source(str(ca)):
+                trust = TlsTrust.ca(read_bytes(ca, what="CA certificate"))
+                trust.context()  # a file with no certificate in it fails here, named
+        else:
+            assert pin is not None
+            with source(str(pin)):
+                trust = TlsTrust.pinned(read_bytes(pin, what="pinned certificate"))
+        return AdminClient(self.url, token, trust)
 
 
 def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -187,29 +210,6 @@ def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(options):
         decorated = option(decorated)
     return decorated
-
-
-def _client(
-    url: str, token_file: Path | None, ca: Path | None, pin: Path | None, state_dir: Path | None
-) -> AdminClient:
-    if state_dir is not None:
-        token_file = token_file or state_dir / "admin-token"
-        if ca is None and pin is None:
-            ca = state_dir / TLS_DIR / "ca.pem"
-    if token_file is not None:
-        token = read_bytes(token_file, what="token file").decode("utf-8", "replace").strip()
-    else:
-        token = os.environ.get("ESPSEC_FLEET_TOKEN", "").strip()
-    if not token:
-        raise UsageError("no admin token: give --token-file, --state-dir or set ESPSEC_FLEET_TOKEN")
-    if (ca is None) == (pin is None):
-        raise UsageError("give exactly one of --ca or --pin (or --state-dir)")
-    if ca is not None:
-        trust = TlsTrust.ca(read_bytes(ca, what="CA certificate"))
-    else:
-        assert pin is not None
-        trust = TlsTrust.pinned(read_bytes(pin, what="pinned certificate"))
-    return AdminClient(url, token, trust)
 
 
 release = click.Group("release", help="Upload and list releases.")

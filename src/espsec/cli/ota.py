@@ -11,7 +11,7 @@ import click
 from espsec import ota, secure_boot
 from espsec._io import read_bytes, write_atomic
 from espsec.chips import get_chip
-from espsec.cli._common import emit, json_option, source
+from espsec.cli._common import emit, json_option, key_digest_slots, source
 from espsec.errors import UsageError
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE
 
@@ -137,6 +137,8 @@ def pack(
     image: Path,
 ) -> None:
     """Sign (Secure Boot v2) and optionally pre-encrypt IMAGE into a release bundle."""
+    if signed_out is not None and recipients and not include_plaintext:
+        raise UsageError("--signed-image needs a plain payload (use --include-plaintext)")
     private = []
     for path in keys:
         with source(str(path)):
@@ -154,15 +156,13 @@ def pack(
             chip=get_chip(chip) if chip else None,
         )
     write_atomic(output, bundle.to_bytes())
-    if signed_out is not None:
-        plain = [
+    if signed_out is not None:  # there is a plain payload: checked before packing
+        plain = next(
             d
             for p, d in zip(bundle.statement.payloads, bundle.payloads, strict=True)
             if p.encryption == "none"
-        ]
-        if not plain:
-            raise UsageError("--signed-image needs a plain payload (use --include-plaintext)")
-        write_atomic(signed_out, plain[0])
+        )
+        write_atomic(signed_out, plain)
     st = bundle.statement
     report = {
         "output": str(output),
@@ -230,12 +230,7 @@ def verify_release(
     for path in keys:
         with source(str(path)):
             trusted.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
-    slots: list[bytes | None] | None = None
-    if digests:
-        try:
-            slots = [None if d == "-" else bytes.fromhex(d) for d in digests]
-        except ValueError:
-            raise UsageError("key digests must be 64 hex digits or '-'") from None
+    slots = key_digest_slots(digests) if digests else None
     with source(str(bundle)):
         parsed = ota.ReleaseBundle.parse(read_bytes(bundle, what="release bundle"))
         report = ota.verify_release(parsed, keys=trusted, key_digests=slots, revoked=revoked)

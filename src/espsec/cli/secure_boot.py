@@ -9,8 +9,8 @@ import click
 from espsec import secure_boot
 from espsec._io import read_bytes, write_atomic, write_secret
 from espsec.chips import SCHEMES, get_chip
-from espsec.cli._common import emit, json_option, source
-from espsec.errors import FormatError, UsageError, VerificationError
+from espsec.cli._common import emit, json_option, key_digest_slots, source
+from espsec.errors import UsageError, VerificationError
 
 group = click.Group("secure-boot", help="Secure Boot v2: sign, verify, key digests.")
 
@@ -132,27 +132,12 @@ def digest(
     with source(str(image)):
         data = read_bytes(image, what="image")
         content = secure_boot.existing_content(data) if append else secure_boot.pad_to_sector(data)
-        value = secure_boot.signing_digest(data, scheme, append=append)
+        # content is 4 KiB-aligned already, so this pads nothing: it only checks and hashes.
+        value = secure_boot.signing_digest(content, scheme)
     write_atomic(output, value)
     if padded_image is not None:
         write_atomic(padded_image, content)
     click.echo(f"{scheme} digest of {len(content)} bytes written to {output}: {value.hex()}")
-
-
-def _read_digest(text: str) -> bytes:
-    path = Path(text)
-    if path.exists():
-        raw = read_bytes(path, what="digest file")
-        if len(raw) != 32:
-            raise FormatError("key digest file", expected="32 bytes", found=len(raw), source=text)
-        return raw
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        raise UsageError(f"key digest {text!r} is neither a file nor 64 hex digits") from None
-    if len(value) != 32:
-        raise UsageError(f"key digest must be 32 bytes, found {len(value)}")
-    return value
 
 
 @group.command("verify")
@@ -184,12 +169,10 @@ def verify(
     image: Path,
 ) -> None:
     """Verify IMAGE against keys, eFuse key digests or an eFuse file; exit 1 if none verifies."""
-    if len(digests) > 3:
-        raise UsageError(f"at most 3 eFuse key digests (slots 0-2), got {len(digests)}")
     if efuse_file is not None and (digests or revoked):
         raise UsageError("--efuse-file already gives the digests and revocations")
     trusted = [_public_key(k) for k in keys]
-    slots = [None if d == "-" else _read_digest(d) for d in digests] if digests else None
+    slots = key_digest_slots(digests) if digests else None
     if efuse_file is not None:
         from espsec import efuse
 
@@ -211,8 +194,8 @@ def verify(
             if b.detail:
                 line += f": {b.detail}"
             click.echo(line)
-        if report.ok:
-            click.echo(f"{image}: signature verified (block {report.verified.index})")  # type: ignore[union-attr]
+        if report.verified is not None:
+            click.echo(f"{image}: signature verified (block {report.verified.index})")
 
     emit(report.to_json(), as_json, render)
     if not report.ok:
