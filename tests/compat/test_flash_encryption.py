@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 
+import espsecure
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from espsec.flash_encryption import FlashCipher
-
-espsecure = pytest.importorskip("espsecure")
 
 
 def espsecure_xts(key: bytes, data: bytes, address: int, *, decrypt: bool) -> bytes:

@@ -28,17 +28,9 @@ from espsec.storage import (
     load_csv,
     read_partition,
 )
+from espsec.storage.value import ValueType, int_range
 
-INTS = {
-    "u8": (0, 0xFF),
-    "i8": (-0x80, 0x7F),
-    "u16": (0, 0xFFFF),
-    "i16": (-0x8000, 0x7FFF),
-    "u32": (0, 0xFFFFFFFF),
-    "i32": (-0x80000000, 0x7FFFFFFF),
-    "u64": (0, 0xFFFFFFFFFFFFFFFF),
-    "i64": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
-}
+INTS = {str(t): int_range(t) for t in ValueType if t.is_integer}
 
 
 def make_csv(folder: Path, seed: int, rows: int, version: int) -> Path:

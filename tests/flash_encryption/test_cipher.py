@@ -62,7 +62,7 @@ def test_tweak_is_the_unit_address() -> None:
         (0x1008, 32, "address 0x1008 is not a multiple of 16"),
         (0x1000, 33, "length 33 is not a multiple of 16"),
         (0xFFFFFFF0, 32, "4 GiB"),
-        (-16, 16, "not a multiple"),
+        (-16, 16, "address -16 is negative"),
     ],
 )
 def test_rejects_unaligned_or_out_of_range(address: int, length: int, message: str) -> None:

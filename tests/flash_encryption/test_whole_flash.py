@@ -198,9 +198,10 @@ def test_build_dir_errors(tmp_path: Path) -> None:
     (tmp_path / "flasher_args.json").write_text("{not json")
     with pytest.raises(FormatError, match="not valid JSON"):
         load_build_dir(tmp_path)
-    (tmp_path / "flasher_args.json").write_text(json.dumps({"flash_files": {}}))
-    with pytest.raises(FormatError, match="chip"):
-        load_build_dir(tmp_path)
+    for extra in ({}, {"extra_esptool_args": "esp32s3"}):
+        (tmp_path / "flasher_args.json").write_text(json.dumps({"flash_files": {}, **extra}))
+        with pytest.raises(FormatError, match="chip"):
+            load_build_dir(tmp_path)
 
 
 def test_build_dir_with_detected_flash_size_needs_one(

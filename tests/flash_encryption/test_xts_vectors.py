@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cryptography_vectors
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from espsec.flash_encryption.xts import XtsEngine, tweaks_from_le32, xts_decrypt, xts_encrypt
-
-cryptography_vectors = pytest.importorskip("cryptography_vectors")
 
 XTS_DIR = Path(cryptography_vectors.__file__).parent / "ciphers" / "AES" / "XTS"
 FILES = [

@@ -101,6 +101,8 @@ def test_always_encrypted_partitions_follow_esp_idf() -> None:
         ("a, data, ota, , 0x3000\n", "wrong size"),
         ("a, data, nvs, , 0x4000\na, data, phy, , 0x1000\n", "unique"),
         ("bl, bootloader, primary, , \n", "bootloader offset"),
+        ("garbage\n", "type can't be empty"),
+        ("nvs, data\n", "size can't be empty"),
     ],
 )
 def test_csv_errors_are_one_clear_line(csv: str, message: str) -> None:

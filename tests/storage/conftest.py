@@ -8,16 +8,9 @@ import string
 
 import pytest
 
-INT_RANGES = {
-    "u8": (0, 0xFF),
-    "i8": (-0x80, 0x7F),
-    "u16": (0, 0xFFFF),
-    "i16": (-0x8000, 0x7FFF),
-    "u32": (0, 0xFFFFFFFF),
-    "i32": (-0x80000000, 0x7FFFFFFF),
-    "u64": (0, 0xFFFFFFFFFFFFFFFF),
-    "i64": (-0x8000000000000000, 0x7FFFFFFFFFFFFFFF),
-}
+from espsec.storage.value import ValueType, int_range
+
+INT_RANGES = {str(t): int_range(t) for t in ValueType if t.is_integer}
 
 
 def random_csv(seed: int, rows: int, *, version: int = 2, namespaces: int = 3) -> str:

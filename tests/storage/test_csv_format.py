@@ -70,7 +70,10 @@ def test_comments_blank_lines_quotes_and_column_order():
         ("ns,namespace,,\nk,datum,u8,1\n", r"line 3: unknown type for 'k'"),
         ("ns,namespace,,\nk,data,u8,256\n", r"line 3: value of 'k' does not fit u8"),
         ("ns,namespace,,\nk,data,i8,-129\n", r"line 3: value of 'k' does not fit i8"),
-        ("ns,namespace,,\nk,data,u32,ten\n", r"line 3: value of 'k' is not an integer"),
+        (
+            "ns,namespace,,\nk,data,u32,ten\n",
+            r"line 3: value of 'k' is not an integer \(expected an integer, found 'ten'\)",
+        ),
         ("ns,namespace,,\nabcdefghijklmnop,data,u8,1\n", r"line 3: key 'abcdefghijklmnop'"),
         ("ns,namespace,,\nk,data,hex2bin,abc\n", r"line 3: hex value of 'k' has an odd"),
         ("ns,namespace,,\nk,data,hex2bin,zz\n", r"line 3: value of 'k' is not hexadecimal"),

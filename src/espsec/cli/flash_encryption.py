@@ -162,12 +162,12 @@ def encrypt_flash_cmd(
             table_offset = target.partition_table_offset
         with source(str(table_path)):
             table = load_partition_table(
-                _read(table_path, "partition table"),
+                read_bytes(table_path, what="partition table"),
                 table_offset=table_offset,
                 bootloader_offset=target.bootloader_offset,
             )
     for offset, path in writes:
-        file_writes.append(FlashWrite(offset, _read(path, "flash file"), str(path)))
+        file_writes.append(FlashWrite(offset, read_bytes(path, what="flash file"), str(path)))
     if size is None:
         raise UsageError("the flash size is not known: give --flash-size (e.g. 4MB)")
     flash = encrypt_flash(
@@ -183,10 +183,6 @@ def encrypt_flash_cmd(
             click.echo(f"  0x{w.offset:08x}  {w.length:>9}  {state:<9}  {w.region:<16} {w.name}")
 
     emit({**flash.report(), "output": str(output)}, as_json, render)
-
-
-def _read(path: Path, what: str) -> bytes:
-    return read_bytes(path, what=what)
 
 
 @contextmanager

@@ -42,7 +42,9 @@ Progress = Callable[[int], None]
 
 def check_range(address: int, length: int) -> None:
     """Raise :class:`UsageError` unless ``[address, address+length)`` can be encrypted."""
-    if address < 0 or address % ALIGN:
+    if address < 0:
+        raise UsageError(f"flash address {address} is negative")
+    if address % ALIGN:
         raise UsageError(f"flash address 0x{address:x} is not a multiple of 16")
     if length % ALIGN:
         raise UsageError(f"data length {length} is not a multiple of 16")

@@ -206,7 +206,8 @@ def load_build_dir(build_dir: PathLike) -> BuildLayout:
         raise FormatError(f"not valid JSON: {exc.msg}", source=str(args_path)) from None
     if not isinstance(args, dict) or not isinstance(args.get("flash_files"), dict):
         raise FormatError("no flash_files object", field="flash_files", source=str(args_path))
-    chip_name = args.get("extra_esptool_args", {}).get("chip")
+    extra = args.get("extra_esptool_args")
+    chip_name = extra.get("chip") if isinstance(extra, dict) else None
     if not isinstance(chip_name, str):
         raise FormatError("no chip given", field="extra_esptool_args.chip", source=str(args_path))
     chip = get_chip(chip_name)
@@ -227,7 +228,8 @@ def load_build_dir(build_dir: PathLike) -> BuildLayout:
     except EspsecError as exc:
         exc.source = exc.source or str(table_path)
         raise
-    size_text = args.get("flash_settings", {}).get("flash_size")
+    settings = args.get("flash_settings")
+    size_text = settings.get("flash_size") if isinstance(settings, dict) else None
     flash_size = (
         parse_flash_size(size_text)
         if isinstance(size_text, str) and size_text not in ("detect", "keep")
@@ -244,7 +246,11 @@ def _offset(text: object, source: Path, what: str) -> int:
         return int(str(text), 0)
     except ValueError:
         raise FormatError(
-            "not a flash offset", field=what, found=str(text), source=str(source)
+            "not a flash offset",
+            field=what,
+            expected="an integer such as 0x10000",
+            found=str(text),
+            source=str(source),
         ) from None
 
 

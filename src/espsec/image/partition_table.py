@@ -206,7 +206,11 @@ class Partition:
             name = raw.decode()
         except UnicodeDecodeError:
             raise FormatError(
-                "label is not UTF-8", offset=offset + 12, field="label", found=raw
+                "label is not UTF-8",
+                offset=offset + 12,
+                field="label",
+                expected="UTF-8 text",
+                found=raw,
             ) from None
         return cls(name, ptype, subtype, poffset, size, flags)
 
@@ -326,6 +330,7 @@ class PartitionTable:
             "partition table has no end-of-table marker",
             offset=len(data),
             expected="32 x 0xff",
+            found="end of data",
         )
 
     # --------------------------------------------------------------------- CSV
@@ -458,7 +463,10 @@ def load_partition_table(
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise FormatError(
-            "neither a binary partition table nor UTF-8 CSV", offset=0, found=data[:2]
+            "neither a binary partition table nor UTF-8 CSV",
+            offset=0,
+            expected="entry magic aa50 or CSV text",
+            found=data[:2],
         ) from None
     return PartitionTable.from_csv(
         text, table_offset=table_offset, bootloader_offset=bootloader_offset
@@ -506,7 +514,8 @@ class _Row:
         recovery_offset: int | None,
     ) -> _Row:
         where = f"line {line_no}"
-        fields = [f.strip() for f in (line + ",,,,").split(",")]
+        # short rows get empty trailing fields (gen_esp32part pads them the same way)
+        fields = [f.strip() for f in (line + ",,,,,").split(",")]
         name, type_s, subtype_s, offset_s, size_s, flags_s = fields[:6]
         if not type_s:
             raise FormatError("type can't be empty", field=where)
@@ -595,5 +604,6 @@ def _verify_partition(p: Partition) -> None:
         raise FormatError(
             f"NVS partition smaller than 0x{NVS_RW_MIN_SIZE:x} must be flagged readonly",
             field=where,
+            expected=f"at least 0x{NVS_RW_MIN_SIZE:x}, or the readonly flag",
             found=p.size,
         )

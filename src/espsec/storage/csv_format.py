@@ -177,7 +177,9 @@ def _decode_value(line: int, key: str, encoding: str, raw: str | bytes) -> tuple
         try:
             number = int(raw)
         except ValueError:
-            raise _fail(line, f"value of {key!r} is not an integer", found=repr(raw)) from None
+            raise _fail(
+                line, f"value of {key!r} is not an integer", expected="an integer", found=repr(raw)
+            ) from None
         low, high = int_range(vtype)
         if not low <= number <= high:
             raise _fail(
@@ -197,7 +199,12 @@ def _decode_value(line: int, key: str, encoding: str, raw: str | bytes) -> tuple
     if enc == "hex2bin":
         text = raw.strip()
         if len(text) % 2:
-            raise _fail(line, f"hex value of {key!r} has an odd number of digits", found=len(text))
+            raise _fail(
+                line,
+                f"hex value of {key!r} has an odd number of digits",
+                expected="an even number",
+                found=len(text),
+            )
         try:
             return ValueType.BLOB, binascii.a2b_hex(text)
         except (binascii.Error, ValueError):
@@ -214,7 +221,12 @@ def _decode_value(line: int, key: str, encoding: str, raw: str | bytes) -> tuple
         length, pad = int(fill.group(2)), int(fill.group(3), 16)
         content = raw.encode("utf-8") if isinstance(raw, str) else raw
         if len(content) > length:
-            raise _fail(line, f"value of {key!r} is longer than {encoding}", found=len(content))
+            raise _fail(
+                line,
+                f"value of {key!r} is longer than {encoding}",
+                expected=f"at most {length} bytes",
+                found=f"{len(content)} bytes",
+            )
         data = content + bytes([pad]) * (length - len(content))
         if fill.group(1) == "blob_sz_fill":
             data = struct.pack("<I", len(content)) + data

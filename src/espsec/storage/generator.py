@@ -84,6 +84,8 @@ MAX_BLOB_CHUNKS = 127
 """A version 2 blob has at most 127 chunks (chunk indices 0..126 / 128..254)."""
 MAX_NAMESPACES = 254
 MIN_SIZE = PAGE_SIZE
+MAX_SIZE = 1 << 32
+"""Flash addresses (and the NVS encryption tweaks) are 32-bit."""
 READ_WRITE_MIN_SIZE = 3 * PAGE_SIZE
 
 _TABLES = [encode_entry_states([EntryState.WRITTEN] * n) for n in range(ENTRY_COUNT + 1)]
@@ -91,10 +93,14 @@ _TABLES = [encode_entry_states([EntryState.WRITTEN] * n) for n in range(ENTRY_CO
 
 def check_partition_size(size: int) -> None:
     """Raise :class:`UsageError` unless ``size`` can hold an NVS partition."""
-    if size <= 0 or size % PAGE_SIZE:
-        raise UsageError(f"NVS partition size must be a multiple of 0x1000, got 0x{size:x}")
     if size < MIN_SIZE:
-        raise UsageError(f"NVS partition size must be at least 0x1000, got 0x{size:x}")
+        raise UsageError(f"NVS partition size must be at least 0x1000, got {size:#x}")
+    if size % PAGE_SIZE:
+        raise UsageError(f"NVS partition size must be a multiple of 0x1000, got {size:#x}")
+    if size > MAX_SIZE:
+        raise UsageError(
+            f"NVS partition size {size:#x} is larger than the 4 GiB flash address space"
+        )
 
 
 def is_read_only_size(size: int) -> bool:
@@ -105,19 +111,8 @@ def is_read_only_size(size: int) -> bool:
 _ENTRY = struct.Struct("<4sI16s8s")
 _HEAD = struct.Struct("<BBBB")
 _PACKERS = {
-    t: (struct.Struct("<" + f).pack, b"\xff" * (8 - struct.calcsize(f)))
-    for t, f in (
-        (ItemType.U8, "B"),
-        (ItemType.I8, "b"),
-        (ItemType.U16, "H"),
-        (ItemType.I16, "h"),
-        (ItemType.U32, "I"),
-        (ItemType.I32, "i"),
-        (ItemType.U64, "Q"),
-        (ItemType.I64, "q"),
-        (ItemType.FLOAT, "f"),
-        (ItemType.DOUBLE, "d"),
-    )
+    t: (struct.Struct(f).pack, b"\xff" * (8 - struct.calcsize(f)))
+    for t, f in PRIMITIVE_FORMATS.items()
 }
 
 

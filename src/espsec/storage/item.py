@@ -26,7 +26,6 @@ CHUNK_ANY = 0xFF
 """``chunkIndex`` of everything that is not a multi-page blob chunk."""
 NS_INDEX = 0
 """Namespace index of the namespace table itself."""
-NS_ANY = 0xFF
 VER_0_OFFSET = 0x00
 VER_1_OFFSET = 0x80
 """The two ``chunkStart`` values a blob index toggles between on each rewrite."""
@@ -94,16 +93,6 @@ _IDX = struct.Struct("<IBBH")
 def crc_a(data: bytes) -> int:
     """ESP-IDF's ``esp_rom_crc32_le(0xFFFFFFFF, data)``."""
     return zlib.crc32(data, 0xFFFFFFFF)
-
-
-def is_variable_length(datatype: int) -> bool:
-    """True for strings, v1 blobs and blob chunks (items with a payload after them)."""
-    return datatype in VARIABLE_LENGTH_TYPES
-
-
-def primitive_size(datatype: ItemType) -> int:
-    """Byte size of a primitive value of ``datatype``."""
-    return struct.calcsize(PRIMITIVE_FORMATS[datatype])
 
 
 def pack_primitive(datatype: ItemType, value: int | float) -> bytes:

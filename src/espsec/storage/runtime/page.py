@@ -101,9 +101,8 @@ class Page:
             raw = self.partition.read_raw(self.base, PAGE_SIZE)
         header = PageHeader.parse(raw[:HEADER_SIZE])
         if header.state == PageState.UNINITIALIZED:
-            whole = raw
             self.state = (
-                PageState.UNINITIALIZED if whole.count(0xFF) == PAGE_SIZE else PageState.CORRUPT
+                PageState.UNINITIALIZED if raw.count(0xFF) == PAGE_SIZE else PageState.CORRUPT
             )
             return
         if not header.crc_ok:
