@@ -17,7 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import esptool
 import pytest
+from espefuse import init_commands
+from espefuse.efuse.base_fields import CheckArgValue
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -26,10 +29,6 @@ from espsec.efuse import BurnRefused, Transaction
 from espsec.errors import UsageError
 
 from .conftest import run_tool
-
-esptool = pytest.importorskip("esptool")
-from espefuse import init_commands  # noqa: E402
-from espefuse.efuse.base_fields import CheckArgValue  # noqa: E402
 
 #: espefuse's derived read-only fields (computed from two table fields; not in the table).
 CALCULATED = {"WAFER_VERSION_MINOR", "WAFER_VERSION_MAJOR", "PSRAM_CAPACITY"}
@@ -250,15 +249,9 @@ def test_espefuse_cli_reads_our_cli_burns(tmp_path):
     path = tmp_path / "efuse.bin"
     key = tmp_path / "key.bin"
     key.write_bytes(K_XTS)
-    espsec = Path(run_tool.__globals__["BIN"]) / "espsec"
-    import subprocess
 
     def ours(*args: object) -> str:
-        proc = subprocess.run(
-            [str(espsec), "efuse", *map(str, args)], capture_output=True, text=True, timeout=60
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+        return run_tool("espsec", "efuse", *args).stdout
 
     ours("new", "--chip", "esp32s3", path)
     ours("burn-key", "--efuse-file", path, "BLOCK_KEY0", key, "XTS_AES_128_KEY")

@@ -73,7 +73,9 @@ def test_summary_json_has_fields_blocks_and_security(efile):
         (["burn-key", "BLOCK3", "{key}", "HMAC_UP"], 2, "BLOCK_USR_DATA is not a key block"),
         (["burn-key", "BLOCK_KEY0", "{key}", "XTS_AES_256_KEY"], 2, "needs a 64-byte"),
         (["burn-key", "BLOCK_KEY0", "missing.bin", "HMAC_UP"], 1, "key file not found"),
+        (["burn", "KEY_PURPOSE_0", "XTS_AES_256_KEY"], 2, "not a hardware purpose"),
         (["write-protect", "WR_DIS"], 2, "WR_DIS cannot be write-protected"),
+        (["write-protect", "NOPE"], 2, "unknown eFuse field or block 'NOPE'"),
         (["read-protect", "BLOCK_KEY0"], 1, "BLOCK_KEY0 holds a USER key and must stay"),
     ],
 )
@@ -220,6 +222,9 @@ def test_plan_errors_name_the_plan_line(efile, tmp_path):
     plan.write_text("\nburn-efuse NOPE 1\n")
     code, _, err = run("plan", "--efuse-file", efile, plan)
     assert code == 2 and str(plan) in err and "unknown eFuse field 'NOPE'" in err
+    plan.write_text("burn-efuse SECURE_VERSION 0x10000\n")  # refused on staging
+    code, _, err = run("plan", "--efuse-file", efile, plan)
+    assert code == 2 and err.startswith(f"error: {plan}: SECURE_VERSION") and "fit" in err
 
 
 def test_security_info(efile):

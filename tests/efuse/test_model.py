@@ -108,9 +108,14 @@ def test_stale_sidecar_entries_for_readable_blocks_are_ignored(tmp_path):
 def test_corrupt_sidecar_is_a_format_error(tmp_path):
     path = tmp_path / "e.bin"
     efuse.create(path, "esp32s3")
-    efuse.sidecar_path(path).write_text("{not json")
+    side = efuse.sidecar_path(path)
+    side.write_text("{not json")
     with pytest.raises(FormatError, match="sidecar"):
         efuse.load(path)
+    side.write_text(json.dumps({"format": "espsec-efuse-sidecar", "chip": "esp32zz"}))
+    with pytest.raises(UsageError, match="unknown chip") as exc:
+        efuse.load(path)
+    assert exc.value.source == str(side)
 
 
 def test_program_masks_write_protected_bits_like_the_controller():
@@ -156,11 +161,6 @@ def test_block0_repeat_fault_marks_the_field():
     assert e.field_has_errors(f) and not e.field_has_errors(e.field("SECURE_VERSION"))
     with pytest.raises(UsageError, match="no backup copy"):
         e.inject_fault(0, [3])
-
-
-def test_rs_codeword_matches_what_espefuse_programs():
-    data = bytes(range(32))
-    assert rs.encode(data)[32:] == rs.check_value(data)
 
 
 def test_codeword_is_data_then_check_value():

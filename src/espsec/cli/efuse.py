@@ -362,38 +362,34 @@ def burn_key_digest_cmd(
     _run(efuses, efuse_file, ops, allow, as_json)
 
 
-@group.command("write-protect")
-@_file_options
-@click.argument("names", nargs=-1, required=True)
-@_allow
-@json_option
-def write_protect_cmd(
-    efuse_file: Path,
-    chip: str | None,
-    names: tuple[str, ...],
-    allow: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Write-protect fields or blocks (every field sharing the WR_DIS bit is locked)."""
-    ops = [efuse.WriteProtect(n) for n in names]
-    _run(_load(efuse_file, chip), efuse_file, ops, allow, as_json)
+def _protect_command(name: str, op: Callable[[str], efuse.Operation], doc: str) -> None:
+    """``write-protect`` / ``read-protect``: one operation per NAME, then :func:`_run`."""
+
+    @group.command(name, help=doc)
+    @_file_options
+    @click.argument("names", nargs=-1, required=True)
+    @_allow
+    @json_option
+    def command(
+        efuse_file: Path,
+        chip: str | None,
+        names: tuple[str, ...],
+        allow: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        _run(_load(efuse_file, chip), efuse_file, [op(n) for n in names], allow, as_json)
 
 
-@group.command("read-protect")
-@_file_options
-@click.argument("names", nargs=-1, required=True)
-@_allow
-@json_option
-def read_protect_cmd(
-    efuse_file: Path,
-    chip: str | None,
-    names: tuple[str, ...],
-    allow: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Read-protect blocks or fields (key blocks only for hardware-only purposes)."""
-    ops = [efuse.ReadProtect(n) for n in names]
-    _run(_load(efuse_file, chip), efuse_file, ops, allow, as_json)
+_protect_command(
+    "write-protect",
+    efuse.WriteProtect,
+    "Write-protect fields or blocks (every field sharing the WR_DIS bit is locked).",
+)
+_protect_command(
+    "read-protect",
+    efuse.ReadProtect,
+    "Read-protect blocks or fields (key blocks only for hardware-only purposes).",
+)
 
 
 @group.command("plan")
@@ -424,7 +420,8 @@ def plan_cmd(
         except UnicodeDecodeError:
             raise UsageError("a plan file is text (UTF-8)") from None
         ops = efuse.build_operations(efuses.layout, lines, _FileResolver(plan_file.parent))
-    _run(efuses, efuse_file, ops, allow, as_json, apply=apply)
+        # A request the chip refuses on staging is an error in the plan.
+        _run(efuses, efuse_file, ops, allow, as_json, apply=apply)
 
 
 @group.command("security-info")

@@ -258,7 +258,7 @@ class _Stage:
 
     def _check_purpose_value(self, f: FieldDef, value: int) -> None:
         """``KEY_PURPOSE_n`` takes only a purpose the chip defines (as espefuse checks)."""
-        block = next((b for b in self.layout.key_blocks if b.purpose_field == f.name), None)
+        block = self.layout.block_of_purpose_field(f.name)
         if block is None or value >> f.length:
             return
         purpose = self.layout.purpose_by_id(value)
@@ -460,7 +460,12 @@ class _Stage:
             f = self.layout.field(name)
             bit: int | None = getattr(f, attr)
             return f.name, bit
-        block = self.layout.block(name)
+        try:
+            block = self.layout.block(name)
+        except UsageError:
+            raise UsageError(
+                f"unknown eFuse field or block {name!r} for {self.layout.chip.display_name}"
+            ) from None
         return block.name, getattr(block, attr)
 
     # whole transaction ----------------------------------------------------------------

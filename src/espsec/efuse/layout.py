@@ -12,6 +12,7 @@ and for silicon before v3.0 (4-bit ``KEY_PURPOSE_n``). v3.0 silicon
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -206,13 +207,9 @@ class EfuseLayout:
     def name(self) -> str:
         return self.chip.name
 
-    @property
+    @functools.cached_property
     def key_blocks(self) -> tuple[BlockDef, ...]:
         return tuple(b for b in self.blocks if b.is_key_block)
-
-    @property
-    def purpose_bits(self) -> int:
-        return self.field(self.key_blocks[0].purpose_field or "").length
 
     def field(self, name: str) -> FieldDef:
         """The field called ``name`` (or one of its alternative names)."""
@@ -241,12 +238,9 @@ class EfuseLayout:
                     return self.blocks[f.block]
         raise UsageError(f"unknown eFuse block {ref!r} for {self.chip.display_name}")
 
-    def block_field(self, block: BlockDef) -> FieldDef | None:
-        """The field that spans a whole key block (``BLOCK_KEY0``), if any."""
-        for f in self.fields:
-            if f.block == block.index and f.start == 0 and f.length == block.bits:
-                return f
-        return None
+    def block_of_purpose_field(self, name: str) -> BlockDef | None:
+        """The key block whose ``KEY_PURPOSE_n`` field is called ``name``, if any."""
+        return next((b for b in self.key_blocks if b.purpose_field == name), None)
 
     def fields_in(self, block: int) -> tuple[FieldDef, ...]:
         return tuple(f for f in self.fields if f.block == block)

@@ -12,7 +12,7 @@ Two views of a block:
   read-protected block reads as zeros;
 * the **hardware** view (what the XTS-AES, HMAC, DS and ECDSA peripherals use): the key
   burned into the block. espefuse discards it; espsec keeps it in a 0600 sidecar file
-  next to the eFuse file (``docs/adr/0001-efuse-hardware-key-sidecar.md``).
+  next to the eFuse file (``docs/adr/0002-efuse-hardware-key-sidecar.md``).
 
 :meth:`Efuses.program` is the controller's own PGM command (hardware semantics: protected
 bits are silently masked, a second write to an RS block damages its check value). Tools
@@ -93,7 +93,7 @@ class Efuses:
         layout = layout_for(chip)
         if len(data) != layout.mem_size:
             raise FormatError(
-                f"not a {layout.chip.display_name} virtual eFuse file (wrong size)",
+                f"not an {layout.chip.display_name} virtual eFuse file (wrong size)",
                 expected=f"{layout.mem_size} bytes",
                 found=f"{len(data)} bytes",
             )
@@ -392,6 +392,12 @@ def load(path: PathLike, chip: str | None = None) -> Efuses:
     if side.exists():
         meta = _read_sidecar(side)
     known = meta.get("chip")
+    if known is not None:
+        try:
+            known = layout_for(str(known)).name
+        except EspsecError as exc:
+            exc.source = str(side)
+            raise
     if chip is None and known is None:
         raise UsageError(
             "chip unknown: pass --chip (the file has no espsec sidecar)", source=str(path)

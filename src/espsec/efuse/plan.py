@@ -55,7 +55,7 @@ from espsec.efuse.burn import (
 )
 from espsec.efuse.layout import BlockDef, EfuseLayout, FieldDef
 from espsec.efuse.model import Efuses, KeyUnavailableError
-from espsec.efuse.security import SecurityState, popcount, security_state
+from espsec.efuse.security import SecurityState, security_state
 from espsec.errors import EspsecError, UsageError
 
 Severity = Literal["refuse", "warn"]
@@ -145,8 +145,14 @@ def parse_field_value(layout: EfuseLayout, name: str, text: str | None) -> int |
     f = layout.field(name)
     if text is None:
         return None
-    if any(b.purpose_field == f.name for b in layout.key_blocks) and not text[:1].isdigit():
-        return layout.purpose(text).id  # KEY_PURPOSE_n also takes a purpose name
+    if layout.block_of_purpose_field(f.name) and not text[:1].isdigit():
+        purpose = layout.purpose(text)  # KEY_PURPOSE_n also takes a purpose name
+        if purpose.virtual:
+            raise UsageError(
+                f"{f.name}: {purpose.name} is not a hardware purpose (burn-key splits "
+                "that key over two key blocks)"
+            )
+        return purpose.id
     try:
         if f.kind == "bytes":
             if text.lower().startswith("0x"):
@@ -371,7 +377,7 @@ def _show(f: FieldDef, value: int) -> str:
 def _irreversible(after: Efuses, f: FieldDef, new: int) -> bool:
     if f.name in _PARITY_COUNTERS:
         # One more bit flips the state back, while a bit is left and the field is writable.
-        return popcount(new) == f.length or not after.is_writeable(f)
+        return new.bit_count() == f.length or not after.is_writeable(f)
     return True
 
 
@@ -392,20 +398,20 @@ def _effect(
         )
     if f.name in _PARITY_COUNTERS:
         what = _PARITY_COUNTERS[f.name]
-        was, now = popcount(old) % 2, popcount(new) % 2
+        was, now = old.bit_count() % 2, new.bit_count() % 2
         state = "on" if now else "off"
-        left = f.length - popcount(new)
+        left = f.length - new.bit_count()
         return (
             f"{what} {'switches ' + state if was != now else 'stays ' + state}; "
             f"{left} bit{'s' if left != 1 else ''} left"
         )
     if f.name == "SECURE_VERSION":
-        return f"secure_version {popcount(old)} -> {popcount(new)}"
+        return f"secure_version {old.bit_count()} -> {new.bit_count()}"
     if f.name.startswith("SECURE_BOOT_KEY_REVOKE"):
         return f"revokes Secure Boot key digest {f.name[-1]} for good"
-    for block in layout.key_blocks:
-        if f.name == block.purpose_field:
-            return f"{block.name} purpose: {layout.purpose_name(new)}"
+    block = layout.block_of_purpose_field(f.name)
+    if block is not None:
+        return f"{block.name} purpose: {layout.purpose_name(new)}"
     if secret:
         return f"{f.length}-bit key (not shown)"
     return _EFFECTS.get(f.name, "")
@@ -553,7 +559,7 @@ def _secure_version_code(e: Efuses, s: SecurityState) -> list[tuple[str, str]]:
             (
                 "",
                 f"SECURE_VERSION 0x{v:x} is not a thermometer code: ESP-IDF counts its set "
-                f"bits (secure_version {popcount(v)})",
+                f"bits (secure_version {v.bit_count()})",
             )
         ]
     return []

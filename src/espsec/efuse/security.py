@@ -49,10 +49,6 @@ _INFO = struct.Struct("<IB7BII")
 SECURITY_INFO_SIZE = _INFO.size
 
 
-def popcount(value: int) -> int:
-    return bin(value).count("1")
-
-
 def secure_version_bits(version: int, width: int = 16) -> int:
     """The ``SECURE_VERSION`` value for anti-rollback version ``version``.
 
@@ -170,7 +166,7 @@ def security_state(efuses: Efuses) -> SecurityState:
 
     cnt_field = layout.field("SPI_BOOT_CRYPT_CNT")
     cnt = efuses.get_int(cnt_field)
-    fe_on = popcount(cnt) % 2 == 1
+    fe_on = cnt.bit_count() % 2 == 1
     mode: FlashEncryptionMode = "disabled"
     if fe_on:
         mode = "development"
@@ -193,7 +189,7 @@ def security_state(efuses: Efuses) -> SecurityState:
     jtag_mode: JtagMode = "enabled"
     if _flag(efuses, "DIS_PAD_JTAG"):
         jtag_mode = "hard-disabled"
-    elif popcount(efuses.get_int("SOFT_DIS_JTAG")) % 2:
+    elif efuses.get_int("SOFT_DIS_JTAG").bit_count() % 2:
         jtag_mode = "soft-disabled"
     hmac_blocks = tuple(purposes.get("HMAC_DOWN_JTAG", []) + purposes.get("HMAC_DOWN_ALL", []))
     jtag = JtagState(jtag_mode, _flag(efuses, "DIS_USB_JTAG"), hmac_blocks)
@@ -209,7 +205,7 @@ def security_state(efuses: Efuses) -> SecurityState:
         flash_encryption_key=fe_key,
         download_mode=download,
         jtag=jtag,
-        secure_version=popcount(efuses.get_int("SECURE_VERSION")),
+        secure_version=efuses.get_int("SECURE_VERSION").bit_count(),
         key_blocks=tuple(key_blocks),
     )
 
@@ -250,7 +246,7 @@ class SecurityInfo:
 
     @property
     def flash_encryption_enabled(self) -> bool:
-        return popcount(self.flash_crypt_cnt) % 2 == 1
+        return self.flash_crypt_cnt.bit_count() % 2 == 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -286,7 +282,7 @@ def security_info(efuses: Efuses, *, api_version: int = 0) -> SecurityInfo:
     for bit, name in names.items():
         if _flag(efuses, name):
             flags |= 1 << bit
-    if popcount(efuses.get_int("SOFT_DIS_JTAG")) % 2:
+    if efuses.get_int("SOFT_DIS_JTAG").bit_count() % 2:
         flags |= 1 << 6
     purposes = [efuses.key_purpose(b) for b in layout.key_blocks]
     purposes += [layout.facts.key6_purpose] * (7 - len(purposes))

@@ -20,7 +20,6 @@ _MAC_FIELDS: dict[str, Literal["big", "little"]] = {"MAC": "big", "CUSTOM_MAC": 
 def field_value(efuses: Efuses, f: FieldDef) -> bool | int | str:
     """The field's meaningful value, as espefuse shows it."""
     raw = efuses.get_int(f)
-    purpose_fields = {b.purpose_field for b in efuses.layout.key_blocks}
     if f.name in _MAC_FIELDS:
         mac = raw.to_bytes(f.length // 8, _MAC_FIELDS[f.name])
         errors = efuses.block_errors(f.block)
@@ -30,7 +29,7 @@ def field_value(efuses: Efuses, f: FieldDef) -> bool | int | str:
         value: bool | int | str = ":".join(f"{b:02x}" for b in mac) + f" ({check})"
     elif f.kind == "bytes":
         value = " ".join(f"{b:02x}" for b in raw.to_bytes(f.length // 8, "little"))
-    elif f.name in purpose_fields:
+    elif efuses.layout.block_of_purpose_field(f.name):
         value = efuses.layout.purpose_name(raw)
     elif raw in f.meanings:
         value = f.meanings[raw]
