@@ -129,3 +129,19 @@ def test_usage_errors_exit_2(files):
         "device", "flash", dev, "--config", "SECURE_BOOT", "--write", "0", files / "app.bin"
     )
     assert code == 2 and "NAME=VALUE" in err
+
+
+def test_bad_device_folders_and_offsets_end_in_one_line(files):
+    dev = files / "dev"
+    code, _, err = run("device", "status", files)
+    assert code == 1 and err.strip().endswith("virtual device description not found")
+    run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)
+    code, _, err = run("device", "flash", dev, "--write", "-1", files / "app.bin")
+    assert code == 2 and "app.bin: negative flash offset -1" in err
+    meta = json.loads((dev / "device.json").read_text())
+    (dev / "device.json").write_text(json.dumps({**meta, "flash_size": "1MB"}))
+    code, _, err = run("device", "status", dev)
+    assert code == 1 and "flash_size: not a flash size in bytes" in err
+    (dev / "device.json").write_text("{not json")
+    code, _, err = run("device", "boot", dev)
+    assert code == 1 and "bad JSON" in err and len(err.strip().splitlines()) == 1

@@ -16,6 +16,7 @@ import click
 from espsec._io import read_bytes, write_atomic
 from espsec.cli._common import INT, emit, json_option, source
 from espsec.device import (
+    AppRuntime,
     BootReport,
     DeviceStatus,
     FaultPlan,
@@ -325,13 +326,10 @@ def ota_update(
     data = read_bytes(image, what="app image")
     dev = _open(folder)
     with dev:
-        first = dev.boot()
-        if not first.ok or dev.running is None:
-            _fail_boot(ctx, first, as_json, verbose)
-            return
+        first, app = _boot_app(ctx, dev, as_json, verbose)
         target = AppPartition.from_name(slot) if slot else None
-        result = dev.running.install(data, target)
-        after = dev.running.reboot() if result.ok else None
+        result = app.install(data, target)
+        after = app.reboot() if result.ok else None
         confirmed = None
         if after is not None and after.ok and confirm and dev.running is not None:
             confirmed = dev.running.mark_app_valid()
@@ -365,10 +363,7 @@ def _fleet_ota(
 ) -> None:
     dev = _open(folder)
     with dev:
-        first = dev.boot()
-        if not first.ok or dev.running is None:
-            _fail_boot(ctx, first, as_json, verbose)
-            return
+        first, _ = _boot_app(ctx, dev, as_json, verbose)
         report = run_ota(dev, self_test=self_test, server_url=server_url)
     emit(report.to_json(), as_json, lambda: _render_fleet_ota(first, report))
     if not report.ok:
@@ -445,10 +440,7 @@ def provision_ota_cmd(
     rsa_pem = read_bytes(rsa_key, what="RSA key") if rsa_key else None
     dev = _open(folder)
     with dev:
-        report = dev.boot()
-        if not report.ok or dev.running is None:
-            _fail_boot(ctx, report, as_json, False)
-            return
+        _, app = _boot_app(ctx, dev, as_json)
         scheme = DecryptionScheme.NONE
         if hmac_key_block:
             scheme = DecryptionScheme.ECIES_P256
@@ -465,7 +457,7 @@ def provision_ota_cmd(
                 hmac_key_id=hmac_key_block.upper() if hmac_key_block else None,
                 rsa_key_pem=rsa_pem,
             )
-        identity = provision_ota(dev.running, prov, generate_key=generate_hmac_key)
+        identity = provision_ota(app, prov, generate_key=generate_hmac_key)
     if public_key_out is not None:
         if identity.recipient_pem is None:
             raise UsageError("--public-key-out: the device decrypts nothing (no key given)")
@@ -508,11 +500,8 @@ def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> No
     """The running app revokes SECURE_BOOT_DIGEST<SLOT> (esp_ota_revoke_secure_boot_public_key)."""
     dev = _open(folder)
     with dev:
-        report = dev.boot()
-        if not report.ok or dev.running is None:
-            _fail_boot(ctx, report, as_json, False)
-            return
-        result = dev.running.revoke_secure_boot_public_key(slot)
+        _, app = _boot_app(ctx, dev, as_json)
+        result = app.revoke_secure_boot_public_key(slot)
     emit(_op_json(result), as_json, lambda: _render_op(result, what=f"revoke key slot {slot}"))
     if not result.ok:
         ctx.exit(1)
@@ -609,9 +598,16 @@ def _render_fleet_ota(first: BootReport, report: OtaReport) -> None:
         click.echo(tail)
 
 
-def _fail_boot(ctx: click.Context, report: BootReport, as_json: bool, verbose: bool) -> None:
-    emit(report.to_json(), as_json, lambda: _render_boot(report, verbose))
-    ctx.exit(1)
+def _boot_app(
+    ctx: click.Context, dev: VirtualDevice, as_json: bool, verbose: bool = False
+) -> tuple[BootReport, AppRuntime]:
+    """Power on for a command the running app carries out; exit 1 with the report if no
+    app runs."""
+    report = dev.boot()
+    if not report.ok or dev.running is None:
+        emit(report.to_json(), as_json, lambda: _render_boot(report, verbose))
+        ctx.exit(1)
+    return report, dev.running
 
 
 def _app_line(report: BootReport) -> str:

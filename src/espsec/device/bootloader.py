@@ -171,10 +171,9 @@ def bootloader_stage(
         + ", ".join(f"{p.name} 0x{p.offset:x}" for p in state.partitions)
     )
 
-    efuse_version = security_state(hw.efuses).secure_version
-    sb_first_boot = (
-        config.secure_boot_v2_enabled and not security_state(hw.efuses).secure_boot_enabled
-    )
+    security = security_state(hw.efuses)
+    efuse_version = security.secure_version
+    sb_first_boot = config.secure_boot_v2_enabled and not security.secure_boot_enabled
     loaded: dict[AppPartition, LoadedImage] = {}
     slots: dict[AppPartition, AppSlot] = {}
 

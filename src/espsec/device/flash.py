@@ -69,20 +69,11 @@ def flash_encryption_key(efuses: Efuses) -> tuple[EngineKey, FlashEncryptionKey]
     blocks wins over an ``XTS_AES_128_KEY``. Raises :class:`KeyUnavailableError` when the
     key block is read-protected and its contents never reached espsec.
     """
-    by_purpose: dict[str, list[str]] = {}
-    for block in efuses.layout.key_blocks:
-        name = efuses.layout.purpose_name(efuses.key_purpose(block))
-        by_purpose.setdefault(name, []).append(block.name)
-    first = by_purpose.get("XTS_AES_256_KEY_1")
-    second = by_purpose.get("XTS_AES_256_KEY_2")
-    if first and second:
-        material = efuses.hardware_block(first[0])[::-1] + efuses.hardware_block(second[0])[::-1]
-        return EngineKey("XTS_AES_256_KEY", (first[0], second[0])), FlashEncryptionKey(material)
-    single = by_purpose.get("XTS_AES_128_KEY")
-    if single:
-        material = efuses.hardware_block(single[0])[::-1]
-        return EngineKey("XTS_AES_128_KEY", (single[0],)), FlashEncryptionKey(material)
-    return None
+    key = engine_key(efuses)
+    if key is None:
+        return None
+    material = b"".join(efuses.hardware_block(block)[::-1] for block in key.blocks)
+    return key, FlashEncryptionKey(material)
 
 
 class SpiFlash:

@@ -211,6 +211,10 @@ class VirtualDevice:
             raise FormatError("not an espsec virtual device", field="format", source=str(meta_file))
         chip = str(meta.get("chip"))
         size = meta.get("flash_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise FormatError(
+                "not a flash size in bytes", field="flash_size", source=str(meta_file)
+            )
         efuses = load(folder / EFUSE_FILE, chip)
         flash = read_bytes(folder / FLASH_FILE, what="flash image")
         if len(flash) != size:
@@ -221,6 +225,10 @@ class VirtualDevice:
                 source=str(folder / FLASH_FILE),
             )
         text = meta.get("bootloader_config")
+        if text is not None and not isinstance(text, str):
+            raise FormatError(
+                "not sdkconfig text", field="bootloader_config", source=str(meta_file)
+            )
         config = None
         if isinstance(text, str):
             try:
@@ -374,6 +382,8 @@ class VirtualDevice:
         return self._write(offset, data, mode, name)
 
     def _write(self, offset: int, data: bytes, mode: WriteMode, name: str) -> FlashedFile:
+        if offset < 0:
+            raise UsageError(f"{name or 'file'}: negative flash offset {offset}")
         if not data:
             raise UsageError(f"{name or 'file'} for 0x{offset:x} is empty")
         align = ENCRYPTED_WRITE_ALIGN if mode is not WriteMode.PLAIN else WRITE_ALIGN
@@ -476,6 +486,8 @@ def _check_sectors(files: Sequence[tuple[int, bytes, str]]) -> None:
     last = -1
     previous = ""
     for offset, data, name in files:
+        if offset < 0:
+            raise UsageError(f"{name or 'file'}: negative flash offset {offset}")
         if offset // SECTOR_SIZE <= last:
             raise UsageError(f"{name or 'file'} at 0x{offset:x} overlaps the sectors of {previous}")
         last = (offset + len(data) - 1) // SECTOR_SIZE
