@@ -111,3 +111,29 @@ def test_serve_starts_an_https_server_with_a_generated_certificate(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_init_checks_the_token_folder_before_making_the_fleet(
+    tmp_path: Path, sb_key_dir: Path
+) -> None:
+    state = tmp_path / "fleet"
+    key = sb_key_dir / "ecdsa256.pub.pem"
+    out = _run("fleet", "init", "--sb-key", key, "--token-out", tmp_path / "no/tok", state, code=2)
+    assert "no such folder" in out and not state.exists()
+
+
+def test_token_that_cannot_be_an_http_header_is_one_line(fleet: Fleet, tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("abc\ndef\n")
+    ca = fleet.state / "tls" / "ca.pem"
+    args = ["--url", fleet.url, "--token-file", tmp_path / "tok", "--ca", ca]
+    out = _run("fleet", "release", "list", *args, code=2)
+    assert "printable ASCII" in out
+
+
+def test_serve_with_an_unusable_certificate_is_one_line(tmp_path: Path, sb_key_dir: Path) -> None:
+    state = tmp_path / "fleet"
+    _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", state)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk")
+    out = _run("fleet", "serve", "--port", "0", "--cert", junk, "--key", junk, state, code=1)
+    assert "cannot load the server certificate" in out

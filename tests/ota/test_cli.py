@@ -120,3 +120,27 @@ def test_device_key_refuses_a_short_hmac_key(files: Path) -> None:
     (files / "short.bin").write_bytes(b"123")
     out = _run("ota", "device-key", "--hmac-key", files / "short.bin", files / "d.pem", code=2)
     assert "32 raw bytes" in out
+
+
+def test_pack_refuses_signed_image_without_a_plain_payload_before_writing(files: Path) -> None:
+    out = _run(
+        "ota",
+        "pack",
+        "-k",
+        files / "ecdsa256.pem",
+        "--encrypt-to",
+        files / "rsa3072-b.pub.pem",
+        "--signed-image",
+        files / "signed.bin",
+        "-o",
+        files / "rel.zip",
+        files / "app.bin",
+        code=2,
+    )
+    assert "--include-plaintext" in out
+    assert not (files / "rel.zip").exists() and not (files / "signed.bin").exists()
+
+
+def test_verify_release_refuses_a_short_key_digest(files: Path) -> None:
+    out = _run("ota", "verify-release", "--key-digest", "0011", files / "app.bin", code=2)
+    assert "32 bytes" in out

@@ -213,3 +213,13 @@ def test_describe_shows_version_signatures_and_encryption(bundle: ReleaseBundle)
     assert img["kind"] == "signed app image" and img["version"] == "2.0.0"
     with pytest.raises(FormatError):
         ota.describe(b"\0\0\0\0")
+
+
+def test_compressed_or_encrypted_members_are_refused(bundle: ReleaseBundle) -> None:
+    src = zipfile.ZipFile(io.BytesIO(bundle.to_bytes()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    with pytest.raises(FormatError, match="compressed or encrypted"):
+        ReleaseBundle.parse(out.getvalue())

@@ -27,6 +27,7 @@ from espsec import secure_boot
 from espsec._io import read_bytes, write_atomic, write_secret
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.ota.manifest import generate_manifest_key, load_manifest_private_key
+from espsec.secure_boot.keys import public_key_pem
 
 CONFIG_FILE = "fleet.json"
 MANIFEST_KEY = "manifest-key.pem"
@@ -77,9 +78,7 @@ class FleetConfig:
                 admin_token_sha256=bytes.fromhex(obj["admin_token_sha256"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(
-                f"fleet configuration is invalid ({exc})", field=CONFIG_FILE
-            ) from None
+            raise FormatError(f"fleet configuration is invalid ({exc})") from None
 
     def token_ok(self, token: str) -> bool:
         """Constant-time check of an admin token against the stored digest."""
@@ -128,15 +127,7 @@ def init_fleet(
     )
     pem = generate_manifest_key()
     write_secret(state_dir / MANIFEST_KEY, pem)
-    public = load_manifest_private_key(pem).public_key()
-    from cryptography.hazmat.primitives import serialization
-
-    write_atomic(
-        state_dir / MANIFEST_PUB,
-        public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    )
+    write_atomic(state_dir / MANIFEST_PUB, public_key_pem(load_manifest_private_key(pem)))
     write_atomic(
         state_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode(), mode=0o600
     )
@@ -154,4 +145,8 @@ def load_config(state_dir: Path) -> FleetConfig:
         obj = json.loads(read_bytes(path, what="fleet configuration"))
     except ValueError:
         raise FormatError("fleet configuration is not JSON", source=str(path)) from None
-    return FleetConfig.from_json(obj)
+    try:
+        return FleetConfig.from_json(obj)
+    except FormatError as exc:
+        exc.source = str(path)
+        raise

@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
-from espsec.errors import UsageError
+from espsec.errors import EspsecError, UsageError
 
 
 class AlreadyExists(UsageError):
@@ -192,13 +192,19 @@ class FleetDB:
     """Releases, payloads, cohorts, devices and outcome reports."""
 
     def __init__(self, path: Path | str) -> None:
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
+        try:
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise EspsecError(f"cannot open the fleet database: {exc}", source=str(path)) from None
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise EspsecError(f"cannot open the fleet database: {exc}", source=str(path)) from None
 
     def close(self) -> None:
         with self._lock:
@@ -286,10 +292,6 @@ class FleetDB:
                 "ON CONFLICT(device_id) DO UPDATE SET cohort = excluded.cohort",
                 (device_id, cohort),
             )
-
-    def device(self, device_id: str) -> DeviceRow | None:
-        rows = self._all(_SELECT_DEVICES + " WHERE device_id = ?", (device_id,))
-        return DeviceRow(*rows[0]) if rows else None
 
     def devices(self) -> list[DeviceRow]:
         return [DeviceRow(*r) for r in self._all(_SELECT_DEVICES + " ORDER BY device_id")]

@@ -27,16 +27,19 @@ def _tls_files(service: FleetService, certfile: Path | None, keyfile: Path | Non
     return ensure_tls(service.state_dir / TLS_DIR, service.config.hostnames)
 
 
-def _server_context(
-    files: TlsFiles,
-) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
-    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+def _server_context(files: TlsFiles) -> ssl.SSLContext:
+    """The server's TLS context (TLS >= 1.2), loaded now so a bad file is one clear error."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
         ctx.load_cert_chain(str(files.server_cert), str(files.server_key))
-        return ctx
-
-    return factory
+    except (ssl.SSLError, OSError) as exc:
+        raise EspsecError(
+            "cannot load the server certificate and key "
+            f"({getattr(exc, 'reason', None) or exc.strerror or exc})",
+            source=f"{files.server_cert}, {files.server_key}",
+        ) from None
+    return ctx
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -57,6 +60,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _config(
     service: FleetService, files: TlsFiles, *, log_level: str, access_log: bool
 ) -> uvicorn.Config:
+    ctx = _server_context(files)
     return uvicorn.Config(
         FleetApp(service),
         http="h11",
@@ -67,9 +71,7 @@ def _config(
         log_config=None,
         log_level=log_level,
         access_log=access_log,
-        ssl_certfile=str(files.server_cert),
-        ssl_keyfile=str(files.server_key),
-        ssl_context_factory=_server_context(files),
+        ssl_context_factory=lambda _config, _default: ctx,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=2,
         server_header=False,
@@ -117,9 +119,13 @@ def start_server(
 ) -> RunningServer:
     """Start the fleet server in a thread on ``host:port`` (0: an ephemeral port)."""
     service = FleetService(state_dir, clock=clock)
-    files = _tls_files(service, certfile, keyfile)
-    sock = _listen(host, port)
-    server = uvicorn.Server(_config(service, files, log_level=log_level, access_log=False))
+    try:
+        files = _tls_files(service, certfile, keyfile)
+        server = uvicorn.Server(_config(service, files, log_level=log_level, access_log=False))
+        sock = _listen(host, port)
+    except BaseException:
+        service.close()
+        raise
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -149,11 +155,10 @@ def serve(
     service = FleetService(state_dir)
     try:
         files = _tls_files(service, certfile, keyfile)
+        server = uvicorn.Server(_config(service, files, log_level=log_level, access_log=access_log))
         sock = _listen(host, port)
         if on_ready is not None:
             on_ready(_url(host, sock.getsockname()[1]), files)
-        uvicorn.Server(_config(service, files, log_level=log_level, access_log=access_log)).run(
-            sockets=[sock]
-        )
+        server.run(sockets=[sock])
     finally:
         service.close()

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from espsec._io import read_bytes, write_atomic
-from espsec.errors import EspsecError, FormatError, UsageError
-from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, MANIFEST_PUB, load_config
+from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
+from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, load_config
 from espsec.fleet.db import DeviceRow, FleetDB, PayloadRow, ReleaseRow
-from espsec.ota._json import get_hex, get_int, get_opt_str, get_str, strict_loads
+from espsec.ota._json import get_hex, get_int, get_opt_hex, get_opt_str, get_str, strict_loads
 from espsec.ota.client import BOOT_STATES, OUTCOMES
 from espsec.ota.manifest import (
     NONCE_SIZES,
@@ -29,6 +29,7 @@ from espsec.ota.manifest import (
     sign_manifest,
 )
 from espsec.ota.release import ReleaseBundle, verify_release
+from espsec.secure_boot.keys import public_key_pem
 
 FIRMWARE_PATH = "/api/v1/firmware/"
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
@@ -85,12 +86,8 @@ class CheckInInfo:
             nonce=nonce,
             last_counter=get_int(obj, "last_counter", what=what, hi=2**62),
             project_name=get_opt_str(obj, "project_name", what=what, max_len=32),
-            image_sha256=None
-            if obj.get("image_sha256") is None
-            else get_hex(obj, "image_sha256", what=what, size=32),
-            enc_key_id=None
-            if obj.get("enc_key_id") is None
-            else get_hex(obj, "enc_key_id", what=what, size=32),
+            image_sha256=get_opt_hex(obj, "image_sha256", what=what, size=32),
+            enc_key_id=get_opt_hex(obj, "enc_key_id", what=what, size=32),
         )
 
 
@@ -176,12 +173,21 @@ class FleetService:
     def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.state_dir = state_dir
         self.config = load_config(state_dir)
-        self.db = FleetDB(state_dir / DB_FILE)
-        self._key = load_manifest_private_key(
-            read_bytes(state_dir / MANIFEST_KEY, what="manifest key")
-        )
+        key_path = state_dir / MANIFEST_KEY
+        try:
+            self._key = load_manifest_private_key(read_bytes(key_path, what="manifest key"))
+        except KeyFormatError as exc:
+            exc.source = str(key_path)
+            raise
+        self._manifest_pub = public_key_pem(self._key)
         self._blobs = state_dir / BLOB_DIR
-        self._blobs.mkdir(mode=0o700, exist_ok=True)
+        try:
+            self._blobs.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise EspsecError(
+                f"cannot make the payload folder: {exc.strerror}", source=str(self._blobs)
+            ) from None
+        self.db = FleetDB(state_dir / DB_FILE)
         self._clock = clock
         self.stats = Stats()
 
@@ -192,7 +198,8 @@ class FleetService:
         return self.config.token_ok(token)
 
     def manifest_public_pem(self) -> bytes:
-        return read_bytes(self.state_dir / MANIFEST_PUB, what="manifest public key")
+        """The manifest public key devices are provisioned with (PEM)."""
+        return self._manifest_pub
 
     def _now(self) -> int:
         return int(self._clock())

@@ -116,5 +116,14 @@ def get_hex(obj: Mapping[str, Any], key: str, *, what: str, size: int | None = N
     return value
 
 
+def get_opt_hex(
+    obj: Mapping[str, Any], key: str, *, what: str, size: int | None = None
+) -> str | None:
+    """``obj[key]`` as lower-case hex, or ``None`` when missing or null."""
+    if obj.get(key) is None:
+        return None
+    return get_hex(obj, key, what=what, size=size)
+
+
 def _kind(value: object) -> str:
     return "missing" if value is None else type(value).__name__

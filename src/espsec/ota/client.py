@@ -225,6 +225,8 @@ class FleetClient:
         chunk_size: int = 1 << 14,
     ) -> None:
         self._host, self._port, self._prefix = _parse_url(base_url)
+        if token is not None and not all(" " <= c <= "~" for c in token):
+            raise UsageError("the token must be printable ASCII (it goes in an HTTP header)")
         self._context = trust.context()
         self._pin = trust.pin_sha256
         self._timeout = timeout

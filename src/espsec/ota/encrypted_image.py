@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError, VerificationError
+from espsec.secure_boot.keys import public_key_pem as public_key_pem  # re-exported
 
 MAGIC = 0x0788B6CF
 HEADER_SIZE = 512
@@ -64,6 +65,8 @@ MAX_BIN_SIZE = 0xFFFFFFFF
 
 _HEADER = struct.Struct(f"<I{KEY_BLOCK_SIZE}s{IV_SIZE}sI{TAG_SIZE}s{RESERVED_SIZE}s")
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+_NOT_AN_IMAGE_KEY = "is not an esp_encrypted_img key (need RSA-3072 or P-256)"
 
 RecipientKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 """Who an image is encrypted for: the fleet's RSA-3072 key or a device's ECIES key."""
@@ -147,7 +150,7 @@ def scheme_of_key(key: RecipientKey | DecryptionKey) -> Scheme:
         if not isinstance(key.curve, ec.SECP256R1):
             raise KeyFormatError(f"ECIES key is on {key.curve.name}; the device uses P-256")
         return Scheme.ECIES_P256
-    raise KeyFormatError(f"{type(key).__name__} cannot encrypt images (need RSA-3072 or P-256)")
+    raise KeyFormatError(f"{type(key).__name__} {_NOT_AN_IMAGE_KEY}")
 
 
 def recipient_id(key: RecipientKey | DecryptionKey) -> str:
@@ -190,33 +193,17 @@ def device_public_key(hmac_key: bytes) -> ec.EllipticCurvePublicKey:
     return device_private_key(hmac_key).public_key()
 
 
-def public_key_pem(key: RecipientKey | DecryptionKey) -> bytes:
-    """SubjectPublicKeyInfo PEM of ``key``'s public half."""
-    public = (
-        key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
-    )
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def load_recipient_key(pem: bytes) -> RecipientKey:
     """An encryption key from PEM: RSA-3072 or P-256 public key (or the public half of a
     private key), as ``esp_enc_img_gen.py encrypt`` accepts."""
+    if b"PRIVATE KEY-----" in pem:
+        return load_decryption_key(pem).public_key()
     try:
-        if b"PRIVATE KEY-----" in pem:
-            private = serialization.load_pem_private_key(pem, password=None)
-            if not isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-                raise KeyFormatError(f"{type(private).__name__} cannot encrypt images")
-            public: object = private.public_key()
-        else:
-            public = serialization.load_pem_public_key(pem)
-    except TypeError:
-        raise KeyFormatError("encrypted private keys are not supported") from None
+        public = serialization.load_pem_public_key(pem)
     except ValueError:
         raise KeyFormatError("expected a PEM RSA-3072 or P-256 key, found none") from None
     if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise KeyFormatError(f"{type(public).__name__} cannot encrypt images")
+        raise KeyFormatError(f"{type(public).__name__} {_NOT_AN_IMAGE_KEY}")
     scheme_of_key(public)
     return public
 
@@ -232,7 +219,7 @@ def load_decryption_key(pem: bytes) -> DecryptionKey:
     except ValueError:
         raise KeyFormatError("expected a PEM private key, found malformed PEM data") from None
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise KeyFormatError(f"{type(key).__name__} cannot decrypt images")
+        raise KeyFormatError(f"{type(key).__name__} {_NOT_AN_IMAGE_KEY}")
     scheme_of_key(key)
     return key
 

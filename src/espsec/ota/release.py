@@ -1,6 +1,7 @@
 """Release bundles: a Secure Boot v2 signed app, optionally pre-encrypted, with a signed statement.
 
-A bundle is a ZIP file (``ota pack`` writes it; the fleet server takes it):
+A bundle is a ZIP file of stored, unencrypted members (``ota pack`` writes it; the fleet
+server takes it):
 
 ``release.json``
     the *release statement*, canonical JSON: app descriptor fields (``version``,
@@ -36,7 +37,15 @@ from espsec import secure_boot
 from espsec.chips import Chip, chip_by_image_id
 from espsec.errors import FormatError, KeyFormatError, UsageError, VerificationError
 from espsec.image import find_app_desc, parse_image
-from espsec.ota._json import canonical, get_hex, get_int, get_opt_str, get_str, strict_loads
+from espsec.ota._json import (
+    canonical,
+    get_hex,
+    get_int,
+    get_opt_hex,
+    get_opt_str,
+    get_str,
+    strict_loads,
+)
 from espsec.ota.encrypted_image import (
     HEADER_SIZE,
     EncryptedImageHeader,
@@ -97,9 +106,7 @@ class PayloadInfo:
         encryption = get_str(obj, "encryption", what=what)
         if encryption not in ("none", "rsa3072", "ecies-p256"):
             raise FormatError(f"{what}: unknown encryption", field="encryption", found=encryption)
-        recipient = (
-            None if obj.get("recipient") is None else get_hex(obj, "recipient", what=what, size=32)
-        )
+        recipient = get_opt_hex(obj, "recipient", what=what, size=32)
         if (encryption == "none") != (recipient is None):
             raise FormatError(f"{what}: an encrypted payload needs a recipient, a plain one none")
         return cls(
@@ -215,9 +222,6 @@ class ReleaseBundle:
         """16 hex digits of SHA-256 over the statement: names the release on the fleet."""
         return hashlib.sha256(self.statement_bytes).hexdigest()[:16]
 
-    def payload(self, info: PayloadInfo) -> bytes:
-        return self.payloads[self.statement.payloads.index(info)]
-
     def to_bytes(self) -> bytes:
         """The bundle as a deterministic ZIP file."""
         sigs = [
@@ -246,7 +250,8 @@ class ReleaseBundle:
             )
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError):
+        # NotImplementedError: a member needs a newer ZIP version than zipfile reads.
+        except (zipfile.BadZipFile, NotImplementedError, ValueError):
             raise FormatError("not a release bundle (ZIP file)", offset=0) from None
         with zf:
             infos = zf.infolist()
@@ -256,6 +261,16 @@ class ReleaseBundle:
             sizes = {i.filename: i.file_size for i in infos}
             if sum(sizes.values()) > max_size:
                 raise FormatError("release bundle expands beyond the size limit")
+            for i in infos:
+                # `ota pack` stores members uncompressed and unencrypted; refusing anything
+                # else keeps every decompressor (and its own exceptions) off this path.
+                if i.compress_type != zipfile.ZIP_STORED or i.flag_bits & 0x1:
+                    raise FormatError(
+                        "release bundle member is compressed or encrypted",
+                        field=i.filename,
+                        expected="stored (ZIP method 0), unencrypted",
+                        found=f"method {i.compress_type}, flags 0x{i.flag_bits:x}",
+                    )
 
             def read(name: str, limit: int) -> bytes:
                 if name not in sizes:
@@ -269,7 +284,10 @@ class ReleaseBundle:
                     )
                 try:
                     return zf.read(name)
-                except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError) as exc:
+                # BadZipFile: bad local header or CRC; EOFError: member data cut short;
+                # NotImplementedError: local-header flags zipfile cannot handle (patched
+                # data, strong encryption).
+                except (zipfile.BadZipFile, EOFError, NotImplementedError, ValueError) as exc:
                     raise FormatError(f"cannot read bundle member: {exc}", field=name) from None
 
             statement_bytes = read(MEMBER_STATEMENT, 1 << 20)
