@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 from esp_idf_nvs_partition_gen import nvs_partition_gen as reference
 
-from espsec.storage import NvsKeys, generate_csv_file
+from espsec.nvs import NvsKeys, generate_csv_file
 
 ENTRIES = 50_000
 RUNS = 3

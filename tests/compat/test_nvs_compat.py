@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 from esp_idf_nvs_partition_gen import nvs_partition_gen as reference
 
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     NvsKeys,
     NvsStore,
@@ -28,7 +28,7 @@ from espsec.storage import (
     load_csv,
     read_partition,
 )
-from espsec.storage.value import ValueType, int_range
+from espsec.nvs.value import ValueType, int_range
 
 INTS = {str(t): int_range(t) for t in ValueType if t.is_integer}
 

@@ -19,7 +19,7 @@ from espsec.device.nvs import (
 from espsec.device.ota_state import OtaNvs, OtaStateError
 from espsec.device.sdkconfig import BootloaderConfig
 from espsec.image.partition_table import PartitionTable
-from espsec.storage import NvsKeys, NvsStore
+from espsec.nvs import NvsKeys, NvsStore
 
 from .kit import FACTORY, FACTORY_TABLE, FE_DEV, app, bootloader, device
 

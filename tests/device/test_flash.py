@@ -11,8 +11,8 @@ from espsec.device.faults import WriteCounter
 from espsec.device.flash import FlashAccessError, PartitionFlash, SpiFlash, flash_encryption_key
 from espsec.flash_encryption import FlashCipher
 from espsec.image.partition_table import Partition
-from espsec.storage.flash import FlashRegion
-from espsec.storage.runtime import NvsStore
+from espsec.nvs.flash import FlashRegion
+from espsec.nvs.runtime import NvsStore
 
 from .kit import FACTORY_TABLE, FE_DEV, app, bootloader, device
 

@@ -13,7 +13,7 @@ from espsec.cli.main import main
 from espsec.device import VirtualDevice
 from espsec.device.nvs import NvsInitError, read_device_nvs
 from espsec.device.sdkconfig import BootloaderConfig
-from espsec.storage import NvsKeys, generate_csv_partition
+from espsec.nvs import NvsKeys, generate_csv_partition
 
 from .kit import FACTORY, FACTORY_TABLE, app, bootloader, device
 

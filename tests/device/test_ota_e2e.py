@@ -40,9 +40,9 @@ from espsec.errors import UsageError
 from espsec.fleet import AdminClient, RunningServer, init_fleet, start_server
 from espsec.fleet.service import CheckInInfo
 from espsec.fleet.tls import generate_tls
+from espsec.nvs import NvsKeys, NvsStore, read_partition
 from espsec.ota import TlsTrust
 from espsec.ota import release as release_module
-from espsec.storage import NvsKeys, NvsStore, read_partition
 
 from ..fleet.conftest import CuttingProxy
 from .kit import LOCKED, OTA0, app, device, signed

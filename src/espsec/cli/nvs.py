@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from espsec import storage
+from espsec import nvs as nvs_lib
 from espsec._io import read_bytes, write_atomic, write_secret
 from espsec.cli._common import INT, emit, json_option, source
 from espsec.errors import UsageError
@@ -42,15 +42,15 @@ _base = click.option(
 )
 
 
-def _load_keys(keys_file: Path | None, hmac_file: Path | None) -> storage.NvsKeys | None:
+def _load_keys(keys_file: Path | None, hmac_file: Path | None) -> nvs_lib.NvsKeys | None:
     if keys_file is not None and hmac_file is not None:
         raise UsageError("give either --keys or --hmac-key, not both")
     if keys_file is not None:
         with source(str(keys_file)):
-            return storage.NvsKeys.parse(read_bytes(keys_file, what="keys file"))
+            return nvs_lib.NvsKeys.parse(read_bytes(keys_file, what="keys file"))
     if hmac_file is not None:
         with source(str(hmac_file)):
-            return storage.NvsKeys.from_hmac_key(read_bytes(hmac_file, what="HMAC key file"))
+            return nvs_lib.NvsKeys.from_hmac_key(read_bytes(hmac_file, what="HMAC key file"))
     return None
 
 
@@ -59,12 +59,12 @@ def _generate(
     output: Path,
     size: int,
     version: str,
-    keys: storage.NvsKeys | None,
+    keys: nvs_lib.NvsKeys | None,
     no_wifi_extras: bool,
     base_dir: Path | None,
     as_json: bool,
 ) -> None:
-    image = storage.generate_csv_file(
+    image = nvs_lib.generate_csv_file(
         csv_file,
         size,
         version=int(version),
@@ -145,8 +145,8 @@ def decrypt(partition: Path, output: Path, keys_file: Path | None, hmac_file: Pa
         raise UsageError("decrypt needs --keys KEYS.bin or --hmac-key HMAC.bin")
     data = read_bytes(partition, what="NVS partition")
     with source(str(partition)):
-        storage.read_partition(data, keys=keys)  # refuse wrong keys before writing
-        plain = storage.decrypt_partition(data, keys)
+        nvs_lib.read_partition(data, keys=keys)  # refuse wrong keys before writing
+        plain = nvs_lib.decrypt_partition(data, keys)
     write_atomic(output, plain, mode=0o600)
     click.echo(f"decrypted NVS partition written to {output}")
 
@@ -194,10 +194,10 @@ def dump(
         assert partition is not None
         data = read_bytes(partition, what="NVS partition")
         with source(str(partition)):
-            contents = storage.read_partition(data, keys=keys)
+            contents = nvs_lib.read_partition(data, keys=keys)
         where = str(partition)
     with source(where):
-        text = "" if as_json else storage.dump_csv(storage.rows_from_entries(contents.entries))
+        text = "" if as_json else nvs_lib.dump_csv(nvs_lib.rows_from_entries(contents.entries))
     if output is not None and not as_json:
         write_atomic(output, text.encode(), mode=0o600)
         click.echo(f"{len(contents.entries)} values written to {output}")
@@ -219,8 +219,8 @@ def generate_keys(output: Path, hmac_file: Path | None, new_hmac_key: bool) -> N
             raise UsageError("--new-hmac-key needs --hmac-key PATH to write the key to")
         if output.exists():
             raise UsageError("refusing to overwrite an existing file", source=str(output))
-        write_secret(hmac_file, storage.generate_hmac_key())
-    keys = _load_keys(None, hmac_file) or storage.NvsKeys.generate()
+        write_secret(hmac_file, nvs_lib.generate_hmac_key())
+    keys = _load_keys(None, hmac_file) or nvs_lib.NvsKeys.generate()
     write_secret(output, keys.to_bytes())
     how = f"derived from {hmac_file}" if hmac_file else "random"
     click.echo(f"NVS keys ({how}) written to {output}")

@@ -11,7 +11,7 @@
   cut power between any two of them.
 
 :class:`PartitionFlash` exposes one partition through the small
-:class:`espsec.storage.flash.FlashRegion` protocol the NVS runtime uses, decrypting and
+:class:`espsec.nvs.flash.FlashRegion` protocol the NVS runtime uses, decrypting and
 encrypting as ``esp_partition_read``/``esp_partition_write`` do.
 """
 
@@ -199,7 +199,7 @@ class SpiFlash:
 
 
 class PartitionFlash:
-    """One partition as the running app sees it (:class:`~espsec.storage.flash.FlashRegion`).
+    """One partition as the running app sees it (:class:`~espsec.nvs.flash.FlashRegion`).
 
     Reads and writes go through the engine when flash encryption is on and the partition
     is encrypted (its ``encrypted`` flag, or a type ESP-IDF always encrypts), as

@@ -28,9 +28,9 @@ from espsec.device.sdkconfig import NvsSecKeyProtection
 from espsec.efuse import KeyUnavailableError, Transaction
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.image.partition_table import Partition
-from espsec.storage import NvsContents, NvsKeys, NvsStore, read_partition
-from espsec.storage.item import crc_a
-from espsec.storage.nvs_keys import KEY_SIZE
+from espsec.nvs import NvsContents, NvsKeys, NvsStore, read_partition
+from espsec.nvs.item import crc_a
+from espsec.nvs.nvs_keys import KEY_SIZE
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime

@@ -56,6 +56,7 @@ from espsec.efuse import security_state
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.image.descriptors import APP_DESC_SIZE, DESC_OFFSET, AppDesc
 from espsec.image.header import HEADER_SIZE, ImageHeader
+from espsec.nvs import NvsKeys
 from espsec.ota import (
     CheckIn,
     DecryptionKey,
@@ -69,7 +70,6 @@ from espsec.ota import (
     recipient_id,
 )
 from espsec.ota.encrypted_image import scheme_of_key
-from espsec.storage import NvsKeys
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime

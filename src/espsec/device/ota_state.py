@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives import serialization
 from espsec.device.nvs import NvsInitError, open_app_nvs
 from espsec.efuse import KeyUnavailableError, Transaction
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
+from espsec.nvs import NvsError, NvsKeys, ValueType
+from espsec.nvs.runtime import errors as nvs_errors
 from espsec.ota import (
     DecryptionKey,
     TlsTrust,
@@ -56,8 +58,6 @@ from espsec.ota import (
 )
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE, Scheme, scheme_of_key
 from espsec.ota.manifest import manifest_key_id
-from espsec.storage import NvsError, NvsKeys, ValueType
-from espsec.storage.runtime import errors as nvs_errors
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from espsec.storage import FlashRegion, FlashWriteError, PowerLoss, RamFlash
+from espsec.nvs import FlashRegion, FlashWriteError, PowerLoss, RamFlash
 
 
 def test_ram_flash_is_a_flash_region():

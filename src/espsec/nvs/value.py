@@ -7,7 +7,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from espsec.storage.item import ItemType
+from espsec.nvs.item import ItemType
 
 Value = int | float | str | bytes
 """A value: ``int`` for integers, ``float``, ``str`` for strings, ``bytes`` for blobs."""

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espsec.errors import FormatError, UsageError
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     ItemType,
     NamespaceRow,
@@ -21,7 +21,7 @@ from espsec.storage import (
     parse_csv,
     read_partition,
 )
-from espsec.storage.page import ENTRY_COUNT
+from espsec.nvs.page import ENTRY_COUNT
 
 HEADER = "key,type,encoding,value\n"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 
 from espsec.errors import FormatError, KeyFormatError
-from espsec.storage.item import crc_a
+from espsec.nvs.item import crc_a
 
 KEY_SIZE = 32
 NVS_KEYS_PARTITION_SIZE = 4096

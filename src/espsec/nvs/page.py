@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from espsec.errors import FormatError
-from espsec.storage.item import ENTRY_SIZE, Item, crc_a
+from espsec.nvs.item import ENTRY_SIZE, Item, crc_a
 
 PAGE_SIZE = 4096
 HEADER_SIZE = 32

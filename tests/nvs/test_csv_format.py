@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espsec.errors import FormatError
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     NamespaceRow,
     ValueType,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from espsec.storage.item import (
+from espsec.nvs.item import (
     CHUNK_ANY,
     ENTRY_SIZE,
     NS_INDEX,
@@ -27,12 +27,12 @@ from espsec.storage.item import (
     pack_primitive,
     unpack_primitive,
 )
-from espsec.storage.page import CHUNK_MAX_SIZE, ENTRY_COUNT, PageState
-from espsec.storage.runtime import errors
-from espsec.storage.runtime.errors import NvsError, PageFull
-from espsec.storage.runtime.page import HashKey, Page, hash_key
-from espsec.storage.runtime.page_manager import PageManager
-from espsec.storage.runtime.partition import NvsPartition
+from espsec.nvs.page import CHUNK_MAX_SIZE, ENTRY_COUNT, PageState
+from espsec.nvs.runtime import errors
+from espsec.nvs.runtime.errors import NvsError, PageFull
+from espsec.nvs.runtime.page import HashKey, Page, hash_key
+from espsec.nvs.runtime.page_manager import PageManager
+from espsec.nvs.runtime.partition import NvsPartition
 
 MAX_NAMESPACES = 254
 MAX_BLOB_CHUNKS = (CHUNK_ANY - 1) // 2

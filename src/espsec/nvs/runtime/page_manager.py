@@ -8,11 +8,11 @@ that is finished on the next load, driven by the FREEING state.
 
 from __future__ import annotations
 
-from espsec.storage.page import ENTRY_COUNT, PageState
-from espsec.storage.runtime import errors
-from espsec.storage.runtime.errors import NvsError
-from espsec.storage.runtime.page import Page, hash_key
-from espsec.storage.runtime.partition import NvsPartition
+from espsec.nvs.page import ENTRY_COUNT, PageState
+from espsec.nvs.runtime import errors
+from espsec.nvs.runtime.errors import NvsError
+from espsec.nvs.runtime.page import Page, hash_key
+from espsec.nvs.runtime.partition import NvsPartition
 
 _LIVE = (PageState.ACTIVE, PageState.FULL, PageState.FREEING)
 

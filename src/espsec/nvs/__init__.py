@@ -16,7 +16,7 @@ Format reference: ``reference/esp-idf-formats.md`` §4.
 
 from __future__ import annotations
 
-from espsec.storage.csv_format import (
+from espsec.nvs.csv_format import (
     DataRow,
     NamespaceRow,
     Row,
@@ -25,19 +25,19 @@ from espsec.storage.csv_format import (
     parse_csv,
     rows_from_entries,
 )
-from espsec.storage.encryption import decrypt_partition, encrypt_partition
-from espsec.storage.flash import FlashRegion, FlashWriteError, PowerLoss, RamFlash
-from espsec.storage.generator import (
+from espsec.nvs.encryption import decrypt_partition, encrypt_partition
+from espsec.nvs.flash import FlashRegion, FlashWriteError, PowerLoss, RamFlash
+from espsec.nvs.generator import (
     generate_csv_file,
     generate_csv_partition,
     generate_partition,
 )
-from espsec.storage.item import Item, ItemType
-from espsec.storage.nvs_keys import NvsKeys, generate_hmac_key
-from espsec.storage.page import EntryState, PageHeader, PageImage, PageState
-from espsec.storage.reader import NvsContents, read_partition
-from espsec.storage.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
-from espsec.storage.value import NvsEntry, Value, ValueType
+from espsec.nvs.item import Item, ItemType
+from espsec.nvs.nvs_keys import NvsKeys, generate_hmac_key
+from espsec.nvs.page import EntryState, PageHeader, PageImage, PageState
+from espsec.nvs.reader import NvsContents, read_partition
+from espsec.nvs.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
+from espsec.nvs.value import NvsEntry, Value, ValueType
 
 __all__ = [
     "DataRow",

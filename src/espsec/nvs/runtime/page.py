@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from espsec.storage.item import (
+from espsec.nvs.item import (
     CHUNK_ANY,
     ENTRY_SIZE,
     PRIMITIVE_TYPES,
@@ -25,7 +25,7 @@ from espsec.storage.item import (
     make_item,
     var_data,
 )
-from espsec.storage.page import (
+from espsec.nvs.page import (
     CHUNK_MAX_SIZE,
     ENTRY_COUNT,
     ENTRY_TABLE_OFFSET,
@@ -39,9 +39,9 @@ from espsec.storage.page import (
     decode_entry_states,
     entry_offset,
 )
-from espsec.storage.runtime import errors
-from espsec.storage.runtime.errors import NvsError, PageFull
-from espsec.storage.runtime.partition import NvsPartition
+from espsec.nvs.runtime import errors
+from espsec.nvs.runtime.errors import NvsError, PageFull
+from espsec.nvs.runtime.partition import NvsPartition
 
 HashKey = tuple[int, bytes, int]
 """What identifies an item within a page: namespace index, key, chunk index."""

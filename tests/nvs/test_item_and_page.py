@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espsec.errors import EspsecError, FormatError
-from espsec.storage import (
+from espsec.nvs import (
     EntryState,
     Item,
     ItemType,
@@ -22,8 +22,8 @@ from espsec.storage import (
     parse_csv,
     read_partition,
 )
-from espsec.storage.item import crc_a, encode_key, make_item, pack_primitive
-from espsec.storage.page import decode_entry_states, encode_entry_states
+from espsec.nvs.item import crc_a, encode_key, make_item, pack_primitive
+from espsec.nvs.page import decode_entry_states, encode_entry_states
 
 
 def test_page_header_of_first_v2_page_matches_generator_bytes():

@@ -41,7 +41,7 @@ import numpy as np
 
 from espsec._io import PathLike
 from espsec.errors import EspsecError, FormatError, UsageError
-from espsec.storage.csv_format import (
+from espsec.nvs.csv_format import (
     CsvRecords,
     NamespaceRow,
     Row,
@@ -49,8 +49,8 @@ from espsec.storage.csv_format import (
     file_reader,
     read_csv_text,
 )
-from espsec.storage.encryption import encrypt_entries
-from espsec.storage.item import (
+from espsec.nvs.encryption import encrypt_entries
+from espsec.nvs.item import (
     CHUNK_ANY,
     ENTRY_SIZE,
     KEY_FIELD_SIZE,
@@ -62,8 +62,8 @@ from espsec.storage.item import (
     encode_key,
     var_data,
 )
-from espsec.storage.nvs_keys import NvsKeys
-from espsec.storage.page import (
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.page import (
     CHUNK_MAX_SIZE,
     ENTRY_COUNT,
     FIRST_ENTRY_OFFSET,
@@ -74,7 +74,7 @@ from espsec.storage.page import (
     PageState,
     encode_entry_states,
 )
-from espsec.storage.value import ValueType, check_value, int_range, string_payload
+from espsec.nvs.value import ValueType, check_value, int_range, string_payload
 
 MAX_V1_BLOB_SIZE = 1984
 """Largest version 1 blob or string (``nvs_partition_gen`` limit: about half a page)."""

@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from espsec.storage.value import ValueType, int_range
+from espsec.nvs.value import ValueType, int_range
 
 INT_RANGES = {str(t): int_range(t) for t in ValueType if t.is_integer}
 

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     NamespaceRow,
     NvsError,
@@ -23,7 +23,7 @@ from espsec.storage import (
     ValueType,
     generate_partition,
 )
-from espsec.storage.runtime import errors
+from espsec.nvs.runtime import errors
 
 KEYS = [f"k{i}" for i in range(5)]
 FRESH = {  # a value of each type no update of the series uses

@@ -8,7 +8,7 @@ import stat
 from click.testing import CliRunner
 
 from espsec.cli.main import main
-from espsec.storage import NvsKeys, NvsStore, RamFlash, read_partition
+from espsec.nvs import NvsKeys, NvsStore, RamFlash, read_partition
 
 CSV = (
     "key,type,encoding,value\n"

@@ -30,8 +30,8 @@ from typing import NamedTuple
 
 from espsec._io import PathLike, read_bytes
 from espsec.errors import EspsecError, FormatError
-from espsec.storage.item import encode_key
-from espsec.storage.value import NvsEntry, Value, ValueType, check_value, int_range
+from espsec.nvs.item import encode_key
+from espsec.nvs.value import NvsEntry, Value, ValueType, check_value, int_range
 
 HEADER = ("key", "type", "encoding", "value")
 INT_ENCODINGS = ("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from espsec.errors import UsageError
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     ItemType,
     NamespaceRow,
@@ -19,7 +19,7 @@ from espsec.storage import (
     generate_partition,
     read_partition,
 )
-from espsec.storage.runtime import errors
+from espsec.nvs.runtime import errors
 
 
 def new_store(size=0x6000, keys=None):
@@ -228,7 +228,7 @@ def test_newer_format_version_is_refused():
     flash, store = new_store()
     store.open("a").set_u8("k", 1)
     page = bytearray(flash.read(0, 4096))
-    from espsec.storage import PageHeader
+    from espsec.nvs import PageHeader
 
     page[:32] = PageHeader.make(0xFFFFFFFE, 0, 0xFD).to_bytes()
     with pytest.raises(NvsError) as info:

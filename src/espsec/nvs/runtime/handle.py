@@ -9,15 +9,15 @@ from __future__ import annotations
 from enum import Enum
 
 from espsec.errors import UsageError
-from espsec.storage.flash import FlashRegion, RamFlash
-from espsec.storage.item import MAX_KEY_LENGTH, ItemType, pack_primitive
-from espsec.storage.nvs_keys import NvsKeys
-from espsec.storage.runtime import errors
-from espsec.storage.runtime.errors import NvsError
-from espsec.storage.runtime.page import HashKey
-from espsec.storage.runtime.partition import NvsPartition
-from espsec.storage.runtime.storage import Found, NvsStats, Storage
-from espsec.storage.value import (
+from espsec.nvs.flash import FlashRegion, RamFlash
+from espsec.nvs.item import MAX_KEY_LENGTH, ItemType, pack_primitive
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.runtime import errors
+from espsec.nvs.runtime.errors import NvsError
+from espsec.nvs.runtime.page import HashKey
+from espsec.nvs.runtime.partition import NvsPartition
+from espsec.nvs.runtime.storage import Found, NvsStats, Storage
+from espsec.nvs.value import (
     NvsEntry,
     Value,
     ValueType,

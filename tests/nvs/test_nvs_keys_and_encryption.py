@@ -8,7 +8,7 @@ import hmac
 import pytest
 
 from espsec.errors import FormatError, KeyFormatError
-from espsec.storage import (
+from espsec.nvs import (
     DataRow,
     NamespaceRow,
     NvsKeys,
@@ -18,7 +18,7 @@ from espsec.storage import (
     generate_partition,
     read_partition,
 )
-from espsec.storage.nvs_keys import HMAC_EKEY_SEED, HMAC_TKEY_SEED
+from espsec.nvs.nvs_keys import HMAC_EKEY_SEED, HMAC_TKEY_SEED
 
 ROWS = [
     NamespaceRow("wifi"),

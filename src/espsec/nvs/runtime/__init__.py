@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from espsec.storage.runtime import errors
-from espsec.storage.runtime.errors import NvsError
-from espsec.storage.runtime.handle import NvsHandle, NvsStore, OpenMode
-from espsec.storage.runtime.storage import NvsStats
+from espsec.nvs.runtime import errors
+from espsec.nvs.runtime.errors import NvsError
+from espsec.nvs.runtime.handle import NvsHandle, NvsStore, OpenMode
+from espsec.nvs.runtime.storage import NvsStats
 
 __all__ = ["NvsError", "NvsHandle", "NvsStats", "NvsStore", "OpenMode", "errors"]

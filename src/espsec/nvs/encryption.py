@@ -13,9 +13,9 @@ import numpy.typing as npt
 
 from espsec.errors import FormatError
 from espsec.flash_encryption.xts import tweaks_from_le32, xts_decrypt, xts_encrypt
-from espsec.storage.item import ENTRY_SIZE
-from espsec.storage.nvs_keys import NvsKeys
-from espsec.storage.page import (
+from espsec.nvs.item import ENTRY_SIZE
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.page import (
     ENTRY_COUNT,
     ENTRY_TABLE_OFFSET,
     FIRST_ENTRY_OFFSET,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from espsec.errors import FormatError
-from espsec.storage.flash import RamFlash
-from espsec.storage.item import ENTRY_SIZE, Item
-from espsec.storage.nvs_keys import NvsKeys
-from espsec.storage.page import (
+from espsec.nvs.flash import RamFlash
+from espsec.nvs.item import ENTRY_SIZE, Item
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.page import (
     ENTRY_COUNT,
     ENTRY_TABLE_OFFSET,
     FIRST_ENTRY_OFFSET,
@@ -24,9 +24,9 @@ from espsec.storage.page import (
     PageState,
     decode_entry_states,
 )
-from espsec.storage.runtime import NvsStore
-from espsec.storage.runtime.partition import NvsPartition
-from espsec.storage.value import NvsEntry
+from espsec.nvs.runtime import NvsStore
+from espsec.nvs.runtime.partition import NvsPartition
+from espsec.nvs.value import NvsEntry
 
 _LIVE = (PageState.ACTIVE, PageState.FULL, PageState.FREEING)
 _PROBE = 8

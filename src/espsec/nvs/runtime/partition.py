@@ -11,11 +11,11 @@ import numpy as np
 import numpy.typing as npt
 
 from espsec.errors import UsageError
-from espsec.storage.encryption import decrypt_entries, encrypt_entries
-from espsec.storage.flash import FlashRegion
-from espsec.storage.item import ENTRY_SIZE
-from espsec.storage.nvs_keys import NvsKeys
-from espsec.storage.page import FIRST_ENTRY_OFFSET, PAGE_SIZE
+from espsec.nvs.encryption import decrypt_entries, encrypt_entries
+from espsec.nvs.flash import FlashRegion
+from espsec.nvs.item import ENTRY_SIZE
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.page import FIRST_ENTRY_OFFSET, PAGE_SIZE
 
 
 class NvsPartition:
