@@ -1,7 +1,8 @@
 """The bootloader's app selection, rollback and anti-rollback, and the app-side OTA calls.
 
 Expected behaviour is derived from ESP-IDF's ``bootloader_utility.c`` and
-``esp_ota_ops.c`` (see the docstrings in :mod:`espsec.device.boot_select`).
+``esp_ota_ops.c`` (see the docstrings in :mod:`espsec.device.boot_select`);
+``compute_ota_seq_for_target_slot``'s loop is re-run literally on 8-bit words.
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from espsec.device.boot_select import (
     AppPartitionErase,
     AppSlot,
     EspErr,
+    OtaContext,
     OtaPolicy,
     SecureVersionBurn,
+    _next_seq,
     apply_otadata_writes,
     check_rollback_is_possible,
     invalidate_inactive_ota_data_slot,
     mark_app_invalid_rollback,
+    mark_app_state_write,
     mark_app_valid,
+    next_ota_seq,
     ota,
     ota_begin,
     select_boot_partition,
     set_boot_partition,
+    set_boot_partition_write,
 )
 from espsec.device.sdkconfig import BootloaderConfig
 from espsec.errors import UsageError
@@ -53,12 +59,54 @@ def od(first: OtaSelectEntry = ERASED_ENTRY, second: OtaSelectEntry = ERASED_ENT
     return OtaData((first, second))
 
 
-def boot(otadata, *, n=2, factory=False, test=False, apps=None, **kwargs):
+def ctx(n=2, *, factory=False, apps=None, policy=None, efuse=0) -> OtaContext:
+    """Two OTA slots, no factory app, plain policy, eFuse secure version 0 unless told."""
+    return OtaContext(
+        ota_app_count=n,
+        has_factory=factory,
+        apps={} if apps is None else apps,
+        policy=policy or OtaPolicy(),
+        efuse_secure_version=efuse,
+    )
+
+
+def boot(
+    otadata,
+    *,
+    n=2,
+    factory=False,
+    test=False,
+    apps=None,
+    policy=None,
+    efuse_secure_version=0,
+    test_app_requested=False,
+):
     if apps is None:
         apps = {ota(i): GOOD for i in range(n)} | ({FACTORY: GOOD} if factory else {})
-    return select_boot_partition(
-        otadata, ota_app_count=n, has_factory=factory, has_test=test, apps=apps, **kwargs
+    context = OtaContext(
+        ota_app_count=n,
+        has_factory=factory,
+        has_test=test,
+        apps=apps,
+        policy=policy or OtaPolicy(),
+        efuse_secure_version=efuse_secure_version,
     )
+    return select_boot_partition(otadata, context, test_app_requested=test_app_requested)
+
+
+def _c_loop_next_seq(current: int, slot: int, count: int, bits: int) -> int | None:
+    """``compute_ota_seq_for_target_slot`` run literally, on ``bits``-bit unsigned ints.
+
+    ``None`` when the C loop would never end (every candidate stays below ``current``).
+    """
+    mask = (1 << bits) - 1
+    base = (slot + 1) % count
+    i = 0
+    for _ in range(mask + 2):
+        if not current > ((base + i * count) & mask):
+            return (base + i * count) & mask
+        i = (i + 1) & mask
+    return None
 
 
 # --- selection ---------------------------------------------------------------------------
@@ -311,6 +359,21 @@ def test_anti_rollback_requires_rollback():
         OtaPolicy(anti_rollback=True)
 
 
+def test_context_refuses_more_ota_slots_than_esp_idf_has():
+    # MAX_OTA_SLOTS: ota_0 .. ota_15
+    assert ctx(16).ota_app_count == 16
+    with pytest.raises(UsageError, match=r"ota_app_count must be 0\.\.16, got 17"):
+        ctx(17)
+
+
+def test_context_reads_apps_from_a_mapping_or_a_lookup():
+    assert ctx(apps={ota(1): GOOD}).app(ota(0)) == EMPTY_SLOT
+    assert ctx(apps={ota(1): GOOD}).app(ota(1)) == GOOD
+    assert OtaContext(2, apps=lambda part: AppSlot(secure_version=part.slot)).app(ota(1)) == (
+        AppSlot(secure_version=1)
+    )
+
+
 def test_policy_from_sdkconfig():
     cfg = BootloaderConfig.from_options(
         bootloader_app_rollback_enable=True, bootloader_app_anti_rollback=True
@@ -324,14 +387,14 @@ def test_policy_from_sdkconfig():
 
 def test_power_cut_between_erase_and_write_keeps_other_copy_bootable():
     otadata = od(e(1), ERASED_ENTRY)
-    result = set_boot_partition(otadata, ota(1), ota_app_count=2, apps={ota(1): GOOD})
+    result = set_boot_partition(otadata, ota(1), ctx(apps={ota(1): GOOD}))
     (write,) = result.otadata_writes
     cut = otadata.after(write, programmed=False)
     assert cut == otadata  # the copy written was already erased
     assert boot(cut).boot == ota(0)
     # the same from a copy that held an older entry
     otadata = od(e(1), e(2, OtaImgState.ABORTED))
-    write = set_boot_partition(otadata, ota(1), ota_app_count=2, apps={ota(1): GOOD})
+    write = set_boot_partition(otadata, ota(1), ctx(apps={ota(1): GOOD}))
     cut = otadata.after(write.otadata_writes[0], programmed=False)
     assert cut[1] == ERASED_ENTRY
     assert boot(cut).boot == ota(0)
@@ -345,7 +408,7 @@ def test_power_cut_during_pending_verify_write_boots_the_previous_app():
 
 def test_power_cut_during_mark_valid_boots_the_previous_app():
     otadata = od(e(1), e(2, OtaImgState.PENDING_VERIFY))
-    (write,) = mark_app_valid(otadata, ota_app_count=2, policy=ROLLBACK).otadata_writes
+    (write,) = mark_app_valid(otadata, ctx(policy=ROLLBACK)).otadata_writes
     assert boot(otadata.after(write, programmed=False), policy=ROLLBACK).boot == ota(0)
 
 
@@ -359,7 +422,7 @@ def test_power_cut_with_both_copies_erased_still_boots():
 
 def test_set_boot_partition_picks_smallest_next_seq():
     otadata = od(e(4), e(5))
-    result = set_boot_partition(otadata, ota(7), ota_app_count=8, apps={ota(7): GOOD})
+    result = set_boot_partition(otadata, ota(7), ctx(8, apps={ota(7): GOOD}))
     assert result.ok
     assert result.otadata_writes == (OtadataWrite(0, e(8, OtaImgState.UNDEFINED)),)
     after = apply_otadata_writes(otadata, result.actions)
@@ -367,57 +430,51 @@ def test_set_boot_partition_picks_smallest_next_seq():
 
 
 def test_set_boot_partition_with_rollback_writes_new():
-    result = set_boot_partition(
-        od(e(1)), ota(1), ota_app_count=2, apps={ota(1): GOOD}, policy=ROLLBACK
-    )
+    result = set_boot_partition(od(e(1)), ota(1), ctx(apps={ota(1): GOOD}, policy=ROLLBACK))
     assert result.otadata_writes == (OtadataWrite(1, e(2, OtaImgState.NEW)),)
 
 
 def test_set_boot_partition_refuses_an_image_that_does_not_verify():
-    result = set_boot_partition(od(e(1)), ota(1), ota_app_count=2, apps={})
+    result = set_boot_partition(od(e(1)), ota(1), ctx())
     assert result.error is EspErr.ESP_ERR_OTA_VALIDATE_FAILED
     assert result.actions == ()
-    skip = set_boot_partition(od(e(1)), ota(1), ota_app_count=2, apps={}, validate=False)
+    skip = set_boot_partition(od(e(1)), ota(1), ctx(), validate=False)
     assert skip.ok
 
 
 def test_set_boot_partition_to_factory_erases_otadata():
-    result = set_boot_partition(od(e(1), e(2)), FACTORY, ota_app_count=2, apps={FACTORY: GOOD})
+    result = set_boot_partition(od(e(1), e(2)), FACTORY, ctx(apps={FACTORY: GOOD}))
     assert result.actions == (OtadataWrite(0, None), OtadataWrite(1, None))
     assert apply_otadata_writes(od(e(1), e(2)), result.actions) == OtaData.initial()
 
 
 def test_set_boot_partition_with_lower_secure_version_erases_the_app():
     apps = {ota(1): AppSlot(secure_version=1)}
-    result = set_boot_partition(
-        od(e(1)), ota(1), ota_app_count=2, apps=apps, policy=ANTI, efuse_secure_version=2
-    )
+    result = set_boot_partition(od(e(1)), ota(1), ctx(apps=apps, policy=ANTI, efuse=2))
     assert result.error is EspErr.ESP_ERR_OTA_SMALL_SEC_VER
     assert result.actions == (AppPartitionErase(ota(1)),)
 
 
 def test_set_boot_partition_missing_slot_is_invalid_arg():
-    result = set_boot_partition(od(e(1)), ota(3), ota_app_count=2, apps={ota(3): GOOD})
+    result = set_boot_partition(od(e(1)), ota(3), ctx(apps={ota(3): GOOD}))
     assert result.error is EspErr.ESP_ERR_INVALID_ARG
 
 
 def test_set_boot_partition_test_app_is_taken_for_ota_0():
     # OTA_SLOT(subtype) is subtype & 0x0F: the test app (0x20) maps to slot 0.
-    result = set_boot_partition(od(e(2)), TEST, ota_app_count=2, apps={TEST: GOOD})
+    result = set_boot_partition(od(e(2)), TEST, ctx(apps={TEST: GOOD}))
     assert result.otadata_writes == (OtadataWrite(1, e(3, OtaImgState.UNDEFINED)),)
 
 
 def test_mark_app_valid_burns_running_secure_version():
     otadata = od(e(1), e(2, OtaImgState.PENDING_VERIFY))
-    result = mark_app_valid(
-        otadata, ota_app_count=2, running_secure_version=4, policy=ANTI, efuse_secure_version=2
-    )
+    result = mark_app_valid(otadata, ctx(policy=ANTI, efuse=2), running_secure_version=4)
     assert result.ok
     assert result.actions == (OtadataWrite(1, e(2, OtaImgState.VALID)), SecureVersionBurn(2, 4))
 
 
 def test_mark_app_valid_when_already_valid_does_nothing():
-    result = mark_app_valid(od(e(1), e(2)), ota_app_count=2, running_secure_version=9, policy=ANTI)
+    result = mark_app_valid(od(e(1), e(2)), ctx(policy=ANTI), running_secure_version=9)
     assert result.ok
     assert result.actions == ()
 
@@ -425,34 +482,27 @@ def test_mark_app_valid_when_already_valid_does_nothing():
 def test_mark_app_valid_reports_an_unburnable_secure_version_after_writing():
     policy = OtaPolicy(rollback=True, anti_rollback=True, secure_version_field_bits=4)
     result = mark_app_valid(
-        od(e(1, OtaImgState.PENDING_VERIFY)),
-        ota_app_count=2,
-        running_secure_version=5,
-        policy=policy,
+        od(e(1, OtaImgState.PENDING_VERIFY)), ctx(policy=policy), running_secure_version=5
     )
     assert result.error is EspErr.ESP_ERR_INVALID_ARG
     assert len(result.otadata_writes) == 1
 
 
 def test_mark_app_valid_on_factory_fails():
-    assert mark_app_valid(od(), ota_app_count=2).error is EspErr.ESP_FAIL
+    assert mark_app_valid(od(), ctx()).error is EspErr.ESP_FAIL
 
 
 def test_mark_app_invalid_rollback_marks_active_copy_and_next_boot_returns():
     otadata = od(e(1), e(2, OtaImgState.PENDING_VERIFY))
     apps = {ota(0): GOOD, ota(1): GOOD}
-    result = mark_app_invalid_rollback(
-        otadata, ota_app_count=2, has_factory=False, apps=apps, policy=ROLLBACK
-    )
+    result = mark_app_invalid_rollback(otadata, ctx(apps=apps, policy=ROLLBACK))
     assert result.otadata_writes == (OtadataWrite(1, e(2, OtaImgState.INVALID)),)
     assert boot(apply_otadata_writes(otadata, result.actions), policy=ROLLBACK).boot == ota(0)
 
 
 def test_mark_app_invalid_rollback_refused_without_alternative():
     otadata = od(ERASED_ENTRY, e(2, OtaImgState.PENDING_VERIFY))
-    result = mark_app_invalid_rollback(
-        otadata, ota_app_count=2, has_factory=False, apps={ota(1): GOOD}, policy=ROLLBACK
-    )
+    result = mark_app_invalid_rollback(otadata, ctx(apps={ota(1): GOOD}, policy=ROLLBACK))
     assert result.error is EspErr.ESP_ERR_OTA_ROLLBACK_FAILED
     assert result.actions == ()
 
@@ -460,50 +510,43 @@ def test_mark_app_invalid_rollback_refused_without_alternative():
 def test_rollback_possible_via_factory_only_without_anti_rollback():
     otadata = od(ERASED_ENTRY, e(2))
     apps = {FACTORY: GOOD, ota(1): GOOD}
-    kwargs = {"ota_app_count": 2, "has_factory": True, "apps": apps}
-    assert check_rollback_is_possible(otadata, policy=ROLLBACK, **kwargs)
-    assert not check_rollback_is_possible(otadata, policy=ANTI, **kwargs)
+    assert check_rollback_is_possible(otadata, ctx(factory=True, apps=apps, policy=ROLLBACK))
+    assert not check_rollback_is_possible(otadata, ctx(factory=True, apps=apps, policy=ANTI))
 
 
 def test_rollback_possible_checks_previous_slot_secure_version():
     otadata = od(e(1), e(2))
     apps = {ota(0): AppSlot(secure_version=1), ota(1): AppSlot(secure_version=2)}
-    kwargs = {"ota_app_count": 2, "has_factory": False, "apps": apps, "policy": ANTI}
-    assert check_rollback_is_possible(otadata, efuse_secure_version=1, **kwargs)
-    assert not check_rollback_is_possible(otadata, efuse_secure_version=2, **kwargs)
+    assert check_rollback_is_possible(otadata, ctx(apps=apps, policy=ANTI, efuse=1))
+    assert not check_rollback_is_possible(otadata, ctx(apps=apps, policy=ANTI, efuse=2))
 
 
 def test_ota_begin_refused_while_running_app_is_pending_verify():
     otadata = od(e(1), e(2, OtaImgState.PENDING_VERIFY))
-    result = ota_begin(otadata, ota(0), running=ota(1), ota_app_count=2, policy=ROLLBACK)
+    result = ota_begin(otadata, ota(0), ctx(policy=ROLLBACK), running=ota(1))
     assert result.error is EspErr.ESP_ERR_OTA_ROLLBACK_INVALID_STATE
 
 
 def test_ota_begin_erases_target_then_inactive_otadata_copy():
     otadata = od(e(1), e(2))
-    result = ota_begin(otadata, ota(0), running=ota(1), ota_app_count=2, policy=ROLLBACK)
+    result = ota_begin(otadata, ota(0), ctx(policy=ROLLBACK), running=ota(1))
     assert result.actions == (AppPartitionErase(ota(0)), OtadataWrite(0, None))
-    plain = ota_begin(otadata, ota(0), running=ota(1), ota_app_count=2)
+    plain = ota_begin(otadata, ota(0), ctx(), running=ota(1))
     assert plain.actions == (AppPartitionErase(ota(0)),)
 
 
 def test_ota_begin_refuses_the_running_or_a_non_ota_partition():
     otadata = od(e(1))
-    assert ota_begin(otadata, ota(0), running=ota(0), ota_app_count=2).error is (
+    assert ota_begin(otadata, ota(0), ctx(), running=ota(0)).error is (
         EspErr.ESP_ERR_OTA_PARTITION_CONFLICT
     )
-    assert ota_begin(otadata, FACTORY, running=ota(0), ota_app_count=2).error is (
-        EspErr.ESP_ERR_INVALID_ARG
-    )
+    assert ota_begin(otadata, FACTORY, ctx(), running=ota(0)).error is (EspErr.ESP_ERR_INVALID_ARG)
 
 
 def test_invalidate_inactive_slot_keeps_a_copy_naming_the_running_app():
     otadata = od(e(1), e(3))  # both name ota_0 with 2 slots
-    assert invalidate_inactive_ota_data_slot(otadata, running=ota(0), ota_app_count=2) is None
-    assert (
-        invalidate_inactive_ota_data_slot(od(ERASED_ENTRY, e(2)), running=FACTORY, ota_app_count=2)
-        is None
-    )
+    assert invalidate_inactive_ota_data_slot(otadata, ctx(), running=ota(0)) is None
+    assert invalidate_inactive_ota_data_slot(od(ERASED_ENTRY, e(2)), ctx(), running=FACTORY) is None
 
 
 def test_app_partition_names():
@@ -523,20 +566,142 @@ def test_full_update_cycle_with_rollback():
     d = boot(otadata, apps=apps, policy=ROLLBACK)
     otadata = apply_otadata_writes(otadata, d.actions)
     assert d.boot == ota(0)
-    begin = ota_begin(otadata, ota(1), running=ota(0), ota_app_count=2, policy=ROLLBACK)
+    begin = ota_begin(otadata, ota(1), ctx(policy=ROLLBACK), running=ota(0))
     assert begin.ok
     apps[ota(1)] = GOOD
-    sb = set_boot_partition(otadata, ota(1), ota_app_count=2, apps=apps, policy=ROLLBACK)
+    sb = set_boot_partition(otadata, ota(1), ctx(apps=apps, policy=ROLLBACK))
     otadata = apply_otadata_writes(otadata, sb.actions)
     d = boot(otadata, apps=apps, policy=ROLLBACK)
     otadata = apply_otadata_writes(otadata, d.actions)
     assert d.boot == ota(1)
     assert otadata.state_of_slot(1, 2) is OtaImgState.PENDING_VERIFY
-    valid = mark_app_valid(otadata, ota_app_count=2, policy=ROLLBACK)
+    valid = mark_app_valid(otadata, ctx(policy=ROLLBACK))
     otadata = apply_otadata_writes(otadata, valid.actions)
     d = boot(otadata, apps=apps, policy=ROLLBACK)
     assert d.boot == ota(1)
     assert d.actions == ()
+
+
+# --- compute_ota_seq_for_target_slot ----------------------------------------------------
+
+
+def test_next_ota_seq_example_from_esp_ota_ops_comment():
+    # otadata seqs 4 and 5, 8 slots: ota_4 runs; switching to ota_7 needs seq 8.
+    assert next_ota_seq(5, 7, 8) == 8
+    assert (8 - 1) % 8 == 7
+
+
+@pytest.mark.parametrize(
+    ("current", "slot", "count", "expected"),
+    [
+        (1, 1, 2, 2),
+        (2, 0, 2, 3),
+        (3, 1, 2, 4),
+        (5, 0, 3, 7),
+        (5, 2, 3, 6),
+        (1, 0, 1, 1),
+        (0, 1, 2, 0),  # seq 0 (CRC 0xFFFFFFFF) is "not below" 0 and (0 - 1) % 2 == 1
+        (6, 0, 16, 17),
+    ],
+)
+def test_next_ota_seq_is_smallest_seq_reaching_the_slot(current, slot, count, expected):
+    got = next_ota_seq(current, slot, count)
+    assert got == expected
+    assert ((got - 1) & 0xFFFFFFFF) % count == slot
+
+
+def test_next_ota_seq_follows_the_c_loop_on_every_8_bit_input():
+    # Valid seqs stop one short of the all-ones word (UINT32_MAX; here 0xFF).
+    for count in range(1, 17):
+        for slot in range(count):
+            for current in range(255):
+                want = _c_loop_next_seq(current, slot, count, bits=8)
+                if want is None:
+                    with pytest.raises(UsageError):
+                        _next_seq(current, slot, count, bits=8)
+                else:
+                    assert _next_seq(current, slot, count, bits=8) == want, (current, slot, count)
+
+
+def test_next_ota_seq_refuses_where_esp_idf_would_loop_forever():
+    # 4 slots, seq 0xFFFFFFFE, target ota_0: every candidate is 1 mod 4, none reaches
+    # 0xFFFFFFFE (2 mod 4) or 0xFFFFFFFF (3 mod 4), so the C loop never exits.
+    assert _c_loop_next_seq(254, 0, 4, bits=8) is None
+    with pytest.raises(UsageError):
+        next_ota_seq(0xFFFFFFFE, 0, 4)
+
+
+def test_next_ota_seq_near_uint32_max_wraps_like_esp_idf():
+    # 2 slots: the C loop reaches 0xFFFFFFFF (an invalid seq) without wrapping.
+    assert next_ota_seq(0xFFFFFFFE, 0, 2) == 0xFFFFFFFF
+    # 3 slots: the loop wraps past 2**32 and lands on 0xFFFFFFFF after i = 0xAAAAAAAA.
+    assert next_ota_seq(0xFFFFFFFE, 0, 3) == 0xFFFFFFFF
+    assert (1 + 0xAAAAAAAA * 3) & 0xFFFFFFFF == 0xFFFFFFFF
+
+
+# --- what the app writes to otadata --------------------------------------------------
+
+
+def test_set_boot_partition_write_picks_smallest_next_seq():
+    otadata = OtaData((e(1, OtaImgState.VALID), ERASED_ENTRY))
+    write = set_boot_partition_write(otadata, 1, 2, rollback=True)
+    assert write == OtadataWrite(1, e(2, OtaImgState.NEW))
+    otadata = otadata.after(write)
+    # back to ota_0 from seq 2: seq 3, into the other copy (copy 0)
+    write = set_boot_partition_write(otadata, 0, 2, rollback=True)
+    assert write == OtadataWrite(0, e(3, OtaImgState.NEW))
+
+
+def test_set_boot_partition_write_without_rollback_writes_undefined_state():
+    otadata = OtaData((e(1, OtaImgState.UNDEFINED), ERASED_ENTRY))
+    write = set_boot_partition_write(otadata, 1, 2, rollback=False)
+    assert write.entry == e(2, OtaImgState.UNDEFINED)
+
+
+def test_set_boot_partition_write_on_blank_otadata_writes_copy_0_seq_slot_plus_one():
+    write = set_boot_partition_write(OtaData(), 2, 3, rollback=True)
+    assert write == OtadataWrite(0, e(3, OtaImgState.NEW))
+
+
+def test_set_boot_partition_write_to_the_active_slot_rewrites_the_active_copy():
+    otadata = OtaData((e(1, OtaImgState.VALID), e(2, OtaImgState.VALID)))
+    write = set_boot_partition_write(otadata, 1, 2, rollback=True)
+    assert write == OtadataWrite(1, e(2, OtaImgState.NEW))
+
+
+def test_set_boot_partition_write_keeps_the_target_copys_label():
+    label = bytes(range(20))
+    otadata = OtaData((e(1), OtaSelectEntry.make(9, OtaImgState.ABORTED, seq_label=label)))
+    write = set_boot_partition_write(otadata, 1, 2, rollback=False)
+    assert write.entry is not None
+    assert write.entry.seq_label == label
+
+
+def test_set_boot_partition_write_rejects_a_missing_slot():
+    with pytest.raises(UsageError):
+        set_boot_partition_write(OtaData(), 2, 2, rollback=True)
+
+
+def test_mark_valid_and_invalid_rewrite_the_active_copy():
+    otadata = OtaData((e(1, OtaImgState.VALID), e(2, OtaImgState.PENDING_VERIFY)))
+    assert mark_app_state_write(otadata, OtaImgState.VALID) == OtadataWrite(1, e(2))
+    assert mark_app_state_write(otadata, OtaImgState.INVALID) == OtadataWrite(
+        1, e(2, OtaImgState.INVALID)
+    )
+    with pytest.raises(UsageError):
+        mark_app_state_write(OtaData(), OtaImgState.VALID)
+
+
+@given(
+    st.integers(0, 0xFFFFFFFF - 16),  # away from the uint32 wrap
+    st.integers(1, 16).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
+)
+def test_next_seq_is_the_smallest_seq_not_below_current_reaching_the_slot(current, count_slot):
+    count, slot = count_slot
+    seq = next_ota_seq(current, slot, count)
+    assert seq >= current
+    assert ((seq - 1) & 0xFFFFFFFF) % count == slot
+    assert seq - count < current or seq == (slot + 1) % count
 
 
 # --- property: power loss during any sequence of OTA operations ------------------------
@@ -556,15 +721,13 @@ class _Device:
         self.efuse = 0
         self.running: AppPartition | None = None
 
-    def boot_decision(self, otadata: OtaData):
-        return select_boot_partition(
-            otadata,
-            ota_app_count=self.n,
-            has_factory=self.factory,
-            apps=dict(self.apps),
-            policy=self.policy,
-            efuse_secure_version=self.efuse,
+    def context(self) -> OtaContext:
+        return ctx(
+            self.n, factory=self.factory, apps=dict(self.apps), policy=self.policy, efuse=self.efuse
         )
+
+    def boot_decision(self, otadata: OtaData):
+        return select_boot_partition(otadata, self.context())
 
     def perform(self, actions) -> None:
         """Carry out ``actions``; at each otadata write check a cut there stays bootable."""
@@ -610,7 +773,7 @@ def test_power_cut_after_any_otadata_write_keeps_a_bootable_app(data):
             dev.reset()
         elif op.startswith("update"):
             target = ota(data.draw(st.integers(0, n - 1), label="target"))
-            begin = ota_begin(dev.otadata, target, running=running, ota_app_count=n, policy=policy)
+            begin = ota_begin(dev.otadata, target, dev.context(), running=running)
             if not begin.ok:
                 continue
             dev.perform(begin.actions)
@@ -618,21 +781,12 @@ def test_power_cut_after_any_otadata_write_keeps_a_bootable_app(data):
                 loadable=data.draw(st.sampled_from([True, True, True, False]), label="image ok"),
                 secure_version=data.draw(st.integers(0, 3), label="secure_version"),
             )
-            result = set_boot_partition(
-                dev.otadata,
-                target,
-                ota_app_count=n,
-                apps=dev.apps,
-                policy=policy,
-                efuse_secure_version=dev.efuse,
-            )
+            result = set_boot_partition(dev.otadata, target, dev.context())
             dev.perform(result.actions)
             if op == "update+reset":
                 dev.reset()
         elif op == "factory" and factory:
-            result = set_boot_partition(
-                dev.otadata, FACTORY, ota_app_count=n, apps=dev.apps, policy=policy
-            )
+            result = set_boot_partition(dev.otadata, FACTORY, dev.context())
             dev.perform(result.actions)
         elif op in ("confirm", "reject") and running != FACTORY:
             # as ESP-IDF's examples do: only an app still PENDING_VERIFY decides
@@ -642,20 +796,11 @@ def test_power_cut_after_any_otadata_write_keeps_a_bootable_app(data):
             if op == "confirm":
                 result = mark_app_valid(
                     dev.otadata,
-                    ota_app_count=n,
+                    dev.context(),
                     running_secure_version=dev.apps[running].secure_version,
-                    policy=policy,
-                    efuse_secure_version=dev.efuse,
                 )
             else:
-                result = mark_app_invalid_rollback(
-                    dev.otadata,
-                    ota_app_count=n,
-                    has_factory=factory,
-                    apps=dev.apps,
-                    policy=policy,
-                    efuse_secure_version=dev.efuse,
-                )
+                result = mark_app_invalid_rollback(dev.otadata, dev.context())
             dev.perform(result.actions)
             if op == "reject" and result.ok:
                 dev.reset()

@@ -1,10 +1,10 @@
-"""The otadata partition format and the entries the app writes (esp_ota_ops.c).
+"""The otadata partition format: entries, CRC, validity, which copy is active.
 
 No PyPI package ships ESP-IDF's ``otatool.py`` (and esptool has no otadata code), so the
 byte vectors here are derived by hand from the upstream C: ``esp_ota_select_entry_t`` in
-``esp_flash_partitions.h``, ``bootloader_common_ota_select_crc`` (``esp_rom_crc32_le``,
-re-implemented below from ``components/esp_rom/linux/esp_rom_crc.c``) and
-``compute_ota_seq_for_target_slot`` (its loop is re-run literally on 8-bit words).
+``esp_flash_partitions.h`` and ``bootloader_common_ota_select_crc`` (``esp_rom_crc32_le``,
+re-implemented below from ``components/esp_rom/linux/esp_rom_crc.c``). What ESP-IDF
+writes there is tested with :mod:`espsec.device.boot_select`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ from espsec.image.otadata import (
     OtadataWrite,
     OtaImgState,
     OtaSelectEntry,
-    _next_seq,
-    mark_app_state_write,
-    next_ota_seq,
     ota_select_crc,
     select_otadata,
-    set_boot_partition_write,
 )
 
 FF20 = b"\xff" * 20
@@ -52,21 +48,6 @@ def _rom_crc32_le(crc: int, data: bytes) -> int:
 
 def _entry(seq: int, state: int = OtaImgState.VALID) -> OtaSelectEntry:
     return OtaSelectEntry.make(seq, state)
-
-
-def _c_loop_next_seq(current: int, slot: int, count: int, bits: int) -> int | None:
-    """``compute_ota_seq_for_target_slot`` run literally, on ``bits``-bit unsigned ints.
-
-    ``None`` when the C loop would never end (every candidate stays below ``current``).
-    """
-    mask = (1 << bits) - 1
-    base = (slot + 1) % count
-    i = 0
-    for _ in range(mask + 2):
-        if not current > ((base + i * count) & mask):
-            return (base + i * count) & mask
-        i = (i + 1) & mask
-    return None
 
 
 # --- bytes -------------------------------------------------------------------------
@@ -248,116 +229,6 @@ def test_after_write_and_after_cut_write():
     assert OtadataWrite(0, None).data == b""
 
 
-# --- compute_ota_seq_for_target_slot ----------------------------------------------------
-
-
-def test_next_ota_seq_example_from_esp_ota_ops_comment():
-    # otadata seqs 4 and 5, 8 slots: ota_4 runs; switching to ota_7 needs seq 8.
-    assert next_ota_seq(5, 7, 8) == 8
-    assert (8 - 1) % 8 == 7
-
-
-@pytest.mark.parametrize(
-    ("current", "slot", "count", "expected"),
-    [
-        (1, 1, 2, 2),
-        (2, 0, 2, 3),
-        (3, 1, 2, 4),
-        (5, 0, 3, 7),
-        (5, 2, 3, 6),
-        (1, 0, 1, 1),
-        (0, 1, 2, 0),  # seq 0 (CRC 0xFFFFFFFF) is "not below" 0 and (0 - 1) % 2 == 1
-        (6, 0, 16, 17),
-    ],
-)
-def test_next_ota_seq_is_smallest_seq_reaching_the_slot(current, slot, count, expected):
-    got = next_ota_seq(current, slot, count)
-    assert got == expected
-    assert ((got - 1) & 0xFFFFFFFF) % count == slot
-
-
-def test_next_ota_seq_follows_the_c_loop_on_every_8_bit_input():
-    # Valid seqs stop one short of the all-ones word (UINT32_MAX; here 0xFF).
-    for count in range(1, 17):
-        for slot in range(count):
-            for current in range(255):
-                want = _c_loop_next_seq(current, slot, count, bits=8)
-                if want is None:
-                    with pytest.raises(UsageError):
-                        _next_seq(current, slot, count, bits=8)
-                else:
-                    assert _next_seq(current, slot, count, bits=8) == want, (current, slot, count)
-
-
-def test_next_ota_seq_refuses_where_esp_idf_would_loop_forever():
-    # 4 slots, seq 0xFFFFFFFE, target ota_0: every candidate is 1 mod 4, none reaches
-    # 0xFFFFFFFE (2 mod 4) or 0xFFFFFFFF (3 mod 4), so the C loop never exits.
-    assert _c_loop_next_seq(254, 0, 4, bits=8) is None
-    with pytest.raises(UsageError):
-        next_ota_seq(0xFFFFFFFE, 0, 4)
-
-
-def test_next_ota_seq_near_uint32_max_wraps_like_esp_idf():
-    # 2 slots: the C loop reaches 0xFFFFFFFF (an invalid seq) without wrapping.
-    assert next_ota_seq(0xFFFFFFFE, 0, 2) == 0xFFFFFFFF
-    # 3 slots: the loop wraps past 2**32 and lands on 0xFFFFFFFF after i = 0xAAAAAAAA.
-    assert next_ota_seq(0xFFFFFFFE, 0, 3) == 0xFFFFFFFF
-    assert (1 + 0xAAAAAAAA * 3) & 0xFFFFFFFF == 0xFFFFFFFF
-
-
-# --- what the app writes ---------------------------------------------------------------
-
-
-def test_set_boot_partition_picks_smallest_next_seq():
-    od = OtaData((_entry(1, OtaImgState.VALID), ERASED_ENTRY))
-    write = set_boot_partition_write(od, 1, 2, rollback=True)
-    assert write == OtadataWrite(1, _entry(2, OtaImgState.NEW))
-    od = od.after(write)
-    # back to ota_0 from seq 2: seq 3, into the other copy (copy 0)
-    write = set_boot_partition_write(od, 0, 2, rollback=True)
-    assert write == OtadataWrite(0, _entry(3, OtaImgState.NEW))
-
-
-def test_set_boot_partition_without_rollback_writes_undefined_state():
-    od = OtaData((_entry(1, OtaImgState.UNDEFINED), ERASED_ENTRY))
-    write = set_boot_partition_write(od, 1, 2, rollback=False)
-    assert write.entry == _entry(2, OtaImgState.UNDEFINED)
-
-
-def test_set_boot_partition_on_blank_otadata_writes_copy_0_seq_slot_plus_one():
-    write = set_boot_partition_write(OtaData(), 2, 3, rollback=True)
-    assert write == OtadataWrite(0, _entry(3, OtaImgState.NEW))
-
-
-def test_set_boot_partition_to_the_active_slot_rewrites_the_active_copy():
-    od = OtaData((_entry(1, OtaImgState.VALID), _entry(2, OtaImgState.VALID)))
-    write = set_boot_partition_write(od, 1, 2, rollback=True)
-    assert write == OtadataWrite(1, _entry(2, OtaImgState.NEW))
-
-
-def test_set_boot_partition_keeps_the_target_copys_label():
-    label = bytes(range(20))
-    od = OtaData((_entry(1), OtaSelectEntry.make(9, OtaImgState.ABORTED, seq_label=label)))
-    write = set_boot_partition_write(od, 1, 2, rollback=False)
-    assert write.entry is not None
-    assert write.entry.seq_label == label
-
-
-def test_set_boot_partition_rejects_a_missing_slot():
-    with pytest.raises(UsageError):
-        set_boot_partition_write(OtaData(), 2, 2, rollback=True)
-
-
-def test_mark_valid_and_invalid_rewrite_the_active_copy():
-    od = OtaData((_entry(1, OtaImgState.VALID), _entry(2, OtaImgState.PENDING_VERIFY)))
-    assert mark_app_state_write(od, OtaImgState.VALID) == OtadataWrite(1, _entry(2))
-    assert mark_app_state_write(od, OtaImgState.INVALID) == OtadataWrite(
-        1, _entry(2, OtaImgState.INVALID)
-    )
-    with pytest.raises(UsageError):
-        mark_app_state_write(OtaData(), OtaImgState.VALID)
-
-
 # --- properties ------------------------------------------------------------------------
 
 
@@ -376,15 +247,3 @@ def test_any_32_bytes_are_an_entry_that_writes_back_identically(data):
     entry = OtaSelectEntry.parse(data)
     assert entry.to_bytes() == data
     assert entry.is_valid == (not entry.is_invalid and entry.crc_ok)
-
-
-@given(
-    st.integers(0, 0xFFFFFFFF - 16),  # away from the uint32 wrap
-    st.integers(1, 16).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
-)
-def test_next_seq_is_the_smallest_seq_not_below_current_reaching_the_slot(current, count_slot):
-    count, slot = count_slot
-    seq = next_ota_seq(current, slot, count)
-    assert seq >= current
-    assert ((seq - 1) & 0xFFFFFFFF) % count == slot
-    assert seq - count < current or seq == (slot + 1) % count

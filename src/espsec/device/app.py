@@ -23,6 +23,7 @@ from espsec.device.boot_select import (
     AppPartitionErase,
     AppSlot,
     EspErr,
+    OtaContext,
     OtaOpResult,
     OtaPolicy,
     check_rollback_is_possible,
@@ -244,8 +245,16 @@ class AppRuntime:
         loaded = self._load(part)
         return AppSlot(loaded.ok, loaded.check.secure_version)
 
-    def _efuse_version(self) -> int:
-        return security_state(self.hw.efuses).secure_version
+    def _context(self) -> OtaContext:
+        """What ``esp_ota_ops.c`` reads now: the table's apps, config, eFuse secure version."""
+        return OtaContext(
+            ota_app_count=self.state.app_count,
+            has_factory=self.state.factory is not None,
+            has_test=self.state.test is not None,
+            apps=self._slot,
+            policy=self.policy,
+            efuse_secure_version=security_state(self.hw.efuses).secure_version,
+        )
 
     def _run(self, result: OtaOpResult, why: str) -> OtaOpResult:
         self.hw.log.note(why)
@@ -257,13 +266,7 @@ class AppRuntime:
     def ota_begin(self, part: AppPartition, image_size: int | None = None) -> OtaOpResult:
         """``esp_ota_begin``: checks, then erase the target (all of it, or ``image_size``)."""
         self._begin()
-        result = ota_begin(
-            self.otadata(),
-            part,
-            running=self.running,
-            ota_app_count=self.state.app_count,
-            policy=self.policy,
-        )
+        result = ota_begin(self.otadata(), part, self._context(), running=self.running)
         if not result.ok:
             return result
         target = self.state.app(part)
@@ -310,14 +313,7 @@ class AppRuntime:
     def set_boot_partition(self, part: AppPartition) -> OtaOpResult:
         """``esp_ota_set_boot_partition``: validate, anti-rollback, then write otadata."""
         self._begin()
-        result = set_boot_partition(
-            self.otadata(),
-            part,
-            ota_app_count=self.state.app_count,
-            apps=self._slot,
-            policy=self.policy,
-            efuse_secure_version=self._efuse_version(),
-        )
+        result = set_boot_partition(self.otadata(), part, self._context())
         return self._run(result, f"esp_ota_set_boot_partition({part})")
 
     def install(self, image: bytes, part: AppPartition | None = None) -> OtaOpResult:
@@ -334,38 +330,18 @@ class AppRuntime:
         """``esp_ota_mark_app_valid_cancel_rollback`` (burns the anti-rollback eFuse)."""
         self._begin()
         desc = self._load(self.running).check.secure_version
-        result = mark_app_valid(
-            self.otadata(),
-            ota_app_count=self.state.app_count,
-            running_secure_version=desc,
-            policy=self.policy,
-            efuse_secure_version=self._efuse_version(),
-        )
+        result = mark_app_valid(self.otadata(), self._context(), running_secure_version=desc)
         return self._run(result, "esp_ota_mark_app_valid_cancel_rollback")
 
     def mark_app_invalid_rollback(self) -> OtaOpResult:
         """``esp_ota_mark_app_invalid_rollback`` (call :meth:`reboot` after it)."""
         self._begin()
-        result = mark_app_invalid_rollback(
-            self.otadata(),
-            ota_app_count=self.state.app_count,
-            has_factory=self.state.factory is not None,
-            apps=self._slot,
-            policy=self.policy,
-            efuse_secure_version=self._efuse_version(),
-        )
+        result = mark_app_invalid_rollback(self.otadata(), self._context())
         return self._run(result, "esp_ota_mark_app_invalid_rollback")
 
     def rollback_is_possible(self) -> bool:
         """``esp_ota_check_rollback_is_possible``."""
-        return check_rollback_is_possible(
-            self.otadata(),
-            ota_app_count=self.state.app_count,
-            has_factory=self.state.factory is not None,
-            apps=self._slot,
-            policy=self.policy,
-            efuse_secure_version=self._efuse_version(),
-        )
+        return check_rollback_is_possible(self.otadata(), self._context())
 
     def revoke_secure_boot_public_key(self, slot: int) -> OtaOpResult:
         """``esp_ota_revoke_secure_boot_public_key``: burn ``SECURE_BOOT_KEY_REVOKE<slot>``.

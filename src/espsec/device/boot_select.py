@@ -6,21 +6,23 @@ anti-rollback (ESP-IDF ``components/bootloader_support/src/bootloader_utility.c`
 ``try_load_partition``, ``set_actual_ota_seq``, ``check_anti_rollback``,
 ``update_anti_rollback``; ``components/bootloader/subproject/main/bootloader_start.c``:
 ``selected_boot_partition``), and the app's side of it (``components/app_update/
-esp_ota_ops.c``).
+esp_ota_ops.c``), including what each side writes to otadata (the format itself is
+:mod:`espsec.image.otadata`).
 
-Nothing here touches flash or eFuses. Inputs are the otadata, the partition layout, the
-configuration, the eFuse secure version and what the image checks found in each app
-partition (:class:`AppSlot`); outputs are a decision plus the *actions* ESP-IDF takes, in
-its order: otadata writes (each an erase of a 4 KiB sector then a 32-byte program, so a
-power-loss harness can cut between any two steps), eFuse secure-version burns and app
-partition erases. The caller (the virtual device) carries them out.
+Nothing here touches flash or eFuses. Inputs are the otadata and an :class:`OtaContext`
+(the partition table's app partitions, what the image checks found in each
+(:class:`AppSlot`), the rollback configuration and the eFuse secure version); outputs are
+a decision plus the *actions* ESP-IDF takes, in its order: otadata writes (each an erase
+of a 4 KiB sector then a 32-byte program, so a power-loss harness can cut between any two
+steps), eFuse secure-version burns and app partition erases. The caller (the virtual
+device) carries them out.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Self
 
@@ -34,9 +36,7 @@ from espsec.image.otadata import (
     OtadataWrite,
     OtaImgState,
     OtaSelectEntry,
-    mark_app_state_write,
     select_otadata,
-    set_boot_partition_write,
 )
 
 FACTORY_INDEX = -1
@@ -163,6 +163,43 @@ class OtaPolicy:
 
 
 @dataclass(frozen=True)
+class OtaContext:
+    """What ESP-IDF's OTA decisions read besides otadata: one device, at one moment.
+
+    The bootloader (``bootloader_utility_get_selected_boot_partition``,
+    ``bootloader_utility_load_boot_image``) and the app's ``esp_ota_ops.c``
+    (``esp_ota_set_boot_partition``, ``esp_ota_mark_app_valid_cancel_rollback``,
+    ``esp_ota_mark_app_invalid_rollback_and_reboot``, ``esp_ota_check_rollback_is_possible``,
+    ``esp_ota_begin``) look at the same things: the partition table's app partitions
+    (``bootloader_state_t``: ``app_count``, ``factory``, ``test``), what each of them holds,
+    the rollback configuration and the eFuse secure version.
+    """
+
+    ota_app_count: int
+    """OTA app partitions, taken as ``ota_0`` … ``ota_<n-1>`` (``bs->app_count``)."""
+    has_factory: bool = False
+    """The partition table has a factory app (``bs->factory``)."""
+    has_test: bool = False
+    """The partition table has a test app (``bs->test``)."""
+    apps: AppLookup = field(default_factory=dict)
+    """What each app partition holds (a mapping lacks erased partitions)."""
+    policy: OtaPolicy = field(default_factory=OtaPolicy)
+    """``CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE`` and ``…_ANTI_ROLLBACK``."""
+    efuse_secure_version: int = 0
+    """The eFuse secure version (``esp_efuse_read_secure_version``)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.ota_app_count <= MAX_OTA_SLOTS:
+            raise UsageError(f"ota_app_count must be 0..{MAX_OTA_SLOTS}, got {self.ota_app_count}")
+
+    def app(self, part: AppPartition) -> AppSlot:
+        """What ``part`` holds (:data:`EMPTY_SLOT` when a mapping lacks it)."""
+        if isinstance(self.apps, Mapping):
+            return self.apps.get(part, EMPTY_SLOT)
+        return self.apps(part)
+
+
+@dataclass(frozen=True)
 class SecureVersionBurn:
     """``esp_efuse_update_secure_version``: raise the eFuse secure version to ``new``.
 
@@ -264,13 +301,6 @@ def apply_otadata_writes(otadata: OtaData, actions: Iterable[Action]) -> OtaData
     return otadata
 
 
-def _lookup(apps: AppLookup) -> Callable[[AppPartition], AppSlot]:
-    if isinstance(apps, Mapping):
-        table = apps
-        return lambda part: table.get(part, EMPTY_SLOT)
-    return apps
-
-
 def _as_otadata(otadata: OtaData | tuple[OtaSelectEntry, OtaSelectEntry]) -> OtaData:
     return otadata if isinstance(otadata, OtaData) else OtaData(otadata)
 
@@ -294,22 +324,12 @@ def _why_not_valid(copy: int, entry: OtaSelectEntry) -> str:
 class _Bootloader:
     """One run of the bootloader's app selection; collects reasons and actions."""
 
-    def __init__(
-        self,
-        *,
-        ota_app_count: int,
-        has_factory: bool,
-        has_test: bool,
-        apps: AppLookup,
-        policy: OtaPolicy,
-        efuse_secure_version: int,
-    ) -> None:
-        self.count = ota_app_count
-        self.has_factory = has_factory
-        self.has_test = has_test
-        self.app = _lookup(apps)
-        self.policy = policy
-        self.efuse = efuse_secure_version
+    def __init__(self, ctx: OtaContext) -> None:
+        self.ctx = ctx
+        self.count = ctx.ota_app_count
+        self.app = ctx.app
+        self.policy = ctx.policy
+        self.efuse = ctx.efuse_secure_version  # raised by this run's burns
         self.reasons: list[str] = []
         self.actions: list[Action] = []
         self.tried: list[AppPartition] = []
@@ -320,9 +340,9 @@ class _Bootloader:
     def partition(self, index: int) -> AppPartition | None:
         """``index_to_partition``: ``None`` for a partition the table lacks."""
         if index == FACTORY_INDEX:
-            return FACTORY if self.has_factory else None
+            return FACTORY if self.ctx.has_factory else None
         if index == TEST_APP_INDEX:
-            return TEST if self.has_test else None
+            return TEST if self.ctx.has_test else None
         if 0 <= index < min(MAX_OTA_SLOTS, self.count):
             return ota(index)
         return None
@@ -401,7 +421,7 @@ class _Bootloader:
         if not self.policy.anti_rollback:
             if (first.is_invalid and second.is_invalid) or count == 0:
                 why = "no OTA app partitions" if count == 0 else "both otadata entries invalid"
-                if self.has_factory:
+                if self.ctx.has_factory:
                     self.reasons.append(f"{why}: defaulting to factory app")
                     return FACTORY_INDEX
                 self.reasons.append(f"{why} and no factory app: trying ota_0")
@@ -418,7 +438,7 @@ class _Bootloader:
             active = self.active_otadata_with_check_anti_rollback((first, second))
 
         if active is None:
-            if self.has_factory:
+            if self.ctx.has_factory:
                 self.reasons.append("ota data partition invalid, falling back to factory app")
             else:
                 self.reasons.append("ota data partition invalid and no factory: trying all apps")
@@ -487,21 +507,15 @@ class _Bootloader:
 
 def select_boot_partition(
     otadata: OtaData | bytes | tuple[OtaSelectEntry, OtaSelectEntry] | None,
+    ctx: OtaContext,
     *,
-    ota_app_count: int,
-    has_factory: bool,
-    apps: AppLookup,
-    has_test: bool = False,
-    policy: OtaPolicy | None = None,
-    efuse_secure_version: int = 0,
     test_app_requested: bool = False,
 ) -> BootDecision:
     """The bootloader's choice of app on one reset, with the writes and burns it makes.
 
     ``otadata``: the otadata partition (parsed, raw bytes or the two entries), ``None``
-    when the partition table has none. ``ota_app_count``: OTA app partitions, taken as
-    ``ota_0`` … ``ota_<n-1>``. ``apps``: what each app partition holds.
-    ``test_app_requested``: the test-app GPIO is held (``CONFIG_BOOTLOADER_APP_TEST``).
+    when the partition table has none. ``test_app_requested``: the test-app GPIO is held
+    (``CONFIG_BOOTLOADER_APP_TEST``).
 
     Follows ``bootloader_utility_get_selected_boot_partition`` (PENDING_VERIFY entries
     become ABORTED, the valid entry with the larger seq picks the slot, NEW becomes
@@ -510,17 +524,7 @@ def select_boot_partition(
     (the chosen slot, lower slots down to factory, higher slots, then test; on a first
     boot without factory app ``set_actual_ota_seq`` writes seq = slot + 1, VALID).
     """
-    policy = policy or OtaPolicy()
-    if not 0 <= ota_app_count <= MAX_OTA_SLOTS:
-        raise UsageError(f"ota_app_count must be 0..{MAX_OTA_SLOTS}, got {ota_app_count}")
-    run = _Bootloader(
-        ota_app_count=ota_app_count,
-        has_factory=has_factory,
-        has_test=has_test,
-        apps=apps,
-        policy=policy,
-        efuse_secure_version=efuse_secure_version,
-    )
+    run = _Bootloader(ctx)
     start: int | None
     if isinstance(otadata, bytes):
         if len(otadata) < OTADATA_SIZE:
@@ -537,7 +541,7 @@ def select_boot_partition(
         start = run.get_selected_boot_partition(otadata_value)
 
     if start is not None and test_app_requested:
-        if has_test:
+        if ctx.has_test:
             run.reasons.append("test app GPIO held: booting the test app")
             start = TEST_APP_INDEX
         else:
@@ -568,26 +572,109 @@ def _index_partition(index: int) -> AppPartition:
 # --- the app side (esp_ota_ops.c) ---------------------------------------------------
 
 
+def next_ota_seq(current_seq: int, slot: int, ota_app_count: int) -> int:
+    """``compute_ota_seq_for_target_slot`` in ``esp_ota_ops.c``, uint32 wrap-around included.
+
+    The first ``base + i * n`` (``base = (slot + 1) % n``, ``i = 0, 1, …``) not below
+    ``current_seq``, so ``(seq - 1) % n == slot``. Near ``UINT32_MAX`` the C loop wraps;
+    this follows it (the result can be ``UINT32_MAX``, an invalid entry, as in ESP-IDF).
+    Where the C loop would never end, raises :class:`UsageError` instead.
+    """
+    return _next_seq(current_seq, slot, ota_app_count, bits=32)
+
+
+def _next_seq(current: int, slot: int, count: int, *, bits: int) -> int:
+    if count <= 0:
+        return 0
+    modulus = 1 << bits
+    base = (slot + 1) % count
+    if current <= base:
+        return base
+    first = -(-(current - base) // count)  # first i whose unwrapped candidate >= current
+    if base + first * count < modulus:
+        return base + first * count
+    # Every candidate before `first` was below `current`; from `first` on, the uint
+    # arithmetic wraps. Find the i >= first (cyclically) whose candidate lands in
+    # [current, modulus): solve count * i == target - base (mod 2**bits) for each target.
+    g = count & -count  # gcd(count, 2**bits): the power of two dividing count
+    period = modulus // g
+    inverse = pow(count // g, -1, period)
+    best: tuple[int, int] | None = None
+    for target in range(current, modulus):
+        diff = (target - base) % modulus
+        if diff % g:
+            continue
+        i = (diff // g) * inverse % period
+        distance = (i - first) % period
+        if best is None or distance < best[0]:
+            best = (distance, target)
+    if best is None:
+        raise UsageError(
+            f"no ota_seq >= {current} selects slot {slot} of {count}: "
+            "ESP-IDF's compute_ota_seq_for_target_slot would never return"
+        )
+    return best[1]
+
+
+def set_boot_partition_write(
+    otadata: OtaData, slot: int, ota_app_count: int, *, rollback: bool
+) -> OtadataWrite:
+    """The write ``esp_rewrite_ota_data`` (``esp_ota_ops.c``) makes so OTA ``slot`` boots next.
+
+    * active copy already selects ``slot``: rewrite that copy, same seq, new state;
+    * otherwise: the *other* copy gets :func:`next_ota_seq` of the active seq;
+    * no valid copy: copy 0 gets seq ``slot + 1``.
+
+    The state is NEW with rollback (``CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE``), else
+    UNDEFINED (``set_new_state_otadata``). The CRC is recomputed; the label kept
+    (``rewrite_ota_seq``).
+    """
+    if not 0 <= slot < ota_app_count:
+        raise UsageError(f"ota_{slot} does not exist ({ota_app_count} OTA app partitions)")
+    state = OtaImgState.NEW if rollback else OtaImgState.UNDEFINED
+    active = otadata.active_index()
+    if active is None:
+        copy, seq = 0, slot + 1
+    elif otadata[active].slot(ota_app_count) == slot:
+        copy, seq = active, otadata[active].ota_seq
+    else:
+        copy = 1 - active
+        seq = next_ota_seq(otadata[active].ota_seq, slot, ota_app_count)
+    return OtadataWrite(copy, otadata[copy].rewritten(seq, state))
+
+
+def mark_app_state_write(otadata: OtaData, state: OtaImgState) -> OtadataWrite:
+    """The write ``esp_ota_current_ota_is_workable`` makes: the *active* copy gets ``state``.
+
+    VALID for ``esp_ota_mark_app_valid_cancel_rollback``, INVALID for
+    ``esp_ota_mark_app_invalid_rollback``; same seq, CRC recomputed. The active copy is
+    chosen from otadata, not from the running partition. Raises :class:`UsageError`
+    without an active copy (ESP-IDF: ``ESP_FAIL``, "Running firmware is factory").
+    """
+    active = otadata.active_index()
+    if active is None:
+        raise UsageError("no valid otadata entry: the running firmware is the factory app")
+    entry = otadata[active]
+    return OtadataWrite(active, entry.rewritten(entry.ota_seq, state))
+
+
 def set_boot_partition(
     otadata: OtaData,
     partition: AppPartition,
+    ctx: OtaContext,
     *,
-    ota_app_count: int,
-    apps: AppLookup,
-    policy: OtaPolicy | None = None,
-    efuse_secure_version: int = 0,
     validate: bool = True,
 ) -> OtaOpResult:
     """``esp_ota_set_boot_partition`` (``validate=False``: ``…_skip_validate``).
 
     The image must verify; the factory app is chosen by erasing all of otadata; an OTA
-    app by :func:`~espsec.image.otadata.set_boot_partition_write`. With anti-rollback an
-    app whose secure_version is below the eFuse is erased and refused
+    app by :func:`set_boot_partition_write`. With anti-rollback an app whose
+    secure_version is below the eFuse is erased and refused
     (``ESP_ERR_OTA_SMALL_SEC_VER``). As in ESP-IDF, the test app is taken for ``ota_0``
     (``OTA_SLOT(subtype)`` is ``subtype & 0x0F``).
     """
-    policy = policy or OtaPolicy()
-    app = _lookup(apps)(partition)
+    policy = ctx.policy
+    app = ctx.app(partition)
     if validate and not app.loadable:
         return OtaOpResult(EspErr.ESP_ERR_OTA_VALIDATE_FAILED, reasons=(f"{partition} invalid",))
     if partition.kind is AppKind.FACTORY:
@@ -601,31 +688,26 @@ def set_boot_partition(
             return OtaOpResult(
                 EspErr.ESP_ERR_NOT_FOUND, reasons=(f"{partition} has no app description",)
             )
-        if app.secure_version < efuse_secure_version:
+        if app.secure_version < ctx.efuse_secure_version:
             return OtaOpResult(
                 EspErr.ESP_ERR_OTA_SMALL_SEC_VER,
                 actions=(AppPartitionErase(partition),),
                 reasons=(
                     f"{partition} secure_version {app.secure_version} < eFuse "
-                    f"{efuse_secure_version}: partition erased",
+                    f"{ctx.efuse_secure_version}: partition erased",
                 ),
             )
     slot = partition.subtype & 0x0F
-    if slot >= ota_app_count:
+    if slot >= ctx.ota_app_count:
         return OtaOpResult(
             EspErr.ESP_ERR_INVALID_ARG, reasons=(f"ota_{slot} is not in the partition table",)
         )
-    write = set_boot_partition_write(otadata, slot, ota_app_count, rollback=policy.rollback)
+    write = set_boot_partition_write(otadata, slot, ctx.ota_app_count, rollback=policy.rollback)
     return OtaOpResult(None, actions=(write,), reasons=(write.describe(),))
 
 
 def mark_app_valid(
-    otadata: OtaData,
-    *,
-    ota_app_count: int,
-    running_secure_version: int | None = None,
-    policy: OtaPolicy | None = None,
-    efuse_secure_version: int = 0,
+    otadata: OtaData, ctx: OtaContext, *, running_secure_version: int | None = None
 ) -> OtaOpResult:
     """``esp_ota_mark_app_valid_cancel_rollback``.
 
@@ -633,9 +715,9 @@ def mark_app_valid(
     anti-rollback the eFuse is then raised to the running app's secure_version
     (``esp_ota_set_anti_rollback``); that can fail after the otadata write.
     """
-    policy = policy or OtaPolicy()
+    policy = ctx.policy
     active = otadata.active_index()
-    if active is None or ota_app_count == 0:
+    if active is None or ctx.ota_app_count == 0:
         return OtaOpResult(EspErr.ESP_FAIL, reasons=("running firmware is factory",))
     if otadata[active].ota_state == OtaImgState.VALID:
         return OtaOpResult(None, reasons=(f"otadata[{active}] already VALID",))
@@ -645,79 +727,56 @@ def mark_app_valid(
     error: EspErr | None = None
     if policy.anti_rollback:
         bits = policy.secure_version_field_bits
+        efuse = ctx.efuse_secure_version
         if running_secure_version is None:
             error = EspErr.ESP_ERR_NOT_FOUND
             reasons.append("running app has no app description: eFuse not updated")
         elif running_secure_version > bits:
             error = EspErr.ESP_ERR_INVALID_ARG
             reasons.append(f"secure_version {running_secure_version} exceeds {bits} bits")
-        elif efuse_secure_version < running_secure_version:
-            burn = SecureVersionBurn(efuse_secure_version, running_secure_version)
+        elif efuse < running_secure_version:
+            burn = SecureVersionBurn(efuse, running_secure_version)
             actions.append(burn)
             reasons.append(burn.describe())
     return OtaOpResult(error, actions=tuple(actions), reasons=tuple(reasons))
 
 
-def check_rollback_is_possible(
-    otadata: OtaData,
-    *,
-    ota_app_count: int,
-    has_factory: bool,
-    apps: AppLookup,
-    policy: OtaPolicy | None = None,
-    efuse_secure_version: int = 0,
-) -> bool:
+def check_rollback_is_possible(otadata: OtaData, ctx: OtaContext) -> bool:
     """``esp_ota_check_rollback_is_possible``: the other otadata copy's app could boot.
 
     Without a valid other copy the factory app counts (not with anti-rollback); with one,
     its slot's image must verify and, with anti-rollback, not be below the eFuse.
     """
-    policy = policy or OtaPolicy()
-    if ota_app_count == 0:
+    anti_rollback = ctx.policy.anti_rollback
+    if ctx.ota_app_count == 0:
         return False
-    app = _lookup(apps)
     valid = otadata.valid
     active = select_otadata(otadata.entries, valid)
     if active is None:
         return False
     last = 1 - active
-    if not policy.anti_rollback and not valid[last] and has_factory and app(FACTORY).loadable:
+    if not anti_rollback and not valid[last] and ctx.has_factory and ctx.app(FACTORY).loadable:
         return True
     if valid[last]:
-        candidate = app(ota(otadata[last].slot(ota_app_count)))
+        candidate = ctx.app(ota(otadata[last].slot(ctx.ota_app_count)))
         if candidate.loadable:
-            if not policy.anti_rollback:
+            if not anti_rollback:
                 return True
             version = candidate.secure_version
-            return version is not None and version >= efuse_secure_version
+            return version is not None and version >= ctx.efuse_secure_version
     return False
 
 
-def mark_app_invalid_rollback(
-    otadata: OtaData,
-    *,
-    ota_app_count: int,
-    has_factory: bool,
-    apps: AppLookup,
-    policy: OtaPolicy | None = None,
-    efuse_secure_version: int = 0,
-) -> OtaOpResult:
+def mark_app_invalid_rollback(otadata: OtaData, ctx: OtaContext) -> OtaOpResult:
     """``esp_ota_mark_app_invalid_rollback``: the active copy becomes INVALID.
 
     Refused (``ESP_ERR_OTA_ROLLBACK_FAILED``) unless :func:`check_rollback_is_possible`.
-    The caller then reboots (``…_and_reboot``).
+    The caller then reboots (``esp_ota_mark_app_invalid_rollback_and_reboot``).
     """
     active = otadata.active_index()
-    if active is None or ota_app_count == 0:
+    if active is None or ctx.ota_app_count == 0:
         return OtaOpResult(EspErr.ESP_FAIL, reasons=("running firmware is factory",))
-    if not check_rollback_is_possible(
-        otadata,
-        ota_app_count=ota_app_count,
-        has_factory=has_factory,
-        apps=apps,
-        policy=policy,
-        efuse_secure_version=efuse_secure_version,
-    ):
+    if not check_rollback_is_possible(otadata, ctx):
         return OtaOpResult(
             EspErr.ESP_ERR_OTA_ROLLBACK_FAILED,
             reasons=("rollback is not possible: no suitable app in the other slot",),
@@ -727,59 +786,54 @@ def mark_app_invalid_rollback(
 
 
 def invalidate_inactive_ota_data_slot(
-    otadata: OtaData, *, running: AppPartition, ota_app_count: int
+    otadata: OtaData, ctx: OtaContext, *, running: AppPartition
 ) -> OtadataWrite | None:
     """``esp_ota_invalidate_inactive_ota_data_slot``: erase the inactive copy, if any.
 
     Only a copy with a seq and a good CRC whose slot is not the running app is erased.
     """
     active = otadata.active_index()
-    if active is None or ota_app_count == 0:
+    if active is None or ctx.ota_app_count == 0:
         return None
     inactive = 1 - active
     entry = otadata[inactive]
-    if entry.is_initial or ota(entry.slot(ota_app_count)) == running:
+    if entry.is_initial or ota(entry.slot(ctx.ota_app_count)) == running:
         return None
     return OtadataWrite(inactive, None)
 
 
 def ota_begin(
-    otadata: OtaData,
-    partition: AppPartition,
-    *,
-    running: AppPartition,
-    ota_app_count: int,
-    policy: OtaPolicy | None = None,
+    otadata: OtaData, partition: AppPartition, ctx: OtaContext, *, running: AppPartition
 ) -> OtaOpResult:
     """``esp_ota_begin`` for an app partition: the checks and writes before a download.
 
     Refuses a non-OTA or the running partition, and (rollback) a running app still
-    PENDING_VERIFY. Then erases the target partition and, with rollback, the inactive
-    otadata copy (:func:`invalidate_inactive_ota_data_slot`).
+    PENDING_VERIFY (``esp_ota_begin`` is where ESP-IDF refuses it). Then erases the target
+    partition and, with rollback, the inactive otadata copy
+    (:func:`invalidate_inactive_ota_data_slot`).
     """
-    policy = policy or OtaPolicy()
+    rollback = ctx.policy.rollback
+    count = ctx.ota_app_count
     if partition.kind is not AppKind.OTA:
         return OtaOpResult(EspErr.ESP_ERR_INVALID_ARG, reasons=(f"{partition} is not OTA",))
-    if partition.slot >= ota_app_count:
+    if partition.slot >= count:
         return OtaOpResult(EspErr.ESP_ERR_NOT_FOUND, reasons=(f"no {partition} partition",))
     if partition == running:
         return OtaOpResult(
             EspErr.ESP_ERR_OTA_PARTITION_CONFLICT, reasons=(f"{partition} is running",)
         )
     if (
-        policy.rollback
+        rollback
         and running.kind is AppKind.OTA
-        and otadata.state_of_slot(running.slot, ota_app_count) == OtaImgState.PENDING_VERIFY
+        and otadata.state_of_slot(running.slot, count) == OtaImgState.PENDING_VERIFY
     ):
         return OtaOpResult(
             EspErr.ESP_ERR_OTA_ROLLBACK_INVALID_STATE,
             reasons=("running app has not confirmed its state (PENDING_VERIFY)",),
         )
     actions: list[Action] = [AppPartitionErase(partition)]
-    if policy.rollback:
-        erase = invalidate_inactive_ota_data_slot(
-            otadata, running=running, ota_app_count=ota_app_count
-        )
+    if rollback:
+        erase = invalidate_inactive_ota_data_slot(otadata, ctx, running=running)
         if erase is not None:
             actions.append(erase)
     return OtaOpResult(None, actions=tuple(actions), reasons=tuple(a.describe() for a in actions))

@@ -22,6 +22,7 @@ from espsec.device.boot_select import (
     AppPartition,
     AppPartitionErase,
     AppSlot,
+    OtaContext,
     OtaPolicy,
     SecureVersionBurn,
     select_boot_partition,
@@ -202,8 +203,7 @@ def bootloader_stage(
 
     otadata = read_otadata(hw, state)
     policy = OtaPolicy.from_config(config)
-    decision = select_boot_partition(
-        otadata,
+    ctx = OtaContext(
         ota_app_count=state.app_count,
         has_factory=state.factory is not None,
         has_test=state.test is not None,
@@ -211,6 +211,7 @@ def bootloader_stage(
         policy=policy,
         efuse_secure_version=efuse_version,
     )
+    decision = select_boot_partition(otadata, ctx)
     for part in dict.fromkeys(decision.tried):
         if part in loaded:  # try_load_partition verified these, in this order
             log.image(loaded[part].check)

@@ -44,11 +44,8 @@ from espsec.image.otadata import (
     OtadataWrite,
     OtaImgState,
     OtaSelectEntry,
-    mark_app_state_write,
-    next_ota_seq,
     ota_select_crc,
     select_otadata,
-    set_boot_partition_write,
 )
 from espsec.image.partition_table import Partition, PartitionTable, load_partition_table
 from espsec.image.validate import (
@@ -108,12 +105,9 @@ __all__ = [
     "image_info",
     "image_kind",
     "load_partition_table",
-    "mark_app_state_write",
     "memory_types",
-    "next_ota_seq",
     "ota_select_crc",
     "parse_image",
     "select_otadata",
-    "set_boot_partition_write",
     "verify_image",
 ]

@@ -1,13 +1,15 @@
 """The otadata partition: two ``esp_ota_select_entry_t`` copies that choose the OTA app.
 
-ESP-IDF ``components/bootloader_support/include/esp_flash_partitions.h`` (the struct and
-``esp_ota_img_states_t``), ``bootloader_support/src/bootloader_common_loader.c`` (CRC,
-validity, which copy is active) and ``components/app_update/esp_ota_ops.c`` (the entries
-the app writes); see ``shared/reference/esp-idf-formats.md`` §3.
+The format only: ESP-IDF ``components/bootloader_support/include/esp_flash_partitions.h``
+(the struct and ``esp_ota_img_states_t``) and
+``components/bootloader_support/src/bootloader_common_loader.c`` (CRC, validity, which
+copy is active), plus :class:`OtadataWrite`, the erase-then-program shape of every update.
 
 Any 32 bytes are an entry: a wrong CRC or an unknown state makes an entry *invalid*, as in
 ESP-IDF, not malformed. Only a wrong length is a :class:`~espsec.errors.FormatError`.
-The boot decision that uses these rules lives in :mod:`espsec.device.boot_select`.
+ESP-IDF's rules for *what* to write (``esp_ota_set_boot_partition``,
+``esp_ota_mark_app_valid_cancel_rollback``, the bootloader's state changes) live in
+:mod:`espsec.device.boot_select`.
 """
 
 from __future__ import annotations
@@ -341,87 +343,3 @@ def select_otadata(
     if usable[1]:
         return 1
     return None
-
-
-def next_ota_seq(current_seq: int, slot: int, ota_app_count: int) -> int:
-    """``compute_ota_seq_for_target_slot`` in ``esp_ota_ops.c``, uint32 wrap-around included.
-
-    The first ``base + i * n`` (``base = (slot + 1) % n``, ``i = 0, 1, …``) not below
-    ``current_seq``, so ``(seq - 1) % n == slot``. Near ``UINT32_MAX`` the C loop wraps;
-    this follows it (the result can be ``UINT32_MAX``, an invalid entry, as in ESP-IDF).
-    """
-    return _next_seq(current_seq, slot, ota_app_count, bits=32)
-
-
-def _next_seq(current: int, slot: int, count: int, *, bits: int) -> int:
-    if count <= 0:
-        return 0
-    modulus = 1 << bits
-    base = (slot + 1) % count
-    if current <= base:
-        return base
-    first = -(-(current - base) // count)  # first i whose unwrapped candidate >= current
-    if base + first * count < modulus:
-        return base + first * count
-    # Every candidate before `first` was below `current`; from `first` on, the uint
-    # arithmetic wraps. Find the i >= first (cyclically) whose candidate lands in
-    # [current, modulus): solve count * i == target - base (mod 2**bits) for each target.
-    g = count & -count  # gcd(count, 2**bits): the power of two dividing count
-    period = modulus // g
-    inverse = pow(count // g, -1, period)
-    best: tuple[int, int] | None = None
-    for target in range(current, modulus):
-        diff = (target - base) % modulus
-        if diff % g:
-            continue
-        i = (diff // g) * inverse % period
-        distance = (i - first) % period
-        if best is None or distance < best[0]:
-            best = (distance, target)
-    if best is None:
-        raise UsageError(
-            f"no ota_seq >= {current} selects slot {slot} of {count}: "
-            "ESP-IDF's compute_ota_seq_for_target_slot would never return"
-        )
-    return best[1]
-
-
-def set_boot_partition_write(
-    otadata: OtaData, slot: int, ota_app_count: int, *, rollback: bool
-) -> OtadataWrite:
-    """The write ``esp_rewrite_ota_data`` makes so that OTA ``slot`` boots next.
-
-    * active copy already selects ``slot``: rewrite that copy, same seq, new state;
-    * otherwise: the *other* copy gets :func:`next_ota_seq` of the active seq;
-    * no valid copy: copy 0 gets seq ``slot + 1``.
-
-    The state is NEW with rollback (``CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE``), else
-    UNDEFINED (``set_new_state_otadata``). The CRC is recomputed; the label kept.
-    """
-    if not 0 <= slot < ota_app_count:
-        raise UsageError(f"ota_{slot} does not exist ({ota_app_count} OTA app partitions)")
-    state = OtaImgState.NEW if rollback else OtaImgState.UNDEFINED
-    active = otadata.active_index()
-    if active is None:
-        copy, seq = 0, slot + 1
-    elif otadata[active].slot(ota_app_count) == slot:
-        copy, seq = active, otadata[active].ota_seq
-    else:
-        copy = 1 - active
-        seq = next_ota_seq(otadata[active].ota_seq, slot, ota_app_count)
-    return OtadataWrite(copy, otadata[copy].rewritten(seq, state))
-
-
-def mark_app_state_write(otadata: OtaData, state: OtaImgState) -> OtadataWrite:
-    """The write ``esp_ota_current_ota_is_workable`` makes: the *active* copy gets ``state``.
-
-    VALID for ``esp_ota_mark_app_valid_cancel_rollback``, INVALID for
-    ``esp_ota_mark_app_invalid_rollback``; same seq, CRC recomputed. The active copy is
-    chosen from otadata, not from the running partition. Raises :class:`UsageError`
-    without an active copy (ESP-IDF: ``ESP_FAIL``, "Running firmware is factory").
-    """
-    active = otadata.active_index()
-    if active is None:
-        raise UsageError("no valid otadata entry: the running firmware is the factory app")
-    entry = otadata[active]
-    return OtadataWrite(active, entry.rewritten(entry.ota_seq, state))
