@@ -114,7 +114,7 @@ def test_external_signing_flow(tmp_path, app, sb_key_dir, sb_keys):
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (b"not a key", "expected a PEM"),
+        (b"not a key", "in PEM, found no PEM data"),
         (b"-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n", "malformed"),
     ],
 )

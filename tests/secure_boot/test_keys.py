@@ -25,13 +25,13 @@ def test_generated_key_has_the_requested_scheme(scheme, sb_keys):
 
 def test_rejects_rsa_2048():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    with pytest.raises(KeyFormatError, match="2048 bits"):
+    with pytest.raises(KeyFormatError, match="RSA-2048"):
         secure_boot.load_private_key(_pem(key))
 
 
 def test_rejects_unsupported_curve():
     key = ec.generate_private_key(ec.SECP521R1())
-    with pytest.raises(KeyFormatError, match="secp521r1"):
+    with pytest.raises(KeyFormatError, match="P-521"):
         secure_boot.load_private_key(_pem(key))
 
 

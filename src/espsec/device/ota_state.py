@@ -39,9 +39,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from espsec import _pem
 from espsec.device.nvs import NvsInitError, open_app_nvs
 from espsec.efuse import KeyUnavailableError, Transaction
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
@@ -51,12 +51,11 @@ from espsec.ota import (
     DecryptionKey,
     TlsTrust,
     device_private_key,
-    load_decryption_key,
     load_manifest_public_key,
     public_key_pem,
     recipient_id,
 )
-from espsec.ota.encrypted_image import HMAC_KEY_SIZE, Scheme, scheme_of_key
+from espsec.ota.encrypted_image import HMAC_KEY_SIZE
 from espsec.ota.manifest import manifest_key_id
 
 if TYPE_CHECKING:
@@ -107,11 +106,8 @@ def check_server_url(url: str) -> str:
 
 
 def _cert_sha256(pem: bytes, what: str) -> str:
-    try:
-        certs = x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        raise FormatError(f"{what} holds no PEM certificate") from None
-    return hashlib.sha256(certs[0].public_bytes(serialization.Encoding.DER)).hexdigest()
+    cert = _pem.load_certificate(pem, source=what)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -426,10 +422,7 @@ def decryption_key(runtime: AppRuntime, prov: OtaProvisioning) -> DecryptionKey 
             raise OtaStateError(exc.message) from None
     if prov.decryption is DecryptionScheme.RSA3072:
         assert prov.rsa_key_pem is not None
-        rsa_key = load_decryption_key(prov.rsa_key_pem)
-        if scheme_of_key(rsa_key) is not Scheme.RSA3072:
-            raise KeyFormatError("the RSA decryption key must be an RSA-3072 private key")
-        return rsa_key
+        return _pem.load_private_key(prov.rsa_key_pem, kinds=(_pem.rsa_kind(3072),))
     return None
 
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from espsec import _pem
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 
 API = "/api/v1"
@@ -68,11 +68,9 @@ class TlsTrust:
     @classmethod
     def pinned(cls, cert: bytes) -> TlsTrust:
         """Trust exactly this server certificate (PEM or DER)."""
+        parsed = _pem.load_certificate(cert, allow_der=True)
         if b"-----BEGIN" not in cert:
-            try:
-                cert = x509.load_der_x509_certificate(cert).public_bytes(serialization.Encoding.PEM)
-            except ValueError:
-                raise FormatError("pinned certificate is neither PEM nor DER") from None
+            cert = parsed.public_bytes(serialization.Encoding.PEM)
         return cls(pinned_cert_pem=cert)
 
     @property
@@ -80,10 +78,7 @@ class TlsTrust:
         """SHA-256 of the pinned certificate's DER, if pinning."""
         if self.pinned_cert_pem is None:
             return None
-        try:
-            cert = x509.load_pem_x509_certificate(self.pinned_cert_pem)
-        except ValueError:
-            raise FormatError("pinned certificate is not a PEM certificate") from None
+        cert = _pem.load_certificate(self.pinned_cert_pem)
         return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
 
     def context(self) -> ssl.SSLContext:
@@ -93,6 +88,7 @@ class TlsTrust:
         ctx.check_hostname = True
         ctx.verify_mode = ssl.CERT_REQUIRED
         pem = self.ca_pem if self.ca_pem is not None else self.pinned_cert_pem
+        _pem.load_certificates(pem or b"")
         try:
             ctx.load_verify_locations(cadata=(pem or b"").decode("ascii"))
         except (ssl.SSLError, UnicodeDecodeError, ValueError):

@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.ciphers import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from espsec import _pem
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError, VerificationError
 from espsec.secure_boot.keys import public_key_pem as public_key_pem  # re-exported
 
@@ -67,6 +68,7 @@ _HEADER = struct.Struct(f"<I{KEY_BLOCK_SIZE}s{IV_SIZE}sI{TAG_SIZE}s{RESERVED_SIZ
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 _NOT_AN_IMAGE_KEY = "is not an esp_encrypted_img key (need RSA-3072 or P-256)"
+_PEM_KINDS = (_pem.rsa_kind(3072), _pem.ecdsa_kind(ec.SECP256R1()))
 
 RecipientKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 """Who an image is encrypted for: the fleet's RSA-3072 key or a device's ECIES key."""
@@ -196,32 +198,12 @@ def device_public_key(hmac_key: bytes) -> ec.EllipticCurvePublicKey:
 def load_recipient_key(pem: bytes) -> RecipientKey:
     """An encryption key from PEM: RSA-3072 or P-256 public key (or the public half of a
     private key), as ``esp_enc_img_gen.py encrypt`` accepts."""
-    if b"PRIVATE KEY-----" in pem:
-        return load_decryption_key(pem).public_key()
-    try:
-        public = serialization.load_pem_public_key(pem)
-    except ValueError:
-        raise KeyFormatError("expected a PEM RSA-3072 or P-256 key, found none") from None
-    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise KeyFormatError(f"{type(public).__name__} {_NOT_AN_IMAGE_KEY}")
-    scheme_of_key(public)
-    return public
+    return _pem.load_public_key(pem, kinds=_PEM_KINDS, accept_private=True)
 
 
 def load_decryption_key(pem: bytes) -> DecryptionKey:
     """A decryption key from PEM: the RSA-3072 private key or a device's P-256 private key."""
-    if b"PRIVATE KEY-----" not in pem:
-        raise KeyFormatError("expected a PEM private key (decryption needs the private key)")
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except TypeError:
-        raise KeyFormatError("encrypted private keys are not supported") from None
-    except ValueError:
-        raise KeyFormatError("expected a PEM private key, found malformed PEM data") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise KeyFormatError(f"{type(key).__name__} {_NOT_AN_IMAGE_KEY}")
-    scheme_of_key(key)
-    return key
+    return _pem.load_private_key(pem, kinds=_PEM_KINDS)
 
 
 # -- encryption ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from espsec import _pem
 from espsec.errors import FormatError, KeyFormatError, UsageError, VerificationError
 from espsec.ota._json import (
     canonical,
@@ -55,6 +56,7 @@ MAX_CLOCK_SKEW = 300
 """Seconds a manifest's ``issued_at`` may lie in the device's future."""
 ENCRYPTIONS = ("none", "rsa3072", "ecies-p256")
 _SIG_SIZE = 64
+_PEM_KINDS = (_pem.ecdsa_kind(ec.SECP256R1()),)
 
 
 class Refusal(StrEnum):
@@ -224,23 +226,15 @@ def generate_manifest_key() -> bytes:
 
 def load_manifest_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     """Load the fleet's manifest signing key (P-256 PEM)."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (TypeError, ValueError):
-        raise KeyFormatError("expected an unencrypted PEM P-256 private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFormatError("the manifest key must be an ECDSA P-256 key")
+    key = _pem.load_private_key(pem, kinds=_PEM_KINDS)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
 
 
 def load_manifest_public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
     """Load the manifest public key a device is provisioned with (P-256 PEM)."""
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except ValueError:
-        raise KeyFormatError("expected a PEM P-256 public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise KeyFormatError("the manifest key must be an ECDSA P-256 key")
+    key = _pem.load_public_key(pem, kinds=_PEM_KINDS)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
     return key
 
 

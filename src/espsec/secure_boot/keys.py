@@ -11,11 +11,11 @@ from typing import Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from espsec import _pem
+from espsec._pem import PrivateKey as PrivateKey  # re-exported
+from espsec._pem import PublicKey as PublicKey  # re-exported
 from espsec.chips import ECDSA192, ECDSA256, ECDSA384, RSA3072, SCHEMES
 from espsec.errors import KeyFormatError, UsageError
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     ECDSA192: ec.SECP192R1,
@@ -23,6 +23,8 @@ _CURVES: dict[str, type[ec.EllipticCurve]] = {
     ECDSA384: ec.SECP384R1,
 }
 _CURVE_SCHEME = {"secp192r1": ECDSA192, "secp256r1": ECDSA256, "secp384r1": ECDSA384}
+_KINDS = (_pem.rsa_kind(3072), *(_pem.ecdsa_kind(curve()) for curve in _CURVES.values()))
+"""The keys the ROM verifies, for :mod:`espsec._pem`."""
 
 
 def generate_private_key(scheme: str) -> bytes:
@@ -73,35 +75,14 @@ def load_private_key(pem: bytes) -> PrivateKey:
     made with the key is verified against its public key before it is used instead,
     which catches a corrupt key and faulty signatures alike.
     """
-    if b"PRIVATE KEY-----" not in pem:
-        kind = "a public key" if b"PUBLIC KEY-----" in pem else "no PEM key"
-        raise KeyFormatError(f"expected a PEM private key, found {kind}")
-    try:
-        key = serialization.load_pem_private_key(
-            pem, password=None, unsafe_skip_rsa_key_validation=True
-        )
-    except TypeError:
-        raise KeyFormatError("encrypted private keys are not supported") from None
-    except ValueError:
-        raise KeyFormatError("expected a PEM private key, found malformed PEM data") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise KeyFormatError(f"expected an RSA or ECDSA key, found {type(key).__name__}")
+    key = _pem.load_private_key(pem, kinds=_KINDS, unsafe_skip_rsa_key_validation=True)
     scheme_of(key)
     return key
 
 
 def load_public_key(pem: bytes) -> PublicKey:
     """Load a PEM public key, or the public half of a PEM private key."""
-    if b"PRIVATE KEY-----" in pem:
-        return load_private_key(pem).public_key()
-    if b"PUBLIC KEY-----" not in pem:
-        raise KeyFormatError("expected a PEM public or private key, found no PEM key")
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except ValueError:
-        raise KeyFormatError("expected a PEM public key, found malformed PEM data") from None
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise KeyFormatError(f"expected an RSA or ECDSA key, found {type(key).__name__}")
+    key = _pem.load_public_key(pem, kinds=_KINDS, accept_private=True)
     scheme_of(key)
     return key
 
