@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import pytest
 from esp_idf_nvs_partition_gen import nvs_partition_gen as reference
 
+from espsec.flash import NorFlash
 from espsec.nvs import (
     DataRow,
     NvsKeys,
     NvsStore,
-    RamFlash,
     decrypt_partition,
     generate_csv_file,
     load_csv,
@@ -211,7 +211,7 @@ def test_reference_key_files_parse_as_nvs_keys(workdir):
 
 def test_reference_decrypts_what_the_device_wrote(workdir):
     keys = NvsKeys.generate()
-    flash = RamFlash(0x6000)
+    flash = NorFlash(0x6000)
     nvs = NvsStore.init(flash, keys=keys).open("app")
     for i in range(200):
         nvs.set_u32(f"counter{i % 9}", i)

@@ -8,7 +8,6 @@ import pytest
 
 from espsec import efuse
 from espsec.device import VirtualDevice
-from espsec.device.faults import FaultPlan, PowerCut
 from espsec.device.nvs import (
     NvsInitError,
     app_nvs_keys,
@@ -18,6 +17,7 @@ from espsec.device.nvs import (
 )
 from espsec.device.ota_state import OtaNvs, OtaStateError
 from espsec.device.sdkconfig import BootloaderConfig
+from espsec.flash import FaultPlan, PowerCut
 from espsec.image.partition_table import PartitionTable
 from espsec.nvs import NvsKeys, NvsStore
 

@@ -1,17 +1,16 @@
-"""The device's SPI flash: NOR rules, the XTS-AES engine keyed from eFuses, the write
-counter and fault plan, and the partition view the NVS runtime runs on."""
+"""The device's SPI flash: the NOR chip (tests/flash) behind the XTS-AES engine keyed
+from eFuses, and the partition view the NVS runtime runs on."""
 
 from __future__ import annotations
 
 import pytest
 
 from espsec import efuse
-from espsec.device import FaultPlan, PowerCut, WriteKind
-from espsec.device.faults import WriteCounter
-from espsec.device.flash import FlashAccessError, PartitionFlash, SpiFlash, flash_encryption_key
+from espsec.device import FaultPlan, PowerCut
+from espsec.device.flash import PartitionFlash, SpiFlash, flash_encryption_key
+from espsec.flash import FlashAccessError, FlashRegion, NorFlash, WriteCounter
 from espsec.flash_encryption import FlashCipher
 from espsec.image.partition_table import Partition
-from espsec.nvs.flash import FlashRegion
 from espsec.nvs.runtime import NvsStore
 
 from .kit import FACTORY_TABLE, FE_DEV, app, bootloader, device
@@ -23,53 +22,36 @@ def blank(size: int = 0x10000, plan: FaultPlan | None = None) -> SpiFlash:
     return SpiFlash(b"\xff" * size, efuse.new("esp32s3"), WriteCounter(plan))
 
 
-def test_program_only_clears_bits():
+def test_the_device_flash_is_the_nor_flash_model():
     flash = blank()
+    assert isinstance(flash, NorFlash)
     flash.write(0x100, b"\x0f\xf0\xff\x00")
     flash.write(0x100, b"\xf0\xff\x0f\xff")  # NOR: the chip ANDs
     assert flash.read_raw(0x100, 4) == b"\x00\xf0\x0f\x00"
 
 
-def test_erase_sets_a_whole_sector_to_ff():
-    flash = blank()
-    flash.write(0x1000, b"\x00" * 0x2000)
-    flash.erase_sector(0x1000)
-    assert flash.read_raw(0x1000, 0x1000) == b"\xff" * 0x1000
-    assert flash.read_raw(0x2000, 4) == b"\x00" * 4
-
-
-def test_misaligned_or_out_of_range_access_is_refused():
-    flash = blank()
-    with pytest.raises(FlashAccessError, match="4 KiB sector boundary"):
-        flash.erase_sector(0x800)
-    with pytest.raises(FlashAccessError, match="32-bit words"):
-        flash.write(2, b"\0\0\0\0")
-    with pytest.raises(FlashAccessError, match="outside"):
-        flash.read_raw(0xFFFC, 8)
-
-
-def test_each_erase_and_program_is_one_counted_write():
-    flash = blank()
-    flash.erase_range(0, 0x3000)
-    flash.write(0, b"\0" * 8)
-    assert flash.counter.flash_writes == 4 and flash.counter.efuse_writes == 0
-
-
-def test_fault_plan_cuts_before_the_next_write_and_keeps_what_was_written():
+def test_a_fault_plan_cuts_the_device_flash_before_the_next_write():
     flash = blank(plan=FaultPlan(1))
     flash.write(0, b"\0" * 4)
-    with pytest.raises(PowerCut) as cut:
-        flash.write(4, b"\0" * 4)
-    assert cut.value.completed == 1 and cut.value.kind is WriteKind.FLASH
-    assert flash.read_raw(0, 8) == b"\0" * 4 + b"\xff" * 4
-    with pytest.raises(PowerCut):  # the chip is off
+    with pytest.raises(PowerCut):
         flash.erase_sector(0)
+    assert flash.read_raw(0, 8) == b"\0" * 4 + b"\xff" * 4
 
 
-def test_fault_plan_of_one_kind_ignores_the_other():
-    flash = blank(plan=FaultPlan(0, WriteKind.EFUSE))
-    flash.write(0, b"\0" * 4)  # flash writes do not count
-    assert flash.counter.total == 1
+def test_encrypted_write_is_one_counted_program_and_ands_like_a_plain_one():
+    flash = blank()
+    efuse.burn_key(flash.efuses, "BLOCK_KEY0", KEY, "XTS_AES_128_KEY")
+    flash.write(0x2000, b"\x00" * 16)
+    flash.write_encrypted(0x2000, b"A" * 16)  # over programmed flash: the chip ANDs
+    assert flash.read_raw(0x2000, 16) == b"\x00" * 16
+    assert flash.counter.flash_writes == 2
+
+
+def test_encrypted_write_must_be_whole_16_byte_blocks():
+    flash = blank()
+    efuse.burn_key(flash.efuses, "BLOCK_KEY0", KEY, "XTS_AES_128_KEY")
+    with pytest.raises(FlashAccessError, match="16-byte blocks"):
+        flash.write_encrypted(8, b"\0" * 16)
 
 
 def test_encrypted_write_uses_the_efuse_key_as_espefuse_burned_it():

@@ -8,7 +8,8 @@ import stat
 from click.testing import CliRunner
 
 from espsec.cli.main import main
-from espsec.nvs import NvsKeys, NvsStore, RamFlash, read_partition
+from espsec.flash import NorFlash
+from espsec.nvs import NvsKeys, NvsStore, read_partition
 
 CSV = (
     "key,type,encoding,value\n"
@@ -74,7 +75,7 @@ def test_hmac_scheme_end_to_end_and_on_the_virtual_device(tmp_path):
     enc = tmp_path / "enc.bin"
     assert run("nvs", "encrypt", csv, enc, "--size", "0x4000", "--hmac-key", hmac_key)[0] == 0
     # The device derives the same keys from its eFuse HMAC key and reads the partition.
-    flash = RamFlash(enc.read_bytes())
+    flash = NorFlash(enc.read_bytes())
     device_keys = NvsKeys.from_hmac_key(hmac_key.read_bytes())
     nvs = NvsStore.init(flash, keys=device_keys).open("wifi")
     assert nvs.get_str("ssid") == "lab" and nvs.get_u8("channel") == 6

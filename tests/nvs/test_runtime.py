@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from espsec.errors import UsageError
+from espsec.flash import NorFlash
 from espsec.nvs import (
     DataRow,
     ItemType,
@@ -14,7 +15,6 @@ from espsec.nvs import (
     NvsStore,
     OpenMode,
     PageImage,
-    RamFlash,
     ValueType,
     generate_partition,
     read_partition,
@@ -23,7 +23,7 @@ from espsec.nvs.runtime import errors
 
 
 def new_store(size=0x6000, keys=None):
-    flash = RamFlash(size)
+    flash = NorFlash(size)
     return flash, NvsStore.init(flash, keys=keys)
 
 
@@ -126,10 +126,10 @@ def test_writing_the_same_value_writes_nothing():
     nvs = store.open("a")
     nvs.set_str("s", "same")
     nvs.set_blob("b", b"x" * 5000)
-    before = flash.operations
+    before = flash.counter.flash_writes
     nvs.set_str("s", "same")
     nvs.set_blob("b", b"x" * 5000)
-    assert flash.operations == before
+    assert flash.counter.flash_writes == before
 
 
 def test_blob_versions_toggle_between_chunk_start_0_and_0x80():
@@ -201,7 +201,7 @@ def test_reads_and_updates_generator_made_partitions():
     ]
     for version in (1, 2):
         for keys in (None, NvsKeys.generate()):
-            flash = RamFlash(generate_partition(rows, 0x5000, version=version, keys=keys))
+            flash = NorFlash(generate_partition(rows, 0x5000, version=version, keys=keys))
             nvs = NvsStore.init(flash, keys=keys).open("cfg")
             assert nvs.get_blob("v1blob") == b"old format"
             assert nvs.get_i32("n") == -7 and nvs.get_str("s") == "text"
@@ -232,7 +232,7 @@ def test_newer_format_version_is_refused():
 
     page[:32] = PageHeader.make(0xFFFFFFFE, 0, 0xFD).to_bytes()
     with pytest.raises(NvsError) as info:
-        NvsStore.init(RamFlash(bytes(page) + b"\xff" * 0x5000))
+        NvsStore.init(NorFlash(bytes(page) + b"\xff" * 0x5000))
     assert info.value.code == errors.NEW_VERSION_FOUND
 
 
@@ -240,9 +240,9 @@ def test_a_partition_without_a_free_page_is_refused_read_write_but_reads():
     rows = [NamespaceRow("n")] + [DataRow(f"k{i}", ValueType.U8, 1) for i in range(200)]
     image = generate_partition(rows, 0x2000)  # read-only size: both pages used
     with pytest.raises(NvsError) as info:
-        NvsStore.init(RamFlash(image))
+        NvsStore.init(NorFlash(image))
     assert info.value.code == errors.NO_FREE_PAGES
-    store = NvsStore.init(RamFlash(image), read_only=True)
+    store = NvsStore.init(NorFlash(image), read_only=True)
     assert store.open("n", OpenMode.READONLY).get_u8("k199") == 1
     with pytest.raises(NvsError) as info:
         store.open("n")
@@ -264,7 +264,7 @@ def test_overwriting_a_value_with_a_corrupt_payload_keeps_the_new_value():
     for needle in (b"old value here", b"\x01" * 32):
         at = image.find(needle)
         image[at] &= 0x7E  # a flipped bit in the payload: its CRC no longer matches
-    flash = RamFlash(bytes(image))
+    flash = NorFlash(bytes(image))
     nvs = NvsStore.init(flash).open("a")
     nvs.set_str("s", "new value here")  # same size: compared byte by byte first
     nvs.set_blob("b", b"\x02" * 300)

@@ -17,7 +17,6 @@ Example::
 """
 
 from espsec.device.app import AppRuntime
-from espsec.device.faults import FaultPlan, PowerCut, WriteKind
 from espsec.device.jtag import JtagError, JtagStatus
 from espsec.device.ota_client import (
     DownloadStats,
@@ -58,6 +57,7 @@ from espsec.device.virtual_device import (
     WriteMode,
     config_from_build_dir,
 )
+from espsec.flash import FaultPlan, PowerCut, WriteKind
 
 __all__ = [
     "DEVICE_FILE",

@@ -35,7 +35,7 @@ from espsec.device.boot_select import (
 )
 from espsec.device.bootloader import carry_out, read_otadata, state_name
 from espsec.device.first_boot import DIGEST_PURPOSES, load_bootloader_image
-from espsec.device.flash import SECTOR_SIZE, PartitionFlash
+from espsec.device.flash import PartitionFlash
 from espsec.device.hardware import Hardware, StageLog
 from espsec.device.image_check import (
     LoadedImage,
@@ -49,6 +49,7 @@ from espsec.device.report import ImageCheck, Stage, StageReport
 from espsec.device.sdkconfig import BootloaderConfig, FlashEncryptionMode, RomDownloadMode
 from espsec.efuse import BurnRefused, Transaction, security_state
 from espsec.errors import UsageError
+from espsec.flash import SECTOR_SIZE
 from espsec.image.otadata import OTADATA_SIZE, OtaData, OtaImgState
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class AppRuntime:
     Bound to one boot: after :meth:`reboot` use the new runtime of the device. Calls
     return :class:`~espsec.device.boot_select.OtaOpResult` (``error`` is the
     ``esp_err_t``, ``None`` for ``ESP_OK``); a fault plan armed on the device can raise
-    :class:`~espsec.device.faults.PowerCut` from any call that writes.
+    :class:`~espsec.flash.PowerCut` from any call that writes.
     """
 
     def __init__(

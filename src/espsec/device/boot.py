@@ -3,8 +3,8 @@
 The sequence of ``bootloader_start.c: call_start_cpu0`` and ``bootloader_utility.c:
 load_image``: the ROM loads the bootloader; the bootloader selects and checks an app;
 on a first boot it enables Secure Boot v2, then flash encryption, and resets (a new
-pass); the app starts and makes its eFuse checks. A :class:`~espsec.device.faults.
-PowerCut` unwinds it all: the report then says where power was lost, what flash and
+pass); the app starts and makes its eFuse checks. A :class:`~espsec.flash.PowerCut`
+unwinds it all: the report then says where power was lost, what flash and
 eFuses hold, and what the next power-on will do.
 """
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from espsec.device.app import AppRuntime, app_startup
 from espsec.device.bootloader import bootloader_stage
-from espsec.device.faults import PowerCut, WriteCounter
 from espsec.device.first_boot import (
     FirstBootError,
     flash_encryption_enable,
@@ -36,6 +35,7 @@ from espsec.device.rom import rom_stage
 from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import security_state
 from espsec.errors import EspsecError
+from espsec.flash import PowerCut, WriteCounter
 from espsec.image import AppDesc
 
 MAX_PASSES = 4

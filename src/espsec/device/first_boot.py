@@ -29,7 +29,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from espsec.device.flash import SECTOR_SIZE
 from espsec.device.hardware import Hardware
 from espsec.device.image_check import (
     LoadedImage,
@@ -49,6 +48,7 @@ from espsec.device.sdkconfig import (
 )
 from espsec.efuse import BlockDef, Efuses, Transaction, security_state
 from espsec.errors import EspsecError
+from espsec.flash import SECTOR_SIZE
 from espsec.image.partition_table import (
     APP,
     BOOTLOADER,

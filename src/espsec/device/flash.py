@@ -1,17 +1,16 @@
-"""The device's SPI flash: NOR semantics, the XTS-AES engine keyed from eFuses, a counter.
+"""The device's SPI flash: the NOR chip behind the XTS-AES engine keyed from eFuses.
 
-* NOR flash: an erase sets a 4 KiB sector to 0xFF; a program can only clear bits (the
-  chip ANDs the new data into the old, as real NOR does).
+* The chip is :class:`espsec.flash.NorFlash` (erase a 4 KiB sector to 0xFF, program
+  ANDs bits in, every erase and program counted so a :class:`~espsec.flash.FaultPlan`
+  can cut power between any two of them).
 * The flash-encryption engine: with ``SPI_BOOT_CRYPT_CNT`` odd, reads through the cache
   (the ROM, the bootloader's ``bootloader_mmap``, an app's reads of an encrypted
   partition) are decrypted; encrypted writes (``bootloader_flash_write(..., true)``,
   ``esp_partition_write`` to an encrypted partition) are encrypted with the key the
   engine takes from eFuses: ``XTS_AES_256_KEY_1``/``_2`` or ``XTS_AES_128_KEY``.
-* Every erase and program is counted, so a :class:`~espsec.device.faults.FaultPlan` can
-  cut power between any two of them.
 
 :class:`PartitionFlash` exposes one partition through the small
-:class:`espsec.nvs.flash.FlashRegion` protocol the NVS runtime uses, decrypting and
+:class:`espsec.flash.FlashRegion` protocol the NVS runtime uses, decrypting and
 encrypting as ``esp_partition_read``/``esp_partition_write`` do.
 """
 
@@ -19,22 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from espsec.device.faults import WriteCounter, WriteKind
 from espsec.efuse import Efuses, KeyUnavailableError, security_state
-from espsec.errors import EspsecError, UsageError
+from espsec.flash import SECTOR_SIZE, FlashAccessError, NorFlash, WriteCounter
 from espsec.flash_encryption import FlashCipher, FlashEncryptionKey
 from espsec.image.partition_table import Partition
 
-SECTOR_SIZE = 0x1000
-"""``SPI_FLASH_SEC_SIZE``: the erase unit."""
-WRITE_ALIGN = 4
-"""Plain writes are whole 32-bit words."""
 ENCRYPTED_WRITE_ALIGN = 16
 """The flash-encryption engine writes whole 16-byte blocks."""
-
-
-class FlashAccessError(EspsecError):
-    """A flash access the chip cannot make (out of range, misaligned, no key)."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +66,12 @@ def flash_encryption_key(efuses: Efuses) -> tuple[EngineKey, FlashEncryptionKey]
     return key, FlashEncryptionKey(material)
 
 
-class SpiFlash:
-    """The flash chip and the flash-encryption engine in front of it."""
+class SpiFlash(NorFlash):
+    """The NOR flash chip and the flash-encryption engine in front of it.
+
+    :meth:`read` is a read through the cache (decrypted when flash encryption is on);
+    :meth:`read_raw` is the chip's own :meth:`NorFlash.read`.
+    """
 
     def __init__(
         self,
@@ -85,19 +79,9 @@ class SpiFlash:
         efuses: Efuses,
         counter: WriteCounter | None = None,
     ) -> None:
-        if not data or len(data) % SECTOR_SIZE:
-            raise UsageError(f"flash size must be a multiple of 4 KiB, got {len(data)} bytes")
-        self.data = bytearray(data)
+        super().__init__(data, counter)
         self.efuses = efuses
-        self.counter = counter if counter is not None else WriteCounter()
         self._cipher: tuple[bytes, FlashCipher] | None = None
-
-    def __repr__(self) -> str:
-        return f"SpiFlash({self.size // 1024} KiB)"
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
 
     # -- the engine ------------------------------------------------------------------
 
@@ -127,17 +111,9 @@ class SpiFlash:
 
     # -- reads -----------------------------------------------------------------------
 
-    def _check(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self.size:
-            raise FlashAccessError(
-                f"flash access at 0x{offset:x} of {length} bytes is outside the "
-                f"{self.size // 1024} KiB flash"
-            )
-
     def read_raw(self, offset: int, length: int) -> bytes:
         """What is physically stored (an SPI read without the engine)."""
-        self._check(offset, length)
-        return bytes(self.data[offset : offset + length])
+        return super().read(offset, length)
 
     def read(self, offset: int, length: int, *, decrypt: bool | None = None) -> bytes:
         """A read through the cache: decrypted when ``decrypt`` (default: FE enabled)."""
@@ -153,35 +129,6 @@ class SpiFlash:
         return plain[offset - start : offset - start + length]
 
     # -- writes ----------------------------------------------------------------------
-
-    def erase_sector(self, offset: int, *, what: str = "") -> None:
-        """Erase the 4 KiB sector at ``offset`` to 0xFF (one counted write)."""
-        if offset % SECTOR_SIZE:
-            raise FlashAccessError(f"erase at 0x{offset:x} is not on a 4 KiB sector boundary")
-        self._check(offset, SECTOR_SIZE)
-        self.counter.before_write(WriteKind.FLASH, what or f"erase sector 0x{offset:x}")
-        self.data[offset : offset + SECTOR_SIZE] = b"\xff" * SECTOR_SIZE
-
-    def erase_range(self, offset: int, length: int, *, what: str = "") -> None:
-        """Erase every sector of ``[offset, offset + length)`` (both 4 KiB aligned)."""
-        if offset % SECTOR_SIZE or length % SECTOR_SIZE:
-            raise FlashAccessError(
-                f"erase of 0x{offset:x}+0x{length:x} is not in whole 4 KiB sectors"
-            )
-        for sector in range(offset, offset + length, SECTOR_SIZE):
-            self.erase_sector(sector, what=what or f"erase sector 0x{sector:x}")
-
-    def write(self, offset: int, data: bytes, *, what: str = "") -> None:
-        """Program ``data`` as is (one counted write): bits can only go 1 -> 0."""
-        if offset % WRITE_ALIGN or len(data) % WRITE_ALIGN:
-            raise FlashAccessError(
-                f"write at 0x{offset:x} of {len(data)} bytes is not in whole 32-bit words"
-            )
-        self._check(offset, len(data))
-        self.counter.before_write(WriteKind.FLASH, what or f"write 0x{offset:x}+{len(data)}")
-        old = int.from_bytes(self.data[offset : offset + len(data)], "little")
-        new = old & int.from_bytes(data, "little")
-        self.data[offset : offset + len(data)] = new.to_bytes(len(data), "little")
 
     def write_encrypted(self, offset: int, data: bytes, *, what: str = "") -> None:
         """Encrypt ``data`` for ``offset`` with the eFuse key, then program it.
@@ -199,7 +146,7 @@ class SpiFlash:
 
 
 class PartitionFlash:
-    """One partition as the running app sees it (:class:`~espsec.nvs.flash.FlashRegion`).
+    """One partition as the running app sees it (:class:`~espsec.flash.FlashRegion`).
 
     Reads and writes go through the engine when flash encryption is on and the partition
     is encrypted (its ``encrypted`` flag, or a type ESP-IDF always encrypts), as

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from espsec.chips import Chip, get_chip
-from espsec.device.faults import WriteCounter, WriteKind
 from espsec.device.flash import SpiFlash
 from espsec.device.report import EfuseBurn, FlashWrite, ImageCheck, Stage, StageReport
 from espsec.efuse import Efuses, Transaction
+from espsec.flash import WriteCounter, WriteKind
 
 
 @dataclass

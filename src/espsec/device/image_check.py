@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from espsec.chips import Chip
-from espsec.device.flash import FlashAccessError, SpiFlash
+from espsec.device.flash import SpiFlash
 from espsec.device.report import Check, ImageCheck
 from espsec.efuse import Efuses, security_state
 from espsec.errors import EspsecError, FormatError
+from espsec.flash import FlashAccessError
 from espsec.image import (
     HEADER_SIZE,
     IMAGE_MAGIC,

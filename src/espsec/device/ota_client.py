@@ -29,7 +29,7 @@ OTA examples (``advanced_https_ota``, ``pre_encrypted_ota``, with
 
 The client's state lives in the device's NVS (:mod:`espsec.device.ota_state`); the
 ECIES key is derived from the ``HMAC_UP`` eFuse key. A power cut can fall on any flash
-or eFuse write of the cycle (:class:`~espsec.device.faults.PowerCut` propagates); the
+or eFuse write of the cycle (:class:`~espsec.flash.PowerCut` propagates); the
 device then boots its old app or the new one, and the next cycle finishes the job.
 """
 
@@ -44,7 +44,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from espsec.device.boot_select import AppPartition
-from espsec.device.faults import PowerCut, WriteKind
 from espsec.device.ota_state import (
     OtaNvs,
     PendingUpdate,
@@ -54,6 +53,7 @@ from espsec.device.ota_state import (
 )
 from espsec.efuse import security_state
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
+from espsec.flash import PowerCut, WriteKind
 from espsec.image.descriptors import APP_DESC_SIZE, DESC_OFFSET, AppDesc
 from espsec.image.header import HEADER_SIZE, ImageHeader
 from espsec.nvs import NvsKeys
@@ -799,7 +799,7 @@ def run_ota(
     device's clock; ``nvs_keys`` overrides the app's NVS encryption keys (by default
     those its ``nvs_flash_init`` uses: :func:`espsec.device.nvs.app_nvs_keys`).
     The device is left running; save it afterwards. A power cut armed on the device
-    propagates as :class:`~espsec.device.faults.PowerCut`.
+    propagates as :class:`~espsec.flash.PowerCut`.
     """
     if chunk_size < IMAGE_DESC_END or chunk_size % 16:
         raise UsageError(f"chunk size must be a multiple of 16 and >= {IMAGE_DESC_END}")

@@ -31,8 +31,7 @@ from espsec._io import PathLike, read_bytes, write_atomic
 from espsec.chips import Chip, get_chip
 from espsec.device.app import AppRuntime
 from espsec.device.boot import run_boot
-from espsec.device.faults import FaultPlan, PowerCut, WriteCounter
-from espsec.device.flash import ENCRYPTED_WRITE_ALIGN, SECTOR_SIZE, WRITE_ALIGN, SpiFlash
+from espsec.device.flash import ENCRYPTED_WRITE_ALIGN, SpiFlash
 from espsec.device.hardware import Hardware
 from espsec.device.jtag import JtagStatus, hmac_jtag_enable, jtag_status, soft_disable_transaction
 from espsec.device.report import BootReport
@@ -45,6 +44,7 @@ from espsec.errors import (
     UnsupportedError,
     UsageError,
 )
+from espsec.flash import SECTOR_SIZE, WRITE_ALIGN, FaultPlan, PowerCut, WriteCounter
 from espsec.flash_encryption import load_build_dir
 from espsec.image.partition_table import PartitionTable
 

@@ -8,8 +8,9 @@ partition and the HMAC-derived scheme, :func:`encrypt_partition` /
 :func:`decrypt_partition` convert images.
 
 Device side: :class:`NvsStore` is ESP-IDF's NVS API (``nvs_open``, ``nvs_set_*``,
-``nvs_get_*``, ``nvs_erase_*``, ``nvs_commit``) over a :class:`FlashRegion`,
-power-loss safe like ESP-IDF's.
+``nvs_get_*``, ``nvs_erase_*``, ``nvs_commit``) over a
+:class:`~espsec.flash.FlashRegion` (the virtual device's partitions, or an
+:class:`~espsec.flash.NorFlash`), power-loss safe like ESP-IDF's.
 
 Format reference: ``reference/esp-idf-formats.md`` §4.
 """
@@ -26,7 +27,6 @@ from espsec.nvs.csv_format import (
     rows_from_entries,
 )
 from espsec.nvs.encryption import decrypt_partition, encrypt_partition
-from espsec.nvs.flash import FlashRegion, FlashWriteError, PowerLoss, RamFlash
 from espsec.nvs.generator import (
     generate_csv_file,
     generate_csv_partition,
@@ -42,8 +42,6 @@ from espsec.nvs.value import NvsEntry, Value, ValueType
 __all__ = [
     "DataRow",
     "EntryState",
-    "FlashRegion",
-    "FlashWriteError",
     "Item",
     "ItemType",
     "NamespaceRow",
@@ -58,8 +56,6 @@ __all__ = [
     "PageHeader",
     "PageImage",
     "PageState",
-    "PowerLoss",
-    "RamFlash",
     "Row",
     "Value",
     "ValueType",

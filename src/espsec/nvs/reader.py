@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from espsec.errors import FormatError
-from espsec.nvs.flash import RamFlash
+from espsec.flash import NorFlash
 from espsec.nvs.item import ENTRY_SIZE, Item
 from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.page import (
@@ -55,7 +55,7 @@ class NvsContents:
 
 def _check_readable(data: bytes, keys: NvsKeys | None) -> int | None:
     """Fail early with a clear message when the keys (or their absence) are wrong."""
-    partition = NvsPartition(RamFlash(data), keys)
+    partition = NvsPartition(NorFlash(data), keys)
     version = None
     for base in range(0, len(data), PAGE_SIZE):
         header = PageHeader.parse(data[base : base + 32])
@@ -91,7 +91,7 @@ def read_partition(data: bytes, *, keys: NvsKeys | None = None) -> NvsContents:
             found=len(data),
         )
     version = _check_readable(data, keys)
-    store = NvsStore.init(RamFlash(data), keys=keys, read_only=True)
+    store = NvsStore.init(NorFlash(data), keys=keys, read_only=True)
     return NvsContents(
         size=len(data),
         version=version,

@@ -1,6 +1,8 @@
-"""The NVS runtime of the virtual device: ESP-IDF's ``nvs_flash`` over a :class:`FlashRegion`.
+"""The NVS runtime of the virtual device: ESP-IDF's ``nvs_flash`` over a
+:class:`~espsec.flash.FlashRegion`.
 
->>> store = NvsStore.init(RamFlash(0x6000))
+>>> from espsec.flash import NorFlash
+>>> store = NvsStore.init(NorFlash(0x6000))
 >>> with store.open("wifi") as nvs:
 ...     nvs.set_str("ssid", "lab")
 ...     nvs.get_str("ssid")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from espsec.errors import UsageError
-from espsec.nvs.flash import FlashRegion, RamFlash
+from espsec.flash import FlashRegion, NorFlash
 from espsec.nvs.item import MAX_KEY_LENGTH, ItemType, pack_primitive
 from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.runtime import errors
@@ -60,7 +60,7 @@ class NvsStore:
     ) -> NvsStore:
         """Load (and, after a power cut, repair) the NVS partition on ``flash``."""
         if read_only:
-            flash = RamFlash(flash.read(0, flash.size))
+            flash = NorFlash(flash.read(0, flash.size))
         storage = Storage(NvsPartition(flash, keys))
         storage.init(read_only=read_only)
         return cls(storage, read_only=read_only)

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from espsec.errors import UsageError
+from espsec.flash import FlashRegion
 from espsec.nvs.encryption import decrypt_entries, encrypt_entries
-from espsec.nvs.flash import FlashRegion
 from espsec.nvs.item import ENTRY_SIZE
 from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.page import FIRST_ENTRY_OFFSET, PAGE_SIZE

@@ -1,4 +1,4 @@
-"""Power loss on the virtual device: a fault plan that cuts power after the Nth write.
+"""Power cuts: a fault plan that cuts power after the Nth physical write.
 
 A write is one physical operation the chip makes on non-volatile storage: a NOR flash
 sector erase, a NOR flash program, or one eFuse block program (the eFuse controller's
@@ -6,6 +6,11 @@ PGM command; ESP-IDF ``esp_efuse_utility_burn_chip`` programs the blocks of a ba
 at a time, highest block first, BLOCK0 last). "Cut after N" lets N writes complete and
 raises :class:`PowerCut` instead of the next one; everything already written stays, and
 the device restarts from what is on flash and in eFuses.
+
+:class:`~espsec.flash.nor.NorFlash` asks its :class:`WriteCounter` before every erase
+and program; the virtual device's eFuse controller asks the same counter before every
+block program. The NVS power-loss tests and the device's fault plans are this one
+mechanism.
 """
 
 from __future__ import annotations
