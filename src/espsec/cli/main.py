@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -34,6 +35,7 @@ def _register() -> None:
 
     for module in (device, efuse, flash_encryption, fleet, image, nvs, ota, secure_boot):
         main.add_command(module.group)
+    main.add_command(importlib.import_module("espsec.cli.cert_bundle").group)
 
 
 _register()
