@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test test-fast lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ unit: $(VENV)/.installed-test
 	$(BIN)/pytest -n auto -q
 
 test: lint typecheck unit
+
+# The edit-test loop: every test except the slow and the oracle (tests/compat/) ones.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/pytest -n auto -q -m "not slow and not compat"
 
 bench: $(VENV)/.installed-test
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

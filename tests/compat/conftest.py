@@ -9,6 +9,14 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test in ``tests/compat/`` as ``compat`` (``make test-fast`` skips them)."""
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.compat)
 
 
 def run_tool(tool: str, *args: object, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -749,6 +749,7 @@ class _Device:
         self.running = decision.boot
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @given(data=st.data())
 def test_power_cut_after_any_otadata_write_keeps_a_bootable_app(data):

@@ -61,6 +61,7 @@ def _settle(dev: VirtualDevice) -> OtaOutcome:
     pytest.fail(f"no settled state after {outcomes}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_power_cut_after_any_write_of_an_update_always_boots_a_valid_app(
     shard: int, base: VirtualDevice, pl_fleet: Fleet, writes_per_update: int

@@ -36,6 +36,7 @@ def _encryption_window(report) -> bool:
     return any(w.what.startswith("encrypt ") and w.done for w in report.flash_writes)
 
 
+@pytest.mark.slow
 def test_first_boot_power_cut_after_every_write(blank, first_boot_writes):
     total = sum(first_boot_writes)
     bricked = recovered = 0
@@ -171,6 +172,7 @@ def with_rollback(request, sb_bootloader, k0) -> tuple[VirtualDevice, bytes]:
     return _running(request.param, sb_bootloader, k0)
 
 
+@pytest.mark.slow
 def test_ota_switch_power_cut_after_every_write_always_boots(running):
     base, update = running
     whole = base.copy()

@@ -148,11 +148,13 @@ def test_every_cut_of_a_series_of_updates_keeps_old_or_new_values():
     assert cuts > 1000 and collections > 10
 
 
+@pytest.mark.slow
 def test_every_cut_with_garbage_collection_on_a_small_partition():
     cuts, collections = check_every_cut(b"\xff" * 0x3000, updates(2, 150, max_blob=2500))
     assert cuts > 1000 and collections > 10
 
 
+@pytest.mark.slow
 def test_every_cut_of_an_encrypted_store():
     keys = NvsKeys.generate()
     _, collections = check_every_cut(b"\xff" * 0x4000, updates(3, 40, max_blob=4500), keys)
