@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -208,3 +211,66 @@ def test_key_loading_from_pem(
         ota.load_decryption_key(pub)
     with pytest.raises(KeyFormatError):
         ota.load_recipient_key(b"not a key")
+
+
+# -- upstream images: idf-extra-components esp_encrypted_img (see tests/vectors/README.md) --
+
+UPSTREAM = Path(__file__).parent.parent / "vectors/idf-extra-components/esp_encrypted_img"
+ESPRESSIF_LINES = (b"Espressif" * 8 + b"\n") * 160
+# test_apps/main/test_mocks.c, dummy_pbkdf2_output: the test app's mocked
+# esp_encrypted_img_pbkdf2_hmac_sha256 returns it as the device's P-256 scalar.
+TEST_APP_DEVICE_SCALAR = bytes.fromhex(
+    "831793660de4913366ae1e379b2ceb4317c88700cc0791d98e5a2a2d5c71af66"
+)
+
+
+@pytest.fixture(scope="module")
+def upstream_rsa_key() -> ota.DecryptionKey:
+    return ota.load_decryption_key(
+        (UPSTREAM / "test_apps/main/certs/test_rsa_private_key.pem").read_bytes()
+    )
+
+
+def test_upstream_rsa_image_decrypts_to_its_espressif_lines(
+    upstream_rsa_key: ota.DecryptionKey,
+) -> None:
+    blob = (UPSTREAM / "test_apps/main/image.bin").read_bytes()
+    assert EncryptedImageHeader.parse(blob).likely_scheme is Scheme.RSA3072
+    plain = ota.decrypt_image(blob, upstream_rsa_key)
+    assert len(plain) == 11680
+    assert plain == ESPRESSIF_LINES
+
+
+def test_upstream_rsa_image_streams_one_byte_at_a_time(
+    upstream_rsa_key: ota.DecryptionKey,
+) -> None:
+    blob = (UPSTREAM / "test_apps/main/image.bin").read_bytes()
+    dec = EncryptedImageDecryptor(upstream_rsa_key)
+    out = b"".join(dec.feed(blob[i : i + 1]) for i in range(len(blob)))
+    result = dec.finish()
+    assert out == ESPRESSIF_LINES
+    assert result.sha256 == hashlib.sha256(ESPRESSIF_LINES).digest()
+
+
+def test_upstream_rsa_image_with_one_flipped_ciphertext_bit_is_refused(
+    upstream_rsa_key: ota.DecryptionKey,
+) -> None:
+    blob = bytearray((UPSTREAM / "test_apps/main/image.bin").read_bytes())
+    blob[-1] ^= 0x01
+    with pytest.raises(VerificationError):
+        ota.decrypt_image(bytes(blob), upstream_rsa_key)
+
+
+def test_upstream_ecies_image_decrypts_with_the_test_apps_device_key() -> None:
+    blob = (UPSTREAM / "test_apps/main/image_ecc.bin").read_bytes()
+    assert EncryptedImageHeader.parse(blob).likely_scheme is Scheme.ECIES_P256
+    key = ec.derive_private_key(int.from_bytes(TEST_APP_DEVICE_SCALAR, "big"), ec.SECP256R1())
+    assert ota.decrypt_image(blob, key) == b"test file\n"
+
+
+def test_device_key_from_the_examples_hmac_key_is_the_examples_public_key() -> None:
+    ecc_key = UPSTREAM / "examples/pre_encrypted_ota/ecc_key"
+    ours = ota.device_public_key((ecc_key / "device_hmac_key.bin").read_bytes())
+    theirs = ota.load_recipient_key((ecc_key / "public.pem").read_bytes())
+    assert isinstance(theirs, ec.EllipticCurvePublicKey)
+    assert ours.public_numbers() == theirs.public_numbers()
