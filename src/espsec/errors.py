@@ -6,6 +6,9 @@ codes. Messages never contain key material.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class EspsecError(Exception):
     """Base of every error espsec reports to a user.
@@ -84,6 +87,18 @@ class VerificationError(EspsecError):
 
 class OutputExistsError(UsageError):
     """Refusing to overwrite an existing file (keys are never overwritten silently)."""
+
+
+@contextmanager
+def with_source(name: str) -> Iterator[None]:
+    """Attach ``name`` (a file) to any :class:`EspsecError` raised inside the block that
+    does not name its input yet."""
+    try:
+        yield
+    except EspsecError as exc:
+        if exc.source is None:
+            exc.source = name
+        raise
 
 
 def _show(value: object) -> str:

@@ -242,3 +242,21 @@ def test_file_without_sidecar_needs_chip(tmp_path):
     code, _, err = run("summary", "--efuse-file", path)
     assert code == 2 and "pass --chip" in err
     assert run("summary", "--efuse-file", path, "--chip", "esp32p4")[0] == 0
+
+
+def test_wrong_key_pems_are_one_line_naming_the_file(tmp_path, sb_key_dir):
+    path = tmp_path / "e.bin"
+    run("new", "--chip", "esp32p4", path)
+    before = fingerprint(path)
+    pub = sb_key_dir / "ecdsa256.pub.pem"
+    code, _, err = run("burn-key", "--efuse-file", path, "BLOCK_KEY2", pub, "ECDSA_KEY")
+    assert code == 1 and err.count("\n") == 1
+    assert f"{pub}: not a usable key file" in err and "found a public key" in err
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n")
+    code, _, err = run(
+        "burn-key-digest", "--efuse-file", path, "BLOCK_KEY1", cert, "SECURE_BOOT_DIGEST0"
+    )
+    assert code == 1 and err.count("\n") == 1
+    assert f"{cert}: not a usable key file" in err and "found an X.509 certificate" in err
+    assert fingerprint(path) == before

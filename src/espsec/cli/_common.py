@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from espsec._io import read_bytes
-from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.errors import FormatError, UsageError, with_source
+
+source = with_source
+"""Attach a file name to any :class:`~espsec.errors.EspsecError` raised inside the block."""
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 
@@ -22,17 +24,6 @@ def emit(report: Any, as_json: bool, render: Callable[[], None]) -> None:
         click.echo(json.dumps(report, indent=2, sort_keys=False))
     else:
         render()
-
-
-@contextmanager
-def source(name: str) -> Iterator[None]:
-    """Attach ``name`` (a file) to any :class:`EspsecError` raised inside the block."""
-    try:
-        yield
-    except EspsecError as exc:
-        if exc.source is None:
-            exc.source = name
-        raise
 
 
 class IntParam(click.ParamType[int]):

@@ -8,19 +8,18 @@ unless every bit can be burned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from espsec import efuse
-from espsec._io import read_bytes
 from espsec.cli._common import emit, json_option, source
+from espsec.efuse import keys
 from espsec.efuse.layout import SUPPORTED_CHIPS
-from espsec.errors import KeyFormatError, UsageError
+from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_file, burn_plan_file
+from espsec.errors import UsageError
 
 group = click.Group("efuse", help="eFuses: summary, burns, burn plans, security state.")
 
@@ -56,59 +55,12 @@ def _load(path: Path, chip: str | None) -> efuse.Efuses:
         return efuse.load(path, chip)
 
 
-# -- key files --------------------------------------------------------------------------
-
-
-def key_from_file(data: bytes, purpose: str) -> bytes:
-    """The key bytes ``burn-key`` burns: raw bytes, or an ECDSA private key PEM's scalar."""
-    if not data.lstrip().startswith(b"-----BEGIN"):
-        return data
-    if not purpose.upper().startswith("ECDSA_KEY"):
-        raise UsageError(f"a {purpose.upper()} key file holds raw key bytes, found a PEM file")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise KeyFormatError("not a PEM private key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise KeyFormatError(f"{purpose.upper()} needs an ECDSA private key")
-    size = (key.curve.key_size + 7) // 8
-    return key.private_numbers().private_value.to_bytes(size, "big")
-
-
-def _digest_from_pem(data: bytes) -> bytes:
+def _secure_boot_digest(pem: bytes) -> bytes:
+    """The Secure Boot v2 digest of a PEM key, for :mod:`espsec.efuse.keys` (eFuses sit
+    below Secure Boot, so the CLI hands it in)."""
     from espsec import secure_boot
 
-    return secure_boot.key_digest(secure_boot.load_public_key(data))
-
-
-def digest_from_file(data: bytes) -> bytes:
-    """A Secure Boot digest from a public/private key PEM, or 32 raw digest bytes."""
-    if data.lstrip().startswith(b"-----BEGIN"):
-        return _digest_from_pem(data)
-    if len(data) == 32:
-        return data
-    raise KeyFormatError(f"expected a PEM key or a 32-byte digest file, found {len(data)} bytes")
-
-
-class _FileResolver:
-    """Reads the files a plan names, relative to the plan's folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _read(self, name: str) -> tuple[str, bytes]:
-        path = self.folder / name
-        return str(path), read_bytes(path, what="key file")
-
-    def key(self, path: str, purpose: str) -> bytes:
-        where, data = self._read(path)
-        with source(where):
-            return key_from_file(data, purpose)
-
-    def digest(self, path: str) -> bytes:
-        where, data = self._read(path)
-        with source(where):
-            return digest_from_file(data)
+    return secure_boot.key_digest(secure_boot.load_public_key(pem))
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -152,30 +104,18 @@ def _render_report(report: efuse.PlanReport, outcome: str) -> None:
     click.echo(outcome)
 
 
-def _run(
-    efuses: efuse.Efuses,
-    efuse_file: Path,
-    ops: Iterable[efuse.Operation],
-    allow: Sequence[str],
-    as_json: bool,
-    apply: bool = True,
-) -> None:
-    """Stage, check the policy, burn and save (unless refused or a dry run), report."""
-    report = efuse.BurnPlan(ops, allow=allow).check(efuses, strict=True)
-    if report.refused:
-        outcome = "refused: nothing burned"
-    elif not apply:
-        outcome = "plan ok: nothing burned (add --apply to burn)"
-    elif report.staged is None or report.staged.empty:
-        outcome = "nothing to burn"
-    else:
-        report.staged.commit(efuses)
-        with source(str(efuse_file)):
-            efuse.save(efuses, efuse_file)
-        outcome = f"burned: {efuse_file} updated"
-    result = report.to_dict() | {"applied": outcome.startswith("burned")}
-    emit(result, as_json, lambda: _render_report(report, outcome))
-    if report.refused:
+_OUTCOMES = {
+    BurnOutcome.REFUSED: "refused: nothing burned",
+    BurnOutcome.PLANNED: "plan ok: nothing burned (add --apply to burn)",
+    BurnOutcome.NOTHING: "nothing to burn",
+}
+
+
+def _emit_burn(result: FileBurn, as_json: bool) -> None:
+    """Report a burn; exit 1 when the policy refused it."""
+    outcome = _OUTCOMES.get(result.outcome, f"burned: {result.path} updated")
+    emit(result.to_dict(), as_json, lambda: _render_report(result.report, outcome))
+    if result.outcome is BurnOutcome.REFUSED:
         raise SystemExit(1)
 
 
@@ -282,7 +222,7 @@ def burn_cmd(
             efuse.BurnField(n, efuse.parse_field_value(efuses.layout, n, v))
             for n, v in zip(pairs[::2], pairs[1::2], strict=True)
         ]
-    _run(efuses, efuse_file, ops, allow, as_json)
+    _emit_burn(burn_file(efuses, efuse_file, ops, allow=allow), as_json)
 
 
 @group.command("burn-key")
@@ -305,18 +245,17 @@ def burn_key_cmd(
     if len(groups) % 3:
         raise UsageError("burn-key takes groups of BLOCK KEYFILE PURPOSE")
     efuses = _load(efuse_file, chip)
-    resolver = _FileResolver(Path("."))
     ops: list[efuse.Operation] = [
         efuse.BurnKey(
             groups[i],
-            resolver.key(groups[i + 1], groups[i + 2]),
+            keys.read_key_file(groups[i + 1], groups[i + 2]),
             groups[i + 2],
             write_protect=not no_write_protect,
             read_protect=not no_read_protect,
         )
         for i in range(0, len(groups), 3)
     ]
-    _run(efuses, efuse_file, ops, allow, as_json)
+    _emit_burn(burn_file(efuses, efuse_file, ops, allow=allow), as_json)
 
 
 @group.command("burn-key-digest")
@@ -346,24 +285,18 @@ def burn_key_digest_cmd(
         if len(args) != 2:
             raise UsageError("with --digest, give BLOCK PURPOSE")
         block, purpose = args
-        data = read_bytes(digest_file, what="digest file")
-        if len(data) != 32:
-            raise UsageError(
-                f"a digest file holds 32 bytes, found {len(data)}", source=str(digest_file)
-            )
-        digest = data
+        digest = keys.read_digest_file(digest_file)
     else:
         if len(args) != 3:
             raise UsageError("give BLOCK PUBKEY PURPOSE (or --digest FILE and BLOCK PURPOSE)")
         block, pub, purpose = args
-        with source(pub):
-            digest = _digest_from_pem(read_bytes(pub, what="public key file"))
+        digest = keys.read_public_key_digest(pub, _secure_boot_digest)
     ops = [efuse.BurnKeyDigest(block, digest, purpose, write_protect=not no_write_protect)]
-    _run(efuses, efuse_file, ops, allow, as_json)
+    _emit_burn(burn_file(efuses, efuse_file, ops, allow=allow), as_json)
 
 
 def _protect_command(name: str, op: Callable[[str], efuse.Operation], doc: str) -> None:
-    """``write-protect`` / ``read-protect``: one operation per NAME, then :func:`_run`."""
+    """``write-protect`` / ``read-protect``: one operation per NAME, burned as one."""
 
     @group.command(name, help=doc)
     @_file_options
@@ -377,7 +310,9 @@ def _protect_command(name: str, op: Callable[[str], efuse.Operation], doc: str) 
         allow: tuple[str, ...],
         as_json: bool,
     ) -> None:
-        _run(_load(efuse_file, chip), efuse_file, [op(n) for n in names], allow, as_json)
+        efuses = _load(efuse_file, chip)
+        result = burn_file(efuses, efuse_file, [op(n) for n in names], allow=allow)
+        _emit_burn(result, as_json)
 
 
 _protect_command(
@@ -413,15 +348,10 @@ def plan_cmd(
     file names are relative to the plan. Exit 1 when the plan is refused.
     """
     efuses = _load(efuse_file, chip)
-    text = read_bytes(plan_file, what="plan file")
-    with source(str(plan_file)):
-        try:
-            lines = efuse.parse_plan(text.decode())
-        except UnicodeDecodeError:
-            raise UsageError("a plan file is text (UTF-8)") from None
-        ops = efuse.build_operations(efuses.layout, lines, _FileResolver(plan_file.parent))
-        # A request the chip refuses on staging is an error in the plan.
-        _run(efuses, efuse_file, ops, allow, as_json, apply=apply)
+    result = burn_plan_file(
+        efuses, efuse_file, plan_file, _secure_boot_digest, allow=allow, apply=apply
+    )
+    _emit_burn(result, as_json)
 
 
 @group.command("security-info")
