@@ -1,7 +1,7 @@
 """esp_encrypted_img compatibility: a minimal independent reference, both directions.
 
 The reference below is written from the format description only
-(``shared/reference/esp-idf-formats.md`` §5, ``esp_enc_img_gen.py``'s layout): magic,
+(idf-extra-components ``esp_encrypted_img/tools/esp_enc_img_gen.py``'s layout): magic,
 384-byte key block, 16-byte IV, bin_size, tag, 88 reserved bytes, AES-256-GCM without
 AAD; RSA-3072 PKCS#1 v1.5 key wrap, or ECIES-P256 with HKDF-SHA256 info
 ``_esp_enc_img_ecc`` and a device scalar from PBKDF2-HMAC-SHA256(HMAC key, salt, 2048).

@@ -70,8 +70,9 @@ def test_key_purposes_match_espefuse(chip):
         assert p.read_protect == (u[4] == "need_rd_protect")
 
 
-def test_notes_layout_facts_hold_for_esp32s3():
-    """The facts quoted in esptool-notes §3 (offsets and bit positions)."""
+def test_espefuse_layout_facts_hold_for_esp32s3():
+    """Offsets and bit positions from espefuse ``efuse_defs/esp32s3.yaml`` and
+    ``efuse/esp32s3/mem_definition.py``, checked by hand."""
     s3 = layout_for("esp32s3")
     assert s3.block(0).offset == 0x2C
     assert [b.offset for b in s3.key_blocks] == [0x9C + 0x20 * n for n in range(6)]

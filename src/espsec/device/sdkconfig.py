@@ -3,8 +3,7 @@
 Option names, dependencies and defaults follow ESP-IDF ``components/bootloader/
 Kconfig.projbuild`` and ``Kconfig.app_rollback``, ``components/nvs_flash/Kconfig``,
 ``components/nvs_sec_provider/Kconfig`` (v5.5), ``components/partition_table/
-Kconfig.projbuild`` and ``components/esptool_py/Kconfig.projbuild`` (see
-``shared/reference/esp-idf-formats.md`` §9).
+Kconfig.projbuild`` and ``components/esptool_py/Kconfig.projbuild``.
 
 A file is read the way Kconfig reads one: an option missing from the file takes its
 Kconfig default when its dependencies hold, and is off when they do not, so a full

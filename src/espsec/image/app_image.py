@@ -1,7 +1,7 @@
 """The image container: header, segments, checksum, appended SHA-256, and what follows.
 
-Layout (ESP-IDF ``esp_image_format.c``, esptool ``bin_image.py``; see
-``shared/reference/esp-idf-formats.md`` §1)::
+Layout (ESP-IDF ``components/bootloader_support/src/esp_image_format.c``,
+``verify_segment_header`` and ``process_checksum``; esptool ``bin_image.py``)::
 
     header (24) | segment headers + data ... | zero padding | checksum (1) | SHA-256 (32)?
     | trailer: 0xFF padding to 4 KiB + Secure Boot v2 signature sector, if signed

@@ -3,7 +3,7 @@
 ESP-IDF ``components/esp_app_format/include/esp_app_desc.h`` (256 bytes, first thing in
 the app's DROM segment 0) and
 ``components/esp_bootloader_format/include/esp_bootloader_desc.h`` (80 bytes, first
-thing in the bootloader's DRAM segment 0); see ``shared/reference/esp-idf-formats.md`` §1.
+thing in the bootloader's DRAM segment 0).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``esp_image_header_t``: the 24-byte header of every app and bootloader image.
 
-ESP-IDF ``components/bootloader_support/include/esp_app_format.h``; see
-``shared/reference/esp-idf-formats.md`` §1.
+ESP-IDF ``components/bootloader_support/include/esp_app_format.h``.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Device side: :class:`NvsStore` is ESP-IDF's NVS API (``nvs_open``, ``nvs_set_*``
 :class:`~espsec.flash.FlashRegion` (the virtual device's partitions, or an
 :class:`~espsec.flash.NorFlash`), power-loss safe like ESP-IDF's.
 
-Format reference: ``reference/esp-idf-formats.md`` §4.
+Format: ESP-IDF ``components/nvs_flash/src/nvs_page.cpp``, ``nvs_types.cpp``,
+``nvs_encrypted_partition.cpp`` and ``private_include/nvs_constants.h``.
 """
 
 from __future__ import annotations

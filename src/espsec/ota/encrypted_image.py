@@ -1,8 +1,8 @@
 """Pre-encrypted OTA images in the ``esp_encrypted_img`` format (RSA-3072 and ECIES-P256).
 
 Layout (``idf-extra-components/esp_encrypted_img``: ``private_include/esp_encrypted_img_priv.h``,
-``src/esp_encrypted_img.c``, ``tools/esp_enc_img_gen.py``; ``shared/reference/esp-idf-formats.md``
-§5): a 512-byte header, then the AES-256-GCM ciphertext of the image (no AAD).
+``src/esp_encrypted_img.c``, ``tools/esp_enc_img_gen.py``; component v2.7.1): a 512-byte
+header, then the AES-256-GCM ciphertext of the image (no AAD).
 
 ====  ====  ==========================================================================
 off   size  field

@@ -3,7 +3,7 @@
 Layout from espsecure (``generate_rsa_signature_block``, ``generate_ecdsa_signature_block``)
 and ESP-IDF ``components/esp_rom/<chip>/include/<chip>/rom/secure_boot.h``: a 4096-byte
 sector after the 4 KiB-aligned image, holding up to three 1216-byte blocks, the rest 0xFF.
-All big numbers are stored little-endian. See ``shared/reference/esp-idf-formats.md`` §1.
+All big numbers are stored little-endian.
 """
 
 from __future__ import annotations
