@@ -36,6 +36,7 @@ def _register() -> None:
     for module in (device, efuse, flash_encryption, fleet, image, nvs, ota, secure_boot):
         main.add_command(module.group)
     main.add_command(importlib.import_module("espsec.cli.cert_bundle").group)
+    main.add_command(importlib.import_module("espsec.cli.ds").group)
 
 
 _register()

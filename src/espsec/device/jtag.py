@@ -11,16 +11,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
-from espsec.efuse import Efuses, KeyUnavailableError, Transaction, security_state
+from espsec.efuse import Efuses, Transaction, security_state
 from espsec.efuse.security import JtagMode
 from espsec.errors import EspsecError, UsageError
+from espsec.identity.hmac import HmacError, HmacMode, HmacPeripheral
 
 TOKEN_SIZE = 32
-_HMAC_JTAG_PURPOSES = ("HMAC_DOWN_JTAG", "HMAC_DOWN_ALL")
 
 
 class JtagError(EspsecError):
@@ -82,11 +80,11 @@ def jtag_status(efuses: Efuses, *, reenabled: bool = False) -> JtagStatus:
 
 
 def hmac_jtag_enable(efuses: Efuses, token: bytes, key_block: str | None = None) -> None:
-    """``esp_hmac_jtag_enable``: check ``token`` against the HMAC key; raise if refused.
+    """``esp_hmac_jtag_enable``: the HMAC peripheral checks ``token``; raise if refused.
 
     ``key_block`` picks the key block (``BLOCK_KEY3``); by default each
-    ``HMAC_DOWN_JTAG``/``HMAC_DOWN_ALL`` block is tried. The comparison is constant
-    time and the key never leaves the (virtual) peripheral.
+    ``HMAC_DOWN_JTAG``/``HMAC_DOWN_ALL`` block is tried. The check runs in the HMAC
+    peripheral model (downstream JTAG mode), so the key never leaves it.
     """
     if len(token) != TOKEN_SIZE:
         raise UsageError(f"a JTAG token is {TOKEN_SIZE} bytes, got {len(token)}")
@@ -95,24 +93,27 @@ def hmac_jtag_enable(efuses: Efuses, token: bytes, key_block: str | None = None)
         raise JtagError("JTAG is hard-disabled (DIS_PAD_JTAG): the token cannot re-enable it")
     if status.efuse_mode == "enabled":
         raise JtagError("JTAG is not soft-disabled (SOFT_DIS_JTAG has an even bit count)")
+    peripheral = HmacPeripheral(efuses)
     blocks = status.hmac_blocks
     if key_block is not None:
         name = efuses.layout.block(key_block).name
-        purpose = efuses.layout.purpose_name(efuses.key_purpose(name))
-        if purpose not in _HMAC_JTAG_PURPOSES:
+        if not peripheral.accepts(peripheral.key_id(name), HmacMode.JTAG):
+            purpose = peripheral.purpose(peripheral.key_id(name))
             raise JtagError(f"{name} has purpose {purpose}, not HMAC_DOWN_JTAG/HMAC_DOWN_ALL")
         blocks = (name,)
     if not blocks:
         raise JtagError("no HMAC_DOWN_JTAG or HMAC_DOWN_ALL key is burned")
+    refusal = ""
     for name in blocks:
         try:
-            key = efuses.hardware_block(name)
-        except KeyUnavailableError as exc:
-            raise JtagError(exc.message) from None
-        expected = hmac.new(key, bytes(TOKEN_SIZE), hashlib.sha256).digest()
-        if hmac.compare_digest(expected, token):
-            return
-    raise JtagError("the JTAG token does not match the HMAC key: JTAG stays disabled")
+            peripheral.jtag_enable(peripheral.key_id(name), token)
+        except HmacError as exc:
+            refusal = exc.message
+            continue
+        return
+    if "does not match" in refusal or not refusal:
+        raise JtagError("the JTAG token does not match the HMAC key: JTAG stays disabled")
+    raise JtagError(refusal)
 
 
 def soft_disable_transaction(efuses: Efuses) -> Transaction | None:

@@ -24,18 +24,19 @@ from typing import TYPE_CHECKING
 
 from espsec.device.flash import PartitionFlash
 from espsec.device.hardware import Hardware
-from espsec.device.sdkconfig import NvsSecKeyProtection
-from espsec.efuse import KeyUnavailableError, Transaction
+from espsec.efuse import Transaction
 from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.identity.hmac import HmacError, HmacPeripheral
 from espsec.image.partition_table import Partition
 from espsec.nvs import NvsContents, NvsKeys, NvsStore, read_partition
 from espsec.nvs.item import crc_a
 from espsec.nvs.nvs_keys import KEY_SIZE
+from espsec.sdkconfig import NvsSecKeyProtection
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime
-    from espsec.device.sdkconfig import BootloaderConfig
     from espsec.device.virtual_device import VirtualDevice
+    from espsec.sdkconfig import BootloaderConfig
 
 NVS_KEYS_SUBTYPE = 0x04
 DATA_TYPE = 0x01
@@ -169,9 +170,10 @@ def _hmac_keys(hw: Hardware, key_id: int, *, generate: bool) -> NvsKeys:
                 "(ESP_ERR_NVS_SEC_HMAC_KEY_NOT_FOUND)"
             )
         _burn_hmac_key(hw, block, purpose)
+    peripheral = HmacPeripheral(efuses)
     try:
-        return NvsKeys.from_hmac_key(efuses.hardware_block(block))
-    except KeyUnavailableError as exc:
+        return NvsKeys.from_hmac(lambda message: peripheral.calculate(key_id, message))
+    except HmacError as exc:
         raise NvsInitError(f"NVS HMAC key in {block}: {exc.message}") from None
 
 

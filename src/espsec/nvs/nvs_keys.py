@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
 
@@ -54,16 +55,19 @@ class NvsKeys:
 
     @classmethod
     def from_hmac_key(cls, hmac_key: bytes) -> NvsKeys:
-        """The keys a chip derives from its ``HMAC_UP`` eFuse key."""
+        """The keys a chip derives from its ``HMAC_UP`` eFuse key (host side: the key is known)."""
         if len(hmac_key) != HMAC_KEY_SIZE:
             raise KeyFormatError(
                 f"HMAC key must be {HMAC_KEY_SIZE} bytes (one eFuse key block), "
                 f"found {len(hmac_key)} bytes"
             )
-        return cls(
-            hmac.new(hmac_key, HMAC_EKEY_SEED, sha256).digest(),
-            hmac.new(hmac_key, HMAC_TKEY_SEED, sha256).digest(),
-        )
+        return cls.from_hmac(lambda message: hmac.new(hmac_key, message, sha256).digest())
+
+    @classmethod
+    def from_hmac(cls, mac: Callable[[bytes], bytes]) -> NvsKeys:
+        """The keys from an HMAC oracle, as ``nvs_sec_provider`` asks the HMAC peripheral
+        (``esp_hmac_calculate`` in upstream mode) for the MAC of each seed."""
+        return cls(mac(HMAC_EKEY_SEED), mac(HMAC_TKEY_SEED))
 
     @classmethod
     def parse(cls, data: bytes) -> NvsKeys:

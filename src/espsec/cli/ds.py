@@ -1,0 +1,122 @@
+"""``espsec ds``: Digital Signature peripheral data (``esp_ds_data_t``) on the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from espsec._io import command_scope, read_bytes, write_output
+from espsec.chips import CHIPS
+from espsec.cli._common import emit, json_option, source
+from espsec.errors import FormatError, UsageError
+
+group = click.Group("ds", help="Digital Signature peripheral: encrypt and check esp_ds_data_t.")
+
+_in = click.Path(dir_okay=False, path_type=Path)
+_hmac_key = click.option(
+    "--hmac-key",
+    "hmac_key_file",
+    type=_in,
+    required=True,
+    help="32-byte HMAC key file (the eFuse key of purpose HMAC_DOWN_DIGITAL_SIGNATURE).",
+)
+_chip = click.option(
+    "--chip",
+    type=click.Choice(sorted(CHIPS)),
+    default="esp32s3",
+    show_default=True,
+    help="Target chip (fixes the DS size: 4096 bits on S3/P4, 3072 on C3/C6/H2).",
+)
+
+
+def read_hmac_key(path: Path) -> bytes:
+    """A 32-byte HMAC key file (one eFuse key block)."""
+    data = read_bytes(path, what="HMAC key file")
+    if len(data) != 32:
+        raise FormatError(
+            "not an HMAC key file",
+            expected="32 bytes",
+            found=f"{len(data)} bytes",
+            source=str(path),
+        )
+    return data
+
+
+def parse_iv(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        iv = bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(f"--iv must be 32 hex digits, found {text!r}") from None
+    if len(iv) != 16:
+        raise UsageError(f"--iv must be 16 bytes (32 hex digits), found {len(iv)} bytes")
+    return iv
+
+
+@group.command("encrypt")
+@_hmac_key
+@click.option("-k", "--key", "key_file", type=_in, required=True, help="RSA private key (PEM).")
+@click.option("--iv", help="AES-CBC IV, 32 hex digits (default: random).")
+@_chip
+@click.option("-o", "--output", type=_in, required=True, help="esp_ds_data_t to write.")
+def encrypt(hmac_key_file: Path, key_file: Path, iv: str | None, chip: str, output: Path) -> None:
+    """Encrypt an RSA private key for the DS peripheral (esp_ds_data_t)."""
+    from espsec._pem import RSA, load_private_key
+    from espsec.identity import ds
+
+    with command_scope():
+        hmac_key = read_hmac_key(hmac_key_file)
+        with source(str(key_file)):
+            key = load_private_key(read_bytes(key_file, what="key file"), kinds=[RSA])
+        if not isinstance(key, ds.rsa.RSAPrivateKey):  # pragma: no cover - kinds=[RSA]
+            raise UsageError("the DS peripheral signs with RSA keys only")
+        data = ds.encrypt(key, hmac_key, iv=parse_iv(iv), chip=chip)
+        write_output(output, data.to_bytes())
+    click.echo(f"RSA-{data.bits} DS data for {chip} -> {output}", err=str(output) == "-")
+
+
+@group.command("check")
+@_hmac_key
+@click.option("--cert", "cert_file", type=_in, help="Also check the key matches this certificate.")
+@json_option
+@click.argument("ds_data", type=_in)
+def check(hmac_key_file: Path, cert_file: Path | None, as_json: bool, ds_data: Path) -> None:
+    """Check DS_DATA decrypts under the HMAC key as the DS peripheral would (exit 1 if not)."""
+    from espsec._pem import load_certificate
+    from espsec.identity import ds
+    from espsec.identity.hmac import ds_aes_key
+
+    with command_scope():
+        hmac_key = read_hmac_key(hmac_key_file)
+        with source(str(ds_data)):
+            data = ds.DsData.parse(read_bytes(ds_data, what="DS data"))
+        cert = None
+        if cert_file is not None:
+            with source(str(cert_file)):
+                cert = load_certificate(read_bytes(cert_file, what="certificate"), allow_der=True)
+    report: dict[str, object] = {"rsa_bits": data.bits, "ds_bits": data.max_bits}
+    try:
+        params = ds.decrypt(data, ds_aes_key(hmac_key))
+    except ds.DsError as exc:
+        report.update(ok=False, error=exc.esp_err, reason=exc.message)
+    else:
+        report["ok"] = True
+        if cert is not None:
+            public = cert.public_key()
+            same = isinstance(public, ds.rsa.RSAPublicKey) and public.public_numbers().n == params.m
+            report.update(ok=same, matches_certificate=same)
+
+    def render() -> None:
+        if report["ok"]:
+            extra = " and matches the certificate" if cert is not None else ""
+            click.echo(f"{ds_data}: RSA-{data.bits} DS data opens with the HMAC key{extra}")
+        elif "error" in report:
+            click.echo(f"{ds_data}: {report['reason']}")
+        else:
+            click.echo(f"{ds_data}: the DS key is not the certificate's key")
+
+    emit(report, as_json, render)
+    if not report["ok"]:
+        raise SystemExit(1)
