@@ -2,7 +2,7 @@
 
 The fleet answers every check-in with a manifest, "no update" included, so a device
 can tell a real answer from a suppressed or forged one. Ideas from TUF's timestamp
-and targets roles, sized for a microcontroller (ADR 0003 in ``docs/adr/``):
+and targets roles, sized for a microcontroller (ADR 0005 in ``docs/adr/``):
 
 * **signature** — ECDSA P-256/SHA-256 with the fleet's manifest key (not a Secure Boot
   key); the device is provisioned with its public key;

@@ -15,7 +15,7 @@ server takes it):
 ``payload-N.bin``
     the image itself (``none``) or an ``esp_encrypted_img`` of it per recipient key.
 
-Why a statement (``docs/adr/0003-ota-release-bundle-and-manifest.md``): the fleet never holds
+Why a statement (``docs/adr/0003-ota-release-bundle.md``): the fleet never holds
 a device key, so it cannot decrypt a pre-encrypted image to run ``secure_boot.verify``.
 It checks instead that a trusted, unrevoked Secure Boot key signed (a) an image with
 the recorded digest, in the sector's block, and (b) this statement, which binds that
