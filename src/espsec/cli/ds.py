@@ -63,6 +63,8 @@ def parse_iv(text: str | None) -> bytes | None:
 @click.option("-o", "--output", type=_in, required=True, help="esp_ds_data_t to write.")
 def encrypt(hmac_key_file: Path, key_file: Path, iv: str | None, chip: str, output: Path) -> None:
     """Encrypt an RSA private key for the DS peripheral (esp_ds_data_t)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from espsec._pem import RSA, load_private_key
     from espsec.identity import ds
 
@@ -70,7 +72,7 @@ def encrypt(hmac_key_file: Path, key_file: Path, iv: str | None, chip: str, outp
         hmac_key = read_hmac_key(hmac_key_file)
         with source(str(key_file)):
             key = load_private_key(read_bytes(key_file, what="key file"), kinds=[RSA])
-        if not isinstance(key, ds.rsa.RSAPrivateKey):  # pragma: no cover - kinds=[RSA]
+        if not isinstance(key, rsa.RSAPrivateKey):  # pragma: no cover - kinds=[RSA]
             raise UsageError("the DS peripheral signs with RSA keys only")
         data = ds.encrypt(key, hmac_key, iv=parse_iv(iv), chip=chip)
         write_output(output, data.to_bytes())
@@ -84,6 +86,8 @@ def encrypt(hmac_key_file: Path, key_file: Path, iv: str | None, chip: str, outp
 @click.argument("ds_data", type=_in)
 def check(hmac_key_file: Path, cert_file: Path | None, as_json: bool, ds_data: Path) -> None:
     """Check DS_DATA decrypts under the HMAC key as the DS peripheral would (exit 1 if not)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from espsec._pem import load_certificate
     from espsec.identity import ds
     from espsec.identity.hmac import ds_aes_key
@@ -105,7 +109,7 @@ def check(hmac_key_file: Path, cert_file: Path | None, as_json: bool, ds_data: P
         report["ok"] = True
         if cert is not None:
             public = cert.public_key()
-            same = isinstance(public, ds.rsa.RSAPublicKey) and public.public_numbers().n == params.m
+            same = isinstance(public, rsa.RSAPublicKey) and public.public_numbers().n == params.m
             report.update(ok=same, matches_certificate=same)
 
     def render() -> None:
