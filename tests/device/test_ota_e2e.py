@@ -38,11 +38,11 @@ from espsec.device.ota_state import OtaNvs
 from espsec.efuse import security_state
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, RunningServer, init_fleet, start_server
-from espsec.fleet.service import CheckInInfo
 from espsec.fleet.tls import generate_tls
 from espsec.nvs import NvsKeys, NvsStore, read_partition
 from espsec.ota import TlsTrust
 from espsec.ota import release as release_module
+from espsec.ota.protocol import CheckIn
 
 from ..fleet.conftest import CuttingProxy
 from .kit import LOCKED, OTA0, app, device, signed
@@ -407,12 +407,12 @@ def test_device_refuses_a_manifest_offering_a_lower_secure_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fleet.publish(release("0.9.0", 0))
-    parse = CheckInInfo.parse
+    parse = CheckIn.parse
 
-    def rewritten(body: bytes) -> CheckInInfo:  # a MITM rewrites the device's check-in
+    def rewritten(body: bytes) -> CheckIn:  # a MITM rewrites the device's check-in
         return replace(parse(body), secure_version=0)
 
-    monkeypatch.setattr(CheckInInfo, "parse", staticmethod(rewritten))
+    monkeypatch.setattr(CheckIn, "parse", staticmethod(rewritten))
     dev = provision(base, fleet)
     before = slot(dev)
     report = run_ota(dev)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from espsec import ota, secure_boot
 from espsec.chips import get_chip
 from espsec.errors import FormatError, VerificationError
-from espsec.fleet.service import CheckInInfo
 from espsec.image import build_app_image
 from espsec.ota.encrypted_image import HEADER_SIZE, EncryptedImageHeader
 from espsec.ota.manifest import (
@@ -20,6 +19,7 @@ from espsec.ota.manifest import (
     load_manifest_private_key,
     sign_manifest,
 )
+from espsec.ota.protocol import CheckIn
 from espsec.ota.release import ReleaseBundle
 
 KEY = load_manifest_private_key(generate_manifest_key())
@@ -128,4 +128,4 @@ def test_verify_manifest_mutated(changes: list[tuple[int, int]]) -> None:
 )
 def test_check_in_parse_random(obj: dict[str, object]) -> None:
     with contextlib.suppress(FormatError):
-        CheckInInfo.parse(json.dumps(obj).encode())
+        CheckIn.parse(json.dumps(obj).encode())

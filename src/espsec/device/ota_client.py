@@ -70,6 +70,7 @@ from espsec.ota import (
     recipient_id,
 )
 from espsec.ota.encrypted_image import scheme_of_key
+from espsec.ota.protocol import MAX_REASON, BootState, Outcome
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime
@@ -87,12 +88,13 @@ SelfTest = Callable[["AppRuntime"], bool]
 
 
 class OtaOutcome(StrEnum):
-    """How an update cycle ended (the first four are what the fleet is told)."""
+    """How an update cycle ended: a reported :class:`~espsec.ota.protocol.Outcome`, or
+    no update (nothing to report)."""
 
-    UPDATED = "updated"
-    ROLLED_BACK = "rolled_back"
-    REFUSED = "refused"
-    FAILED = "failed"
+    UPDATED = Outcome.UPDATED.value
+    ROLLED_BACK = Outcome.ROLLED_BACK.value
+    REFUSED = Outcome.REFUSED.value
+    FAILED = Outcome.FAILED.value
     NO_UPDATE = "no_update"
 
 
@@ -524,7 +526,7 @@ class _Cycle:
             chip=runtime.hw.chip.name,
             version=app.version if app is not None and app.version else "",
             secure_version=floor,
-            boot_state=(state or "undefined").lower(),
+            boot_state=BootState.from_ota_img_state(state),
             nonce=trust.begin_check_in(),
             last_counter=counter.last_counter,
             project_name=app.project_name if app is not None else None,
@@ -741,8 +743,8 @@ class _Cycle:
         report = OutcomeReport(
             device_id=self.prov.device_id,
             release_id=self.release_id,
-            outcome=outcome.value,
-            reason=reason[:500],
+            outcome=Outcome(outcome.value),
+            reason=reason[:MAX_REASON],
             counter=self.counter,
             version=app.version if app is not None else None,
             secure_version=self.efuse_secure_version(),

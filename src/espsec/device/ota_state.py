@@ -33,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -57,6 +55,7 @@ from espsec.ota import (
 )
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE
 from espsec.ota.manifest import manifest_key_id
+from espsec.ota.protocol import DEVICE_ID, Encryption
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,7 +66,6 @@ if TYPE_CHECKING:
 NAMESPACE = "espsec_ota"
 NVS_PARTITION = "nvs"
 HMAC_UP = "HMAC_UP"
-_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 _MAX_URL = 256
 
 
@@ -75,15 +73,9 @@ class OtaStateError(EspsecError):
     """The device's OTA state is missing or unusable (not provisioned, bad key block …)."""
 
 
-class DecryptionScheme(StrEnum):
-    """How the device decrypts pre-encrypted images (``esp_encrypted_img``)."""
-
-    NONE = "none"
-    """Plain signed images only."""
-    ECIES_P256 = "ecies-p256"
-    """``CONFIG_PRE_ENCRYPTED_OTA_USE_ECIES``: the key derives from an ``HMAC_UP`` eFuse key."""
-    RSA3072 = "rsa3072"
-    """``CONFIG_PRE_ENCRYPTED_OTA_USE_RSA``: an RSA-3072 private key."""
+DecryptionScheme = Encryption
+"""How the device decrypts pre-encrypted images: the release payload encryption it takes
+(``none``: plain signed images only)."""
 
 
 def check_server_url(url: str) -> str:
@@ -127,7 +119,7 @@ class OtaProvisioning:
     rsa_key_pem: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if not _DEVICE_ID.match(self.device_id):
+        if not DEVICE_ID.match(self.device_id):
             raise UsageError(
                 f"device id {self.device_id!r} must be 1-128 characters of [A-Za-z0-9._:-]"
             )

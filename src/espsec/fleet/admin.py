@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from espsec.ota.client import API, FleetClient, HttpError, TlsTrust, decode_json
+from espsec.ota.client import FleetClient, HttpError, TlsTrust, decode_json
+from espsec.ota.protocol import ADMIN_PATH
 
 
 class AdminClient:
@@ -32,7 +33,7 @@ class AdminClient:
         """Upload a release bundle; the server verifies it before storing it."""
         status, _, data = self._client.request(
             "POST",
-            f"{API}/admin/releases",
+            f"{ADMIN_PATH}releases",
             body=bundle,
             headers={"Content-Type": "application/zip"},
         )
@@ -40,38 +41,38 @@ class AdminClient:
         return result
 
     def releases(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._client.json_request("GET", f"{API}/admin/releases")
+        result: list[dict[str, Any]] = self._client.json_request("GET", f"{ADMIN_PATH}releases")
         return result
 
     def assign_cohort(self, cohort: str, release_id: str | None) -> dict[str, Any]:
         result: dict[str, Any] = self._client.json_request(
-            "PUT", f"{API}/admin/cohorts/{quote(cohort, safe='')}", {"release_id": release_id}
+            "PUT", f"{ADMIN_PATH}cohorts/{quote(cohort, safe='')}", {"release_id": release_id}
         )
         return result
 
     def cohorts(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._client.json_request("GET", f"{API}/admin/cohorts")
+        result: list[dict[str, Any]] = self._client.json_request("GET", f"{ADMIN_PATH}cohorts")
         return result
 
     def assign_device(self, device_id: str, cohort: str) -> dict[str, Any]:
         result: dict[str, Any] = self._client.json_request(
-            "PUT", f"{API}/admin/devices/{quote(device_id, safe='')}", {"cohort": cohort}
+            "PUT", f"{ADMIN_PATH}devices/{quote(device_id, safe='')}", {"cohort": cohort}
         )
         return result
 
     def devices(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._client.json_request("GET", f"{API}/admin/devices")
+        result: list[dict[str, Any]] = self._client.json_request("GET", f"{ADMIN_PATH}devices")
         return result
 
     def reports(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        path = f"{API}/admin/reports"
+        path = f"{ADMIN_PATH}reports"
         if device_id is not None:
             path += f"?device={quote(device_id, safe='')}"
         result: list[dict[str, Any]] = self._client.json_request("GET", path)
         return result
 
     def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._client.json_request("GET", f"{API}/admin/stats")
+        result: dict[str, Any] = self._client.json_request("GET", f"{ADMIN_PATH}stats")
         return result
 
 

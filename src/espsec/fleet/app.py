@@ -1,6 +1,7 @@
 """The fleet's HTTP API as a plain ASGI application (served by uvicorn).
 
-Device API (no token; devices are named by ``device_id``)::
+Device API (no token; devices are named by ``device_id``; the messages are
+:mod:`espsec.ota.protocol`'s)::
 
     POST /api/v1/device/checkin      check-in JSON -> signed manifest envelope
     POST /api/v1/device/report       outcome JSON
@@ -30,8 +31,16 @@ from urllib.parse import parse_qs, unquote
 
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.fleet.db import AlreadyExists
-from espsec.fleet.service import FIRMWARE_PATH, FleetService, NotFound
+from espsec.fleet.service import FleetService, NotFound
 from espsec.ota._json import strict_loads
+from espsec.ota.protocol import (
+    ADMIN_PATH,
+    API,
+    CHECK_IN_PATH,
+    FIRMWARE_PATH,
+    MANIFEST_KEY_PATH,
+    REPORT_PATH,
+)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -134,7 +143,7 @@ class FleetApp:
         method: str = scope["method"]
         path: str = scope["path"]
         svc = self.service
-        if path == "/api/v1/device/checkin":
+        if path == CHECK_IN_PATH:
             _allow(method, "POST")
             body = await _body(receive, MAX_DEVICE_BODY)
             manifest = svc.check_in(body)
@@ -142,7 +151,7 @@ class FleetApp:
                 send, 200, manifest, b"application/json", [(b"cache-control", b"no-store")]
             )
             return
-        if path == "/api/v1/device/report":
+        if path == REPORT_PATH:
             _allow(method, "POST")
             svc.report(await _body(receive, MAX_DEVICE_BODY))
             await _json(send, 200, {"ok": True})
@@ -151,16 +160,16 @@ class FleetApp:
             _allow(method, "GET", "HEAD")
             await self._firmware(path[len(FIRMWARE_PATH) :], method, headers, send)
             return
-        if path == "/api/v1/manifest-key":
+        if path == MANIFEST_KEY_PATH:
             _allow(method, "GET")
             await _respond(send, 200, svc.manifest_public_pem(), b"application/x-pem-file")
             return
-        if path == "/api/v1/health":
+        if path == f"{API}/health":
             await _json(send, 200, {"ok": True})
             return
-        if path.startswith("/api/v1/admin/"):
+        if path.startswith(ADMIN_PATH):
             self._authorise(headers)
-            await self._admin(method, path[len("/api/v1/admin/") :], scope, receive, send)
+            await self._admin(method, path[len(ADMIN_PATH) :], scope, receive, send)
             return
         raise HttpProblem(404, "no such endpoint")
 

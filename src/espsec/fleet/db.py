@@ -11,11 +11,15 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from espsec.errors import EspsecError, UsageError
+
+if TYPE_CHECKING:
+    from espsec.ota.protocol import CheckIn, OutcomeReport
+    from espsec.ota.release import ReleaseStatement
 
 
 class AlreadyExists(UsageError):
@@ -171,7 +175,7 @@ _INSERT_PAYLOAD = f"INSERT INTO payloads ({_PAYLOAD_COLS}) VALUES ({', '.join('?
 _SELECT_RELEASES = f"SELECT {_RELEASE_COLS} FROM releases"  # noqa: S608
 _SELECT_PAYLOADS = f"SELECT {_PAYLOAD_COLS} FROM payloads"  # noqa: S608
 _SELECT_DEVICES = f"SELECT {_DEVICE_COLS} FROM devices"  # noqa: S608
-_CHECK_IN_FIELDS = (
+_CHECK_IN_FIELDS = (  # columns named as the CheckIn fields they keep
     "chip",
     "project_name",
     "version",
@@ -227,12 +231,41 @@ class FleetDB:
 
     # -- releases -----------------------------------------------------------------------
 
-    def add_release(self, row: ReleaseRow, statement: bytes, payloads: list[PayloadRow]) -> None:
+    def add_release(
+        self,
+        release_id: str,
+        statement: ReleaseStatement,
+        statement_bytes: bytes,
+        *,
+        signers: str,
+        created_at: int,
+    ) -> ReleaseRow:
+        """Store a verified release: its statement's facts, its payloads, the statement."""
+        st = statement
+        values = (  # in ReleaseRow's field order
+            release_id,
+            st.project_name,
+            st.version,
+            st.secure_version,
+            st.chip,
+            st.chip_id,
+            st.image_length,
+            st.image_sha256,
+            st.signed_digest,
+            signers,
+            created_at,
+        )
+        payloads = [  # in PayloadRow's field order
+            (release_id, i, p.encryption, p.recipient, p.length, p.sha256)
+            for i, p in enumerate(st.payloads)
+        ]
         with self._tx() as c:
-            if c.execute("SELECT 1 FROM releases WHERE id = ?", (row.id,)).fetchone():
-                raise AlreadyExists(f"release {row.id} was already uploaded")
-            c.execute(_INSERT_RELEASE, (*astuple(row), statement))
-            c.executemany(_INSERT_PAYLOAD, [astuple(p) for p in payloads])
+            if c.execute("SELECT 1 FROM releases WHERE id = ?", (release_id,)).fetchone():
+                raise AlreadyExists(f"release {release_id} was already uploaded")
+            c.execute(_INSERT_RELEASE, (*values, statement_bytes))
+            c.executemany(_INSERT_PAYLOAD, payloads)
+            row = c.execute(_SELECT_RELEASES + " WHERE id = ?", (release_id,)).fetchone()
+        return ReleaseRow(*row)
 
     def release(self, release_id: str) -> ReleaseRow | None:
         rows = self._all(_SELECT_RELEASES + " WHERE id = ?", (release_id,))
@@ -296,22 +329,19 @@ class FleetDB:
     def devices(self) -> list[DeviceRow]:
         return [DeviceRow(*r) for r in self._all(_SELECT_DEVICES + " ORDER BY device_id")]
 
-    def record_check_in(
-        self, device_id: str, fields: dict[str, Any], reported_counter: int, now: int
-    ) -> tuple[DeviceRow, int]:
+    def record_check_in(self, request: CheckIn, now: int) -> tuple[DeviceRow, int]:
         """Upsert the device's reported state; return it and its next manifest counter.
 
-        ``fields`` holds the check-in columns (chip, project_name, version,
-        secure_version, boot_state, image_sha256, enc_key_id). The counter is
-        ``max(stored, reported) + 1``: strictly above anything the device has accepted,
-        even after the database was restored from an old backup.
+        The counter is ``max(stored, last_counter) + 1``: strictly above anything the
+        device has accepted, even after the database was restored from an old backup.
         """
-        values = tuple(fields[k] for k in _CHECK_IN_FIELDS)
+        device_id = request.device_id
+        values = tuple(getattr(request, k) for k in _CHECK_IN_FIELDS)
         with self._tx() as c:
             c.execute(_UPSERT_CHECK_IN, (device_id, *values, now, now))
             c.execute(
                 "UPDATE devices SET counter = MAX(counter, ?) + 1 WHERE device_id = ?",
-                (reported_counter, device_id),
+                (request.last_counter, device_id),
             )
             row = c.execute(_SELECT_DEVICES + " WHERE device_id = ?", (device_id,)).fetchone()
         device = DeviceRow(*row)
@@ -324,22 +354,15 @@ class FleetDB:
                 (release_id, device_id),
             )
 
-    def add_report(
-        self,
-        device_id: str,
-        release_id: str | None,
-        outcome: str,
-        reason: str,
-        counter: int | None,
-        now: int,
-        *,
-        block: bool,
-    ) -> None:
+    def add_report(self, report: OutcomeReport, now: int, *, block: bool) -> None:
+        """Record a device's report; ``block``: stop offering its release to the device."""
+        device_id, release_id = report.device_id, report.release_id
+        outcome, reason = report.outcome.value, report.reason
         with self._tx() as c:
             c.execute(
                 "INSERT INTO reports (device_id, release_id, outcome, reason, counter, at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (device_id, release_id, outcome, reason, counter, now),
+                (device_id, release_id, outcome, reason, report.counter, now),
             )
             c.execute(
                 "INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "

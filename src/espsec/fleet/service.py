@@ -11,88 +11,38 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from espsec._io import read_bytes, write_atomic
-from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
+from espsec.errors import EspsecError, KeyFormatError, UsageError
 from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, load_config
 from espsec.fleet.db import DeviceRow, FleetDB, PayloadRow, ReleaseRow
-from espsec.ota._json import get_hex, get_int, get_opt_hex, get_opt_str, get_str, strict_loads
-from espsec.ota.client import BOOT_STATES, OUTCOMES
-from espsec.ota.manifest import (
-    NONCE_SIZES,
-    Manifest,
+from espsec.ota.manifest import Manifest, load_manifest_private_key, sign_manifest
+from espsec.ota.protocol import (
+    DEVICE_ID,
+    BootState,
+    CheckIn,
+    Encryption,
+    Outcome,
+    OutcomeReport,
     ReleaseTarget,
-    load_manifest_private_key,
-    sign_manifest,
 )
 from espsec.ota.release import ReleaseBundle, verify_release
 from espsec.secure_boot.keys import public_key_pem
 
-FIRMWARE_PATH = "/api/v1/firmware/"
-_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 _COHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-BLOCKING_OUTCOMES = ("rolled_back", "refused")
+BLOCKING_OUTCOMES = (Outcome.ROLLED_BACK, Outcome.REFUSED)
 """Outcomes after which a release is not offered to that device again until reassigned."""
-
-
-def _device_id(obj: dict[str, Any], what: str) -> str:
-    """The ``device_id`` member of a device request, checked."""
-    device_id = get_str(obj, "device_id", what=what, max_len=128)
-    if not _DEVICE_ID.match(device_id):
-        raise FormatError(f"{what}: device_id has characters outside [A-Za-z0-9._:-]")
-    return device_id
 
 
 class NotFound(EspsecError):
     """A release, cohort or payload that does not exist."""
 
 
-@dataclass(frozen=True)
-class CheckInInfo:
-    """A validated check-in."""
-
-    device_id: str
-    chip: str
-    version: str
-    secure_version: int
-    boot_state: str
-    nonce: str
-    last_counter: int
-    project_name: str | None
-    image_sha256: str | None
-    enc_key_id: str | None
-
-    @classmethod
-    def parse(cls, body: bytes) -> CheckInInfo:
-        what = "check-in"
-        obj = strict_loads(body, what=what)
-        device_id = _device_id(obj, what)
-        boot_state = get_str(obj, "boot_state", what=what)
-        if boot_state not in BOOT_STATES:
-            raise FormatError(f"{what}: unknown boot_state", expected=BOOT_STATES, found=boot_state)
-        nonce = get_hex(obj, "nonce", what=what)
-        if len(nonce) // 2 not in NONCE_SIZES:
-            raise FormatError(f"{what}: nonce must be 16 to 64 bytes", found=len(nonce) // 2)
-        return cls(
-            device_id=device_id,
-            chip=get_str(obj, "chip", what=what, max_len=32),
-            version=get_str(obj, "version", what=what, max_len=32),
-            secure_version=get_int(obj, "secure_version", what=what, hi=0xFFFFFFFF),
-            boot_state=boot_state,
-            nonce=nonce,
-            last_counter=get_int(obj, "last_counter", what=what, hi=2**62),
-            project_name=get_opt_str(obj, "project_name", what=what, max_len=32),
-            image_sha256=get_opt_hex(obj, "image_sha256", what=what, size=32),
-            enc_key_id=get_opt_hex(obj, "enc_key_id", what=what, size=32),
-        )
-
-
 def decide(
-    device: CheckInInfo,
+    device: CheckIn,
     cohort: str,
     release: ReleaseRow | None,
     payloads: list[PayloadRow],
@@ -107,7 +57,7 @@ def decide(
     """
     if release is None:
         return f"no release assigned to cohort {cohort!r}"
-    if device.boot_state == "pending_verify":
+    if device.boot_state is BootState.PENDING_VERIFY:
         return "running app is pending verification; confirm or roll back first"
     if release.id == blocked_release:
         return f"device reported a failed update to release {release.id}; reassign to retry"
@@ -130,7 +80,7 @@ def decide(
             if p.recipient == device.enc_key_id:
                 return release, p
     for p in payloads:
-        if p.encryption == "none":
+        if p.encryption == Encryption.NONE:
             return release, p
     return f"release {release.id} has no payload encrypted for this device's key"
 
@@ -212,29 +162,17 @@ class FleetService:
         report = verify_release(
             bundle, key_digests=self.config.key_digests, revoked=self.config.revoked
         )
-        st = bundle.statement
-        row = ReleaseRow(
-            id=bundle.release_id,
-            project_name=st.project_name,
-            version=st.version,
-            secure_version=st.secure_version,
-            chip=st.chip,
-            chip_id=st.chip_id,
-            image_length=st.image_length,
-            image_sha256=st.image_sha256,
-            signed_digest=st.signed_digest,
-            signers=",".join(d.hex() for d in report.signers),
-            created_at=self._now(),
-        )
-        payloads = []
-        for i, (info, blob) in enumerate(zip(st.payloads, bundle.payloads, strict=True)):
+        for info, blob in zip(bundle.statement.payloads, bundle.payloads, strict=True):
             path = self._blobs / info.sha256
             if not path.exists():
                 write_atomic(path, blob, mode=0o600)
-            payloads.append(
-                PayloadRow(row.id, i, info.encryption, info.recipient, info.length, info.sha256)
-            )
-        self.db.add_release(row, bundle.statement_bytes, payloads)
+        row = self.db.add_release(
+            bundle.release_id,
+            bundle.statement,
+            bundle.statement_bytes,
+            signers=",".join(d.hex() for d in report.signers),
+            created_at=self._now(),
+        )
         self.stats.count("releases_uploaded")
         return row
 
@@ -253,7 +191,7 @@ class FleetService:
         return self.db.cohorts()
 
     def set_device_cohort(self, device_id: str, cohort: str) -> None:
-        if not _DEVICE_ID.match(device_id):
+        if not DEVICE_ID.match(device_id):
             raise UsageError(f"device id {device_id!r} has characters outside [A-Za-z0-9._:-]")
         if not _COHORT.match(cohort):
             raise UsageError(f"cohort name {cohort!r} must match [A-Za-z0-9._-], 1-64 characters")
@@ -270,52 +208,26 @@ class FleetService:
     def check_in(self, body: bytes) -> bytes:
         """Record a check-in and answer with a signed manifest."""
         started = time.perf_counter()
-        info = CheckInInfo.parse(body)
+        request = CheckIn.parse(body)
         now = self._now()
-        device, counter = self.db.record_check_in(
-            info.device_id,
-            {
-                "chip": info.chip,
-                "project_name": info.project_name,
-                "version": info.version,
-                "secure_version": info.secure_version,
-                "boot_state": info.boot_state,
-                "image_sha256": info.image_sha256,
-                "enc_key_id": info.enc_key_id,
-            },
-            info.last_counter,
-            now,
-        )
+        device, counter = self.db.record_check_in(request, now)
         release_id = self.db.cohort_release(device.cohort)
         release = self.db.release(release_id) if release_id else None
         payloads = self.db.payloads(release.id) if release else []
-        decision = decide(info, device.cohort, release, payloads, device.blocked_release)
+        decision = decide(request, device.cohort, release, payloads, device.blocked_release)
         target = None
         reason = ""
         if isinstance(decision, str):
             reason = decision
         else:
             rel, payload = decision
-            target = ReleaseTarget(
-                release_id=rel.id,
-                project_name=rel.project_name,
-                version=rel.version,
-                secure_version=rel.secure_version,
-                chip=rel.chip,
-                url=FIRMWARE_PATH + payload.sha256,
-                length=payload.length,
-                sha256=payload.sha256,
-                encryption=payload.encryption,
-                image_length=rel.image_length,
-                image_sha256=rel.image_sha256,
-                signed_digest=rel.signed_digest,
-            )
+            target = ReleaseTarget.from_statement(rel.id, rel, payload)
         offered = target.release_id if target else None
         if offered != device.offered_release:
-            self.db.set_offered(info.device_id, offered)
+            self.db.set_offered(request.device_id, offered)
         manifest = Manifest(
-            device_id=info.device_id,
-            nonce=info.nonce,
+            device_id=request.device_id,
+            nonce=request.nonce.hex(),
             counter=counter,
             issued_at=now,
             expires_at=now + self.config.manifest_ttl,
@@ -331,25 +243,13 @@ class FleetService:
 
     def report(self, body: bytes) -> None:
         """Record an update outcome a device reports."""
-        what = "report"
-        obj = strict_loads(body, what=what)
-        device_id = _device_id(obj, what)
-        outcome = get_str(obj, "outcome", what=what)
-        if outcome not in OUTCOMES:
-            raise FormatError(f"{what}: unknown outcome", expected=OUTCOMES, found=outcome)
-        release_id = get_opt_str(obj, "release_id", what=what, max_len=64)
-        counter = None if obj.get("counter") is None else get_int(obj, "counter", what=what)
-        reason = get_opt_str(obj, "reason", what=what, max_len=500) or ""
+        report = OutcomeReport.parse(body)
         self.db.add_report(
-            device_id,
-            release_id,
-            outcome,
-            reason,
-            counter,
+            report,
             self._now(),
-            block=outcome in BLOCKING_OUTCOMES and release_id is not None,
+            block=report.outcome in BLOCKING_OUTCOMES and report.release_id is not None,
         )
-        self.stats.count(f"reports_{outcome}")
+        self.stats.count(f"reports_{report.outcome.value}")
 
     def blob(self, sha256: str) -> tuple[Path, int]:
         """The stored payload with this SHA-256 (:class:`NotFound` otherwise)."""

@@ -4,6 +4,8 @@ For a device's OTA client (no device knowledge here):
 
 * :class:`ManifestTrust` / :func:`verify_manifest` — is this answer to my check-in
   authentic, fresh, for me, and no downgrade?
+* :mod:`espsec.ota.protocol` — the wire messages both sides share: :class:`CheckIn`,
+  :class:`ReleaseTarget`, :class:`OutcomeReport`, :class:`Outcome`, :class:`BootState`;
 * :class:`FleetClient` — check in, download with ``Range`` resume, report, over HTTPS
   with a CA bundle or a pinned certificate (:class:`TlsTrust`);
 * :class:`EncryptedImageDecryptor` — decrypt ``esp_encrypted_img`` as it streams in;
@@ -14,11 +16,9 @@ For release engineers: :func:`encrypt_image`, :func:`decrypt_image`,
 """
 
 from espsec.ota.client import (
-    CheckIn,
     DownloadResult,
     FleetClient,
     HttpError,
-    OutcomeReport,
     TlsTrust,
     TransportError,
 )
@@ -44,13 +44,20 @@ from espsec.ota.manifest import (
     ManifestError,
     ManifestTrust,
     Refusal,
-    ReleaseTarget,
     generate_manifest_key,
     load_manifest_private_key,
     load_manifest_public_key,
     new_nonce,
     sign_manifest,
     verify_manifest,
+)
+from espsec.ota.protocol import (
+    BootState,
+    CheckIn,
+    Encryption,
+    Outcome,
+    OutcomeReport,
+    ReleaseTarget,
 )
 from espsec.ota.release import (
     ReleaseBundle,
@@ -61,17 +68,20 @@ from espsec.ota.release import (
 )
 
 __all__ = [
+    "BootState",
     "CheckIn",
     "DecryptResult",
     "DecryptionKey",
     "DownloadResult",
     "EncryptedImageDecryptor",
     "EncryptedImageHeader",
+    "Encryption",
     "FleetClient",
     "HttpError",
     "Manifest",
     "ManifestError",
     "ManifestTrust",
+    "Outcome",
     "OutcomeReport",
     "RecipientKey",
     "Refusal",

@@ -8,7 +8,7 @@ never disagree about what a signed document says.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NoReturn
 
 from espsec.errors import FormatError
@@ -71,7 +71,9 @@ def get_str(obj: Mapping[str, Any], key: str, *, what: str, max_len: int = 256) 
     """``obj[key]`` as a string of at most ``max_len`` characters."""
     value = obj.get(key)
     if not isinstance(value, str):
-        raise FormatError(f"{what}: {key} must be a string", field=key, found=_kind(value))
+        raise FormatError(
+            f"{what}: {key} must be a string", field=key, expected="string", found=_kind(value)
+        )
     if len(value) > max_len:
         raise FormatError(
             f"{what}: {key} too long", field=key, expected=f"<= {max_len}", found=len(value)
@@ -92,7 +94,9 @@ def get_int(
     """``obj[key]`` as an integer in ``[lo, hi]`` (booleans are not integers here)."""
     value = obj.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise FormatError(f"{what}: {key} must be an integer", field=key, found=_kind(value))
+        raise FormatError(
+            f"{what}: {key} must be an integer", field=key, expected="integer", found=_kind(value)
+        )
     if not lo <= value <= hi:
         raise FormatError(
             f"{what}: {key} out of range", field=key, expected=f"{lo}..{hi}", found=value
@@ -106,13 +110,20 @@ def get_hex(obj: Mapping[str, Any], key: str, *, what: str, size: int | None = N
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise FormatError(f"{what}: {key} must be hex", field=key) from None
+        raise FormatError(
+            f"{what}: {key} must be hex", field=key, expected="hex digits", found=value[:80]
+        ) from None
     if size is not None and len(raw) != size:
         raise FormatError(
             f"{what}: {key} has the wrong length", field=key, expected=size, found=len(raw)
         )
     if value != raw.hex():
-        raise FormatError(f"{what}: {key} must be lower-case hex", field=key)
+        raise FormatError(
+            f"{what}: {key} must be lower-case hex",
+            field=key,
+            expected="lower-case hex digits",
+            found=value[:80],
+        )
     return value
 
 
@@ -123,6 +134,16 @@ def get_opt_hex(
     if obj.get(key) is None:
         return None
     return get_hex(obj, key, what=what, size=size)
+
+
+def check_keys(obj: Mapping[str, Any], known: Collection[str], *, what: str) -> None:
+    """Refuse a member of ``obj`` whose name is not in ``known``."""
+    for key in obj:
+        if key not in known:
+            shown = key if len(key) <= 64 else key[:64] + "…"
+            raise FormatError(
+                f"{what}: unknown field", field=shown, expected=", ".join(known), found=shown
+            )
 
 
 def _kind(value: object) -> str:

@@ -1,9 +1,11 @@
 """HTTPS to the fleet server, as a device's OTA client (and the admin CLI) speaks it.
 
-No device knowledge here: the device's OTA client builds a :class:`CheckIn`, gets the
-manifest bytes from :meth:`FleetClient.check_in`, verifies them with
-:mod:`espsec.ota.manifest`, streams the payload with :meth:`FleetClient.download` into its
-decryptor and flash, and reports with :meth:`FleetClient.report`.
+No device knowledge here: the device's OTA client builds a
+:class:`~espsec.ota.protocol.CheckIn`, gets the manifest bytes from
+:meth:`FleetClient.check_in`, verifies them with :mod:`espsec.ota.manifest`, streams the
+payload with :meth:`FleetClient.download` into its decryptor and flash, and reports an
+:class:`~espsec.ota.protocol.OutcomeReport` with :meth:`FleetClient.report`. The
+messages themselves live in :mod:`espsec.ota.protocol`.
 
 Transport rules: ``https://`` only (plain ``http://`` is refused before any connection);
 the server certificate must chain to the given CA bundle, or be exactly the pinned
@@ -29,12 +31,11 @@ from cryptography.hazmat.primitives import serialization
 
 from espsec import _pem
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
+from espsec.ota.manifest import MAX_MANIFEST_SIZE
+from espsec.ota.protocol import CHECK_IN_PATH, REPORT_PATH, CheckIn, OutcomeReport
 
-API = "/api/v1"
 MAX_JSON_RESPONSE = 1 << 20
 DEFAULT_TIMEOUT = 30.0
-OUTCOMES = ("updated", "rolled_back", "refused", "failed")
-BOOT_STATES = ("valid", "pending_verify", "new", "invalid", "aborted", "undefined")
 
 
 class TransportError(EspsecError):
@@ -98,71 +99,6 @@ class TlsTrust:
             # the handshake as well.
             ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         return ctx
-
-
-@dataclass(frozen=True)
-class CheckIn:
-    """What a device tells the fleet at check-in."""
-
-    device_id: str
-    chip: str
-    """espsec chip name (``esp32p4``): releases for other chips are not offered."""
-    version: str
-    """``esp_app_desc_t.version`` of the running app."""
-    secure_version: int
-    """The device's anti-rollback floor: its eFuse secure version (or, without
-    anti-rollback, the running app's). Releases below it are never offered."""
-    boot_state: str
-    """``esp_ota_img_states_t`` of the running app, lower case (``valid``,
-    ``pending_verify``, ...)."""
-    nonce: bytes = field(repr=False)
-    """From :meth:`ManifestTrust.begin_check_in`; the manifest must echo it."""
-    last_counter: int = 0
-    """The last manifest counter the device accepted."""
-    project_name: str | None = None
-    image_sha256: str | None = None
-    """Hex SHA-256 of the running signed image, if the device knows it."""
-    enc_key_id: str | None = None
-    """:func:`espsec.ota.encrypted_image.recipient_id` of the device's decryption key."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "device_id": self.device_id,
-            "chip": self.chip,
-            "version": self.version,
-            "secure_version": self.secure_version,
-            "boot_state": self.boot_state,
-            "nonce": self.nonce.hex(),
-            "last_counter": self.last_counter,
-            "project_name": self.project_name,
-            "image_sha256": self.image_sha256,
-            "enc_key_id": self.enc_key_id,
-        }
-
-
-@dataclass(frozen=True)
-class OutcomeReport:
-    """What a device reports after acting on a manifest."""
-
-    device_id: str
-    release_id: str | None
-    outcome: str
-    """``updated``, ``rolled_back``, ``refused`` or ``failed``."""
-    reason: str = ""
-    counter: int | None = None
-    version: str | None = None
-    secure_version: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "device_id": self.device_id,
-            "release_id": self.release_id,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "counter": self.counter,
-            "version": self.version,
-            "secure_version": self.secure_version,
-        }
 
 
 @dataclass(frozen=True)
@@ -352,10 +288,10 @@ class FleetClient:
         """Send a check-in; return the manifest envelope bytes (verify them next)."""
         status, _, data = self.request(
             "POST",
-            f"{API}/device/checkin",
-            body=json.dumps(request.to_json()).encode(),
+            CHECK_IN_PATH,
+            body=request.to_bytes(),
             headers={"Content-Type": "application/json"},
-            max_size=64 * 1024,
+            max_size=MAX_MANIFEST_SIZE,
         )
         if status != 200:
             raise HttpError(status, _error_text(data))
@@ -363,9 +299,7 @@ class FleetClient:
 
     def report(self, report: OutcomeReport) -> None:
         """Report the outcome of an update attempt."""
-        if report.outcome not in OUTCOMES:
-            raise UsageError(f"outcome must be one of {', '.join(OUTCOMES)}")
-        self.json_request("POST", f"{API}/device/report", report.to_json())
+        self.json_request("POST", REPORT_PATH, report.to_json())
 
     def download(
         self,

@@ -29,7 +29,7 @@ import binascii
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -41,20 +41,19 @@ from espsec import _pem
 from espsec.errors import FormatError, KeyFormatError, UsageError, VerificationError
 from espsec.ota._json import (
     canonical,
+    check_keys,
     get_hex,
     get_int,
     get_str,
     strict_loads,
 )
+from espsec.ota.protocol import NONCE_SIZES, ReleaseTarget
 
 PAYLOAD_TYPE = "application/vnd.espsec.ota-manifest+json; version=1"
 MANIFEST_TYPE = "espsec.ota-manifest.v1"
 MAX_MANIFEST_SIZE = 64 * 1024
-NONCE_SIZES = range(16, 65)
-"""Accepted nonce sizes in bytes (a device should send 16 or more fresh random bytes)."""
 MAX_CLOCK_SKEW = 300
 """Seconds a manifest's ``issued_at`` may lie in the device's future."""
-ENCRYPTIONS = ("none", "rsa3072", "ecies-p256")
 _SIG_SIZE = 64
 _PEM_KINDS = (_pem.ecdsa_kind(ec.SECP256R1()),)
 
@@ -81,81 +80,6 @@ class ManifestError(VerificationError):
 
 
 @dataclass(frozen=True)
-class ReleaseTarget:
-    """The release a manifest tells the device to install, and how to check it."""
-
-    release_id: str
-    project_name: str
-    version: str
-    secure_version: int
-    chip: str
-    url: str
-    """Path on the fleet server (``/api/v1/firmware/<sha256>``)."""
-    length: int
-    """Bytes to download (the payload: encrypted image or plain signed image)."""
-    sha256: str
-    """Hex SHA-256 of the payload as downloaded."""
-    encryption: str
-    """``none``, ``rsa3072`` or ``ecies-p256``."""
-    image_length: int
-    """Length of the signed plaintext image (after decryption)."""
-    image_sha256: str
-    """Hex SHA-256 of the signed plaintext image (equals ``DecryptResult.sha256``)."""
-    signed_digest: str
-    """Hex Secure Boot v2 image digest its signature blocks record."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "release_id": self.release_id,
-            "project_name": self.project_name,
-            "version": self.version,
-            "secure_version": self.secure_version,
-            "chip": self.chip,
-            "url": self.url,
-            "length": self.length,
-            "sha256": self.sha256,
-            "encryption": self.encryption,
-            "image_length": self.image_length,
-            "image_sha256": self.image_sha256,
-            "signed_digest": self.signed_digest,
-        }
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> ReleaseTarget:
-        what = "manifest release"
-        url = get_str(obj, "url", what=what, max_len=512)
-        if not url.startswith("/") or url.startswith("//"):
-            raise FormatError(f"{what}: url must be a path on the fleet server", field="url")
-        encryption = get_str(obj, "encryption", what=what)
-        if encryption not in ENCRYPTIONS:
-            raise FormatError(
-                f"{what}: unknown encryption",
-                field="encryption",
-                expected=ENCRYPTIONS,
-                found=encryption,
-            )
-        digest = get_str(obj, "signed_digest", what=what, max_len=96)
-        if len(digest) not in (64, 96):
-            raise FormatError(
-                f"{what}: signed_digest must be SHA-256 or SHA-384", field="signed_digest"
-            )
-        return cls(
-            release_id=get_str(obj, "release_id", what=what, max_len=64),
-            project_name=get_str(obj, "project_name", what=what, max_len=32),
-            version=get_str(obj, "version", what=what, max_len=32),
-            secure_version=get_int(obj, "secure_version", what=what, hi=0xFFFFFFFF),
-            chip=get_str(obj, "chip", what=what, max_len=32),
-            url=url,
-            length=get_int(obj, "length", what=what, lo=1, hi=0xFFFFFFFF + 512),
-            sha256=get_hex(obj, "sha256", what=what, size=32),
-            encryption=encryption,
-            image_length=get_int(obj, "image_length", what=what, lo=1, hi=0xFFFFFFFF),
-            image_sha256=get_hex(obj, "image_sha256", what=what, size=32),
-            signed_digest=get_hex(obj, "signed_digest", what=what, size=len(digest) // 2),
-        )
-
-
-@dataclass(frozen=True)
 class Manifest:
     """The signed content of a manifest."""
 
@@ -177,7 +101,7 @@ class Manifest:
             "counter": self.counter,
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
-            "release": None if self.release is None else self.release.to_dict(),
+            "release": None if self.release is None else self.release.to_json(),
             "reason": self.reason,
         }
 
@@ -190,6 +114,7 @@ class Manifest:
         """Parse a payload strictly (:class:`FormatError` on anything unexpected)."""
         what = "manifest"
         obj = strict_loads(payload, what=what)
+        check_keys(obj, ("_type", *(f.name for f in fields(cls))), what=what)
         if obj.get("_type") != MANIFEST_TYPE:
             raise FormatError(
                 f"{what}: unknown type",
@@ -207,7 +132,7 @@ class Manifest:
             counter=get_int(obj, "counter", what=what, lo=1),
             issued_at=get_int(obj, "issued_at", what=what),
             expires_at=get_int(obj, "expires_at", what=what),
-            release=None if release is None else ReleaseTarget.from_dict(release),
+            release=None if release is None else ReleaseTarget.from_json(release),
             reason=get_str(obj, "reason", what=what, max_len=512),
         )
 

@@ -54,6 +54,7 @@ from espsec.ota.encrypted_image import (
     recipient_id,
     scheme_of_key,
 )
+from espsec.ota.protocol import Encryption
 from espsec.secure_boot.crypto import check_signature, public_key_of, sign_digest
 from espsec.secure_boot.keys import hash_name
 from espsec.secure_boot.signature_block import SlotState, read_sector
@@ -70,6 +71,7 @@ MAX_BUNDLE_SIZE = 256 << 20
 MAX_IMAGE_SIZE = 16 << 20
 """Largest app image accepted (ESP32 apps live in at most 16 MiB of flash)."""
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_ENCRYPTIONS = tuple(e.value for e in Encryption)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class PayloadInfo:
 
     name: str
     encryption: str
-    """``none``, ``rsa3072`` or ``ecies-p256``."""
+    """An :class:`~espsec.ota.protocol.Encryption` value."""
     recipient: str | None
     """:func:`espsec.ota.encrypted_image.recipient_id` of the key that can decrypt it."""
     length: int
@@ -104,10 +106,15 @@ class PayloadInfo:
                 f"{what}: unexpected name", expected=f"payload-{index}.bin", found=name
             )
         encryption = get_str(obj, "encryption", what=what)
-        if encryption not in ("none", "rsa3072", "ecies-p256"):
-            raise FormatError(f"{what}: unknown encryption", field="encryption", found=encryption)
+        if encryption not in _ENCRYPTIONS:
+            raise FormatError(
+                f"{what}: unknown encryption",
+                field="encryption",
+                expected=", ".join(_ENCRYPTIONS),
+                found=encryption,
+            )
         recipient = get_opt_hex(obj, "recipient", what=what, size=32)
-        if (encryption == "none") != (recipient is None):
+        if (encryption == Encryption.NONE) != (recipient is None):
             raise FormatError(f"{what}: an encrypted payload needs a recipient, a plain one none")
         return cls(
             name=name,
@@ -386,7 +393,7 @@ def pack(
         enc_scheme = scheme_of_key(recipient)
         blobs.append((enc_scheme.value, recipient_id(recipient), encrypt_image(signed, recipient)))
     if include_plaintext or not encrypt_to:
-        blobs.append(("none", None, signed))
+        blobs.append((Encryption.NONE.value, None, signed))
     infos = tuple(
         PayloadInfo(f"payload-{i}.bin", enc, rid, len(data), hashlib.sha256(data).hexdigest())
         for i, (enc, rid, data) in enumerate(blobs)
@@ -596,7 +603,7 @@ def verify_release(
             "(statement altered, or signed by an untrusted key)"
         )
     for info, data in zip(st.payloads, bundle.payloads, strict=True):
-        if info.encryption == "none":
+        if info.encryption == Encryption.NONE:
             _check_plain_payload(bundle, data, keys, key_digests, revoked)
         else:
             _check_encrypted_payload(info, data, st.image_length)
