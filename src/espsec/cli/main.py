@@ -37,6 +37,7 @@ def _register() -> None:
         main.add_command(module.group)
     main.add_command(importlib.import_module("espsec.cli.cert_bundle").group)
     main.add_command(importlib.import_module("espsec.cli.ds").group)
+    main.add_command(importlib.import_module("espsec.cli.secure_cert").group)
 
 
 _register()
