@@ -1,0 +1,39 @@
+"""The ROM's serial download mode, served over TCP so esptool and espefuse drive the twin.
+
+Example::
+
+    from espsec.device import VirtualDevice
+    from espsec.device.download import DownloadServer
+
+    with DownloadServer(VirtualDevice.open("dev")).start() as server:
+        server.url  # "socket://127.0.0.1:PORT": esptool --port <url> write-flash ...
+
+Layers: :mod:`.slip` (framing), :mod:`.protocol` (packets, opcodes, status bytes, chip
+addresses), :mod:`.efuse_controller` and :mod:`.spi` (registers behind ``READ_REG`` /
+``WRITE_REG``), :mod:`.chip` (flash, RAM, persistence), :mod:`.rom_loader` and
+:mod:`.stub` (the two loaders), :mod:`.policy` (what the eFuses allow),
+:mod:`.session` (one connection) and :mod:`.server` (TCP).
+"""
+
+from espsec.device.download.chip import DownloadChip
+from espsec.device.download.policy import (
+    DownloadPolicy,
+    Interface,
+    download_policies,
+    download_policy,
+)
+from espsec.device.download.server import DownloadServer
+from espsec.device.download.session import DownloadSession
+from espsec.device.download.stub import KNOWN_STUBS, KnownStub
+
+__all__ = [
+    "KNOWN_STUBS",
+    "DownloadChip",
+    "DownloadPolicy",
+    "DownloadServer",
+    "DownloadSession",
+    "Interface",
+    "KnownStub",
+    "download_policies",
+    "download_policy",
+]
