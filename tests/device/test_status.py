@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from espsec import efuse
 from espsec.device import VirtualDevice, device_status
 
 from .kit import FACTORY_TABLE, FE_DEV, LOCKED, OTA0, app, bootloader, device, signed
@@ -50,3 +51,10 @@ def test_development_mode_flash_encryption_is_reported():
     assert "flash encryption is in development mode" in status.findings
     assert [a.partition for a in status.apps] == ["factory", "ota_0", "ota_1"]
     assert status.apps[0].ok and not status.apps[1].ok
+
+
+def test_status_reports_download_mode_on_every_interface():
+    dev = VirtualDevice.new("esp32s3", 1 << 20)
+    efuse.burn(dev.efuses, {"ENABLE_SECURITY_DOWNLOAD": 1, "DIS_USB_OTG_DOWNLOAD_MODE": 1})
+    modes = {p["interface"]: p["mode"] for p in device_status(dev).to_json()["download_mode"]}
+    assert modes == {"uart": "secure", "usb-serial-jtag": "secure", "usb-otg": "disabled"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from espsec.device.bootloader import check_app, read_otadata, read_partition_table, state_name
+from espsec.device.download.policy import DownloadPolicy, download_policies
 from espsec.device.first_boot import load_bootloader_image
 from espsec.device.hardware import Hardware, chip_revision
 from espsec.device.jtag import JtagStatus
@@ -69,6 +70,10 @@ class DeviceStatus:
     apps: tuple[AppInfo, ...]
     config: tuple[str, ...]
     """The bootloader's security build options that are on."""
+    download: tuple[DownloadPolicy, ...] = ()
+    """ROM download mode on each interface (UART, USB-Serial-JTAG, USB-OTG), from the
+    eFuses (``DIS_DOWNLOAD_MODE``, ``ENABLE_SECURITY_DOWNLOAD``, ``DIS_FORCE_DOWNLOAD``,
+    ``DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE``, ``DIS_USB_OTG_DOWNLOAD_MODE``)."""
 
     @property
     def locked(self) -> bool:
@@ -90,6 +95,7 @@ class DeviceStatus:
             ],
             "apps": [a.to_json() for a in self.apps],
             "bootloader_config": list(self.config),
+            "download_mode": [p.to_json() for p in self.download],
         }
 
 
@@ -192,4 +198,5 @@ def device_status(device: VirtualDevice) -> DeviceStatus:
         partitions=partitions,
         apps=tuple(apps),
         config=shown,
+        download=download_policies(device.efuses),
     )
