@@ -38,6 +38,8 @@ def _register() -> None:
     main.add_command(importlib.import_module("espsec.cli.cert_bundle").group)
     main.add_command(importlib.import_module("espsec.cli.ds").group)
     main.add_command(importlib.import_module("espsec.cli.secure_cert").group)
+    main.add_command(importlib.import_module("espsec.cli.prov").group)
+    importlib.import_module("espsec.cli.device_serve").register(device.group)
 
 
 _register()

@@ -180,3 +180,16 @@ class SrpClient:
         if not hmac.compare_digest(self._expected_device_proof, device_proof):
             return None
         return self._key
+
+
+def c_arrays(salt: bytes, verifier_bytes: bytes) -> str:
+    """``sec2_salt`` and ``sec2_verifier`` as the C arrays esp_prov's ``--sec2_gen_cred``
+    prints for firmware (``protocomm_security2_params_t``)."""
+
+    def array(name: str, data: bytes) -> str:
+        items = ", ".join(f"0x{b:02x}" for b in data)
+        lines = [items[i : i + 96].strip() for i in range(0, len(items), 96)]
+        body = "\n    ".join(lines)
+        return f"static const char {name}[] = {{\n    {body}\n}};\n"
+
+    return array("sec2_salt", salt) + "\n" + array("sec2_verifier", verifier_bytes)
