@@ -287,6 +287,26 @@ class DsPeripheral:
         x = int.from_bytes(message, "little")
         return pow(x, params.y, params.m).to_bytes(size, "little")
 
+    def key_for_tls(self, data: DsData, key_id: int) -> rsa.RSAPrivateKey:
+        """Where the model stops: the RSA key, for Python's TLS stack only.
+
+        A chip's DS peripheral never releases the key; Python's ``ssl`` cannot sign through
+        a callback, so the virtual device's TLS client takes it from here (after the same
+        HMAC, digest and padding checks as :meth:`sign`). See
+        ``docs/adr/0009-device-tls-key-in-peripheral.md``.
+        """
+        params = self._params(data, key_id)
+        p, q = rsa.rsa_recover_prime_factors(params.m, 65537, params.y)
+        return rsa.RSAPrivateNumbers(
+            p,
+            q,
+            params.y,
+            params.y % (p - 1),
+            params.y % (q - 1),
+            rsa.rsa_crt_iqmp(p, q),
+            rsa.RSAPublicNumbers(65537, params.m),
+        ).private_key()
+
     def public_key(self, data: DsData, key_id: int) -> rsa.RSAPublicKey:
         """The public key of the DS key (a check the device can make; ``e`` = 65537)."""
         return self._params(data, key_id).public_key()

@@ -196,6 +196,11 @@ class EcdsaPeripheral:
 
     # -- operations -----------------------------------------------------------------------
 
+    def key_for_tls(self, key_id: KeyId, curve: EcdsaCurve) -> ec.EllipticCurvePrivateKey:
+        """Where the model stops: the eFuse key, for Python's TLS stack only (a chip's
+        peripheral never releases it; ``docs/adr/0009-device-tls-key-in-peripheral.md``)."""
+        return self._private(key_id, curve)
+
     def export_public_key(self, key_id: KeyId, curve: EcdsaCurve) -> ec.EllipticCurvePublicKey:
         """``esp_ecdsa_export_pubkey``: the public key of an eFuse key."""
         return self._private(key_id, curve).public_key()
