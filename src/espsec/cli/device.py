@@ -552,6 +552,21 @@ def jtag(
     emit(state.to_json(), as_json, lambda: click.echo(state.describe()))
 
 
+@group.command("sign")
+@click.argument("folder", type=_dir)
+@click.option("--data", "data_file", type=_file, required=True, help="The file to sign.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    help="Signature to write (RSA PKCS#1 v1.5 / SHA-256, or DER ECDSA).",
+)  # fmt: skip
+@json_option
+def sign(folder: Path, data_file: Path, output: Path, as_json: bool) -> None:
+    """Sign a file with the device's identity key (DS or ECDSA peripheral)."""
+    from espsec.cli.device_identity import sign_command
+
+    sign_command(folder, data_file, output, as_json)
+
+
 # -- rendering ------------------------------------------------------------------------
 
 
