@@ -51,13 +51,13 @@ from espsec.device import (
     provision_ota,
     run_ota,
 )
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.fleet import AdminClient, init_fleet
 from espsec.image import build_app_image, build_bootloader_image
 from espsec.image.partition_table import PartitionTable
 from espsec.ota import CheckIn, FleetClient, ManifestTrust, OutcomeReport, TlsTrust
 from espsec.ota import release as release_module
 from espsec.ota.manifest import load_manifest_public_key
+from espsec.sdkconfig import BootloaderConfig
 
 DEADLINE_S = 600
 

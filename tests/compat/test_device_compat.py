@@ -13,9 +13,9 @@ from espsec import efuse, secure_boot
 from espsec.chips import get_chip
 from espsec.device import Stage, VirtualDevice, WriteMode
 from espsec.device.flash import flash_encryption_key
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.image import build_app_image, build_bootloader_image
 from espsec.image.partition_table import PartitionTable
+from espsec.sdkconfig import BootloaderConfig
 
 from .conftest import run_tool
 

@@ -8,9 +8,9 @@ from functools import cache
 from espsec import secure_boot
 from espsec.chips import get_chip
 from espsec.device import VirtualDevice
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.image import build_app_image, build_bootloader_image
 from espsec.image.partition_table import PartitionTable
+from espsec.sdkconfig import BootloaderConfig
 
 FLASH_SIZE = 1 << 20
 TABLE_OFFSET = 0x8000

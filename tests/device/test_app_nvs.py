@@ -16,10 +16,10 @@ from espsec.device.nvs import (
     read_security_cfg,
 )
 from espsec.device.ota_state import OtaNvs, OtaStateError
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.flash import FaultPlan, PowerCut
 from espsec.image.partition_table import PartitionTable
 from espsec.nvs import NvsKeys, NvsStore
+from espsec.sdkconfig import BootloaderConfig
 
 from .kit import FACTORY, FACTORY_TABLE, FE_DEV, app, bootloader, device
 

@@ -15,11 +15,11 @@ import pytest
 from espsec import efuse, secure_boot
 from espsec.device import Outcome, Stage, VirtualDevice, WriteMode
 from espsec.device.boot_select import ota
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import security_state
 from espsec.errors import UsageError
 from espsec.flash_encryption import FlashCipher
 from espsec.image.otadata import OtaData, OtaImgState, OtaSelectEntry
+from espsec.sdkconfig import BootloaderConfig
 from espsec.secure_boot import SignatureBlock, read_sector
 
 from .kit import (
@@ -640,9 +640,13 @@ def test_pre_encrypted_write_boots_when_host_holds_the_key():
 
 def test_esp32p4_first_boot_with_ecdsa_secure_boot_and_flash_encryption(sb_keys):
     key = sb_keys["ecdsa256"]
+    # ESP-IDF offers ECDSA Secure Boot on the P4 only as a potentially insecure option
+    # (SECURE_BOOT_V2_ECDSA_INSECURE, hardware errata): Kconfig needs both switches.
     config = BootloaderConfig.from_options(
         idf_target="esp32p4",
         secure_boot=True,
+        secure_boot_insecure=True,
+        secure_boot_v2_force_enable_ecdsa=True,
         secure_signed_apps_scheme="ECDSA_V2",
         secure_flash_enc_enabled=True,
     )

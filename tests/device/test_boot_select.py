@@ -36,7 +36,6 @@ from espsec.device.boot_select import (
     set_boot_partition,
     set_boot_partition_write,
 )
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.errors import UsageError
 from espsec.image.otadata import (
     ERASED_ENTRY,
@@ -45,6 +44,7 @@ from espsec.image.otadata import (
     OtaImgState,
     OtaSelectEntry,
 )
+from espsec.sdkconfig import BootloaderConfig
 
 ROLLBACK = OtaPolicy(rollback=True)
 ANTI = OtaPolicy(rollback=True, anti_rollback=True)

@@ -6,8 +6,8 @@ import pytest
 
 from espsec import efuse
 from espsec.device import JtagError, VirtualDevice
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import jtag_token
+from espsec.sdkconfig import BootloaderConfig
 
 from .kit import OTA0, app, device, signed
 

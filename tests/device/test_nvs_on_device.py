@@ -12,8 +12,8 @@ from espsec import efuse
 from espsec.cli.main import main
 from espsec.device import VirtualDevice
 from espsec.device.nvs import NvsInitError, read_device_nvs
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.nvs import NvsKeys, generate_csv_partition
+from espsec.sdkconfig import BootloaderConfig
 
 from .kit import FACTORY, FACTORY_TABLE, app, bootloader, device
 

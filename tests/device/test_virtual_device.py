@@ -10,9 +10,9 @@ import pytest
 
 from espsec import efuse
 from espsec.device import FaultPlan, Outcome, VirtualDevice, WriteMode
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import security_state
 from espsec.errors import OutputExistsError, UnsupportedError, UsageError
+from espsec.sdkconfig import BootloaderConfig
 
 from .kit import FE_DEV, OTA0, OTA_TABLE, app, bootloader
 

@@ -1,8 +1,11 @@
 """The chip catalogue: facts about each ESP32 target, as data.
 
-Sources (ESP-IDF): ``components/soc/<chip>/include/soc/soc_caps.h`` (Secure Boot
-schemes, XTS-AES key sizes, key digest slots), ``esp_app_format.h`` (image chip ids),
-``components/esp_rom/<chip>/Kconfig.soc_caps.in`` (ROM bootloader offset).
+Sources (ESP-IDF v5.5): ``components/soc/<chip>/include/soc/soc_caps.h`` (Secure Boot
+schemes, XTS-AES key sizes, key digest slots, the other ``SOC_*`` capabilities),
+``esp_app_format.h`` (image chip ids), ``components/esp_rom/<chip>/Kconfig.soc_caps.in``
+(ROM bootloader offset), ``components/bootloader/Kconfig.app_rollback`` (secure version
+field width), ``components/bootloader_support/src/<chip>/flash_encryption_secure_
+features.c`` (download-mode cache eFuses).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ ECDSA192 = "ecdsa192"
 ECDSA256 = "ecdsa256"
 ECDSA384 = "ecdsa384"
 SCHEMES = (RSA3072, ECDSA192, ECDSA256, ECDSA384)
+
+DEFAULT_CHIP = "esp32s3"
+"""The target assumed when none is named: espsec's primary target (ESP-IDF itself falls
+back to ``esp32``, which espsec does not model)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,40 @@ class Chip:
     rev_max_full: int = 0xFFFF
     """Default ``CONFIG_ESP_REV_MAX_FULL``: the ``max_chip_rev_full`` ESP-IDF builds write."""
     load_addresses: LoadAddresses | None = None
+    secure_download_mode: bool = True
+    """``SOC_SUPPORTS_SECURE_DL_MODE``: the ROM has a secure download mode."""
+    secure_version_bits: int = 16
+    """Width of the app ``SECURE_VERSION`` eFuse field: the default and largest
+    ``CONFIG_BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD`` (32 on ESP32, 4 on ESP32-C2, 9 on
+    ESP32-C5)."""
+    extra_soc_caps: frozenset[str] = frozenset()
+    """Boolean ``SOC_*`` capabilities no other field states (see :attr:`soc_caps`)."""
+    uart_download_cache_fields: tuple[str, ...] = ()
+    """eFuses ``esp_flash_encryption_enable_secure_features`` burns to shut flash cache
+    access out of UART download mode, unless ``SECURE_FLASH_UART_BOOTLOADER_ALLOW_CACHE``."""
+    efuse_table: str | None = None
+    """The eFuse table espsec models the chip with (``espsec/efuse/data/<name>.json``);
+    ``None``: no eFuse model, and so no virtual device."""
+
+    @property
+    def soc_caps(self) -> frozenset[str]:
+        """Every boolean ``SOC_*`` capability the chip has, by its ``soc_caps.h`` name: those
+        the other fields imply plus :attr:`extra_soc_caps`."""
+        implied = {
+            "SOC_SECURE_BOOT_SUPPORTED": bool(self.secure_boot_schemes),
+            "SOC_SECURE_BOOT_V2_RSA": RSA3072 in self.secure_boot_schemes,
+            "SOC_SECURE_BOOT_V2_ECC": bool(self.secure_boot_schemes - {RSA3072}),
+            "SOC_FLASH_ENC_SUPPORTED": bool(self.xts_key_bits),
+            "SOC_FLASH_ENCRYPTION_XTS_AES": bool(self.xts_key_bits),
+            "SOC_FLASH_ENCRYPTION_XTS_AES_128": 256 in self.xts_key_bits,
+            "SOC_FLASH_ENCRYPTION_XTS_AES_256": 512 in self.xts_key_bits,
+            "SOC_FLASH_ENCRYPTION_XTS_AES_OPTIONS": len(self.xts_key_bits) > 1,
+            "SOC_HMAC_SUPPORTED": "hmac" in self.peripherals,
+            "SOC_DIG_SIGN_SUPPORTED": "ds" in self.peripherals,
+            "SOC_ECDSA_SUPPORTED": "ecdsa" in self.peripherals,
+            "SOC_SUPPORTS_SECURE_DL_MODE": self.secure_download_mode,
+        }
+        return frozenset(name for name, has in implied.items() if has) | self.extra_soc_caps
 
     def require_scheme(self, scheme: str) -> None:
         """Raise :class:`UsageError` unless this chip's ROM accepts ``scheme``."""
@@ -90,6 +131,14 @@ class Chip:
 
 
 _ECC_ROM = frozenset({RSA3072, ECDSA192, ECDSA256})
+# SOC_* capabilities every modelled chip has (soc_caps.h).
+_COMMON_CAPS = frozenset(
+    {
+        "SOC_EFUSE_REVOKE_BOOT_KEY_DIGESTS",
+        "SOC_RTC_FAST_MEM_SUPPORTED",
+        "SOC_SUPPORT_SECURE_BOOT_REVOKE_KEY",
+    }
+)
 
 
 def _regions(*rows: tuple[int, int, str]) -> tuple[MemoryRegion, ...]:
@@ -173,6 +222,17 @@ CHIPS: dict[str, Chip] = {
             bootloader_offset=0x0,
             secure_boot_schemes=frozenset({RSA3072}),
             xts_key_bits=(256, 512),
+            extra_soc_caps=_COMMON_CAPS
+            | {
+                "SOC_CONFIGURABLE_VDDSDIO_SUPPORTED",
+                "SOC_EFUSE_DIS_DOWNLOAD_DCACHE",
+                "SOC_EFUSE_DIS_DOWNLOAD_ICACHE",
+                "SOC_EFUSE_DIS_ICACHE",
+                "SOC_SPI_MEM_SUPPORT_CACHE_32BIT_ADDR_MAP",
+                "SOC_SPI_MEM_SUPPORT_FLASH_OPI_MODE",
+            },
+            uart_download_cache_fields=("DIS_DOWNLOAD_DCACHE", "DIS_DOWNLOAD_ICACHE"),
+            efuse_table="esp32s3",
         ),
         Chip(
             "esp32p4",
@@ -193,6 +253,17 @@ CHIPS: dict[str, Chip] = {
             xts_key_bits=(256, 512),
             peripherals=frozenset({"hmac", "ds", "ecdsa"}),
             notes="ECDSA P-384 Secure Boot needs chip revision v3.0+ (SECURE_BOOT_SHA384_EN)",
+            extra_soc_caps=_COMMON_CAPS
+            | {
+                "SOC_ECDSA_SUPPORT_CURVE_P384",
+                "SOC_FLASH_ENCRYPTION_XTS_AES_SUPPORT_PSEUDO_ROUND",
+                "SOC_KEY_MANAGER_SUPPORTED",
+                "SOC_KEY_MANAGER_FE_KEY_DEPLOY",
+                "SOC_RECOVERY_BOOTLOADER_SUPPORTED",
+                "SOC_SPI_MEM_SUPPORT_CACHE_32BIT_ADDR_MAP",
+            },
+            uart_download_cache_fields=("SPI_DOWNLOAD_MSPI_DIS",),
+            efuse_table="esp32p4",
         ),
         Chip(
             "esp32c3",
@@ -211,6 +282,7 @@ CHIPS: dict[str, Chip] = {
             bootloader_offset=0x0,
             secure_boot_schemes=frozenset({RSA3072}),
             xts_key_bits=(256,),
+            extra_soc_caps=_COMMON_CAPS | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE"},
         ),
         Chip(
             "esp32c6",
@@ -231,6 +303,7 @@ CHIPS: dict[str, Chip] = {
             secure_boot_schemes=_ECC_ROM,
             xts_key_bits=(256,),
             peripherals=frozenset({"hmac", "ds"}),
+            extra_soc_caps=_COMMON_CAPS | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE"},
         ),
         Chip(
             "esp32h2",
@@ -251,9 +324,15 @@ CHIPS: dict[str, Chip] = {
             secure_boot_schemes=_ECC_ROM,
             xts_key_bits=(256,),
             peripherals=frozenset({"hmac", "ds", "ecdsa"}),
+            extra_soc_caps=_COMMON_CAPS
+            | {"SOC_EFUSE_DIS_ICACHE", "SOC_FLASH_ENCRYPTION_XTS_AES_SUPPORT_PSEUDO_ROUND"},
         ),
     )
 }
+
+
+EFUSE_MODEL_CHIPS: tuple[str, ...] = tuple(c.name for c in CHIPS.values() if c.efuse_table)
+"""Chips espsec has an eFuse model for, and so a virtual device."""
 
 
 def get_chip(name: str) -> Chip:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from espsec._io import read_bytes, write_atomic
+from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.cli._common import INT, emit, json_option, source
 from espsec.device import (
     AppRuntime,
@@ -32,12 +33,12 @@ from espsec.device import (
 from espsec.device.boot_select import AppPartition, OtaOpResult
 from espsec.device.ota_client import OtaOutcome, OtaReport, run_ota
 from espsec.device.ota_state import DecryptionScheme, OtaProvisioning, provision_ota
-from espsec.device.sdkconfig import BootloaderConfig
-from espsec.device.virtual_device import SUPPORTED_CHIPS, FlashedFile
+from espsec.device.virtual_device import FlashedFile
 from espsec.errors import UsageError
 from espsec.flash_encryption import parse_flash_size
 from espsec.image.partition_table import load_partition_table
 from espsec.ota import TlsTrust, load_manifest_public_key
+from espsec.sdkconfig import Assignment, BootloaderConfig, read_name_values, read_sdkconfig
 
 group = click.Group("device", help="A virtual chip: create, flash, boot, update, inspect.")
 
@@ -49,18 +50,12 @@ def _config(sdkconfig: Path | None, options: Sequence[str]) -> BootloaderConfig 
     """``--sdkconfig FILE`` and ``--config NAME=VALUE`` as one bootloader configuration."""
     if sdkconfig is None and not options:
         return None
-    lines = []
+    assignments: dict[str, Assignment] = {}
     if sdkconfig is not None:
-        lines.append(read_bytes(sdkconfig, what="sdkconfig").decode("utf-8", "replace"))
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--config takes NAME=VALUE, got {option!r}")
-        name = name.strip().removeprefix("CONFIG_")
-        value = value.strip()
-        lines.append(f"# CONFIG_{name} is not set" if value == "n" else f"CONFIG_{name}={value}")
-    with source(str(sdkconfig) if sdkconfig else "--config"):
-        return BootloaderConfig.parse("\n".join(lines))
+        data = read_bytes(sdkconfig, what="sdkconfig")
+        assignments.update(read_sdkconfig(data, source=str(sdkconfig)))
+    assignments.update(read_name_values(options, source="--config"))
+    return BootloaderConfig.resolve(assignments)
 
 
 _sdkconfig_options = [
@@ -91,7 +86,7 @@ def _open(path: Path) -> VirtualDevice:
 
 
 @group.command("create")
-@click.option("--chip", type=click.Choice(SUPPORTED_CHIPS), required=True)
+@click.option("--chip", type=click.Choice(EFUSE_MODEL_CHIPS), required=True)
 @click.option("--flash-size", default="4MB", show_default=True, help="4MB, 16MB, 0x200000 …")
 @_with_sdkconfig
 @click.argument("folder", type=_dir)

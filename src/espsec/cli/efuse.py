@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from espsec import efuse
+from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.cli._common import emit, json_option, source
 from espsec.efuse import keys
-from espsec.efuse.layout import SUPPORTED_CHIPS
 from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_file, burn_plan_file
 from espsec.errors import UsageError
 
@@ -29,7 +29,7 @@ _path = click.Path(dir_okay=False, path_type=Path)
 def _file_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option(
         "--chip",
-        type=click.Choice(SUPPORTED_CHIPS),
+        type=click.Choice(EFUSE_MODEL_CHIPS),
         help="Chip (needed only for a file without an espsec sidecar, e.g. from espefuse).",
     )(f)
     return click.option(
@@ -123,7 +123,7 @@ def _emit_burn(result: FileBurn, as_json: bool) -> None:
 
 
 @group.command("new")
-@click.option("--chip", type=click.Choice(SUPPORTED_CHIPS), required=True)
+@click.option("--chip", type=click.Choice(EFUSE_MODEL_CHIPS), required=True)
 @click.argument("efuse_file", type=_path)
 def new_cmd(chip: str, efuse_file: Path) -> None:
     """Create a fresh virtual eFuse FILE (all zeros) and its sidecar."""

@@ -9,13 +9,12 @@ from pathlib import Path
 import click
 
 from espsec._io import atomic_output, read_bytes
-from espsec.chips import get_chip
+from espsec.chips import DEFAULT_CHIP, get_chip
 from espsec.cli._common import INT, emit, json_option, source
 from espsec.errors import UsageError
 from espsec.flash_encryption import keys as fe_keys
 from espsec.flash_encryption.cipher import process_file
 from espsec.flash_encryption.whole_flash import (
-    DEFAULT_CHIP,
     FlashWrite,
     encrypt_flash,
     load_build_dir,

@@ -46,11 +46,11 @@ from espsec.device.image_check import (
 )
 from espsec.device.partitions import BootloaderState
 from espsec.device.report import ImageCheck, Stage, StageReport
-from espsec.device.sdkconfig import BootloaderConfig, FlashEncryptionMode, RomDownloadMode
 from espsec.efuse import BurnRefused, Transaction, security_state
 from espsec.errors import UsageError
 from espsec.flash import SECTOR_SIZE
 from espsec.image.otadata import OTADATA_SIZE, OtaData, OtaImgState
+from espsec.sdkconfig import BootloaderConfig, FlashEncryptionMode, RomDownloadMode
 
 if TYPE_CHECKING:
     from espsec.device.report import BootReport

@@ -32,11 +32,11 @@ from espsec.device.report import (
     StageReport,
 )
 from espsec.device.rom import rom_stage
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import security_state
 from espsec.errors import EspsecError
 from espsec.flash import PowerCut, WriteCounter
 from espsec.image import AppDesc
+from espsec.sdkconfig import BootloaderConfig
 
 MAX_PASSES = 4
 """Resets one power-on may go through (the first boot resets once)."""

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Self
 
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.errors import UsageError
 from espsec.image.otadata import (
     MAX_OTA_SLOTS,
@@ -38,6 +37,7 @@ from espsec.image.otadata import (
     OtaSelectEntry,
     select_otadata,
 )
+from espsec.sdkconfig import BootloaderConfig
 
 FACTORY_INDEX = -1
 """ESP-IDF's partition index of the factory app (``bootloader_config.h``)."""

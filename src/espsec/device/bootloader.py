@@ -36,13 +36,13 @@ from espsec.device.first_boot import (
 from espsec.device.hardware import Hardware
 from espsec.device.image_check import LoadedImage, load_image, read_app_desc
 from espsec.device.partitions import BootloaderState, PartitionTableInvalid, partition_table_verify
-from espsec.device.sdkconfig import BootloaderConfig
 from espsec.efuse import Transaction, security_state
 from espsec.errors import EspsecError
 from espsec.flash import SECTOR_SIZE, FlashAccessError
 from espsec.image import check_chip
 from espsec.image.otadata import OTADATA_SIZE, OtaData, OtadataWrite, OtaImgState
 from espsec.image.partition_table import MAX_TABLE_LENGTH, Partition
+from espsec.sdkconfig import BootloaderConfig
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ ciphertext that the ROM reads as plaintext (the ``load_image`` comment in ESP-ID
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from espsec.device.hardware import Hardware
@@ -40,12 +39,6 @@ from espsec.device.image_check import (
     own_trust,
 )
 from espsec.device.partitions import PartitionTableInvalid, partition_table_verify
-from espsec.device.sdkconfig import (
-    BootloaderConfig,
-    FlashEncryptionKeySize,
-    FlashEncryptionMode,
-    RomDownloadMode,
-)
 from espsec.efuse import BlockDef, Efuses, Transaction, security_state
 from espsec.errors import EspsecError
 from espsec.flash import SECTOR_SIZE
@@ -60,15 +53,12 @@ from espsec.image.partition_table import (
     PARTITION_TABLE,
     Partition,
 )
-
-# Chip facts for the secure features (``<chip>/flash_encryption_secure_features.c``).
-_FE_CACHE_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "esp32s3": ("DIS_DOWNLOAD_DCACHE", "DIS_DOWNLOAD_ICACHE"),
-    "esp32p4": ("SPI_DOWNLOAD_MSPI_DIS",),
-}
-"""eFuses burned unless ``SECURE_FLASH_UART_BOOTLOADER_ALLOW_CACHE``."""
-_FE_WRITE_PROTECT_CACHE: Mapping[str, bool] = {"esp32s3": True, "esp32p4": False}
-"""``WR_DIS_DIS_ICACHE`` burned unless ``SECURE_FLASH_SKIP_WRITE_PROTECTION_CACHE``."""
+from espsec.sdkconfig import (
+    BootloaderConfig,
+    FlashEncryptionKeySize,
+    FlashEncryptionMode,
+    RomDownloadMode,
+)
 
 DIGEST_PURPOSES = ("SECURE_BOOT_DIGEST0", "SECURE_BOOT_DIGEST1", "SECURE_BOOT_DIGEST2")
 
@@ -77,18 +67,9 @@ class FirstBootError(EspsecError):
     """The first-boot step failed: the bootloader gives up on this app (nothing burned)."""
 
 
-def _raw_option(config: BootloaderConfig, name: str, default: bool) -> bool:
-    """An option :class:`BootloaderConfig` does not model, with its Kconfig default."""
-    value = config.raw.get(name, default)
-    return bool(value)
-
-
 def signed_on_boot(config: BootloaderConfig) -> bool:
     """``CONFIG_SECURE_SIGNED_ON_BOOT``: the bootloader checks app signatures."""
-    return config.secure_boot_v2_enabled or (
-        config.secure_signed_apps_no_secure_boot
-        and _raw_option(config, "SECURE_SIGNED_ON_BOOT_NO_SECURE_BOOT", False)
-    )
+    return config.secure_signed_on_boot
 
 
 def app_trust(efuses: Efuses) -> Trust:
@@ -310,7 +291,7 @@ def secure_boot_v2_permanently_enable(
     if security_state(hw.efuses).secure_boot_enabled:
         log.note("secure boot v2 is already enabled, continuing")
         return
-    if _raw_option(config, "SECURE_BOOT_REQUIRE_ALREADY_ENABLED", False):
+    if config.secure_boot_require_already_enabled:
         raise FirstBootError(
             "secure boot is not enabled, and SECURE_BOOT_REQUIRE_ALREADY_ENABLED is set"
         )
@@ -374,7 +355,6 @@ def _flash_encryption_secure_features(
 ) -> list[str]:
     """``esp_flash_encryption_enable_secure_features`` for the chip."""
     notes = []
-    chip = hw.chip.name
     if config.secure_flash_uart_bootloader_allow_enc:
         notes.append("not disabling UART bootloader encryption")
     else:
@@ -383,7 +363,7 @@ def _flash_encryption_secure_features(
     if config.secure_flash_uart_bootloader_allow_cache:
         notes.append("not disabling UART bootloader cache - SECURITY COMPROMISED")
     else:
-        for name in _FE_CACHE_FIELDS.get(chip, ()):
+        for name in hw.chip.uart_download_cache_fields:
             tx.burn(name, 1)
         notes.append("disabling UART bootloader cache")
     if config.secure_boot_allow_jtag:
@@ -395,8 +375,10 @@ def _flash_encryption_secure_features(
     if config.secure_boot_v2_enabled and not config.secure_boot_v2_allow_efuse_rd_dis:
         tx.write_protect("RD_DIS")
         notes.append("preventing read disabling of additional eFuses (WR_DIS_RD_DIS)")
-    skip = _raw_option(config, "SECURE_FLASH_SKIP_WRITE_PROTECTION_CACHE", False)
-    if _FE_WRITE_PROTECT_CACHE.get(chip, False) and not skip:
+    if (
+        config.secure_flash_has_write_protection_cache
+        and not config.secure_flash_skip_write_protection_cache
+    ):
         tx.write_protect("DIS_ICACHE")
         notes.append("write-protecting DIS_ICACHE (WR_DIS bit 2)")
     return notes
@@ -438,7 +420,7 @@ def _partition_length(hw: Hardware, config: BootloaderConfig, p: Partition) -> i
         if not loaded.ok:
             hw.log.note(f"{p.name}: no valid plaintext image ({loaded.check.reason}): left as is")
             return None
-        only_image = _raw_option(config, "SECURE_FLASH_ENCRYPT_ONLY_IMAGE_LEN_IN_APP_PART", True)
+        only_image = config.secure_flash_encrypt_only_image_len_in_app_part
         if p.type == APP and only_image and loaded.check.length is not None:
             return loaded.check.length
         return p.size
@@ -511,7 +493,7 @@ def flash_encryption_enable(hw: Hardware, config: BootloaderConfig) -> bool:
         )
         log.note(f"flash encryption is enabled ({left} plaintext flashes left)")
         return False
-    if _raw_option(config, "SECURE_FLASH_REQUIRE_ALREADY_ENABLED", False):
+    if config.secure_flash_require_already_enabled:
         raise FirstBootError(
             "flash encryption is not enabled, and SECURE_FLASH_REQUIRE_ALREADY_ENABLED is set"
         )

@@ -28,14 +28,13 @@ from types import TracebackType
 from typing import Self
 
 from espsec._io import PathLike, read_bytes, write_atomic
-from espsec.chips import Chip, get_chip
+from espsec.chips import EFUSE_MODEL_CHIPS, Chip, get_chip
 from espsec.device.app import AppRuntime
 from espsec.device.boot import run_boot
 from espsec.device.flash import ENCRYPTED_WRITE_ALIGN, SpiFlash
 from espsec.device.hardware import Hardware
 from espsec.device.jtag import JtagStatus, hmac_jtag_enable, jtag_status, soft_disable_transaction
 from espsec.device.report import BootReport
-from espsec.device.sdkconfig import BootloaderConfig, SdkconfigError
 from espsec.efuse import Efuses, load, new, save, security_state, sidecar_path
 from espsec.errors import (
     EspsecError,
@@ -47,12 +46,12 @@ from espsec.errors import (
 from espsec.flash import SECTOR_SIZE, WRITE_ALIGN, FaultPlan, PowerCut, WriteCounter
 from espsec.flash_encryption import load_build_dir
 from espsec.image.partition_table import PartitionTable
+from espsec.sdkconfig import BootloaderConfig
 
 DEVICE_FILE = "device.json"
 EFUSE_FILE = "efuse.bin"
 FLASH_FILE = "flash.bin"
 _FORMAT = "espsec-virtual-device"
-SUPPORTED_CHIPS = ("esp32s3", "esp32p4")
 
 
 class WriteMode(StrEnum):
@@ -99,18 +98,7 @@ def config_from_build_dir(build_dir: PathLike) -> BootloaderConfig | None:
         values = json.loads(read_bytes(json_file))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FormatError("not valid JSON", source=str(json_file)) from None
-    if not isinstance(values, dict):
-        raise FormatError("not a kconfgen sdkconfig.json object", source=str(json_file))
-    lines = []
-    for name, value in values.items():
-        if isinstance(value, bool):
-            lines.append(f"CONFIG_{name}=y" if value else f"# CONFIG_{name} is not set")
-        elif isinstance(value, int):
-            lines.append(f"CONFIG_{name}={value}")
-        elif isinstance(value, str):
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'CONFIG_{name}="{escaped}"')
-    return BootloaderConfig.parse("\n".join(lines), source=str(json_file))
+    return BootloaderConfig.from_json(values, source=str(json_file))
 
 
 class VirtualDevice:
@@ -133,7 +121,7 @@ class VirtualDevice:
         path: PathLike | None = None,
         jtag_reenabled: bool = False,
     ) -> None:
-        if efuses.chip not in SUPPORTED_CHIPS:  # pragma: no cover - no eFuse model either
+        if efuses.chip not in EFUSE_MODEL_CHIPS:  # pragma: no cover - no eFuse model either
             raise UnsupportedError(f"no virtual device for {efuses.chip}")
         self.efuses = efuses
         self.flash = SpiFlash(flash, efuses, WriteCounter())
@@ -153,9 +141,10 @@ class VirtualDevice:
     def new(cls, chip: str, flash_size: int, *, config: BootloaderConfig | None = None) -> Self:
         """A blank chip (every eFuse 0) with erased flash, in memory."""
         found = get_chip(chip)
-        if found.name not in SUPPORTED_CHIPS:
+        if found.name not in EFUSE_MODEL_CHIPS:
+            supported = ", ".join(get_chip(n).display_name for n in EFUSE_MODEL_CHIPS)
             raise UnsupportedError(
-                f"no virtual device for {found.display_name} (supported: ESP32-S3, ESP32-P4)"
+                f"no virtual device for {found.display_name} (supported: {supported})"
             )
         name = found.name
         if flash_size <= 0 or flash_size % SECTOR_SIZE:
@@ -224,18 +213,16 @@ class VirtualDevice:
                 found=f"{len(flash)} bytes",
                 source=str(folder / FLASH_FILE),
             )
-        text = meta.get("bootloader_config")
-        if text is not None and not isinstance(text, str):
-            raise FormatError(
-                "not sdkconfig text", field="bootloader_config", source=str(meta_file)
-            )
+        stored = meta.get("bootloader_config")
         config = None
-        if isinstance(text, str):
-            try:
-                config = BootloaderConfig.parse(text, source=str(meta_file))
-            except SdkconfigError as exc:
-                exc.source = str(meta_file)
-                raise
+        if isinstance(stored, dict):
+            config = BootloaderConfig.from_json(stored, source=str(meta_file))
+        elif isinstance(stored, str):  # device folders written before the JSON form
+            config = BootloaderConfig.parse(stored, source=str(meta_file))
+        elif stored is not None:
+            raise FormatError(
+                "not an sdkconfig.json object", field="bootloader_config", source=str(meta_file)
+            )
         return cls(
             efuses,
             flash,
@@ -258,7 +245,7 @@ class VirtualDevice:
             "version": 1,
             "chip": self.efuses.chip,
             "flash_size": self.flash.size,
-            "bootloader_config": None if self._config is None else self._config.to_sdkconfig(),
+            "bootloader_config": None if self._config is None else self._config.to_json(),
             "jtag_reenabled": self.jtag_reenabled,
         }
         write_atomic(self.path / DEVICE_FILE, (json.dumps(meta, indent=1) + "\n").encode())

@@ -39,7 +39,6 @@ from espsec.efuse.burn import (
     write_protect,
 )
 from espsec.efuse.layout import (
-    SUPPORTED_CHIPS,
     BlockDef,
     EfuseLayout,
     FieldDef,
@@ -83,7 +82,6 @@ from espsec.efuse.security import (
 from espsec.efuse.summary import blocks_report, field_record, summary
 
 __all__ = [
-    "SUPPORTED_CHIPS",
     "BlockDef",
     "BlockErrors",
     "BurnField",

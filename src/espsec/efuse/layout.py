@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-from espsec.chips import Chip, get_chip
+from espsec.chips import EFUSE_MODEL_CHIPS, Chip, get_chip
 from espsec.errors import UnsupportedError, UsageError
 
 FieldKind = Literal["uint", "bool", "bytes"]
@@ -164,7 +164,7 @@ _POSTPONED = (
     "SECURE_BOOT_EN",
 )
 
-_FACTS: dict[str, SecurityFacts] = {
+_FACTS: dict[str, SecurityFacts] = {  # by Chip.efuse_table
     "esp32s3": SecurityFacts(
         postponed_fields=_POSTPONED,
         release_mode_fields=(
@@ -279,21 +279,18 @@ class EfuseLayout:
         return tuple(names)
 
 
-SUPPORTED_CHIPS = tuple(_FACTS)
-
-
 @cache
 def layout_for(chip: str) -> EfuseLayout:
     """The eFuse layout of ``chip`` (``esp32s3`` or ``esp32p4``)."""
     c = get_chip(chip)
-    if c.name not in _FACTS:
-        supported = ", ".join(get_chip(n).display_name for n in SUPPORTED_CHIPS)
+    if c.efuse_table is None:
+        supported = ", ".join(get_chip(n).display_name for n in EFUSE_MODEL_CHIPS)
         raise UnsupportedError(f"no eFuse model for {c.display_name} (supported: {supported})")
-    text = resources.files("espsec.efuse").joinpath("data", f"{c.name}.json").read_text()
-    return _parse(c, json.loads(text))
+    text = resources.files("espsec.efuse").joinpath("data", f"{c.efuse_table}.json").read_text()
+    return _parse(c, json.loads(text), _FACTS[c.efuse_table])
 
 
-def _parse(chip: Chip, d: Mapping[str, Any]) -> EfuseLayout:
+def _parse(chip: Chip, d: Mapping[str, Any], facts: SecurityFacts) -> EfuseLayout:
     blocks = tuple(
         BlockDef(
             index=b["index"],
@@ -338,7 +335,7 @@ def _parse(chip: Chip, d: Mapping[str, Any]) -> EfuseLayout:
         blocks=blocks,
         fields=fields,
         purposes=purposes,
-        facts=_FACTS[chip.name],
+        facts=facts,
         custom_purpose_names=d["custom_purpose_names"],
         source=d["source"],
         _by_name=by_name,

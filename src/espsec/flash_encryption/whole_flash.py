@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from espsec._io import PathLike, read_bytes
-from espsec.chips import Chip, get_chip
+from espsec.chips import DEFAULT_CHIP, Chip, get_chip
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.flash_encryption.cipher import FlashCipher
 from espsec.flash_encryption.keys import FlashEncryptionKey
@@ -41,7 +41,6 @@ from espsec.image.partition_table import (
 SECTOR = 0x1000
 ENCRYPTED_WRITE_ALIGN = 16
 PLAIN_WRITE_ALIGN = 4
-DEFAULT_CHIP = "esp32s3"
 BOOTLOADER_REGION = "bootloader"
 TABLE_REGION = "partition table"
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from espsec.device.sdkconfig import (
+from espsec.chips import CHIPS, ECDSA192, ECDSA256
+from espsec.errors import FormatError, UsageError
+from espsec.sdkconfig import (
     BootloaderConfig,
     EcdsaKeyLen,
     FlashEncryptionKeySize,
@@ -18,7 +22,6 @@ from espsec.device.sdkconfig import (
     SdkconfigError,
     SignedAppsScheme,
 )
-from espsec.errors import FormatError, UsageError
 
 # An excerpt in the layout kconfgen writes (section comments, "is not set" lines).
 SECURE_SDKCONFIG = """\
@@ -97,13 +100,22 @@ def test_parses_a_generated_secure_sdkconfig():
     assert cfg.flash_size == 8 << 20
 
 
-def test_unknown_options_are_kept_in_raw():
+def test_other_components_options_are_kept_in_raw_and_table_options_are_typed():
     cfg = BootloaderConfig.parse(SECURE_SDKCONFIG)
     assert cfg.raw["SOC_ADC_SUPPORTED"] is True
     assert cfg.raw["IDF_FIRMWARE_CHIP_ID"] == 9
-    assert cfg.raw["SECURE_BOOT_SIGNING_KEY"] == "secure_boot_signing_key.pem"
-    assert cfg.raw["BOOTLOADER_EFUSE_SECURE_VERSION_EMULATE"] is False
-    assert "SECURE_BOOT" not in cfg.raw
+    assert cfg.values["SECURE_BOOT_SIGNING_KEY"] == "secure_boot_signing_key.pem"
+    assert cfg.values["BOOTLOADER_EFUSE_SECURE_VERSION_EMULATE"] is False
+    assert "SECURE_BOOT" not in cfg.raw and "SECURE_BOOT_SIGNING_KEY" not in cfg.raw
+
+
+def test_misspelt_option_is_an_error_naming_file_and_line():
+    with pytest.raises(SdkconfigError) as err:
+        BootloaderConfig.parse(
+            "CONFIG_SECURE_BOOT=y\nCONFIG_SECURE_BOOT_ALOW_JTAG=y\n", source="sdkconfig"
+        )
+    assert err.value.line == 2
+    assert str(err.value) == "sdkconfig: line 2: CONFIG_SECURE_BOOT_ALOW_JTAG: unknown option"
 
 
 def test_value_syntax():
@@ -185,7 +197,7 @@ def test_deprecated_option_names_are_read_as_their_new_names():
     assert cfg.bootloader_app_anti_rollback
     assert cfg.bootloader_app_secure_version == 4
     assert cfg.secure_flash_encryption_mode is FlashEncryptionMode.DEVELOPMENT
-    assert cfg.raw == {}
+    assert cfg.raw == {"SPI_FLASH_ENABLE_ENCRYPTED_READ_WRITE": True}  # selected by FE
 
 
 def test_generated_deprecated_section_agrees_with_new_names():
@@ -240,8 +252,7 @@ def test_allow_jtag_needs_insecure_or_development_mode():
 
 def test_defaults_are_esp_idf_defaults():
     cfg = BootloaderConfig.from_options()
-    assert cfg == BootloaderConfig()
-    assert cfg == BootloaderConfig.parse("")
+    assert cfg == BootloaderConfig.parse("") == BootloaderConfig.from_json({})
     assert not cfg.secure_boot and not cfg.secure_flash_enc_enabled
     assert cfg.secure_uart_rom_dl_mode is None
     assert cfg.partition_table_offset == 0x8000
@@ -251,7 +262,22 @@ def test_defaults_are_esp_idf_defaults():
     assert cfg.secure_boot_scheme is None
 
 
-def test_secure_boot_defaults_to_v2_with_the_targets_scheme():
+@pytest.fixture
+def esp32c2(monkeypatch):
+    """An ESP32-C2-like chip record (ECDSA-only ROM, 4-bit secure version field): adding a
+    chip is adding data."""
+    chip = dataclasses.replace(
+        CHIPS["esp32c6"],
+        name="esp32c2",
+        display_name="ESP32-C2",
+        secure_boot_schemes=frozenset({ECDSA192, ECDSA256}),
+        secure_version_bits=4,
+    )
+    monkeypatch.setitem(CHIPS, "esp32c2", chip)
+    return chip
+
+
+def test_secure_boot_defaults_to_v2_with_the_targets_scheme(esp32c2):
     s3 = BootloaderConfig.from_options(secure_boot=True)
     assert s3.secure_boot_v2_enabled
     assert s3.secure_signed_apps_scheme is SignedAppsScheme.RSA
@@ -266,10 +292,31 @@ def test_ecdsa_p384_scheme():
     cfg = BootloaderConfig.from_options(
         idf_target="esp32p4",
         secure_boot=True,
+        secure_boot_insecure=True,
+        secure_boot_v2_force_enable_ecdsa=True,
         secure_signed_apps_scheme="ecdsa_v2",
         secure_boot_ecdsa_key_len=EcdsaKeyLen.BITS_384,
     )
     assert cfg.secure_boot_scheme == "ecdsa384"
+
+
+def test_ecdsa_secure_boot_on_esp32p4_needs_the_insecure_force_option():
+    # SECURE_BOOT_V2_ECDSA_INSECURE (hardware errata): ECDSA_V2 needs FORCE_ENABLE_ECDSA
+    # under "potentially insecure options" once hardware Secure Boot is on.
+    with pytest.raises(UsageError, match="SECURE_BOOT_V2_FORCE_ENABLE_ECDSA"):
+        BootloaderConfig.from_options(
+            idf_target="esp32p4", secure_boot=True, secure_signed_apps_scheme="ecdsa_v2"
+        )
+    assert (
+        BootloaderConfig.from_options(idf_target="esp32p4", secure_boot=True).secure_boot_scheme
+        == "rsa3072"
+    )
+    signed_only = BootloaderConfig.from_options(
+        idf_target="esp32p4",
+        secure_signed_apps_no_secure_boot=True,
+        secure_signed_apps_scheme="ecdsa_v2",
+    )
+    assert signed_only.secure_boot_scheme == "ecdsa256"
 
 
 def test_flash_encryption_defaults():
@@ -292,7 +339,13 @@ def test_key_size_choice_is_hidden_on_targets_without_one():
     assert cfg.flash_encryption_key_bits == 256
 
 
-def test_secure_version_field_size_defaults_by_target():
+def test_secure_version_field_size_defaults_by_target(esp32c2, monkeypatch):
+    monkeypatch.setitem(
+        CHIPS,
+        "esp32c5",
+        dataclasses.replace(CHIPS["esp32c6"], name="esp32c5", secure_version_bits=9),
+    )
+
     def bits(target):
         return BootloaderConfig.from_options(
             idf_target=target,
@@ -303,7 +356,11 @@ def test_secure_version_field_size_defaults_by_target():
     assert bits("esp32s3") == 16
     assert bits("esp32c2") == 4
     assert bits("esp32c5") == 9
-    with pytest.raises(UsageError):
+    assert (
+        BootloaderConfig.from_options(idf_target="esp32c2").bootloader_app_sec_ver_size_efuse_field
+        == 4
+    )
+    with pytest.raises(UsageError, match=r"1\.\.4 on ESP32-C2, got 5"):
         BootloaderConfig.from_options(
             idf_target="esp32c2",
             bootloader_app_rollback_enable=True,
@@ -348,13 +405,13 @@ def test_signed_apps_without_secure_boot_have_a_scheme():
             "bootloader_app_secure_version": 3,
             "raw": {"FOO": "bar", "N": 5},
         },
-        {"idf_target": "esp32c2", "secure_boot": True, "esptoolpy_flashsize": "4MB"},
+        {"idf_target": "esp32c6", "secure_boot": True, "esptoolpy_flashsize": "4MB"},
         {"nvs_encryption": True, "nvs_sec_hmac_efuse_key_id": 3},
     ],
 )
-def test_to_sdkconfig_parses_back(options):
+def test_kconfgen_json_form_reads_back(options):
     cfg = BootloaderConfig.from_options(**options)
-    assert BootloaderConfig.parse(cfg.to_sdkconfig()) == cfg
+    assert BootloaderConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
 
 
 @given(st.text(max_size=300))
@@ -392,7 +449,7 @@ def test_random_known_options_parse_or_format_error(assignments):
     text = "".join(f"CONFIG_{name}={value}\n" for name, value in assignments)
     with contextlib.suppress(FormatError):
         cfg = BootloaderConfig.parse(text)
-        assert BootloaderConfig.parse(cfg.to_sdkconfig()) == cfg
+        assert BootloaderConfig.from_json(cfg.to_json()) == cfg
 
 
 def test_nvs_key_protection_scheme_defaults_as_kconfig():
@@ -414,7 +471,7 @@ def test_nvs_hmac_scheme_parses_with_its_key_block():
     )
     assert cfg.nvs_sec_key_protect_using_hmac and cfg.nvs_sec_hmac_efuse_key_id == 2
     assert "NVS_SEC_KEY_PROTECT_USING_HMAC" not in cfg.raw
-    assert BootloaderConfig.parse(cfg.to_sdkconfig()) == cfg
+    assert BootloaderConfig.from_json(cfg.to_json()) == cfg
 
 
 def test_nvs_scheme_options_their_dependencies_forbid_are_rejected():
