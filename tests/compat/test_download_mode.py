@@ -342,3 +342,20 @@ def test_the_stub_table_matches_the_installed_esptool():
         text = hashlib.sha256(base64.b64decode(spec["text"])).hexdigest()
         data = hashlib.sha256(base64.b64decode(spec["data"])).hexdigest()
         assert (text, data) == (stub.text_sha256, stub.data_sha256)
+
+
+def test_device_serve_command_prints_the_url_first_and_serves(tmp_path):
+    import subprocess
+    import sys
+
+    VirtualDevice.create(tmp_path / "dev", "esp32s3", FLASH)
+    espsec = Path(sys.executable).parent / "espsec"
+    cmd = [str(espsec), "device", "serve", str(tmp_path / "dev"), "--max-seconds", "20"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("socket://127.0.0.1:")
+        served = Served.__new__(Served)
+        served.url = url
+        assert "MAC:" in served.esptool("read-mac", stub=False)
+        proc.terminate()
