@@ -34,6 +34,7 @@ def test_encrypts_esp_idf_ds_test_cases_byte_for_byte(bits: int) -> None:
         assert len(data.to_bytes()) == 4 + 16 + ds.c_len(bits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [3072, 4096])
 def test_device_signs_esp_idf_messages_to_expected_results(bits: int) -> None:
     keys, messages, cases = ds_cases(CRYPTO_DRIVERS / f"digital_signature_test_cases_{bits}.h")

@@ -143,6 +143,7 @@ def check_every_cut(initial: bytes, series, keys: NvsKeys | None = None, *, rech
     return cuts, collections
 
 
+@pytest.mark.slow
 def test_every_cut_of_a_series_of_updates_keeps_old_or_new_values():
     cuts, collections = check_every_cut(b"\xff" * 0x5000, updates(1, 120))
     assert cuts > 1000 and collections > 10
