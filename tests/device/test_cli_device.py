@@ -145,3 +145,38 @@ def test_bad_device_folders_and_offsets_end_in_one_line(files):
     (dev / "device.json").write_text("{not json")
     code, _, err = run("device", "boot", dev)
     assert code == 1 and "bad JSON" in err and len(err.strip().splitlines()) == 1
+
+
+def test_app_commands_without_a_running_app_exit_1_with_the_boot_report(files):
+    dev = files / "dev"
+    run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)
+    code, out, err = run("device", "revoke-key", dev, "0")
+    assert code == 1 and "refused: ROM: bootloader at 0x0 refused" in out and not err
+    code, out, _ = run("device", "ota", dev, files / "app2.bin", "--json")
+    assert code == 1 and json.loads(out)["outcome"] == "refused"
+
+
+def test_provision_ota_checks_inputs_before_power_on(files):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    before = {p.name: p.read_bytes() for p in dev.iterdir()}
+    (files / "ca.pem").write_text("not a certificate")
+    (files / "manifest.pem").write_bytes((files / "app.bin").read_bytes())
+    common = ["--server", "https://fleet.example", "--ca", files / "ca.pem"]
+    code, _, err = run(
+        "device", "provision-ota", dev, *common, "--manifest-key", files / "manifest.pem",
+        "--public-key-out", files / "out.pem",
+    )  # fmt: skip
+    assert code == 2 and "--public-key-out: the device decrypts nothing" in err
+    code, _, err = run(
+        "device", "provision-ota", dev, *common, "--manifest-key", files / "manifest.pem",
+        "--device-id", "d1",
+    )  # fmt: skip
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"{files / 'ca.pem'}: not a usable certificate file" in err
+    code, _, err = run(
+        "device", "provision-ota", dev, "--server", "https://fleet.example",
+        "--pin", files / "app.bin", "--manifest-key", files / "manifest.pem",
+    )  # fmt: skip
+    assert code == 1 and f"{files / 'app.bin'}: not a usable certificate file" in err
+    assert {p.name: p.read_bytes() for p in dev.iterdir()} == before

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from espsec import _pem
 from espsec._io import PathLike, read_bytes, write_atomic
 from espsec.device.app import AppRuntime
 from espsec.device.boot_select import AppPartition, OtaOpResult
@@ -346,7 +347,10 @@ def provision_device_ota(
         raise UsageError("generating an HMAC_UP key needs its key block")
     if public_key_out is not None and not (hmac_key_block or rsa_key):
         raise UsageError("no public key to write: the device decrypts nothing (no key given)")
-    tls_ca = read_bytes(ca, what="CA certificate") if ca else None
+    tls_ca = None
+    if ca is not None:
+        tls_ca = read_bytes(ca, what="CA certificate")
+        _pem.load_certificates(tls_ca, source=str(ca))
     tls_pin = None
     if pin is not None:
         with with_source(str(pin)):
