@@ -44,7 +44,13 @@ def _security_options(f: click.decorators.FC) -> click.decorators.FC:
             help="Refuse new sessions after this many failed handshakes (off: as ESP-IDF).",
         ),
         click.option("--host", default="127.0.0.1", show_default=True),
-        click.option("--port", type=click.IntRange(0, 65535), default=80, show_default=True),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=80,
+            show_default=True,
+            help="TCP port (0: any free port; the address is printed).",
+        ),
         click.option(
             "--max-seconds",
             type=click.FloatRange(0, None),
@@ -127,6 +133,45 @@ def provision_serve(
     emit(report, opts["as_json"], lambda: click.echo(f"stopped: station {report['sta_state']}"))
 
 
+@click.command("local-ctrl-serve")
+@click.argument("folder", type=_dir)
+@_security_options
+@click.option("--cert", type=_file, help="HTTPS certificate (PEM) [default: the device's own].")
+@click.option("--key", type=_file, help="Private key of --cert (PEM).")
+def local_ctrl_serve(folder: Path, cert: Path | None, key: Path | None, **opts: Any) -> None:
+    """Serve ESP Local Control (protocomm over HTTPS) from the device in FOLDER.
+
+    Properties come from FOLDER/local_ctrl.json (or a default set); persistent ones live
+    in the app's NVS. Without --cert/--key the device uses FOLDER/local_ctrl_cert.pem,
+    a self-signed certificate made on first use: clients pin it (espsec local-ctrl --pin).
+    """
+    from espsec.device.local_ctrl import open_local_ctrl, server_identity, server_ssl_context
+    from espsec.device.provisioning import DeviceRuntimeService
+    from espsec.provisioning.protocomm import ProtocommHttpServer
+
+    if (cert is None) != (key is None):
+        raise UsageError("give both --cert and --key, or neither")
+    with command_scope():
+        security = _security(opts)
+        with DeviceRuntimeService(folder) as runtime:
+            service, pc = open_local_ctrl(runtime, security)
+            context = server_ssl_context(*server_identity(folder, cert, key))
+            server = ProtocommHttpServer(
+                pc, host=opts["host"], port=opts["port"], ssl_context=context
+            )
+            click.echo(
+                f"local control on https://{server.address} (security {security.sec_ver})",
+                err=True,
+            )
+            _serve(server, opts["max_seconds"])
+            report = {
+                "properties": [p.to_json() for p in service.properties],
+                "sessions": [e.to_json() for e in pc.log.events],
+            }
+    emit(report, opts["as_json"], lambda: click.echo("stopped"))
+
+
 def register(group: click.Group) -> None:
     """Add the service commands to ``espsec device``."""
     group.add_command(provision_serve)
+    group.add_command(local_ctrl_serve)

@@ -39,6 +39,7 @@ def _register() -> None:
     main.add_command(importlib.import_module("espsec.cli.ds").group)
     main.add_command(importlib.import_module("espsec.cli.secure_cert").group)
     main.add_command(importlib.import_module("espsec.cli.prov").group)
+    main.add_command(importlib.import_module("espsec.cli.local_ctrl").group)
     importlib.import_module("espsec.cli.device_serve").register(device.group)
     importlib.import_module("espsec.cli.device_download").register(device.group)
 
