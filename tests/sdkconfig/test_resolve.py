@@ -7,9 +7,12 @@ its own; the second half pins the rules of the real table that change security o
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from espsec.chips import CHIPS, get_chip
 from espsec.errors import UsageError
@@ -429,3 +432,31 @@ def test_no_chip_lists_a_soc_capability_another_field_already_states():
 def test_every_row_cites_its_upstream_file():
     for row in TABLE.rows.values():
         assert row.option.source.startswith("components/"), row.name
+
+
+# --- any assignment resolves or is refused in one line ------------------------------------
+
+_TYPED = [name for name, value in vars(BootloaderConfig).items() if hasattr(value, "option")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*sorted(TABLE.rows), "IDF_TARGET", "APP_ROLLBACK_ENABLE"]),
+            st.sampled_from(["y", "n", "0", "3", "-1", "0x9000", '"esp32p4"', '"x"']),
+        ),
+        max_size=12,
+    )
+)
+def test_any_assignments_resolve_to_a_stable_configuration_or_one_error(assignments):
+    text = "".join(f"CONFIG_{name}={value}\n" for name, value in assignments)
+    try:
+        cfg = BootloaderConfig.parse(text, source="fuzz")
+    except SdkconfigError as exc:
+        assert str(exc).startswith("fuzz: ") and "\n" not in str(exc)
+        return
+    assert BootloaderConfig.from_json(cfg.to_json()) == cfg
+    for name in _TYPED:
+        with contextlib.suppress(SdkconfigError):
+            getattr(cfg, name)

@@ -142,15 +142,21 @@ class _Bool(_Option[bool]):
 class _Int(_Option[int]):
     def read(self, config: BootloaderConfig) -> int:
         value = config.value(self.option)
-        assert isinstance(value, int)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _no_value(self.option)
         return value
 
 
 class _Str(_Option[str]):
     def read(self, config: BootloaderConfig) -> str:
         value = config.value(self.option)
-        assert isinstance(value, str)
+        if not isinstance(value, str):
+            raise _no_value(self.option)
         return value
+
+
+def _no_value(option: str) -> SdkconfigError:
+    return SdkconfigError("has no value in this configuration", option=f"CONFIG_{option}")
 
 
 class _Choice(_Option[E | None]):

@@ -1472,14 +1472,50 @@ EXTERNAL = frozenset(
         "MBEDTLS_ECP_C",
         "MBEDTLS_ECDH_C",
         "MBEDTLS_ECDSA_C",
+    }
+)
+"""Other components' symbols the rows read or select."""
+
+UNREAD = frozenset(
+    {
         # Kconfig.flash_freq of targets espsec has no chip record for
+        "ESPTOOLPY_FLASHFREQ_15M",
         "ESPTOOLPY_FLASHFREQ_24M",
         "ESPTOOLPY_FLASHFREQ_30M",
         "ESPTOOLPY_FLASHFREQ_48M",
         "ESPTOOLPY_FLASHFREQ_60M",
+        # esptool_py, v5.1 to v5.3
+        "ESPTOOLPY_FLASHFREQ_80M_DEFAULT",
+        # esptool_py, v4.3 and v4.4 (the serial port and baud rates moved to idf.py)
+        "ESPTOOLPY_BAUD",
+        "ESPTOOLPY_BAUD_115200B",
+        "ESPTOOLPY_BAUD_230400B",
+        "ESPTOOLPY_BAUD_2MB",
+        "ESPTOOLPY_BAUD_921600B",
+        "ESPTOOLPY_BAUD_OTHER",
+        "ESPTOOLPY_BAUD_OTHER_VAL",
+        "ESPTOOLPY_COMPRESSED",
+        "ESPTOOLPY_FLASHSIZE_DETECT",
+        "ESPTOOLPY_MONITOR_BAUD_115200B",
+        "ESPTOOLPY_MONITOR_BAUD_230400B",
+        "ESPTOOLPY_MONITOR_BAUD_2MB",
+        "ESPTOOLPY_MONITOR_BAUD_57600B",
+        "ESPTOOLPY_MONITOR_BAUD_921600B",
+        "ESPTOOLPY_MONITOR_BAUD_9600B",
+        "ESPTOOLPY_MONITOR_BAUD_CONSOLE",
+        "ESPTOOLPY_MONITOR_BAUD_OTHER",
+        "ESPTOOLPY_MONITOR_BAUD_OTHER_VAL",
+        "ESPTOOLPY_PORT",
+        "ESPTOOLPY_S3_STR",
+        # bootloader, v4.3 and v4.4
+        "SECURE_BOOT_SUPPORTS_RSA",
+        "SECURE_ESP32_SUPPORTS_RSA",
+        "SECURE_TARGET_HAS_SECURE_ROM_DL_MODE",
     }
 )
-"""Other components' symbols the rows read or select."""
+"""Names these Kconfig files define that have no row: options of targets espsec has no
+chip record for, and options ESP-IDF v4.3 to v5.4 had and later releases dropped. A file
+may hold them; they are kept, unread, in ``raw``."""
 
 CHIP_SYMBOLS = ("IDF_TARGET", "SOC_", "ESP_ROM_", "CHIP_")
 """Prefixes of the symbols :mod:`espsec.sdkconfig.resolve` derives from the chip record."""
@@ -1504,6 +1540,7 @@ TABLE = Table.of(
     namespaces=NAMESPACES,
     not_ours=NOT_OURS,
     external=EXTERNAL,
+    unread=UNREAD,
     derived=CHIP_SYMBOLS,
 )
 """The option table the resolver reads."""

@@ -100,7 +100,7 @@ def check_name(name: str, assignment: Assignment, *, foreign_ok: bool, table: Ta
     """Refuse a name the table does not know: any such name when ``foreign_ok`` is false
     (``--config``, :meth:`BootloaderConfig.from_options`), one in the table's namespaces
     otherwise (a file also holds other components' options)."""
-    if name == TARGET or table.knows(name):
+    if name == TARGET or table.knows(name) or (foreign_ok and name in table.unread):
         return
     if not foreign_ok or table.owns(name):
         raise assignment.error(name, "unknown option")

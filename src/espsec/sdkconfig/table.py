@@ -154,6 +154,9 @@ class Table:
     external: frozenset[str] = field(default_factory=frozenset)
     """Symbols the rows read that other Kconfig files define (values taken from the
     input when it has them; otherwise undefined, as in kconfiglib)."""
+    unread: frozenset[str] = field(default_factory=frozenset)
+    """Names in :attr:`namespaces` that have no row (other targets' options, options of
+    earlier releases): a file may hold them; nothing reads them."""
 
     @classmethod
     def of(
@@ -164,14 +167,15 @@ class Table:
         namespaces: tuple[str, ...] = (),
         not_ours: tuple[str, ...] = (),
         external: Iterable[str] = (),
+        unread: Iterable[str] = (),
         derived: tuple[str, ...] = (),
     ) -> Table:
         """Parse and index ``entries``.
 
         Raises :class:`TableError` for a duplicate name, a member of an unknown choice,
         a ``select`` of a choice member, or an expression that reads a symbol that is
-        neither a row, in ``external``, nor under one of the ``derived`` prefixes (the
-        symbols the resolver derives from the chip record).
+        neither a row, in ``external`` or ``unread``, nor under one of the ``derived``
+        prefixes (the symbols the resolver derives from the chip record).
         """
         rows: dict[str, Row] = {}
         choices: dict[str, Choice] = {}
@@ -228,12 +232,14 @@ class Table:
             namespaces,
             not_ours,
             frozenset(external),
+            frozenset(unread),
         )
         unknown = sorted(
             name
             for name in table.referenced()
             if name not in rows
             and name not in table.external
+            and name not in table.unread
             and name not in choice_rows
             and not name.startswith(derived)
         )
