@@ -77,12 +77,26 @@ espsec device flash "$DEV" --sdkconfig "$OUT/sdkconfig" \
     --write 0x10000 "$OUT/app-signed.bin"
 
 step "Factory: a device-unique HMAC_UP key for pre-encrypted OTA, burned before the first boot"
+# The device in ROM download mode (GPIO0 low) on a socket: the real esptool and the eFuse
+# burns go through the ROM's serial protocol, and the chip's own rules apply.
+espsec device serve "$DEV" --quiet > "$OUT/serve.url" &
+SERVE=$!
+for _ in $(seq 100); do [ -s "$OUT/serve.url" ] && break; sleep 0.1; done
+DL_URL=$(head -n 1 "$OUT/serve.url")
+esptool --port "$DL_URL" --no-stub get-security-info | grep -E "^(Chip ID|Secure Boot|Flash Enc)"
 python -c 'import os, sys; sys.stdout.buffer.write(os.urandom(32))' > "$OUT/hmac-key.bin"
-espsec efuse burn-key --efuse-file "$DEV/efuse.bin" BLOCK_KEY5 "$OUT/hmac-key.bin" HMAC_UP | tail -n 1
+espsec efuse burn-key --port "$DL_URL" BLOCK_KEY5 "$OUT/hmac-key.bin" HMAC_UP | tail -n 1
 rm "$OUT/hmac-key.bin"  # read-protected in the chip; no copy is kept anywhere
+kill "$SERVE" && wait "$SERVE" 2>/dev/null || true
 
 step "First boot: the bootloader turns on Secure Boot v2 and release-mode flash encryption"
 espsec device boot "$DEV"
+
+step "Locked: the first boot left the chip in Secure Download Mode; eFuse burns are refused"
+if espsec efuse burn --device "$DEV" SECURE_VERSION 0xffff; then
+    echo "a locked chip accepted an eFuse burn: demo FAILED" >&2
+    exit 1
+fi
 
 step "Second boot: the ROM and the bootloader verify against the burned key digests"
 espsec device boot "$DEV" | grep -E "verified with|^running"

@@ -359,3 +359,21 @@ def test_device_serve_command_prints_the_url_first_and_serves(tmp_path):
         served.url = url
         assert "MAC:" in served.esptool("read-mac", stub=False)
         proc.terminate()
+
+
+@pytest.mark.slow
+def test_espsec_efuse_on_a_device_goes_through_download_mode(tmp_path, locked):
+    from click.testing import CliRunner
+
+    from espsec.cli.main import main
+
+    VirtualDevice.create(tmp_path / "dev", "esp32s3", FLASH)
+    runner = CliRunner()
+    ok = runner.invoke(main, ["efuse", "burn", "--device", str(tmp_path / "dev"), "SECURE_VERSION"])
+    assert ok.exit_code == 0, ok.output
+    assert VirtualDevice.open(tmp_path / "dev").efuses.get_int("SECURE_VERSION") == 1
+    burn = ["efuse", "burn", "--device", str(locked), "SECURE_VERSION", "0xffff"]
+    refused = runner.invoke(main, burn)
+    assert refused.exit_code == 1
+    assert "Secure Download Mode" in refused.output
+    assert VirtualDevice.open(locked).efuses.get_int("SECURE_VERSION") != 0xFFFF

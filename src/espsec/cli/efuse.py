@@ -8,7 +8,9 @@ unless every bit can be burned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ import click
 from espsec import efuse
 from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.cli._common import emit, json_option, source
-from espsec.efuse import keys
-from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_file, burn_plan_file
+from espsec.efuse import keys, workflow
+from espsec.efuse.plan import build_operations, parse_plan
+from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_plan_file
 from espsec.errors import UsageError
 
 group = click.Group("efuse", help="eFuses: summary, burns, burn plans, security state.")
@@ -27,18 +30,90 @@ _path = click.Path(dir_okay=False, path_type=Path)
 
 
 def _file_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
+    """``--efuse-file`` (an offline file), or ``--device``/``--port`` (a chip, reached
+    through its download mode: the chip's own rules apply, as on hardware)."""
+
+    @functools.wraps(f)
+    def command(*args: Any, device: Path | None, port: str | None, **kwargs: Any) -> Any:
+        with _chip_target(kwargs.get("efuse_file"), device, port):
+            return f(*args, **kwargs)
+
+    command = click.option(
+        "--port",
+        metavar="PORT",
+        help="A chip in download mode: serial port or socket://HOST:PORT (device serve).",
+    )(command)
+    command = click.option(
+        "--device",
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        help="A virtual device folder, reached through its download mode.",
+    )(command)
+    command = click.option(
         "--chip",
         type=click.Choice(EFUSE_MODEL_CHIPS),
         help="Chip (needed only for a file without an espsec sidecar, e.g. from espefuse).",
-    )(f)
+    )(command)
     return click.option(
         "--efuse-file",
         "efuse_file",
         type=_path,
-        required=True,
         help="Virtual eFuse file (espefuse --virt --path-efuse-file format).",
-    )(f)
+    )(command)
+
+
+_PORT: list[tuple[str, str]] = []
+"""The chip the running command talks to: (port URL, name shown), when not a file."""
+
+
+@contextlib.contextmanager
+def _chip_target(efuse_file: Path | None, device: Path | None, port: str | None) -> Iterator[None]:
+    if sum(v is not None for v in (efuse_file, device, port)) != 1:
+        raise UsageError("give one of --efuse-file, --device or --port")
+    if efuse_file is not None:
+        yield
+        return
+    from espsec.device.download import host
+
+    with contextlib.ExitStack() as stack:
+        url = port if port is not None else stack.enter_context(host.serve_folder(device or ""))
+        _PORT.append(
+            (url, str(device) if device is not None else f"the chip on {port}".replace("//", ""))
+        )
+        try:
+            with source(str(device or port)):
+                yield
+        finally:
+            _PORT.pop()
+
+
+def _device_folder_refusal(path: Path) -> None:
+    from espsec.device.download.host import is_device_folder
+
+    if path.name == "efuse.bin" and is_device_folder(path.parent):
+        raise UsageError(
+            f"this eFuse file belongs to a virtual device: burn through its download "
+            f"mode with --device {path.parent}",
+            source=str(path),
+        )
+
+
+def burn_file(
+    efuses: efuse.Efuses,
+    path: Path | None,
+    ops: Sequence[efuse.Operation],
+    *,
+    allow: Sequence[str] = (),
+    apply: bool = True,
+) -> FileBurn:
+    """A burn on the file, or on the chip when the command targets one."""
+    if _PORT:
+        from espsec.device.download.host import burn_checked
+
+        url, name = _PORT[-1]
+        return burn_checked(url, ops, allow=allow, apply=apply, target=name)
+    assert path is not None
+    _device_folder_refusal(path)
+    return workflow.burn_file(efuses, path, ops, allow=allow, apply=apply)
 
 
 _allow = click.option(
@@ -50,7 +125,12 @@ _allow = click.option(
 )
 
 
-def _load(path: Path, chip: str | None) -> efuse.Efuses:
+def _load(path: Path | None, chip: str | None) -> efuse.Efuses:
+    if _PORT:
+        from espsec.device.download.host import read_efuses
+
+        return read_efuses(_PORT[-1][0])
+    assert path is not None
     with source(str(path)):
         return efuse.load(path, chip)
 
@@ -348,9 +428,19 @@ def plan_cmd(
     file names are relative to the plan. Exit 1 when the plan is refused.
     """
     efuses = _load(efuse_file, chip)
-    result = burn_plan_file(
-        efuses, efuse_file, plan_file, _secure_boot_digest, allow=allow, apply=apply
-    )
+    if _PORT:  # the plan's operations, burned through the chip's download mode
+        with source(str(plan_file)):
+            lines = parse_plan(plan_file.read_text())
+            ops = build_operations(
+                efuses.layout, lines, keys.KeyFiles(plan_file.parent, _secure_boot_digest)
+            )
+        result = burn_file(efuses, None, ops, allow=allow, apply=apply)
+    else:
+        if apply:
+            _device_folder_refusal(efuse_file)
+        result = burn_plan_file(
+            efuses, efuse_file, plan_file, _secure_boot_digest, allow=allow, apply=apply
+        )
     _emit_burn(result, as_json)
 
 

@@ -70,10 +70,9 @@ def _quiet(action: Callable[[], T]) -> T:
             return action()
     except esptool.FatalError as exc:
         raise DownloadModeError(str(exc).strip().splitlines()[0]) from None
-    except SystemExit as exc:  # espefuse exits 0 after burning DIS_DOWNLOAD_MODE
-        if exc.code not in (0, None):
-            raise DownloadModeError(out.getvalue().strip().splitlines()[-1]) from None
-        raise DownloadModeError("the chip left download mode") from None
+    except SystemExit:
+        lines = out.getvalue().strip().splitlines()
+        raise DownloadModeError(lines[-1] if lines else "espefuse stopped") from None
 
 
 def _connect_mode(port: str) -> str:
@@ -127,8 +126,12 @@ def burn(port: str, operations: Sequence[Operation]) -> None:
             cmds.use_batch_mode()
             for op in operations:
                 _apply(cmds, op)
-            if not cmds.burn_all(check_batch_mode=True):
-                raise DownloadModeError("espefuse did not burn the batch")
+            try:
+                if not cmds.burn_all(check_batch_mode=True):
+                    raise DownloadModeError("espefuse did not burn the batch")
+            except SystemExit as exc:  # burned ENABLE_SECURITY_DOWNLOAD / DIS_DOWNLOAD_MODE:
+                if exc.code not in (0, None):  # espefuse reports success and stops there
+                    raise
         finally:
             port_obj = getattr(cmds.efuses, "_esp", None)
             if port_obj is not None:
