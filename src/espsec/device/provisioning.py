@@ -225,7 +225,10 @@ def open_provisioning(
     *,
     env: RadioEnvironment | None = None,
 ) -> DeviceProvisioning:
-    """The provisioning manager on a booted device (``wifi_prov_mgr_start_provisioning``)."""
+    """The provisioning manager on a booted device (``wifi_prov_mgr_start_provisioning``).
+
+    A device that already holds credentials connects with them first, as the app does
+    at boot, so a client can ask it to re-provision."""
     store = NvsCredentialStore(runtime.nvs, runtime.saved)
 
     def changed(service: WifiProvisioning) -> None:
@@ -241,6 +244,7 @@ def open_provisioning(
         store,
         on_change=changed,
     )
+    service.connect_stored()
     pc = provisioning_protocomm(
         service,
         security.device_security(),
