@@ -94,7 +94,12 @@ def create(
 
 
 @group.command("flash")
-@click.argument("folder", type=_dir)
+@click.argument("folder", type=_dir, required=False)
+@click.option(
+    "--port",
+    metavar="PORT",
+    help="Instead of FOLDER: a chip in download mode (socket://HOST:PORT or a serial port).",
+)
 @click.option(
     "--build-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -128,7 +133,8 @@ def create(
 @_with_sdkconfig
 @json_option
 def flash(
-    folder: Path,
+    folder: Path | None,
+    port: str | None,
     build_dir: Path | None,
     writes: tuple[tuple[int, Path], ...],
     partition_table: Path | None,
@@ -139,8 +145,10 @@ def flash(
 ) -> None:
     """Write files to the device's flash over the ROM's serial protocol.
 
-    The bootloader's options (--sdkconfig/--config, or the build's sdkconfig) are
-    recorded with the bootloader, for the boots to come.
+    The write goes through the chip's download mode as esptool's (FOLDER is served on a
+    loopback port for it), so its eFuses decide what it accepts. The bootloader's
+    options (--sdkconfig/--config, or the build's sdkconfig) are recorded with the
+    bootloader, for the boots to come.
     """
     if build_dir is None and not writes and partition_table is None:
         raise UsageError("nothing to flash: give --build-dir, --write or --partition-table")
@@ -151,6 +159,7 @@ def flash(
         partition_table=partition_table,
         mode=WriteMode(mode) if mode else WriteMode.PLAIN,
         config=_config(sdkconfig, config_options),
+        port=port,
     )
 
     def render() -> None:

@@ -125,40 +125,76 @@ class FlashResult:
 
 
 def flash_device(
-    folder: PathLike,
+    folder: PathLike | None,
     *,
     build_dir: PathLike | None = None,
     writes: Sequence[tuple[int, PathLike]] = (),
     partition_table: PathLike | None = None,
     mode: WriteMode = WriteMode.PLAIN,
     config: BootloaderConfig | None = None,
+    port: str | None = None,
 ) -> FlashResult:
     """Write files to the device's flash over the ROM's serial protocol.
+
+    The write goes through the chip's download mode, as ``esptool write-flash`` does
+    (:mod:`espsec.device.download.host`): the device in ``folder`` is served on a free
+    loopback port for the write, or ``port`` names a chip already in download mode (a
+    ``device serve`` URL or a serial port). The chip's eFuses decide what it accepts:
+    nothing with ``DIS_DOWNLOAD_MODE``, only plain or ROM-encrypted writes in Secure
+    Download Mode, no ROM encryption with ``DIS_DOWNLOAD_MANUAL_ENCRYPT``.
 
     ``build_dir``: an ESP-IDF build folder, flashed as ``flasher_args.json`` lists it
     (its sdkconfig is recorded unless ``config`` is given). ``writes``: (offset, file)
     pairs. ``partition_table``: a CSV or binary table, written at the table offset.
-    ``config`` is recorded with the bootloader, for the boots to come.
+    ``config`` is recorded with the bootloader in ``folder``, for the boots to come.
     """
-    dev = open_device(folder)
+    from espsec.device.download import host
+    from espsec.device.virtual_device import config_from_build_dir
+    from espsec.flash_encryption import load_build_dir
+
+    if (folder is None) == (port is None):
+        raise UsageError("flash a device folder or a --port, not both")
+    dev = open_device(folder) if folder is not None else None
     files: list[tuple[int, bytes, str]] = []
+    if build_dir is not None:
+        layout = load_build_dir(build_dir)
+        if dev is not None and layout.chip.name != dev.efuses.chip:
+            raise UsageError(
+                f"the build is for {layout.chip.name}, the device is {dev.efuses.chip}",
+                source=str(build_dir),
+            )
+        if config is None:
+            config = config_from_build_dir(build_dir)
+        files += [(w.offset, w.data, w.name) for w in layout.writes]
     for offset, path in writes:
+        if offset < 0:
+            raise UsageError(f"{path}: negative flash offset {offset}")
         files.append((offset, read_bytes(path, what="flash file"), str(path)))
     if partition_table is not None:
         with with_source(str(partition_table)):
             table = load_partition_table(read_bytes(partition_table, what="partition table"))
-        offset = (config or dev.config).partition_table_offset
-        files.append((offset, table.to_bytes(), str(partition_table)))
-    if build_dir is None and not files:
+        base = config or (dev.config if dev is not None else BootloaderConfig.from_options())
+        files.append((base.partition_table_offset, table.to_bytes(), str(partition_table)))
+    if not files and config is None:
         raise UsageError("nothing to flash: no build folder, file or partition table given")
-    with dev:
-        done: tuple[FlashedFile, ...] = ()
-        if build_dir is not None:
-            done = dev.flash_build_dir(build_dir, mode=mode, config=config)
-            config = None
-        if files or config is not None:
-            done += dev.write_files(files, mode=mode, config=config)
-    return FlashResult(Path(folder), done, dev.has_config)
+    if dev is not None and config is not None:
+        dev.copy().set_config(config)  # refuse a config for another chip before writing
+    encrypt = mode is WriteMode.ENCRYPT
+    files.sort(key=lambda f: f[0])
+    pairs = [(offset, data) for offset, data, _ in files]
+    if pairs and port is not None:
+        host.write_flash(port, pairs, encrypt=encrypt)
+    elif pairs and folder is not None:
+        with host.serve_folder(folder) as url:
+            host.write_flash(url, pairs, encrypt=encrypt)
+    recorded = False
+    if folder is not None:
+        dev = open_device(folder)
+        if config is not None:
+            dev.set_config(config)
+        recorded = dev.has_config
+    done = tuple(FlashedFile(offset, len(data), name, mode) for offset, data, name in files)
+    return FlashResult(Path(folder if folder is not None else str(port)), done, recorded)
 
 
 # -- power-on and what the app does --------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from espsec import efuse
@@ -40,3 +41,30 @@ def test_exactly_one_target_is_required(tmp_path: Path):
     assert code == 2 and "--efuse-file, --device or --port" in out
     code, _ = run("summary", "--efuse-file", tmp_path / "efuse.bin", "--port", "socket://x:1")
     assert code == 2
+
+
+def run_device(*args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["device", *map(str, args)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_device_flash_goes_through_download_mode(tmp_path: Path):
+    VirtualDevice.create(tmp_path / "dev", "esp32p4", 1 << 20)
+    (tmp_path / "data.bin").write_bytes(bytes(range(256)) * 20)
+    code, out = run_device("flash", tmp_path / "dev", "--write", "0x20000", tmp_path / "data.bin")
+    assert code == 0, out
+    flash = VirtualDevice.open(tmp_path / "dev").flash
+    assert flash.read_raw(0x20000, 5120) == bytes(range(256)) * 20
+
+
+@pytest.mark.slow
+def test_device_flash_is_refused_when_download_mode_is_disabled(tmp_path: Path):
+    dev = VirtualDevice.create(tmp_path / "dev", "esp32s3", 1 << 20)
+    efuse.burn(dev.efuses, {"DIS_DOWNLOAD_MODE": 1})
+    dev.save()
+    (tmp_path / "data.bin").write_bytes(b"\x00" * 64)
+    code, out = run_device("flash", tmp_path / "dev", "--write", "0x20000", tmp_path / "data.bin")
+    assert code == 1 and "Failed to connect" in out
+    assert VirtualDevice.open(tmp_path / "dev").flash.read_raw(0x20000, 64) == b"\xff" * 64
