@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint typecheck unit bench clean
+.PHONY: demo test test-fast lint typecheck unit bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,28 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-test
+# Debian packages the tests run against: SoftHSM2 and OpenSC (a PKCS#11 token) and
+# PostgreSQL (several factory stations, one journal). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	    $$missing >/dev/null; \
+	fi
+
+unit: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest -n auto -q
 
 test: lint typecheck unit
 
 # The edit-test loop: every test except the slow and the oracle (tests/compat/) ones.
-test-fast: $(VENV)/.installed-test
+test-fast: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest -n auto -q -m "not slow and not compat"
 
 bench: $(VENV)/.installed-test

@@ -10,6 +10,8 @@ from espsec import secure_boot
 from espsec.chips import SCHEMES, get_chip
 from espsec.image import build_app_image
 
+from .hsm.softhsm import SoftHsm, make_token
+
 
 @pytest.fixture(scope="session")
 def sb_key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -45,3 +47,14 @@ def s3_app() -> bytes:
 @pytest.fixture(scope="session")
 def p4_app() -> bytes:
     return build_app_image(get_chip("esp32p4"), version="2.0.0")
+
+
+@pytest.fixture(scope="session")
+def softhsm(
+    tmp_path_factory: pytest.TempPathFactory, sb_keys: dict[str, secure_boot.PrivateKey]
+) -> SoftHsm:
+    """A SoftHSM2 token holding every ``sb_keys`` key under its own name (e.g. ``rsa3072``)."""
+    hsm = make_token(tmp_path_factory.mktemp("softhsm"))
+    for name, key in sorted(sb_keys.items()):
+        hsm.import_key(key, name)
+    return hsm

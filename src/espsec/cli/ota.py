@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from espsec import ota, secure_boot
 from espsec._io import read_bytes, write_atomic
 from espsec.chips import get_chip
 from espsec.cli._common import emit, json_option, key_digest_slots, source
+from espsec.cli.secure_boot import pkcs11_option, pkcs11_signers
 from espsec.errors import UsageError
 from espsec.ota.encrypted_image import HMAC_KEY_SIZE
 
@@ -110,9 +112,9 @@ def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
     "keys",
     type=_path,
     multiple=True,
-    required=True,
     help="Secure Boot v2 signing key (repeatable); also signs the release statement.",
 )
+@pkcs11_option
 @click.option(
     "--encrypt-to",
     "recipients",
@@ -128,6 +130,7 @@ def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
 @click.argument("image", type=_path)
 def pack(
     keys: tuple[Path, ...],
+    pkcs11_uris: tuple[str, ...],
     recipients: tuple[Path, ...],
     include_plaintext: bool,
     chip: str | None,
@@ -136,10 +139,16 @@ def pack(
     as_json: bool,
     image: Path,
 ) -> None:
-    """Sign (Secure Boot v2) and optionally pre-encrypt IMAGE into a release bundle."""
+    """Sign (Secure Boot v2) and optionally pre-encrypt IMAGE into a release bundle.
+
+    The keys (-k files, or --pkcs11-uri keys inside a token) sign both the image and the
+    release statement.
+    """
+    if not keys and not pkcs11_uris:
+        raise UsageError("give at least one signing key (-k FILE or --pkcs11-uri URI)")
     if signed_out is not None and recipients and not include_plaintext:
         raise UsageError("--signed-image needs a plain payload (use --include-plaintext)")
-    private = []
+    private: list[secure_boot.PrivateKey | secure_boot.Signer] = []
     for path in keys:
         with source(str(path)):
             private.append(secure_boot.load_private_key(read_bytes(path, what="key file")))
@@ -147,14 +156,17 @@ def pack(
     for path in recipients:
         with source(str(path)):
             public.append(ota.load_recipient_key(read_bytes(path, what="key file")))
-    with source(str(image)):
-        bundle = ota.pack(
-            read_bytes(image, what="image"),
-            private,
-            encrypt_to=public,
-            include_plaintext=include_plaintext,
-            chip=get_chip(chip) if chip else None,
-        )
+    data = read_bytes(image, what="image")
+    with ExitStack() as stack:
+        private += pkcs11_signers(stack, pkcs11_uris)
+        with source(str(image)):
+            bundle = ota.pack(
+                data,
+                private,
+                encrypt_to=public,
+                include_plaintext=include_plaintext,
+                chip=get_chip(chip) if chip else None,
+            )
     write_atomic(output, bundle.to_bytes())
     if signed_out is not None:  # there is a plain payload: checked before packing
         plain = next(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -20,6 +21,29 @@ _in = click.Path(exists=False, dir_okay=False, path_type=Path)
 def _private_key(path: Path) -> secure_boot.PrivateKey:
     with source(str(path)):
         return secure_boot.load_private_key(read_bytes(path, what="key file"))
+
+
+PKCS11_HELP = (
+    "Sign inside a PKCS#11 token: an RFC 7512 URI such as "
+    "'pkcs11:token=T;object=sb;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so"
+    "&pin-source=file:PIN_FILE' (repeatable). PIN from pin-source=file:/env:, or "
+    "$ESPSEC_PKCS11_PIN; module from module-path or $ESPSEC_PKCS11_MODULE."
+)
+
+pkcs11_option = click.option(
+    "--pkcs11-uri", "pkcs11_uris", multiple=True, metavar="URI", help=PKCS11_HELP
+)
+
+
+def pkcs11_signers(stack: ExitStack, uris: tuple[str, ...]) -> list[secure_boot.Signer]:
+    """Open one token signer per URI; the stack closes their sessions."""
+    from espsec.secure_boot.pkcs11 import Pkcs11Signer
+
+    signers: list[secure_boot.Signer] = []
+    for uri in uris:
+        with source(uri.split("?", 1)[0]):
+            signers.append(stack.enter_context(Pkcs11Signer(uri)))
+    return signers
 
 
 def _public_key(path: Path) -> secure_boot.PublicKey:
@@ -61,6 +85,7 @@ def extract_public_key(key: Path, output: Path) -> None:
     help="Signature made elsewhere (repeatable, paired in order with --pub-key).",
 )
 @click.option("--pub-key", "pub_keys", type=_in, multiple=True, help="Public key of --signature.")
+@pkcs11_option
 @click.option("-a", "--append", is_flag=True, help="Add blocks to an already signed image.")
 @click.option("--chip", help="Target chip (default: from the image header).")
 @click.option("-o", "--output", type=_in, required=True, help="Signed image to write.")
@@ -69,18 +94,23 @@ def sign(
     keys: tuple[Path, ...],
     signatures: tuple[Path, ...],
     pub_keys: tuple[Path, ...],
+    pkcs11_uris: tuple[str, ...],
     append: bool,
     chip: str | None,
     output: Path,
     image: Path,
 ) -> None:
-    """Sign IMAGE for Secure Boot v2 (pads to 4 KiB, appends the signature sector)."""
+    """Sign IMAGE for Secure Boot v2 (pads to 4 KiB, appends the signature sector).
+
+    Keys come from files (-k), from a PKCS#11 token (--pkcs11-uri: RSA-PSS or ECDSA
+    inside the token, as espsecure --hsm), or as signatures made elsewhere.
+    """
     if len(signatures) != len(pub_keys):
         raise UsageError(
             f"--signature and --pub-key come in pairs: got {len(signatures)} signature(s) "
             f"and {len(pub_keys)} public key(s)"
         )
-    private = [_private_key(k) for k in keys]
+    private: list[secure_boot.PrivateKey | secure_boot.Signer] = [_private_key(k) for k in keys]
     external = []
     for sig_path, pub_path in zip(signatures, pub_keys, strict=True):
         with source(str(sig_path)):
@@ -90,10 +120,11 @@ def sign(
                 )
             )
     target = get_chip(chip) if chip else None
-    with source(str(image)):
-        signed = secure_boot.sign(
-            read_bytes(image, what="image"), private, external=external, append=append, chip=target
-        )
+    data = read_bytes(image, what="image")
+    with ExitStack() as stack:
+        private += pkcs11_signers(stack, pkcs11_uris)
+        with source(str(image)):
+            signed = secure_boot.sign(data, private, external=external, append=append, chip=target)
     write_atomic(output, signed)
     count = sum(
         1

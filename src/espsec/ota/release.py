@@ -55,9 +55,10 @@ from espsec.ota.encrypted_image import (
     scheme_of_key,
 )
 from espsec.ota.protocol import Encryption
-from espsec.secure_boot.crypto import check_signature, public_key_of, sign_digest
+from espsec.secure_boot.crypto import check_signature, public_key_of
 from espsec.secure_boot.keys import hash_name
 from espsec.secure_boot.signature_block import SlotState, read_sector
+from espsec.secure_boot.signer import Signer, as_signers
 
 STATEMENT_TYPE = "espsec.release.v1"
 STATEMENT_DOMAIN = b"espsec-release-statement-v1\x00"
@@ -348,7 +349,7 @@ def _is_signed(data: bytes) -> bool:
 
 def pack(
     image: bytes,
-    keys: Sequence[secure_boot.PrivateKey],
+    keys: Sequence[secure_boot.PrivateKey | Signer],
     *,
     encrypt_to: Sequence[RecipientKey] = (),
     include_plaintext: bool = False,
@@ -358,16 +359,19 @@ def pack(
 
     An unsigned ``image`` is signed with ``keys`` (Secure Boot v2); an already signed
     one must carry a verifying block for each of ``keys``. The statement is signed with
-    every key. One encrypted payload is made per ``encrypt_to`` key (the fleet's RSA-3072
-    key, or each device's ECIES key); the plain signed image is included when there is
-    no recipient or ``include_plaintext`` is set.
+    every key. A key may be a :class:`~espsec.secure_boot.signer.Signer` (a PKCS#11
+    token), which signs both inside itself. One encrypted payload is made per
+    ``encrypt_to`` key (the fleet's RSA-3072 key, or each device's ECIES key); the plain
+    signed image is included when there is no recipient or ``include_plaintext`` is set.
     """
     if not keys:
         raise UsageError("a release needs at least one Secure Boot signing key")
+    signers = as_signers(keys)
+    publics = [s.public_key() for s in signers]
     if _is_signed(image):
-        report = secure_boot.verify(image, keys=keys)
+        report = secure_boot.verify(image, keys=publics)
         verified = {b.key_digest for b in report.blocks if b.verdict.value == "verified"}
-        missing = [k for k in keys if secure_boot.key_digest(k) not in verified]
+        missing = [k for k in publics if secure_boot.key_digest(k) not in verified]
         if missing:
             raise UsageError(
                 "image is already signed, but not (validly) by every given key; "
@@ -375,7 +379,7 @@ def pack(
             )
         signed = image
     else:
-        signed = secure_boot.sign(image, keys, chip=chip)
+        signed = secure_boot.sign(image, signers, chip=chip)
     if len(signed) > MAX_IMAGE_SIZE:
         raise UsageError(f"signed image is {len(signed)} bytes; at most {MAX_IMAGE_SIZE}")
     content, sector = secure_boot.split_signed(signed)
@@ -386,7 +390,7 @@ def pack(
     target = chip_by_image_id(parsed.header.chip_id)
     if target is None:
         raise UsageError(f"image chip id {parsed.header.chip_id} is not a chip espsec knows")
-    scheme = secure_boot.scheme_of(keys[0])
+    scheme = secure_boot.scheme_of(publics[0])
     alg = hash_name(scheme)
     blobs: list[tuple[str, str | None, bytes]] = []
     for recipient in encrypt_to:
@@ -415,12 +419,14 @@ def pack(
     )
     statement_bytes = statement.to_bytes()
     signatures = []
-    for key in keys:
-        digest = _statement_digest(statement_bytes, hash_name(secure_boot.scheme_of(key)))
-        sig = sign_digest(key, digest)
-        if not check_signature(key.public_key(), digest, sig):
-            raise VerificationError("fresh statement signature failed to verify; key file corrupt?")
-        signatures.append(StatementSignature(secure_boot.key_digest(key), sig))
+    for signer, public in zip(signers, publics, strict=True):
+        digest = _statement_digest(statement_bytes, hash_name(secure_boot.scheme_of(public)))
+        sig = signer.sign_digest(digest)
+        if not check_signature(public, digest, sig):
+            raise VerificationError(
+                "fresh statement signature failed to verify; key file corrupt or signer faulty?"
+            )
+        signatures.append(StatementSignature(secure_boot.key_digest(public), sig))
     return ReleaseBundle(
         statement_bytes, statement, tuple(signatures), sector, tuple(b for _, _, b in blobs)
     )

@@ -29,6 +29,7 @@ from espsec.secure_boot.signature_block import (
     build_sector,
     read_sector,
 )
+from espsec.secure_boot.signer import KeySigner, Signer
 from espsec.secure_boot.verify import (
     BlockInfo,
     BlockResult,
@@ -47,9 +48,11 @@ __all__ = [
     "BlockResult",
     "BlockVerdict",
     "ExternalSignature",
+    "KeySigner",
     "PrivateKey",
     "PublicKey",
     "SignatureBlock",
+    "Signer",
     "SlotState",
     "VerifyReport",
     "build_sector",

@@ -13,7 +13,6 @@ from espsec.secure_boot.crypto import (
     der_to_raw,
     image_digest,
     public_params,
-    sign_digest,
 )
 from espsec.secure_boot.keys import PrivateKey, PublicKey, scheme_of
 from espsec.secure_boot.signature_block import (
@@ -26,6 +25,7 @@ from espsec.secure_boot.signature_block import (
     build_sector,
     read_sector,
 )
+from espsec.secure_boot.signer import Signer, as_signers
 
 
 @dataclass(frozen=True)
@@ -159,19 +159,23 @@ def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
     return SignatureBlock(digest, public_params(ext.public_key), signature)
 
 
-def _key_block(content: bytes, key: PrivateKey) -> SignatureBlock:
-    scheme = scheme_of(key)
+def _key_block(content: bytes, signer: Signer) -> SignatureBlock:
+    public = signer.public_key()
+    scheme = scheme_of(public)
     digest = image_digest(content, scheme)
-    signature = sign_digest(key, digest)
-    # Verify what we made: catches a corrupt key or a faulty signature before release.
-    if not check_signature(key.public_key(), digest, signature):
-        raise VerificationError(f"fresh {scheme} signature failed to verify; key file corrupt?")
-    return SignatureBlock(digest, public_params(key), signature)
+    signature = signer.sign_digest(digest)
+    # Verify what we made: catches a corrupt key, a faulty signer or an HSM that signed
+    # with another key than the public one it reported, before the image is released.
+    if not check_signature(public, digest, signature):
+        raise VerificationError(
+            f"fresh {scheme} signature failed to verify; key file corrupt or signer faulty?"
+        )
+    return SignatureBlock(digest, public_params(public), signature)
 
 
 def sign(
     image: bytes,
-    keys: Sequence[PrivateKey] = (),
+    keys: Sequence[PrivateKey | Signer] = (),
     *,
     external: Sequence[ExternalSignature] = (),
     append: bool = False,
@@ -179,7 +183,8 @@ def sign(
 ) -> bytes:
     """Sign an ESP image for Secure Boot v2 and return image ‖ padding ‖ signature sector.
 
-    One block per key in ``keys`` and per signature in ``external``. With ``append``,
+    One block per key in ``keys`` (a private key, or a :class:`Signer` such as a
+    PKCS#11 token that signs inside itself) and per signature in ``external``. With ``append``,
     ``image`` must already be signed; its valid blocks are kept and new ones added (at
     most three in all). Refuses a scheme the target chip's ROM does not accept (the
     chip comes from the image header unless ``chip`` is given) and mixing schemes in
@@ -187,6 +192,7 @@ def sign(
     """
     if not keys and not external:
         raise UsageError("nothing to sign with: give at least one key or external signature")
+    signers = as_signers(keys)
     if append:
         old = existing_blocks(image)
         content = image[:-SECTOR_SIZE]
@@ -206,7 +212,9 @@ def sign(
             f"({len(old)} existing + {len(keys) + len(external)} new)"
         )
     schemes = [b.scheme for b in old]
-    schemes += [scheme_of(k) for k in keys] + [scheme_of(e.public_key) for e in external]
+    schemes += [scheme_of(s.public_key()) for s in signers] + [
+        scheme_of(e.public_key) for e in external
+    ]
     for scheme in schemes:
         target.require_scheme(scheme)
     if len(set(schemes)) > 1:
@@ -214,7 +222,9 @@ def sign(
             f"one signature sector cannot mix schemes ({', '.join(sorted(set(schemes)))}): "
             "the ROM verifies every block with the scheme it is configured for"
         )
-    new = [_key_block(content, k) for k in keys] + [_external_block(content, e) for e in external]
+    new = [_key_block(content, s) for s in signers] + [
+        _external_block(content, e) for e in external
+    ]
     digests = [b.key_digest for b in old + new]
     if len(set(digests)) != len(digests):
         raise UsageError("the same key would sign the image twice (duplicate signature block)")
