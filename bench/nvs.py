@@ -1,17 +1,21 @@
-"""Generate an encrypted NVS partition from a 50,000-entry CSV: espsec vs esp-idf-nvs-partition-gen.
+"""NVS partitions from a factory CSV: espsec against esp-idf-nvs-partition-gen.
 
-Both tools run in this process on the same CSV file and keys, read the CSV and write the
-image; each is timed as the best CPU time (``time.process_time``) of a few runs, so
-other load on the machine skews the ratio less. The outputs must be byte-identical.
+The CSV holds per-device provisioning records as factories write them (serial number,
+MAC, Wi-Fi credentials, settings, a device key and a ~700-byte DER certificate per
+device, 10 rows a device). In one run:
 
-Two CSVs of 50,000 rows each:
+* **whole commands**, each run a fresh process as a user runs it, in alternation:
+  ``espsec nvs encrypt`` / ``espsec nvs generate`` against ``python -m
+  esp_idf_nvs_partition_gen encrypt`` / ``generate``, on 10,000 and 50,000 rows.
+  Targets: encrypted 50k >= 10x; plain 50k >= 3x, plain 10k >= 2x. The outputs must
+  be byte-identical;
+* **memory**: the peak RSS of both encrypt commands at 50,000 rows; espsec's must not
+  be higher;
+* **scaling**: the cost from 10k to 50k rows, per row (1.0 is linear);
+* **in process** (context): ``generate_csv_file`` against the tool's ``encrypt()``
+  through its Python API, CPU time, 50,000 rows.
 
-* ``factory`` (the target, >= 10x): per-device provisioning records as factories
-  write them: serial number, MAC, Wi-Fi credentials, settings, a device key and a
-  device certificate (a ~700-byte DER blob) per device;
-* ``small values``: only integers, short strings and blobs under 64 bytes. Here the
-  per-row cost of parsing the CSV (in Python, for both tools) dominates, so the ratio
-  is lower; printed for reference.
+``--quick``: 2,000 and 5,000 rows, one run each.
 """
 
 from __future__ import annotations
@@ -27,20 +31,17 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+from _harness import BenchError, Results, command, paired, parser, peak_rss_mib, report
 from esp_idf_nvs_partition_gen import nvs_partition_gen as reference
 
 from espsec.nvs import NvsKeys, generate_csv_file
 
-ENTRIES = 50_000
-RUNS = 3
-TARGET = 10.0
 
-
-def factory_csv(path: Path) -> int:
-    """Provisioning records of 5,000 devices, 10 rows each; returns the partition size."""
+def factory_csv(path: Path, rows: int) -> int:
+    """``rows`` rows of provisioning records (10 per device); returns a partition size."""
     rng = random.Random(1)
     lines = ["key,type,encoding,value"]
-    for device in range(ENTRIES // 10):
+    for device in range(rows // 10):
         if device % 20 == 0:
             lines.append(f"batch{device // 20},namespace,,")
         d = f"{device:04x}"
@@ -57,48 +58,26 @@ def factory_csv(path: Path) -> int:
             f"cert{d},data,base64,{base64.b64encode(rng.randbytes(700)).decode()}",
         ]
     path.write_text("\n".join(lines) + "\n")
-    return 0x700000
+    # 50,000 rows fill about 0x680000 bytes; leave some room
+    return max(0x6000, -(-rows * 0x700000 // 50_000 // 0x1000) * 0x1000)
 
 
-def small_values_csv(path: Path) -> int:
-    """Integers, short strings and blobs under 64 bytes; returns the partition size."""
-    rng = random.Random(2)
-    lines = ["key,type,encoding,value"]
-    for i in range(ENTRIES):
-        if i % 1000 == 0:
-            lines.append(f"ns{i // 1000},namespace,,")
-        key = f"key{i}"
-        kind = i % 5
-        if kind == 0:
-            lines.append(f"{key},data,u8,{rng.randrange(256)}")
-        elif kind == 1:
-            lines.append(f"{key},data,i32,{rng.randrange(-(2**31), 2**31)}")
-        elif kind == 2:
-            lines.append(f"{key},data,string,device-{rng.randrange(10**9)}")
-        elif kind == 3:
-            lines.append(f"{key},data,hex2bin,{rng.randbytes(rng.randrange(1, 64)).hex()}")
-        else:
-            lines.append(f"{key},data,base64,{base64.b64encode(rng.randbytes(24)).decode()}")
-    path.write_text("\n".join(lines) + "\n")
-    return 0x400000
-
-
-def best_time(fn: Callable[[], None]) -> float:
+def cpu_time(fn: Callable[[], None], runs: int) -> float:
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.process_time()
         fn()
         times.append(time.process_time() - start)
     return min(times)
 
 
-def compare(folder: Path, name: str, make: Callable[[Path], int]) -> tuple[float, bool]:
-    csv_path = folder / f"{name}.csv"
-    size = make(csv_path)
+def in_process(results: Results, folder: Path, rows: int, runs: int) -> None:
+    csv_path = folder / "inproc.csv"
+    size = factory_csv(csv_path, rows)
     keys = NvsKeys.generate()
-    keys_path = folder / f"{name}-keys.bin"
+    keys_path = folder / "inproc-keys.bin"
     keys_path.write_bytes(keys.to_bytes())
-    ours_path, ref_path = folder / f"{name}-ours.bin", folder / f"{name}-ref.bin"
+    ours_path, ref_path = folder / "inproc-ours.bin", folder / "inproc-ref.bin"
 
     def run_ours() -> None:
         ours_path.write_bytes(generate_csv_file(csv_path, size, keys=keys))
@@ -121,25 +100,76 @@ def compare(folder: Path, name: str, make: Callable[[Path], int]) -> tuple[float
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             reference.encrypt(args)
 
-    ours_s = best_time(run_ours)
-    ref_s = best_time(run_reference)
-    identical = ours_path.read_bytes() == ref_path.read_bytes()
-    ratio = ref_s / ours_s
-    print(f"nvs encrypt, {name} CSV ({ENTRIES} rows, partition {size:#x} bytes)")
-    print(f"  esp-idf-nvs-partition-gen: {ref_s:8.3f} s CPU (best of {RUNS})")
-    print(f"  espsec:                    {ours_s:8.3f} s CPU (best of {RUNS})")
-    print(f"  ratio: {ratio:.1f}x faster; byte-identical: {identical}")
-    return ratio, identical
+    ours, theirs = cpu_time(run_ours, runs), cpu_time(run_reference, runs)
+    if ours_path.read_bytes() != ref_path.read_bytes():
+        raise BenchError("in process: espsec's encrypted partition differs from the tool's")
+    results.faster(
+        f"encrypt {rows // 1000}k rows, in process (CPU)", ours, theirs, "nvs_partition_gen API"
+    )
+
+
+def whole_commands(results: Results, folder: Path, sizes: tuple[int, int], runs: int) -> None:
+    espsec = command("espsec")
+    tool = [sys.executable, "-m", "esp_idf_nvs_partition_gen"]
+    keys = NvsKeys.generate()
+    keys_path = folder / "keys.bin"
+    keys_path.write_bytes(keys.to_bytes())
+    small, large = sizes
+    targets = {("encrypt", large): 10.0, ("generate", large): 3.0, ("generate", small): 2.0}
+    times: dict[tuple[str, int], tuple[float, float]] = {}
+    for rows in sizes:
+        csv_path = folder / f"factory-{rows}.csv"
+        size = factory_csv(csv_path, rows)
+        for mode in ("encrypt", "generate"):
+            ours_out, ref_out = folder / f"ours-{mode}.bin", folder / f"ref-{mode}.bin"
+            ours = [espsec, "nvs", mode, str(csv_path), str(ours_out), "--size", hex(size)]
+            theirs = [*tool, mode, str(csv_path), ref_out.name, hex(size), "--outdir", str(folder)]
+            if mode == "encrypt":
+                ours += ["--keys", str(keys_path)]
+                theirs += ["--inputkey", str(keys_path)]
+            medians = paired({"espsec": ours, "tool": theirs}, runs, cwd=folder)
+            if ours_out.read_bytes() != ref_out.read_bytes():
+                raise BenchError(f"espsec nvs {mode} output differs from the tool's ({rows} rows)")
+            times[mode, rows] = (medians["espsec"], medians["tool"])
+            label = "encrypted" if mode == "encrypt" else "plain"
+            results.faster(
+                f"command: {label}, {rows // 1000}k rows",
+                medians["espsec"],
+                medians["tool"],
+                "nvs_partition_gen",
+                target=targets.get((mode, rows)),
+            )
+            if mode == "encrypt" and rows == large:
+                results.no_more_than(
+                    f"command: encrypted, {rows // 1000}k rows, peak memory",
+                    peak_rss_mib(ours, cwd=folder),
+                    peak_rss_mib(theirs, cwd=folder),
+                    "nvs_partition_gen",
+                    unit="MiB",
+                )
+    for mode in ("encrypt", "generate"):
+        (ours_s, ref_s), (ours_l, ref_l) = times[mode, small], times[mode, large]
+        label = "encrypted" if mode == "encrypt" else "plain"
+        results.scaling(
+            f"command: {label}, {small // 1000}k->{large // 1000}k rows",
+            ours_s,
+            ours_l,
+            large / small,
+            reference=(ref_s, ref_l),
+            reference_name="nvs_partition_gen",
+        )
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
+    args = parser(__doc__).parse_args()
+    results = Results("nvs")
+    sizes, runs = ((2_000, 5_000), 1) if args.quick else ((10_000, 50_000), 3)
+    with tempfile.TemporaryDirectory(prefix="espsec-bench-nvs-") as tmp:
         folder = Path(tmp)
-        ratio, same = compare(folder, "factory", factory_csv)
-        _, same_small = compare(folder, "small values", small_values_csv)
-    verdict = "met" if ratio >= TARGET else "NOT met"
-    print(f"target (factory CSV) >= {TARGET:.0f}x: {verdict}")
-    return 0 if same and same_small else 1
+        whole_commands(results, folder, sizes, runs)
+        in_process(results, folder, sizes[1], runs)
+    report(results, args.rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,97 +1,141 @@
-"""Benchmark: sign and verify a 4 MiB image, espsec vs espsecure's Python API, same run.
+"""Secure Boot v2 sign and verify of a 4 MiB image: espsec against espsecure.
 
-Both sides include loading the key file, as a signing step in a build does.
-Run with ``make bench`` or ``.venv/bin/python bench/secure_boot.py``.
+For RSA-3072 and ECDSA-P256, in one run:
+
+* **whole commands**, each run a fresh process as a user runs it, in alternation:
+  ``espsec secure-boot sign`` against ``espsecure sign-data --version 2``. Target:
+  at least 3x. Both signatures must verify with the other tool's verifier's rules
+  (``espsec`` checks espsecure's signed image, and the reverse);
+* **in process**: sign and verify through the Python APIs
+  (:func:`espsec.secure_boot.sign` / :func:`~espsec.secure_boot.verify` against
+  ``espsecure.sign_data`` / ``verify_signature_v2``), loading the key file included,
+  as a build step does. Target for verify: at least as fast as espsecure.
+
+``--quick``: a 512 KiB image, one run each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import espsecure
+from _harness import BenchError, Results, command, median_time, paired, parser, report
 
 from espsec import secure_boot
 from espsec.chips import get_chip
 from espsec.image import build_app_image
 
-SIZE = 4 * 1024 * 1024
-REPEAT = 5
+MIB = 1 << 20
 
 
-def best(fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEAT):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="espsec-bench-"))
+def make_image(size: int) -> bytes:
     chip = get_chip("esp32p4")
-    # The builder sizes DROM/DRAM/IRAM in proportion to the code: scale once to hit SIZE.
-    probe = len(build_app_image(chip, code_size=SIZE // 2))
-    image = build_app_image(chip, code_size=(SIZE // 2 * SIZE // probe) & ~3)
-    app = folder / "app.bin"
-    app.write_bytes(image)
-    print(f"Secure Boot v2, {len(image) / 2**20:.1f} MiB image, best of {REPEAT}")
-    print(f"{'operation':<22}{'espsec':>10}{'espsecure':>12}{'speed-up':>10}")
-    for scheme in ("rsa3072", "ecdsa256"):
-        bench_scheme(folder, app, scheme)
-    for p in folder.iterdir():
-        os.unlink(p)
-    folder.rmdir()
+    # The builder sizes DROM/DRAM/IRAM in proportion to the code: scale once to hit size.
+    probe = len(build_app_image(chip, code_size=size // 2))
+    return build_app_image(chip, code_size=(size // 2 * size // probe) & ~3)
 
 
-def bench_scheme(folder: Path, app: Path, scheme: str) -> None:
-    """Time sign and verify for one scheme, ours and espsecure's."""
+def bench_scheme(results: Results, folder: Path, app: Path, scheme: str, runs: int) -> None:
     key = folder / f"{scheme}.pem"
     key.write_bytes(secure_boot.generate_private_key(scheme))
     pub = folder / f"{scheme}.pub.pem"
     pub.write_bytes(secure_boot.public_key_pem(secure_boot.load_private_key(key.read_bytes())))
-    ours_out = folder / f"ours-{scheme}.bin"
-    theirs_out = folder / f"theirs-{scheme}.bin"
+    ours_out, theirs_out = folder / f"ours-{scheme}.bin", folder / f"theirs-{scheme}.bin"
+    size = f"{app.stat().st_size / MIB:.1g} MiB"
+
+    medians = paired(
+        {
+            "espsec": [
+                command("espsec"),
+                "secure-boot",
+                "sign",
+                str(app),
+                "-k",
+                str(key),
+                "-o",
+                str(ours_out),
+            ],
+            "espsecure": [
+                command("espsecure"),
+                "sign-data",
+                "--version",
+                "2",
+                "--keyfile",
+                str(key),
+                "--output",
+                str(theirs_out),
+                str(app),
+            ],
+        },
+        runs,
+    )
+    results.faster(
+        f"command: sign {size}, {scheme}",
+        medians["espsec"],
+        medians["espsecure"],
+        "espsecure",
+        target=3.0,
+    )
+    public = secure_boot.load_public_key(pub.read_bytes())
+    if not secure_boot.verify(theirs_out.read_bytes(), keys=[public]).ok:
+        raise BenchError(f"espsec does not verify espsecure's {scheme} signature")
+    with pub.open("rb") as kf, ours_out.open("rb") as df, contextlib.redirect_stdout(io.StringIO()):
+        espsecure.verify_signature_v2(False, None, kf, df)  # raises if it does not verify
 
     def ours_sign() -> None:
         k = secure_boot.load_private_key(key.read_bytes())
         ours_out.write_bytes(secure_boot.sign(app.read_bytes(), [k]))
 
     def theirs_sign() -> None:
-        with (
-            open(key, "rb") as kf,
-            open(app, "rb") as df,
-            contextlib.redirect_stdout(io.StringIO()),
-        ):
+        with key.open("rb") as kf, app.open("rb") as df, contextlib.redirect_stdout(io.StringIO()):
             espsecure.sign_data("2", [kf], str(theirs_out), False, False, None, [], [], df)
 
     def ours_verify() -> None:
         k = secure_boot.load_public_key(pub.read_bytes())
-        assert secure_boot.verify(ours_out.read_bytes(), keys=[k]).ok
+        if not secure_boot.verify(ours_out.read_bytes(), keys=[k]).ok:
+            raise BenchError(f"espsec does not verify its own {scheme} signature")
 
     def theirs_verify() -> None:
         with (
-            open(pub, "rb") as kf,
-            open(theirs_out, "rb") as df,
+            pub.open("rb") as kf,
+            theirs_out.open("rb") as df,
             contextlib.redirect_stdout(io.StringIO()),
         ):
             espsecure.verify_signature_v2(False, None, kf, df)
 
-    for name, ours, theirs in (
-        ("sign", ours_sign, theirs_sign),
-        ("verify", ours_verify, theirs_verify),
-    ):
-        t_ours, t_theirs = best(ours), best(theirs)
-        label = f"{name} {scheme}"
-        ratio = t_theirs / t_ours
-        print(f"{label:<22}{t_ours * 1e3:>8.1f}ms{t_theirs * 1e3:>10.1f}ms{ratio:>9.1f}x")
+    in_process_runs = max(runs, 5) if runs > 1 else 1
+    results.faster(
+        f"sign {size}, {scheme}, in process",
+        median_time(ours_sign, in_process_runs),
+        median_time(theirs_sign, in_process_runs),
+        "espsecure API",
+    )
+    results.faster(
+        f"verify {size}, {scheme}, in process",
+        median_time(ours_verify, in_process_runs),
+        median_time(theirs_verify, in_process_runs),
+        "espsecure API",
+        target=1.0,
+    )
+
+
+def main() -> int:
+    args = parser(__doc__).parse_args()
+    results = Results("secure_boot")
+    size, runs = (512 * 1024, 1) if args.quick else (4 * MIB, 5)
+    with tempfile.TemporaryDirectory(prefix="espsec-bench-sb-") as tmp:
+        folder = Path(tmp)
+        app = folder / "app.bin"
+        app.write_bytes(make_image(size))
+        for scheme in ("rsa3072", "ecdsa256"):
+            bench_scheme(results, folder, app, scheme, runs)
+    report(results, args.rows)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
