@@ -22,6 +22,8 @@ share this machine's cores; there is no Espressif reference server to compare wi
 no ratio is printed. Traffic stays on 127.0.0.1; every loop is bounded in count and time.
 
 Usage: ``python bench/fleet.py [--mode virtual|sim] [--devices 500] [--checkin-seconds 10]``
+(``--quick``: 2 devices, 1 s of check-ins). The figures go to the bench table as rows
+without a reference or target.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from _harness import Results, parser, report
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from espsec import efuse, ota, secure_boot
@@ -148,7 +151,11 @@ class Device:
         return n
 
 
-def run_sim(args: argparse.Namespace) -> None:
+Figures = dict[str, tuple[float, str]]
+"""Metric name -> (value, unit), for the bench table."""
+
+
+def run_sim(args: argparse.Namespace) -> Figures:
     """Simulated devices: the ``espsec.ota`` client library without a device."""
     started = time.monotonic()
 
@@ -233,6 +240,11 @@ def run_sim(args: argparse.Namespace) -> None:
     )
     if updated_rows != args.devices or updated != args.devices:
         raise SystemExit(f"only {updated_rows} devices recorded as updated")
+    return {
+        "sim: devices updated per minute": (per_min, "/min"),
+        "sim: check-ins per second": (checkins / checkin_s, "/s"),
+        "sim: check-in p99, server": (server_lat["p99"], "s"),
+    }
 
 
 # -- virtual devices --------------------------------------------------------------------
@@ -243,8 +255,11 @@ otadata,  data, ota,     0xd000,  0x2000,
 phy_init, data, phy,     0xf000,  0x1000,
 ota_0,    app,  ota_0,   0x10000, 0x30000,
 ota_1,    app,  ota_1,   0x40000, 0x30000,
+nvs_keys, data, nvs_keys, 0x70000, 0x1000, encrypted
 """
 )
+"""With flash encryption on, ESP-IDF turns ``CONFIG_NVS_ENCRYPTION`` on, whose keys live
+in an ``nvs_keys`` partition: a device without one cannot be provisioned."""
 PRODUCTION = BootloaderConfig.from_options(
     secure_boot=True,
     secure_flash_enc_enabled=True,
@@ -346,7 +361,7 @@ class VirtualFleetDevice:
         return n
 
 
-def run_virtual(args: argparse.Namespace) -> None:
+def run_virtual(args: argparse.Namespace) -> Figures:
     """Real virtual devices running the device OTA client."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="espsec-bench-fleet-") as tmp:
@@ -462,19 +477,27 @@ def run_virtual(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"only {updated_rows} devices recorded as updated, {confirmed} confirmed 2.0.0"
         )
+    return {
+        "virtual: devices updated per minute": (per_min, "/min"),
+        "virtual: check-ins per second": (checkins / checkin_s, "/s"),
+        "virtual: no-update cycle p50": (_percentile(cycle_lat, 0.5), "s"),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("virtual", "sim"), default="virtual")
-    parser.add_argument("--devices", type=int, default=500)
-    parser.add_argument("--image-kb", type=int, default=256, help="sim mode: image size")
-    parser.add_argument("--checkin-seconds", type=float, default=10.0)
-    args = parser.parse_args()
-    if args.mode == "virtual":
-        run_virtual(args)
-    else:
-        run_sim(args)
+    options = parser(__doc__)
+    options.add_argument("--mode", choices=("virtual", "sim"), default="virtual")
+    options.add_argument("--devices", type=int, default=500)
+    options.add_argument("--image-kb", type=int, default=256, help="sim mode: image size")
+    options.add_argument("--checkin-seconds", type=float, default=10.0)
+    args = options.parse_args()
+    if args.quick:
+        args.devices, args.checkin_seconds = 2, 1.0
+    figures = run_virtual(args) if args.mode == "virtual" else run_sim(args)
+    results = Results("fleet")
+    for metric, (value, unit) in figures.items():
+        results.info(metric, value, unit)
+    report(results, args.rows)
 
 
 if __name__ == "__main__":
