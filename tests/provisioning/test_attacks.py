@@ -247,3 +247,12 @@ def test_bad_scan_index_is_refused_with_invalid_argument(sec2_server):
     reply = wifi_scan_pb2.WiFiScanPayload()
     reply.ParseFromString(session.call("prov-scan", ask.SerializeToString()))
     assert reply.status == INVALID_ARGUMENT
+
+
+def test_request_to_an_unknown_endpoint_does_not_close_the_session(sec2_server):
+    server, pc, service = sec2_server
+    session = _sec2_session(server)
+    with pytest.raises(Exception, match="404"):
+        HttpTransport(server.address).send("no-such-endpoint", b"x")
+    session.call("prov-config", _set_config(b"home", b"secret123"))
+    assert service.pending is not None and "closed" not in _events(pc)

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
 from typing import Any
 
+from espsec.errors import EspsecError
 from espsec.provisioning.errors import ProtocommError, TransportError, status_name
 from espsec.provisioning.protocomm.core import Protocomm, UnknownEndpoint
 from espsec.provisioning.protocomm.security import (
@@ -86,6 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint = self.path.split("?", 1)[0].removeprefix("/")
         state = self.server.sessions
         pc = self.server.protocomm
+        if endpoint not in pc.endpoints:  # no URI handler: the session is left alone
+            self._error(404, f"no endpoint {endpoint!r}", None)
+            return
         with pc.lock:
             same, session_id = state.continue_or_start(self.headers.get("Cookie"), self.socket_id)
             if not same:
@@ -97,6 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             except ProtocommError as exc:
                 self._error(_HTTP_CODE.get(exc.status, 500), exc.message, exc.status)
+                return
+            except EspsecError as exc:  # the device failed (e.g. its NVS): no traceback
+                self._error(500, exc.message, INTERNAL_ERROR)
                 return
         self.send_response(200)
         if not same:
@@ -144,6 +151,9 @@ class _SessionState:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that vanishes mid-request (or a bad TLS handshake) is not ours to print
 
     def __init__(
         self,
