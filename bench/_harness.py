@@ -350,6 +350,19 @@ class Results:
             )
         )
 
+    def at_least(self, metric: str, espsec: float, minimum: float, *, unit: str) -> Row:
+        """An absolute floor (a rate that must not become the bottleneck)."""
+        return self.add(
+            Row(
+                self.bench,
+                metric,
+                unit,
+                espsec,
+                target=f">= {minimum:g} {unit}",
+                met=espsec >= minimum,
+            )
+        )
+
     def scaling(
         self,
         metric: str,
