@@ -259,6 +259,7 @@ _BOOTLOADER = _rows(
         default=("0",),
     ),
     Option("BOOTLOADER_RESERVE_RTC_MEM", BOOL, prompt=False, depends="SOC_RTC_FAST_MEM_SUPPORTED"),
+    # menu "Security features"
     Option(
         "SECURE_SIGNED_ON_BOOT",
         BOOL,
@@ -560,6 +561,8 @@ _BOOTLOADER = _rows(
         prompt=False,
         default=("y if (SOC_EFUSE_DIS_ICACHE || IDF_TARGET_ESP32) && SECURE_FLASH_ENC_ENABLED",),
     ),
+    # menu "Potentially insecure options": each row depends on SECURE_BOOT_INSECURE or
+    # development mode itself (the menu's "visible if" hides prompts, not values)
     Option(
         "SECURE_BOOT_V2_FORCE_ENABLE_ECDSA",
         BOOL,
@@ -926,6 +929,7 @@ _NVS_FLASH = _rows(
 # components/nvs_sec_provider/Kconfig
 _NVS_SEC_PROVIDER = _rows(
     "components/nvs_sec_provider/Kconfig",
+    # v5.5's default; v6.0 defaults to USING_HMAC where SOC_HMAC_SUPPORTED
     Choice(
         "NVS_SEC_KEY_PROTECTION_SCHEME",
         depends="NVS_ENCRYPTION",
