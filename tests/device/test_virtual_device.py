@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -151,3 +152,55 @@ def test_flash_build_dir_for_another_chip_is_refused(tmp_path):
     build = _build_dir(tmp_path, chip="esp32p4")
     with pytest.raises(UsageError, match="the build is for esp32p4"):
         VirtualDevice.new("esp32s3", FLASH).flash_build_dir(build)
+
+
+def _file_states(folder: Path) -> dict[str, tuple[int, int, int]]:
+    return {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(folder.iterdir())
+    }
+
+
+def test_a_boot_that_changes_nothing_writes_no_file(tmp_path):
+    flashed(tmp_path)
+    VirtualDevice.open(tmp_path).boot()  # first boot: burns keys, encrypts flash
+    before = _file_states(tmp_path)
+    report = VirtualDevice.open(tmp_path).boot()
+    assert report.ok and report.flash_writes_made == report.efuse_writes_made == 0
+    assert _file_states(tmp_path) == before
+
+
+def test_a_save_writes_changed_flash_sectors_in_place(tmp_path, monkeypatch):
+    flashed(tmp_path, BootloaderConfig.from_options())
+    dev = VirtualDevice.open(tmp_path)
+    inode = (tmp_path / "flash.bin").stat().st_ino
+    written: list[tuple[int, int]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        written.append((offset, len(data)))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    dev.write_files([(0x9000, b"\0" * 4, "nvs")])  # saves
+    assert written == [(0x9000, 0x1000)]
+    assert (tmp_path / "flash.bin").stat().st_ino == inode
+    assert bytes(VirtualDevice.open(tmp_path).flash.data) == bytes(dev.flash.data)
+
+
+def test_a_missing_flash_file_is_written_whole_on_the_next_save(tmp_path):
+    dev = flashed(tmp_path, BootloaderConfig.from_options())
+    (tmp_path / "flash.bin").unlink()
+    dev.save()
+    assert (tmp_path / "flash.bin").read_bytes() == bytes(dev.flash.data)
+
+
+def test_an_efuse_burn_is_saved_and_a_new_folder_gets_every_file(tmp_path):
+    dev = flashed(tmp_path / "a", BootloaderConfig.from_options())
+    efuse.burn(dev.efuses, {"SECURE_BOOT_EN": 1})
+    dev.save()
+    assert security_state(VirtualDevice.open(tmp_path / "a").efuses).secure_boot_enabled
+    dev.save(tmp_path / "b")
+    copy = VirtualDevice.open(tmp_path / "b")
+    assert copy.efuses == dev.efuses
+    assert bytes(copy.flash.data) == bytes(dev.flash.data)

@@ -69,3 +69,16 @@ def test_each_erase_and_program_is_one_counted_write():
 
 def test_nor_flash_is_the_flash_region_nvs_runs_on():
     assert isinstance(NorFlash(0x1000), FlashRegion)
+
+
+def test_dirty_ranges_are_the_sectors_erased_or_programmed_since_mark_clean():
+    flash = NorFlash(0x8000)
+    assert flash.dirty_ranges() == []
+    flash.write(0x1FFC, b"\0" * 8)  # straddles sectors 1 and 2
+    flash.erase_sector(0x3000)
+    flash.write(0x6000, b"\0" * 4)
+    assert flash.dirty_ranges() == [(0x1000, 0x4000), (0x6000, 0x7000)]
+    flash.mark_clean()
+    assert flash.dirty_ranges() == []
+    flash.read(0x0, 0x8000)  # reads change nothing
+    assert flash.dirty_ranges() == []

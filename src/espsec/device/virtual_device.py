@@ -10,16 +10,23 @@ The device folder holds everything the device needs and nothing else::
       efuse.bin.espsec  0600 sidecar: hardware-only key material (docs/adr/0002)
       flash.bin         the SPI flash, byte for byte (ciphertext where encrypted)
 
-Files are replaced atomically (``espsec._io.write_atomic``); eFuses are written before
-flash, so a host crash between the two renames can only leave eFuses ahead of flash,
-as a power cut right after an eFuse burn would. The bootloader's build options
+A save writes only what changed since the device was opened or last saved: the eFuse
+files and ``device.json`` are replaced atomically (``espsec._io.write_atomic``) when
+their contents differ, and ``flash.bin`` gets the sectors erased or programmed since
+(written in place and fsynced; the whole file only when it is new or missing). A boot
+that changes nothing writes nothing. eFuses are written before flash, so a host crash
+between the two can only leave eFuses ahead of flash, as a power cut right after an
+eFuse burn would; a crash inside the flash write leaves some changed sectors written
+and others not, as a power cut between two sector writes would. The bootloader's build options
 (``sdkconfig``) are kept in ``device.json``: a virtual chip cannot read Kconfig out of a
 bootloader binary, so they are recorded when the bootloader is flashed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -130,6 +137,7 @@ class VirtualDevice:
         self.jtag_reenabled = jtag_reenabled
         self.running: AppRuntime | None = None
         self.last_report: BootReport | None = None
+        self._on_disk: _OnDisk | None = None
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
@@ -223,23 +231,80 @@ class VirtualDevice:
             raise FormatError(
                 "not an sdkconfig.json object", field="bootloader_config", source=str(meta_file)
             )
-        return cls(
+        dev = cls(
             efuses,
             flash,
             config=config,
             path=folder,
             jtag_reenabled=bool(meta.get("jtag_reenabled", False)),
         )
+        dev._on_disk = _OnDisk(folder, dev._efuse_state(), dev._meta_bytes())
+        dev.flash.mark_clean()
+        return dev
 
     def save(self, path: PathLike | None = None) -> None:
-        """Write the device folder (eFuses first, then flash, then ``device.json``)."""
+        """Write what changed to the device folder: eFuses, then flash, then ``device.json``.
+
+        Each file is on disk (fsynced) when this returns. A folder other than the one
+        the device came from gets every file.
+        """
         if path is not None:
             self.path = Path(path)
         if self.path is None:
             raise UsageError("this virtual device has no folder: pass a path to save it")
-        self.path.mkdir(parents=True, exist_ok=True)
-        save(self.efuses, self.path / EFUSE_FILE)
-        write_atomic(self.path / FLASH_FILE, bytes(self.flash.data))
+        folder = self.path
+        known = (
+            self._on_disk if self._on_disk is not None and self._on_disk.folder == folder else None
+        )
+        if known is None:
+            folder.mkdir(parents=True, exist_ok=True)
+        efuse_state = self._efuse_state()
+        if known is None or known.efuses != efuse_state:
+            save(self.efuses, folder / EFUSE_FILE)
+        if known is None or not self._write_flash_ranges(folder / FLASH_FILE):
+            write_atomic(folder / FLASH_FILE, bytes(self.flash.data))
+        self.flash.mark_clean()
+        meta = self._meta_bytes()
+        if known is None or known.meta != meta:
+            write_atomic(folder / DEVICE_FILE, meta)
+        self._on_disk = _OnDisk(folder, efuse_state, meta)
+
+    def _efuse_state(self) -> tuple[bytes, tuple[tuple[int, bytes], ...]]:
+        """What the eFuse files hold: the eFuse file and the sidecar's key material."""
+        return self.efuses.to_file_bytes(), tuple(sorted(self.efuses.hardware_keys().items()))
+
+    def _write_flash_ranges(self, path: Path) -> bool:
+        """Write the changed sectors into ``flash.bin`` in place and fsync it.
+
+        ``False`` (nothing written) when the file is missing or of another size.
+        """
+        ranges = self.flash.dirty_ranges()
+        if not ranges:
+            return path.is_file() and path.stat().st_size == self.flash.size
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise EspsecError(f"cannot write: {exc.strerror}", source=str(path)) from None
+        try:
+            if os.fstat(fd).st_size != self.flash.size:
+                return False
+            view = memoryview(self.flash.data)
+            for start, end in ranges:
+                done = start
+                while done < end:
+                    done += os.pwrite(fd, view[done:end], done)
+            os.fsync(fd)
+        except OSError as exc:
+            raise EspsecError(f"cannot write: {exc.strerror}", source=str(path)) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return True
+
+    def _meta_bytes(self) -> bytes:
+        """``device.json`` as :meth:`save` writes it."""
         meta = {
             "format": _FORMAT,
             "version": 1,
@@ -248,7 +313,7 @@ class VirtualDevice:
             "bootloader_config": None if self._config is None else self._config.to_json(),
             "jtag_reenabled": self.jtag_reenabled,
         }
-        write_atomic(self.path / DEVICE_FILE, (json.dumps(meta, indent=1) + "\n").encode())
+        return (json.dumps(meta, indent=1) + "\n").encode()
 
     def _autosave(self) -> None:
         if self.path is not None:
@@ -466,6 +531,19 @@ class VirtualDevice:
                 hw.burn(tx, "soft-disable JTAG (SOFT_DIS_JTAG)")
         self._autosave()
         return self.jtag()
+
+
+@dataclass(frozen=True)
+class _OnDisk:
+    """What the device folder holds since the last open or save (no flash: the chip
+    tracks its own changed sectors)."""
+
+    folder: Path
+    efuses: tuple[bytes, tuple[tuple[int, bytes], ...]]
+    meta: bytes
+
+    def __repr__(self) -> str:  # the eFuse state holds key material
+        return f"_OnDisk({self.folder})"
 
 
 def _check_sectors(files: Sequence[tuple[int, bytes, str]]) -> None:

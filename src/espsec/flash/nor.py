@@ -14,7 +14,8 @@
   so an armed :class:`~espsec.flash.power.FaultPlan` can cut power between any two.
 
 The contents are one ``bytearray`` (:attr:`NorFlash.data`) that only :meth:`NorFlash._program`
-and :meth:`NorFlash._erase` change.
+and :meth:`NorFlash._erase` change. Both record the sectors they touch, so whoever keeps
+a copy of the chip on disk writes back only those (:meth:`NorFlash.dirty_ranges`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class NorFlash:
         else:
             self.data = bytearray(size_or_data)
         self.counter = counter if counter is not None else WriteCounter()
+        self._dirty: set[int] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.size // 1024} KiB)"
@@ -85,6 +87,22 @@ class NorFlash:
     def snapshot(self) -> bytes:
         """A copy of the whole contents."""
         return bytes(self.data)
+
+    def dirty_ranges(self) -> list[tuple[int, int]]:
+        """``(start, end)`` of the runs of sectors erased or programmed since
+        :meth:`mark_clean` (or since the chip was made), in address order."""
+        ranges: list[tuple[int, int]] = []
+        for sector in sorted(self._dirty):
+            start = sector * SECTOR_SIZE
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], start + SECTOR_SIZE)
+            else:
+                ranges.append((start, start + SECTOR_SIZE))
+        return ranges
+
+    def mark_clean(self) -> None:
+        """Forget the changed sectors (their contents were saved)."""
+        self._dirty.clear()
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -130,9 +148,13 @@ class NorFlash:
 
     def _program(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
+        if not data:
+            return
         old = int.from_bytes(self.data[offset:end], "little")
         new = old & int.from_bytes(data, "little")  # NOR: bits only go 1 -> 0
         self.data[offset:end] = new.to_bytes(len(data), "little")
+        self._dirty.update(range(offset // SECTOR_SIZE, (end - 1) // SECTOR_SIZE + 1))
 
     def _erase(self, offset: int) -> None:
         self.data[offset : offset + SECTOR_SIZE] = b"\xff" * SECTOR_SIZE
+        self._dirty.add(offset // SECTOR_SIZE)
