@@ -14,7 +14,7 @@ from espsec.cli.main import main
 from espsec.device import VirtualDevice
 
 from .kit import OTA0, ROLLBACK, app, bootloader, device
-from .test_ota_e2e import HMAC_BLOCK, HMAC_KEY, Fleet, base, fleet, release
+from .test_ota_e2e import HMAC_BLOCK, HMAC_KEY, Fleet, as_device, base, fleet, release
 
 __all__ = ["base", "fleet", "release"]  # fixtures shared with test_ota_e2e
 
@@ -29,7 +29,7 @@ def run(*args: object) -> tuple[int, str, str]:
 @pytest.fixture
 def folder(tmp_path: Path, base: VirtualDevice, fleet: Fleet) -> Path:
     """The device saved in a folder, and the fleet's public files beside it."""
-    base.copy().save(tmp_path / "dev")
+    as_device(base, "cli-1").save(tmp_path / "dev")
     (tmp_path / "ca.pem").write_bytes(fleet.ca_pem)
     (tmp_path / "manifest.pub.pem").write_bytes(fleet.manifest_pub)
     return tmp_path

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from espsec import efuse, ota, secure_boot
 from espsec.device import (
@@ -33,19 +34,22 @@ from espsec.device import (
     provision_ota,
     run_ota,
 )
+from espsec.device.identity import provision_identity, reissue_certificate
 from espsec.device.nvs import app_nvs_keys, read_device_nvs
 from espsec.device.ota_state import OtaNvs
 from espsec.efuse import security_state
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, RunningServer, init_fleet, start_server
 from espsec.fleet.tls import generate_tls
+from espsec.identity.tls import generate_device_ca
+from espsec.image.partition_table import PartitionTable
 from espsec.nvs import NvsKeys, NvsStore, read_partition
 from espsec.ota import TlsTrust
 from espsec.ota import release as release_module
 from espsec.ota.protocol import CheckIn
 
 from ..fleet.conftest import CuttingProxy
-from .kit import LOCKED, OTA0, app, device, signed
+from .kit import LOCKED, OTA0, OTA_TABLE, app, device, signed
 
 HMAC_BLOCK = "BLOCK_KEY4"
 HMAC_KEY = bytes(range(1, 33))
@@ -54,6 +58,11 @@ OTA1 = 0x40000
 SLOT = 0x30000
 DEVICE_ID = "dev-1"
 NVS_KEYS = 0x70000
+DEVICE_CA = generate_device_ca("e2e device CA")
+"""The CA the fleet trusts for device client certificates (mutual TLS)."""
+IDENTITY_TABLE = PartitionTable.from_csv(
+    OTA_TABLE.to_csv() + "esp_secure_cert, 0x3F, , 0x71000, 0x2000, encrypted\n"
+)
 
 
 @dataclass
@@ -99,7 +108,8 @@ class Fleet:
 def running_fleet(
     state: Path, digests: list[bytes | None], clock: Callable[[], float] = time.time
 ) -> Iterator[Fleet]:
-    token = init_fleet(state, key_digests=digests)
+    ca_pem = DEVICE_CA[0].public_bytes(serialization.Encoding.PEM)
+    token = init_fleet(state, key_digests=digests, device_ca_pem=ca_pem)
     server = start_server(state, clock=clock)
     assert server.tls.ca_cert is not None
     try:
@@ -118,8 +128,11 @@ def fleet(tmp_path: Path, k0: secure_boot.PrivateKey) -> Iterator[Fleet]:
 @pytest.fixture(scope="module")
 def base(sb_bootloader: bytes, k0: secure_boot.PrivateKey) -> VirtualDevice:
     """A locked-down device after its first boot, running ota_0 1.0.0 (secure_version 1)."""
-    dev = device(LOCKED, boot=sb_bootloader, apps={OTA0: signed(app("1.0.0", 1), k0)})
+    dev = device(
+        LOCKED, boot=sb_bootloader, apps={OTA0: signed(app("1.0.0", 1), k0)}, table=IDENTITY_TABLE
+    )
     efuse.burn_key(dev.efuses, HMAC_BLOCK, HMAC_KEY, "HMAC_UP")
+    provision_identity(dev, DEVICE_ID, *DEVICE_CA)  # the factory, before the first boot
     report = dev.boot()
     assert report.ok and security_state(dev.efuses).secure_version == 1
     return dev
@@ -151,11 +164,19 @@ def release(k0: secure_boot.PrivateKey) -> Callable[..., bytes]:
     return make
 
 
+def as_device(base: VirtualDevice, device_id: str = DEVICE_ID) -> VirtualDevice:
+    """A copy of ``base`` whose identity certificate names ``device_id`` (same eFuse key)."""
+    dev = base.copy()
+    if device_id != DEVICE_ID:
+        reissue_certificate(dev, device_id, *DEVICE_CA)
+    return dev
+
+
 def provision(
     base: VirtualDevice, fleet: Fleet, device_id: str = DEVICE_ID, **changes: Any
 ) -> VirtualDevice:
     """A copy of ``base``, booted, its OTA client provisioned for ``fleet``."""
-    dev = base.copy()
+    dev = as_device(base, device_id)
     assert dev.boot().ok
     prov = OtaProvisioning(
         device_id=device_id,
@@ -369,8 +390,8 @@ def test_replayed_manifest_is_refused(
     recorded: list[bytes] = []
     real_check_in = service.check_in
 
-    def record(body: bytes) -> bytes:
-        recorded.append(real_check_in(body))
+    def record(body: bytes, **auth: Any) -> bytes:
+        recorded.append(real_check_in(body, **auth))
         return recorded[-1]
 
     monkeypatch.setattr(service, "check_in", record)
@@ -379,7 +400,7 @@ def test_replayed_manifest_is_refused(
     assert dev.running is not None
     counter = OtaNvs(dev.running).trust_counter().last_counter
     # a man in the middle (or a compromised server) answers with the recorded offer
-    monkeypatch.setattr(service, "check_in", lambda body: recorded[0])
+    monkeypatch.setattr(service, "check_in", lambda body, **auth: recorded[0])
     report = run_ota(dev)
     refused(report, OtaStep.MANIFEST, "replayed")
     assert OtaNvs(dev.running).trust_counter().last_counter == counter

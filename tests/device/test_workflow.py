@@ -16,7 +16,7 @@ from espsec.errors import UsageError
 from espsec.flash import FaultPlan
 
 from .kit import OTA_TABLE, app, signed
-from .test_ota_e2e import HMAC_BLOCK, Fleet, base, fleet
+from .test_ota_e2e import HMAC_BLOCK, Fleet, as_device, base, fleet
 
 __all__ = ["base", "fleet"]  # fixtures shared with test_ota_e2e
 
@@ -179,7 +179,7 @@ def test_jtag_option_combinations_are_refused(files: Path):
 def test_provisioned_device_checks_in_and_finds_no_update(
     tmp_path: Path, base: VirtualDevice, fleet: Fleet
 ):
-    base.copy().save(tmp_path / "dev")
+    as_device(base, "wf-1").save(tmp_path / "dev")
     (tmp_path / "ca.pem").write_bytes(fleet.ca_pem)
     (tmp_path / "manifest.pub.pem").write_bytes(fleet.manifest_pub)
     provisioned = workflow.provision_device_ota(

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from espsec import ota, secure_boot
 from espsec.chips import get_chip
 from espsec.fleet import AdminClient, RunningServer, init_fleet, start_server
+from espsec.fleet.config import device_ca_signer
+from espsec.identity.tls import ClientKey, issue_device_certificate
 from espsec.image import build_app_image
 from espsec.ota import CheckIn, FleetClient, Manifest, ManifestTrust, TlsTrust
 from espsec.ota.manifest import load_manifest_public_key
@@ -38,8 +41,30 @@ class Fleet:
     def admin(self) -> AdminClient:
         return AdminClient(self.url, self.token, self.trust)
 
-    def client(self, url: str | None = None) -> FleetClient:
-        return FleetClient(url or self.url, self.trust)
+    def identity(self, device_id: str, **cert_options: object) -> ClientKey:
+        """A client certificate for ``device_id`` from the fleet's device CA."""
+        ca_cert, ca_key = device_ca_signer(self.state)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue_device_certificate(
+            ca_cert,
+            ca_key,
+            device_id,
+            key.public_key(),
+            **cert_options,  # type: ignore[arg-type]
+        )
+        return ClientKey((cert,), lambda: key)
+
+    def client(
+        self,
+        url: str | None = None,
+        *,
+        device_id: str | None = None,
+        identity: ClientKey | None = None,
+    ) -> FleetClient:
+        """A device's client: with the identity of ``device_id`` (or ``identity``)."""
+        if device_id is not None:
+            identity = self.identity(device_id)
+        return FleetClient(url or self.url, self.trust, identity=identity)
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def test_device_is_offered_the_cohort_release_in_a_signed_manifest(
 ) -> None:
     release_id = _publish(fleet, release_factory("2.0.0", 3))
     dev = make_device("dev-a", secure_version=2)
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-a") as client:
         first = dev.check_in(client)
         second = dev.check_in(client)
     assert first.release is not None and first.release.release_id == release_id
@@ -43,7 +43,7 @@ def test_downgrade_is_never_offered(
 ) -> None:
     _publish(fleet, release_factory("2.0.0", 3))
     dev = make_device("dev-b", version="5.0.0", secure_version=5)
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-b") as client:
         manifest = dev.check_in(client)
     assert manifest.release is None
     assert "downgrade refused" in manifest.reason
@@ -55,8 +55,9 @@ def test_up_to_date_and_pending_verify_devices_get_no_update(
     _publish(fleet, release_factory("2.0.0", 3))
     current = make_device("dev-c", version="2.0.0", secure_version=3)
     pending = make_device("dev-d", secure_version=1, boot_state="pending_verify")
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-c") as client:
         assert current.check_in(client).reason == "up to date"
+    with fleet.client(device_id="dev-d") as client:
         manifest = pending.check_in(client)
     assert manifest.release is None and "pending verification" in manifest.reason
 
@@ -66,9 +67,14 @@ def test_release_rolled_back_on_a_device_is_not_offered_again_until_reassigned(
 ) -> None:
     release_id = _publish(fleet, release_factory("2.0.0", 3))
     dev = make_device("dev-e")
-    with fleet.client() as client:
-        assert dev.check_in(client).release is not None
-        client.report(OutcomeReport("dev-e", release_id, "rolled_back", "app failed self-test"))
+    with fleet.client(device_id="dev-e") as client:
+        offer = dev.check_in(client)
+        assert offer.release is not None
+        client.report(
+            OutcomeReport(
+                "dev-e", release_id, "rolled_back", "app failed self-test", counter=offer.counter
+            )
+        )
         assert dev.check_in(client).release is None
         with fleet.admin() as admin:
             admin.assign_cohort("default", release_id)
@@ -84,9 +90,11 @@ def test_cohorts_get_their_own_release(
     beta = _publish(fleet, release_factory("2.1.0", 3), cohort="beta")
     with fleet.admin() as admin:
         admin.assign_device("dev-beta", "beta")
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-beta") as client:
         m_beta = make_device("dev-beta").check_in(client)
+    with fleet.client(device_id="dev-stable") as client:
         m_stable = make_device("dev-stable").check_in(client)
+    with fleet.client(device_id="dev-s3") as client:
         m_other_chip = make_device("dev-s3", chip="esp32s3").check_in(client)
     assert m_beta.release is not None and m_beta.release.release_id == beta
     assert m_stable.release is not None and m_stable.release.release_id == stable
@@ -98,7 +106,7 @@ def test_counter_stays_above_what_the_device_accepted_after_a_server_restore(
 ) -> None:
     dev = make_device("dev-f")
     dev.trust.last_counter = 100  # the device saw counter 100 before the DB was restored
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-f") as client:
         assert dev.check_in(client).counter == 101
 
 
@@ -107,7 +115,7 @@ def test_replayed_manifest_is_refused_by_the_device(
 ) -> None:
     _publish(fleet, release_factory("2.0.0", 3))
     dev = make_device("dev-g")
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-g") as client:
         dev.check_in(client)
         recorded = dev.last_raw
         dev.trust.begin_check_in()  # a new check-in; the attacker answers with the old one
@@ -122,7 +130,7 @@ def test_manifest_for_another_device_is_refused_by_the_device(
     _publish(fleet, release_factory("2.0.0", 3))
     victim, other = make_device("dev-h"), make_device("dev-i")
     nonce = victim.trust.begin_check_in()
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-i") as client:
         # The attacker relays the victim's nonce in its own check-in.
         answer = client.check_in(CheckIn("dev-i", "esp32p4", "1.0.0", 1, "valid", nonce))
     with pytest.raises(ManifestError) as info:
@@ -136,7 +144,7 @@ def test_expired_manifest_is_refused_by_the_device(
 ) -> None:
     dev = make_device("dev-j")
     nonce = dev.trust.begin_check_in()
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-j") as client:
         answer = client.check_in(CheckIn("dev-j", "esp32p4", "1.0.0", 1, "valid", nonce))
     ttl = fleet.server.service.config.manifest_ttl
     with pytest.raises(ManifestError) as info:
@@ -145,7 +153,7 @@ def test_expired_manifest_is_refused_by_the_device(
 
 
 def test_malformed_check_in_is_a_400(fleet: Fleet) -> None:
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-k") as client:
         for body in (b"{", json.dumps({"device_id": "x"}).encode(), b"[]"):
             status, _, data = client.request("POST", "/api/v1/device/checkin", body=body)
             assert status == 400, data

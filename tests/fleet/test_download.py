@@ -21,7 +21,7 @@ def _offer(
         release_id = admin.upload_release(release_factory("3.0.0", 4, 60_000))["id"]
         admin.assign_cohort("default", release_id)
     dev = make_device("dev-dl", secure_version=2)
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-dl") as client:
         manifest = dev.check_in(client)
     assert manifest.release is not None
     return dev, manifest
@@ -38,7 +38,7 @@ def test_device_downloads_decrypts_verifies_and_reports(
     assert target is not None
     dec = EncryptedImageDecryptor(dev.key)
     slot = bytearray()  # the inactive OTA slot
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-dl") as client:
         result = client.download(
             target.url,
             lambda chunk: slot.extend(dec.feed(chunk)),
@@ -67,7 +67,7 @@ def test_truncated_download_is_resumed_with_range(
     proxy = CuttingProxy(fleet.server.port, cut_after=40_000)  # link drops mid-body
     received = bytearray()
     try:
-        with fleet.client(f"https://127.0.0.1:{proxy.port}") as client:
+        with fleet.client(f"https://127.0.0.1:{proxy.port}", device_id="dev-dl") as client:
             result = client.download(
                 target.url,
                 received.extend,
@@ -92,7 +92,7 @@ def test_download_can_continue_from_bytes_already_held(
     _, manifest = _offer(fleet, release_factory, make_device)
     target = manifest.release
     assert target is not None
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-dl") as client:
         whole = bytearray()
         client.download(
             target.url, whole.extend, length=target.length, sha256=bytes.fromhex(target.sha256)
@@ -116,7 +116,7 @@ def test_download_not_matching_the_manifest_hash_is_refused(
     _, manifest = _offer(fleet, release_factory, make_device)
     target = manifest.release
     assert target is not None
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-dl") as client:
         with pytest.raises(VerificationError, match="SHA-256"):
             client.download(target.url, lambda _: None, length=target.length, sha256=bytes(32))
         with pytest.raises(VerificationError, match="larger than the manifest"):
@@ -135,7 +135,7 @@ def test_range_semantics(
     target = manifest.release
     assert target is not None
     n = target.length
-    with fleet.client() as client:
+    with fleet.client(device_id="dev-dl") as client:
         status, headers, body = client.request(
             "GET", target.url, headers={"Range": "bytes=10-19"}, max_size=n
         )
@@ -154,9 +154,9 @@ def test_range_semantics(
         status, headers, _ = client.request("GET", target.url, headers={"Range": f"bytes={n}-"})
         assert status == 416 and headers["content-range"] == f"bytes */{n}"
         status, _, _ = client.request("GET", "/api/v1/firmware/" + "00" * 32)
-        assert status == 404
+        assert status == 403  # not offered to this device (whether or not it exists)
         with pytest.raises(HttpError) as info:
             client.download(
                 "/api/v1/firmware/" + "00" * 32, lambda _: None, length=1, sha256=bytes(32)
             )
-        assert info.value.status == 404
+        assert info.value.status == 403

@@ -38,7 +38,7 @@ def test_plain_http_is_refused_before_connecting(fleet: Fleet) -> None:
 
 def test_pinned_server_certificate_is_accepted(fleet: Fleet) -> None:
     pin = TlsTrust.pinned(fleet.server.tls.server_cert.read_bytes())
-    with FleetClient(fleet.url, pin) as client:
+    with FleetClient(fleet.url, pin, identity=fleet.identity("dev-tls")) as client:
         assert _check_in(client)
 
 
@@ -58,7 +58,7 @@ def test_pinning_the_ca_is_not_pinning_the_server(fleet: Fleet) -> None:
 
 def test_hostname_is_checked(fleet: Fleet) -> None:
     url = fleet.url.replace("127.0.0.1", "localhost")  # in the certificate: accepted
-    with FleetClient(url, fleet.trust) as client:
+    with FleetClient(url, fleet.trust, identity=fleet.identity("dev-tls")) as client:
         assert _check_in(client)
 
 
@@ -82,7 +82,8 @@ def test_certificate_for_another_hostname_is_refused(tmp_path: Path, fleet: Flee
         trust = TlsTrust.ca(files.ca_cert.read_bytes())
         with FleetClient(other.url, trust) as client, pytest.raises(VerificationError):
             _check_in(client)
-        with FleetClient(other.url.replace("127.0.0.1", "localhost"), trust) as client:
+        url = other.url.replace("127.0.0.1", "localhost")
+        with FleetClient(url, trust, identity=fleet.identity("dev-tls")) as client:
             assert _check_in(client)
     finally:
         other.stop()

@@ -17,7 +17,7 @@ from espsec._io import read_bytes, write_secret
 from espsec.cli._common import emit, json_option, key_digest_slots, source
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, digests_from, init_fleet, serve
-from espsec.fleet.config import DEFAULT_HOSTNAMES, MANIFEST_PUB, TLS_DIR
+from espsec.fleet.config import DEFAULT_HOSTNAMES, DEVICE_CA, MANIFEST_PUB, TLS_DIR
 from espsec.fleet.tls import TlsFiles
 from espsec.ota import TlsTrust
 
@@ -50,6 +50,11 @@ _dir = click.Path(file_okay=False, path_type=Path)
 @click.option(
     "--token-out", type=_path, help="Admin token file (0600) [default: STATE_DIR/admin-token]."
 )
+@click.option(
+    "--device-ca",
+    type=_path,
+    help="CA that device client certificates must chain to [default: a new one in STATE_DIR].",
+)
 @json_option
 @click.argument("state_dir", type=_dir)
 def init(
@@ -59,10 +64,16 @@ def init(
     hostnames: tuple[str, ...],
     manifest_ttl: int,
     token_out: Path | None,
+    device_ca: Path | None,
     as_json: bool,
     state_dir: Path,
 ) -> None:
-    """Create a fleet in STATE_DIR trusting the given Secure Boot keys."""
+    """Create a fleet in STATE_DIR trusting the given Secure Boot keys.
+
+    Devices authenticate with mutual TLS: their client certificates must chain to the
+    device CA and name their device id.
+    """
+    device_ca_pem = read_bytes(device_ca, what="device CA") if device_ca is not None else None
     keys = []
     for path in sb_keys:
         with source(str(path)):
@@ -80,6 +91,7 @@ def init(
         revoked=revoked,
         hostnames=hostnames or DEFAULT_HOSTNAMES,
         manifest_ttl=manifest_ttl,
+        device_ca_pem=device_ca_pem,
     )
     write_secret(token_path, token.encode() + b"\n")
     report = {
@@ -87,12 +99,14 @@ def init(
         "key_digests": [d.hex() if d else None for d in slots],
         "manifest_public_key": str(state_dir / MANIFEST_PUB),
         "admin_token_file": str(token_path),
+        "device_ca": str(state_dir / DEVICE_CA),
     }
 
     def render() -> None:
         click.echo(f"fleet initialised in {state_dir}")
         click.echo(f"  provision devices with the manifest key {state_dir / MANIFEST_PUB}")
         click.echo(f"  admin token written to {token_path} (keep it secret)")
+        click.echo(f"  device client certificates must chain to {state_dir / DEVICE_CA}")
 
     emit(report, as_json, render)
 

@@ -153,7 +153,7 @@ def read_identity(dev: VirtualDevice) -> DeviceIdentity:
     region = device_partition(dev, PARTITION)
     data = region.read(0, region.size)
     try:
-        contents = sc.read_any(data)
+        contents = sc.read_any(data, on_device=True)
     except FormatError as exc:
         if data == b"\xff" * len(data):
             raise IdentityError(f"the {PARTITION} partition is erased: not provisioned") from None
@@ -224,15 +224,45 @@ def provision_identity(
             device_cert=cert.public_bytes(serialization.Encoding.PEM),
             ds=sc.DsKey(data, slot),
         )
-    region = device_partition(dev, PARTITION)
-    image = partition.to_bytes()
-    if len(image) > region.size:
-        raise UsageError(f"the identity takes {len(image)} bytes; the partition has {region.size}")
-    region.erase_range(0, region.size)
-    region.write(0, image + b"\xff" * (-len(image) % 16))
+    _write_partition(dev, partition)
     return cert
 
 
 def sign_with_device(folder: PathLike, data: bytes) -> Signature:
     """``espsec device sign``: sign ``data`` with the identity of the device in ``folder``."""
     return read_identity(VirtualDevice.open(folder)).sign(data)
+
+
+def reissue_certificate(
+    dev: VirtualDevice, device_id: str, ca_cert: x509.Certificate, ca_key: PrivateKey
+) -> x509.Certificate:
+    """Certify the key the device already holds under ``device_id`` and rewrite its
+    ``esp_secure_cert`` partition (as an esp_secure_cert OTA update would): the eFuse key
+    and its handle stay, only the certificate changes."""
+    identity = read_identity(dev)
+    public = identity.certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise IdentityError("the device certificate's key is neither RSA nor ECDSA")
+    cert = issue_device_certificate(ca_cert, ca_key, device_id, public)
+    c = identity.contents
+    if c.format != "tlv":
+        raise IdentityError(f"cannot rewrite a {c.format} esp_secure_cert partition")
+    partition = sc.build(
+        ca_certs=c.ca_certs,
+        device_cert=cert.public_bytes(serialization.Encoding.PEM),
+        private_key=c.private_key,
+        ds=c.ds,
+        ecdsa_key_id=c.ecdsa_key_id,
+        hmac_derived_salt=c.hmac_derived_salt,
+    )
+    _write_partition(dev, partition)
+    return cert
+
+
+def _write_partition(dev: VirtualDevice, partition: sc.SecureCertPartition) -> None:
+    region = device_partition(dev, PARTITION)
+    image = partition.to_bytes()
+    if len(image) > region.size:
+        raise UsageError(f"the identity takes {len(image)} bytes; the partition has {region.size}")
+    region.erase_range(0, region.size)
+    region.write(0, image + b"\xff" * (-len(image) % 16))

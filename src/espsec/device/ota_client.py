@@ -44,6 +44,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from espsec.device.boot_select import AppPartition
+from espsec.device.identity import IdentityError, read_identity
 from espsec.device.ota_state import (
     OtaNvs,
     PendingUpdate,
@@ -54,6 +55,7 @@ from espsec.device.ota_state import (
 from espsec.efuse import security_state
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.flash import PowerCut, WriteKind
+from espsec.identity.tls import ClientKey
 from espsec.image.descriptors import APP_DESC_SIZE, DESC_OFFSET, AppDesc
 from espsec.image.header import HEADER_SIZE, ImageHeader
 from espsec.nvs import NvsKeys
@@ -418,9 +420,21 @@ class _Cycle:
     def client(self) -> FleetClient:
         if self._client is None:
             self._client = FleetClient(
-                self.url, self.trust, timeout=self.timeout, chunk_size=self.chunk
+                self.url,
+                self.trust,
+                timeout=self.timeout,
+                chunk_size=self.chunk,
+                identity=self.identity(),
             )
         return self._client
+
+    def identity(self) -> ClientKey | None:
+        """The device's mutual-TLS identity (``esp_secure_cert`` and its DS / ECDSA key);
+        ``None`` for an unprovisioned device, which the fleet then refuses."""
+        try:
+            return read_identity(self.dev).client_key()
+        except IdentityError:
+            return None
 
     def close(self) -> None:
         if self._client is not None:

@@ -29,14 +29,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from cryptography import x509
+
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
-from espsec.fleet.db import AlreadyExists
-from espsec.fleet.service import FleetService, NotFound
+from espsec.fleet.db import AlreadyExists, ReportRefused
+from espsec.fleet.service import FleetService, Forbidden, NotFound
+from espsec.identity.tls import device_id_of
 from espsec.ota._json import strict_loads
 from espsec.ota.protocol import (
     ADMIN_PATH,
     API,
     CHECK_IN_PATH,
+    DEVICE_ID,
     FIRMWARE_PATH,
     MANIFEST_KEY_PATH,
     REPORT_PATH,
@@ -116,6 +120,9 @@ class FleetApp:
             await _json(send, exc.status, {"error": exc.message}, exc.headers)
         except NotFound as exc:
             await _json(send, 404, {"error": exc.message})
+        except (Forbidden, ReportRefused) as exc:
+            self.service.stats.count("device_requests_forbidden")
+            await _json(send, 403, {"error": exc.message})
         except VerificationError as exc:
             await _json(send, 422, {"error": str(exc)})
         except AlreadyExists as exc:
@@ -145,20 +152,23 @@ class FleetApp:
         svc = self.service
         if path == CHECK_IN_PATH:
             _allow(method, "POST")
+            client = _client_id(scope)
             body = await _body(receive, MAX_DEVICE_BODY)
-            manifest = svc.check_in(body)
+            manifest = svc.check_in(body, client_id=client)
             await _respond(
                 send, 200, manifest, b"application/json", [(b"cache-control", b"no-store")]
             )
             return
         if path == REPORT_PATH:
             _allow(method, "POST")
-            svc.report(await _body(receive, MAX_DEVICE_BODY))
+            client = _client_id(scope)
+            svc.report(await _body(receive, MAX_DEVICE_BODY), client_id=client)
             await _json(send, 200, {"ok": True})
             return
         if path.startswith(FIRMWARE_PATH):
             _allow(method, "GET", "HEAD")
-            await self._firmware(path[len(FIRMWARE_PATH) :], method, headers, send)
+            client = _client_id(scope)
+            await self._firmware(path[len(FIRMWARE_PATH) :], method, headers, send, client)
             return
         if path == MANIFEST_KEY_PATH:
             _allow(method, "GET")
@@ -237,9 +247,9 @@ class FleetApp:
         raise HttpProblem(404, "no such endpoint")
 
     async def _firmware(
-        self, sha256: str, method: str, headers: dict[str, str], send: Send
+        self, sha256: str, method: str, headers: dict[str, str], send: Send, client: str
     ) -> None:
-        path, length = self.service.blob(sha256)
+        path, length = self.service.blob(sha256, client_id=client)
         etag = f'"{sha256}"'
         rng = headers.get("range")
         if_range = headers.get("if-range")
@@ -275,6 +285,26 @@ class FleetApp:
         self.service.stats.count("bytes_served", last - first + 1 - remaining)
         if remaining:
             await send({"type": "http.response.body", "body": b""})
+
+
+def _client_id(scope: Scope) -> str:
+    """The device id the verified TLS client certificate names (mutual TLS).
+
+    The server's TLS layer has already checked the certificate chains to the fleet's
+    device CA and is valid now; this reads the device id it binds (``identity.tls``).
+    """
+    tls = scope.get("extensions", {}).get("tls", {})
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        raise HttpProblem(401, "a client certificate from the fleet's device CA is required")
+    try:
+        cert = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
+    except ValueError:
+        raise HttpProblem(401, "unreadable client certificate") from None
+    device_id = device_id_of(cert)
+    if device_id is None or not DEVICE_ID.match(device_id):
+        raise HttpProblem(403, "the client certificate names no single valid device id")
+    return device_id
 
 
 def _allow(method: str, *allowed: str) -> None:

@@ -8,6 +8,8 @@ Layout::
     fleet.sqlite3          releases, cohorts, devices, reports
     blobs/<sha256>         release payloads, content-addressed
     tls/                   CA and server certificate (made on first start)
+    device-ca.pem          the CA device client certificates must chain to (mutual TLS)
+    device-ca-key.pem      its key, when the fleet made the CA itself (0600)
 
 The admin token itself is never stored, only its SHA-256.
 """
@@ -35,6 +37,8 @@ MANIFEST_PUB = "manifest-key.pub.pem"
 DB_FILE = "fleet.sqlite3"
 BLOB_DIR = "blobs"
 TLS_DIR = "tls"
+DEVICE_CA = "device-ca.pem"
+DEVICE_CA_KEY = "device-ca-key.pem"
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_MANIFEST_TTL = 600
 DEFAULT_MAX_UPLOAD = 64 << 20
@@ -105,8 +109,15 @@ def init_fleet(
     revoked: Sequence[int] = (),
     hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
     manifest_ttl: int = DEFAULT_MANIFEST_TTL,
+    device_ca_pem: bytes | None = None,
 ) -> str:
-    """Create a fleet state folder; return the admin token (shown once, stored hashed)."""
+    """Create a fleet state folder; return the admin token (shown once, stored hashed).
+
+    ``device_ca_pem``: the CA that device certificates must chain to; without it the fleet
+    makes its own device CA (``device-ca.pem`` and a 0600 ``device-ca-key.pem``).
+    """
+    if device_ca_pem is not None:
+        _check_device_ca(device_ca_pem)
     if (state_dir / CONFIG_FILE).exists():
         raise UsageError("fleet already initialised here", source=str(state_dir))
     if not 1 <= len(key_digests) <= 3 or all(d is None for d in key_digests):
@@ -128,10 +139,77 @@ def init_fleet(
     pem = generate_manifest_key()
     write_secret(state_dir / MANIFEST_KEY, pem)
     write_atomic(state_dir / MANIFEST_PUB, public_key_pem(load_manifest_private_key(pem)))
+    if device_ca_pem is None:
+        from cryptography.hazmat.primitives import serialization
+
+        from espsec.identity.tls import generate_device_ca
+
+        ca_cert, ca_key = generate_device_ca("espsec fleet device CA")
+        write_secret(
+            state_dir / DEVICE_CA_KEY,
+            ca_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        device_ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    write_atomic(state_dir / DEVICE_CA, device_ca_pem)
     write_atomic(
         state_dir / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode(), mode=0o600
     )
     return token
+
+
+def _check_device_ca(pem: bytes) -> None:
+    from cryptography import x509
+
+    from espsec._pem import load_certificates
+
+    for cert in load_certificates(pem, source="--device-ca"):
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            raise FormatError(
+                "not a CA certificate",
+                field="basicConstraints",
+                expected="CA:TRUE",
+                found=cert.subject.rfc4514_string(),
+                source="--device-ca",
+            )
+
+
+def device_ca_signer(state_dir: Path) -> tuple[Any, Any]:
+    """The fleet-made device CA (certificate, private key), to issue device certificates.
+
+    Refused when the CA came from ``--device-ca``: its key is not the fleet's.
+    """
+    from espsec._pem import load_certificate, load_private_key
+
+    key_path = state_dir / DEVICE_CA_KEY
+    if not key_path.exists():
+        raise EspsecError(
+            "the fleet's device CA key is not here (the CA was given with --device-ca): "
+            "issue device certificates with that CA",
+            source=str(state_dir),
+        )
+    cert = load_certificate(load_device_ca(state_dir), source=str(state_dir / DEVICE_CA))
+    key = load_private_key(read_bytes(key_path, what="device CA key"), source=str(key_path))
+    return cert, key
+
+
+def load_device_ca(state_dir: Path) -> bytes:
+    """The device CA PEM (what client certificates must chain to)."""
+    path = state_dir / DEVICE_CA
+    if not path.exists():
+        raise EspsecError(
+            "the fleet has no device CA, so no device can authenticate: re-create it with "
+            "`espsec fleet init --device-ca CA.pem`",
+            source=str(state_dir),
+        )
+    return read_bytes(path, what="device CA")
 
 
 def load_config(state_dir: Path) -> FleetConfig:

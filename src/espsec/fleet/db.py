@@ -84,7 +84,19 @@ CREATE TABLE IF NOT EXISTS reports (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_device ON reports(device_id);
+CREATE TABLE IF NOT EXISTS manifests (
+    device_id TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    release_id TEXT,
+    issued_at INTEGER NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (device_id, counter)
+);
 """
+
+
+class ReportRefused(EspsecError):
+    """A report not bound to an unreported manifest issued to the device."""
 
 
 @dataclass(frozen=True)
@@ -354,11 +366,53 @@ class FleetDB:
                 (release_id, device_id),
             )
 
+    def record_manifest(
+        self, device_id: str, counter: int, release_id: str | None, now: int
+    ) -> None:
+        """Remember a manifest issued to a device: a report must name it, once."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO manifests (device_id, counter, release_id, issued_at) "
+                "VALUES (?, ?, ?, ?)",
+                (device_id, counter, release_id, now),
+            )
+
+    def offered_release(self, device_id: str) -> str | None:
+        rows = self._all("SELECT offered_release FROM devices WHERE device_id = ?", (device_id,))
+        return rows[0][0] if rows else None
+
+    def release_payload_shas(self, release_id: str) -> set[str]:
+        rows = self._all("SELECT sha256 FROM payloads WHERE release_id = ?", (release_id,))
+        return {r[0] for r in rows}
+
     def add_report(self, report: OutcomeReport, now: int, *, block: bool) -> None:
-        """Record a device's report; ``block``: stop offering its release to the device."""
+        """Record a device's report; ``block``: stop offering its release to the device.
+
+        The report must name, by its counter, a manifest issued to that device that has
+        not been reported on yet, and the release that manifest offered
+        (:class:`ReportRefused` otherwise): a report cannot be replayed or invented. Only a
+        report naming neither counter nor release (a device that refused an unverifiable
+        manifest) stands alone: it blocks nothing.
+        """
         device_id, release_id = report.device_id, report.release_id
         outcome, reason = report.outcome.value, report.reason
         with self._tx() as c:
+            row = c.execute(
+                "SELECT release_id, reported FROM manifests WHERE device_id = ? AND counter = ?",
+                (device_id, report.counter),
+            ).fetchone()
+            unbound = report.counter is None and release_id is None
+            if not unbound and row is None:
+                raise ReportRefused("the report names no manifest issued to this device")
+            if row is not None and row[1]:
+                raise ReportRefused("this manifest was already reported on (replayed report)")
+            if row is not None and release_id is not None and row[0] != release_id:
+                raise ReportRefused("the report names a release its manifest did not offer")
+            if row is not None:
+                c.execute(
+                    "UPDATE manifests SET reported = 1 WHERE device_id = ? AND counter = ?",
+                    (device_id, report.counter),
+                )
             c.execute(
                 "INSERT INTO reports (device_id, release_id, outcome, reason, counter, at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -9,12 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from espsec.errors import EspsecError, UsageError
 from espsec.fleet.app import FleetApp
-from espsec.fleet.config import TLS_DIR
+from espsec.fleet.config import TLS_DIR, load_device_ca
 from espsec.fleet.service import FleetService
 from espsec.fleet.tls import TlsFiles, ensure_tls
 
@@ -27,10 +30,20 @@ def _tls_files(service: FleetService, certfile: Path | None, keyfile: Path | Non
     return ensure_tls(service.state_dir / TLS_DIR, service.config.hostnames)
 
 
-def _server_context(files: TlsFiles) -> ssl.SSLContext:
-    """The server's TLS context (TLS >= 1.2), loaded now so a bad file is one clear error."""
+def _server_context(files: TlsFiles, device_ca_pem: bytes) -> ssl.SSLContext:
+    """The server's TLS context (TLS >= 1.2), loaded now so a bad file is one clear error.
+
+    Mutual TLS: a client certificate is verified against the device CA (chain, validity);
+    it is optional at the TLS layer because the admin API authenticates by token, and the
+    device API refuses a request without one (:mod:`espsec.fleet.app`).
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    try:
+        ctx.load_verify_locations(cadata=device_ca_pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        raise EspsecError("the device CA holds no usable certificate") from None
     try:
         ctx.load_cert_chain(str(files.server_cert), str(files.server_key))
     except (ssl.SSLError, OSError) as exc:
@@ -57,13 +70,31 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _MutualTlsH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol that hands the verified client certificate to the app
+    as the ASGI TLS extension (``scope["extensions"]["tls"]["client_cert_chain"]``)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
+        inner = self.app
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})["tls"] = {"client_cert_chain": chain}
+            await inner(scope, receive, send)
+
+        self.app = app
+
+
 def _config(
     service: FleetService, files: TlsFiles, *, log_level: str, access_log: bool
 ) -> uvicorn.Config:
-    ctx = _server_context(files)
+    ctx = _server_context(files, load_device_ca(service.state_dir))
     return uvicorn.Config(
         FleetApp(service),
-        http="h11",
+        http=_MutualTlsH11,
         loop="asyncio",
         ws="none",
         lifespan="on",

@@ -6,6 +6,7 @@ update policy.
 
 from __future__ import annotations
 
+import hmac
 import re
 import threading
 import time
@@ -39,6 +40,17 @@ BLOCKING_OUTCOMES = (Outcome.ROLLED_BACK, Outcome.REFUSED)
 
 class NotFound(EspsecError):
     """A release, cohort or payload that does not exist."""
+
+
+class Forbidden(EspsecError):
+    """An authenticated device asked for something that is not its own (HTTP 403)."""
+
+
+def _same_device(client_id: str, claimed: str, what: str) -> None:
+    if not hmac.compare_digest(client_id.encode(), claimed.encode()):
+        raise Forbidden(
+            f"the client certificate is for device {client_id!r}; it cannot {what} as {claimed!r}"
+        )
 
 
 def decide(
@@ -205,10 +217,15 @@ class FleetService:
 
     # -- device -------------------------------------------------------------------------
 
-    def check_in(self, body: bytes) -> bytes:
-        """Record a check-in and answer with a signed manifest."""
+    def check_in(self, body: bytes, *, client_id: str) -> bytes:
+        """Record a check-in and answer with a signed manifest.
+
+        ``client_id`` is the device id the TLS client certificate proves; a check-in for
+        any other device is :class:`Forbidden`.
+        """
         started = time.perf_counter()
         request = CheckIn.parse(body)
+        _same_device(client_id, request.device_id, "check in")
         now = self._now()
         device, counter = self.db.record_check_in(request, now)
         release_id = self.db.cohort_release(device.cohort)
@@ -225,6 +242,7 @@ class FleetService:
         offered = target.release_id if target else None
         if offered != device.offered_release:
             self.db.set_offered(request.device_id, offered)
+        self.db.record_manifest(request.device_id, counter, offered, now)
         manifest = Manifest(
             device_id=request.device_id,
             nonce=request.nonce.hex(),
@@ -241,9 +259,11 @@ class FleetService:
         self.stats.check_in_took(time.perf_counter() - started)
         return envelope
 
-    def report(self, body: bytes) -> None:
-        """Record an update outcome a device reports."""
+    def report(self, body: bytes, *, client_id: str) -> None:
+        """Record an update outcome a device reports about itself, bound to a manifest the
+        fleet issued to it (:class:`Forbidden` / ``ReportRefused`` otherwise)."""
         report = OutcomeReport.parse(body)
+        _same_device(client_id, report.device_id, "report")
         self.db.add_report(
             report,
             self._now(),
@@ -251,10 +271,19 @@ class FleetService:
         )
         self.stats.count(f"reports_{report.outcome.value}")
 
-    def blob(self, sha256: str) -> tuple[Path, int]:
-        """The stored payload with this SHA-256 (:class:`NotFound` otherwise)."""
+    def blob(self, sha256: str, *, client_id: str | None = None) -> tuple[Path, int]:
+        """The stored payload with this SHA-256 (:class:`NotFound` otherwise).
+
+        ``client_id``: a device downloading; it gets only a payload of the release it was
+        last offered (:class:`Forbidden` otherwise).
+        """
         if not _SHA256.match(sha256):
             raise NotFound("no such firmware")
+        if client_id is not None:
+            offered = self.db.offered_release(client_id)
+            if offered is None or sha256 not in self.db.release_payload_shas(offered):
+                self.stats.count("downloads_refused")
+                raise Forbidden("this firmware was not offered to this device")
         length = self.db.payload_length(sha256)
         path = self._blobs / sha256
         if length is None or not path.is_file():

@@ -206,8 +206,14 @@ class SecureCertPartition:
     entries: tuple[Tlv, ...]
 
     @classmethod
-    def parse(cls, data: bytes, *, check_integrity: bool = True) -> SecureCertPartition:
-        """Parse every TLV strictly: magic, bounds, CRC, erased tail, integrity TLVs."""
+    def parse(
+        cls, data: bytes, *, check_integrity: bool = True, strict_tail: bool = True
+    ) -> SecureCertPartition:
+        """Parse every TLV strictly: magic, bounds, CRC, erased tail, integrity TLVs.
+
+        ``strict_tail=False`` reads as ``esp_secure_cert_mgr`` does on a device: the first
+        word that is not the magic ends the list (erased flash behind flash encryption
+        reads as noise, not 0xFF)."""
         entries: list[Tlv] = []
         pos = 0
         while pos + 4 <= len(data):
@@ -264,7 +270,7 @@ class SecureCertPartition:
                 found=data[:4].hex() or "empty",
             )
         tail = data[pos:]
-        if tail.strip(b"\xff"):
+        if strict_tail and tail.strip(b"\xff"):
             first = pos + next(i for i, b in enumerate(tail) if b != 0xFF)
             raise FormatError(
                 "data after the last TLV (a damaged TLV header?)",
@@ -742,10 +748,13 @@ def _u32(data: bytes, offset: int) -> int:
     return value
 
 
-def read_any(data: bytes) -> SecureCertContents:
-    """Whatever format ``data`` is in: TLV, cust_flash (either variant) or NVS."""
+def read_any(data: bytes, *, on_device: bool = False) -> SecureCertContents:
+    """Whatever format ``data`` is in: TLV, cust_flash (either variant) or NVS.
+
+    ``on_device``: partition contents read through flash encryption (see
+    :meth:`SecureCertPartition.parse`, ``strict_tail``)."""
     if data[:4] == struct.pack("<I", MAGIC):
-        return contents(SecureCertPartition.parse(data))
+        return contents(SecureCertPartition.parse(data, strict_tail=not on_device))
     if len(data) >= 40 and _CUST_MAGIC in struct.unpack_from("<I", data, 24) + struct.unpack_from(
         "<I", data, 36
     ):

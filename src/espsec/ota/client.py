@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from espsec import _pem
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
+from espsec.identity.tls import ClientKey
 from espsec.ota.manifest import MAX_MANIFEST_SIZE
 from espsec.ota.protocol import CHECK_IN_PATH, REPORT_PATH, CheckIn, OutcomeReport
 
@@ -145,7 +146,11 @@ def _parse_url(url: str) -> tuple[str, int, str]:
 
 
 class FleetClient:
-    """One keep-alive HTTPS connection to a fleet server (not thread-safe: one per device)."""
+    """One keep-alive HTTPS connection to a fleet server (not thread-safe: one per device).
+
+    ``identity``: the device's client certificate and key handle (mutual TLS); the fleet's
+    device API refuses requests without one.
+    """
 
     def __init__(
         self,
@@ -155,11 +160,14 @@ class FleetClient:
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         chunk_size: int = 1 << 14,
+        identity: ClientKey | None = None,
     ) -> None:
         self._host, self._port, self._prefix = _parse_url(base_url)
         if token is not None and not all(" " <= c <= "~" for c in token):
             raise UsageError("the token must be printable ASCII (it goes in an HTTP header)")
         self._context = trust.context()
+        if identity is not None:
+            identity.load_into(self._context)  # mutual TLS: the device's certificate
         self._pin = trust.pin_sha256
         self._timeout = timeout
         self._token = token
