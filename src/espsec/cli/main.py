@@ -40,6 +40,7 @@ def _register() -> None:
     main.add_command(importlib.import_module("espsec.cli.secure_cert").group)
     main.add_command(importlib.import_module("espsec.cli.prov").group)
     main.add_command(importlib.import_module("espsec.cli.local_ctrl").group)
+    main.add_command(importlib.import_module("espsec.cli.factory").group)
     importlib.import_module("espsec.cli.device_serve").register(device.group)
     importlib.import_module("espsec.cli.device_download").register(device.group)
 
