@@ -63,6 +63,7 @@ phy_init, data, phy,     0xf000,   0x1000
 ota_0,    app,  ota_0,   0x10000,  0xf0000
 ota_1,    app,  ota_1,   0x100000, 0xf0000
 nvs_keys, data, nvs_keys, 0x1f0000, 0x1000, encrypted
+esp_secure_cert, 0x3F, , 0x1f1000, 0x2000, encrypted
 CSV
 cat > "$OUT/sdkconfig" <<'CFG'
 CONFIG_IDF_TARGET="esp32s3"
@@ -88,6 +89,14 @@ python -c 'import os, sys; sys.stdout.buffer.write(os.urandom(32))' > "$OUT/hmac
 espsec efuse burn-key --port "$DL_URL" BLOCK_KEY5 "$OUT/hmac-key.bin" HMAC_UP | tail -n 1
 rm "$OUT/hmac-key.bin"  # read-protected in the chip; no copy is kept anywhere
 kill "$SERVE" && wait "$SERVE" 2>/dev/null || true
+
+step "Factory: the device's identity for mutual TLS (RSA key in the DS peripheral, cert from the fleet's device CA)"
+FLEET="$OUT/fleet"
+espsec fleet init --sb-key-digest "$DIGEST0" "$FLEET" | tail -n 1
+espsec device provision-identity "$DEV" --device-id demo-s3-0001 \
+    --ca "$FLEET/device-ca.pem" --ca-key "$FLEET/device-ca-key.pem"
+echo "challenge from the fleet" > "$OUT/challenge.txt"
+espsec device sign "$DEV" --data "$OUT/challenge.txt" -o "$OUT/challenge.sig"
 
 step "First boot: the bootloader turns on Secure Boot v2 and release-mode flash encryption"
 espsec device boot "$DEV"
@@ -126,9 +135,7 @@ for update in app-2-tampered app-2-key1 app-old-signed; do
     echo "$result" | tail -n 1
 done
 
-step "Fleet OTA: an HTTPS fleet server trusting SECURE_BOOT_DIGEST0 (own TLS CA, manifest key)"
-FLEET="$OUT/fleet"
-espsec fleet init --sb-key-digest "$DIGEST0" "$FLEET"
+step "Fleet OTA: an HTTPS fleet server trusting SECURE_BOOT_DIGEST0; devices authenticate by mutual TLS"
 espsec fleet serve --port 0 "$FLEET" 2>"$OUT/fleet.log" &
 FLEET_PID=$!
 trap 'kill "$FLEET_PID" 2>/dev/null; wait "$FLEET_PID" 2>/dev/null || true' EXIT
