@@ -82,13 +82,25 @@ class SpiFlash(NorFlash):
         super().__init__(data, counter)
         self.efuses = efuses
         self._cipher: tuple[bytes, FlashCipher] | None = None
+        # what the engine decided for one eFuse register image (one check per boot
+        # stage would otherwise decode the whole security state per flash read)
+        self._engine_state: tuple[bytes, bool, FlashCipher | None] | None = None
 
     # -- the engine ------------------------------------------------------------------
 
     @property
     def encryption_enabled(self) -> bool:
         """``SPI_BOOT_CRYPT_CNT`` has an odd bit count (``esp_flash_encryption_enabled``)."""
-        return security_state(self.efuses).flash_encryption_enabled
+        return self._state()[1]
+
+    def _state(self) -> tuple[bytes, bool, FlashCipher | None]:
+        """(eFuse registers, encryption enabled, cipher if made), redone after a burn."""
+        regs = self.efuses.to_file_bytes()
+        state = self._engine_state
+        if state is None or state[0] != regs:
+            enabled = security_state(self.efuses).flash_encryption_enabled
+            state = self._engine_state = (regs, enabled, None)
+        return state
 
     def engine_key(self) -> EngineKey | None:
         """Which eFuse key the engine would use (``None``: no XTS key burned)."""
@@ -96,6 +108,9 @@ class SpiFlash(NorFlash):
 
     def cipher(self) -> FlashCipher:
         """The engine, keyed from eFuses; raises :class:`FlashAccessError` without a key."""
+        state = self._state()
+        if state[2] is not None:
+            return state[2]
         try:
             found = flash_encryption_key(self.efuses)
         except KeyUnavailableError as exc:
@@ -107,6 +122,7 @@ class SpiFlash(NorFlash):
         material = found[1].material
         if self._cipher is None or self._cipher[0] != material:
             self._cipher = (material, FlashCipher(found[1]))
+        self._engine_state = (state[0], state[1], self._cipher[1])
         return self._cipher[1]
 
     # -- reads -----------------------------------------------------------------------

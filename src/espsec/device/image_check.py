@@ -40,7 +40,16 @@ from espsec.image import (
 from espsec.image.app_image import DIGEST_SIZE, MAX_SEGMENT_LEN
 from espsec.image.descriptors import APP_DESC_MAGIC, APP_DESC_SIZE, DESC_OFFSET
 from espsec.image.header import revision_text
-from espsec.secure_boot import SECTOR_SIZE, BlockVerdict, SlotState, VerifyReport, info, verify
+from espsec.secure_boot import (
+    SECTOR_SIZE,
+    BlockVerdict,
+    SlotState,
+    VerifyReport,
+    read_sector,
+    split_signed,
+    verify,
+)
+from espsec.secure_boot.signature_block import SectorSlot
 
 ImageKind = Literal["app", "bootloader"]
 
@@ -198,7 +207,8 @@ def load_image(
                 return done()
             pos += SEGMENT_HEADER_SIZE + data_len
         end = (pos | 0x0F) + 1 + (DIGEST_SIZE if header[23] == 1 else 0)
-        image = EspImage.parse(read(0, end))
+        stored = read(0, end)
+        image = EspImage.parse(stored)
     except FlashAccessError as exc:
         checks.append(Check("read", False, exc.message))
         return done()
@@ -254,7 +264,8 @@ def load_image(
             )
             return done(image, desc=desc, length=length)
         try:
-            signed = read(0, length)
+            # the image was read (and decrypted) above: read only the rest
+            signed = stored + read(end, length - end) if length > end else stored[:length]
         except FlashAccessError as exc:
             checks.append(Check("read", False, exc.message))
             return done(image, desc=desc, length=length)
@@ -280,10 +291,12 @@ def _verified(report: VerifyReport) -> str:
 def _check_signature(signed: bytes, policy: SignaturePolicy) -> tuple[VerifyReport, str | None]:
     """``esp_secure_boot_verify_sbv2_signature_block``: the report and the refusal, if any."""
     trust = policy.trust
-    blocks = info(signed)
-    valid = [b for b in blocks if b.state is SlotState.VALID]
+    blocks = _sector_blocks(signed)  # no hashing: verify() below hashes once
+    valid = [b for b in blocks if b.state is SlotState.VALID and b.block is not None]
     schemes = policy.schemes
-    if schemes is not None and not any(b.scheme in schemes for b in valid):
+    if schemes is not None and not any(
+        b.block is not None and b.block.scheme in schemes for b in valid
+    ):
         report = verify(signed, key_digests=list(trust.digests) or [None])
         if all(b.state is SlotState.EMPTY for b in blocks):
             return report, "no signature blocks (image is not signed)"
@@ -294,7 +307,7 @@ def _check_signature(signed: bytes, policy: SignaturePolicy) -> tuple[VerifyRepo
         if not trust.usable:
             return report, "no usable SECURE_BOOT_DIGEST in eFuse (all missing or revoked)"
     else:
-        own = [b.key_digest for b in blocks if b.state is SlotState.VALID and b.key_digest]
+        own = [b.block.key_digest for b in valid if b.block is not None and b.block.key_digest]
         checked = verify(signed, key_digests=own or [None])
         # trusted by the image itself: no eFuse slot is involved
         report = VerifyReport(tuple(replace(b, slot=None) for b in checked.blocks))
@@ -337,20 +350,28 @@ def own_key_digests(signed: bytes) -> tuple[tuple[bytes, ...], str | None]:
     other content; a block whose signature does not verify with its own key is an error
     (returned as the second item).
     """
-    blocks = info(signed)
+    slots = _sector_blocks(signed)
+    own = [s.block.key_digest for s in slots if s.block is not None and s.block.key_digest]
     digests: list[bytes] = []
-    report = verify(signed, key_digests=[b.key_digest for b in blocks if b.key_digest] or [None])
-    for block, result in zip(blocks, report.blocks, strict=True):
+    report = verify(signed, key_digests=own or [None])  # hashes the image once
+    for slot, result in zip(slots, report.blocks, strict=True):
         if (
-            block.state is not SlotState.VALID
-            or not block.image_digest_matches
-            or block.key_digest is None
+            slot.state is not SlotState.VALID
+            or slot.block is None
+            or not slot.block.key_digest
+            or result.verdict is BlockVerdict.IMAGE_DIGEST_MISMATCH
         ):
             break
         if result.verdict is BlockVerdict.BAD_SIGNATURE:
-            return tuple(digests), f"signature block {block.index} does not verify with its key"
-        digests.append(block.key_digest)
+            return tuple(digests), f"signature block {slot.index} does not verify with its key"
+        digests.append(slot.block.key_digest)
     return tuple(digests), None
+
+
+def _sector_blocks(signed: bytes) -> list[SectorSlot]:
+    """The signature sector's three positions, parsed (no image hashing)."""
+    content, sector = split_signed(signed)
+    return read_sector(sector, offset=len(content))
 
 
 def read_app_desc(flash: SpiFlash, offset: int, *, decrypt: bool) -> AppDesc | None:

@@ -6,10 +6,11 @@ block ``j`` of the unit is masked with ``E(K2, tweak) * alpha^j`` in GF(2^128) (
 little-endian convention of IEEE 1619). Units are whole multiples of 16 bytes, so there
 is no ciphertext stealing.
 
-Work is done in batches (about 1 MiB) with buffers that are allocated once and reused:
+Work is done in batches (256 KiB) with buffers that are allocated once and reused:
 per batch one AES-ECB call encrypts every tweak, one computes every data block, and the
 masks, XORs and byte reversals are NumPy operations on 64-bit words. Large inputs are
-split across threads (OpenSSL and NumPy both release the GIL).
+split across threads (OpenSSL and NumPy both release the GIL) on machines with cores to
+spare (:func:`default_threads`).
 
 :class:`XtsEngine` also offers the *unit-reversed* variant the ESP32 flash cipher uses:
 ``out = reverse(XTS(reverse(unit)))`` with each whole unit byte-reversed in and out.
@@ -34,8 +35,10 @@ __all__ = ["XtsEngine", "tweaks_from_le32", "xts_decrypt", "xts_encrypt"]
 
 BLOCK = 16
 #: Bytes of data processed per batch: big enough to amortise NumPy call overhead,
-#: small enough for the working set to stay in the CPU's L2/L3 cache.
-BATCH_BYTES = 1 << 20
+#: small enough for a batch's working set (about 4.5x the batch) to stay in the CPU's
+#: L2 cache; measured (``bench/flash_encryption.py``) 256 to 512 KiB are fastest, and a
+#: smaller batch also costs less to set up for the short reads of a boot.
+BATCH_BYTES = 256 << 10
 #: Inputs smaller than this per thread are not worth handing to another thread.
 MIN_BYTES_PER_THREAD = 1 << 20
 
@@ -215,12 +218,18 @@ class XtsEngine:
 
 
 def default_threads() -> int:
-    """Worker threads used by default: the CPUs this process may run on, at most 8."""
+    """Threads used by default: half the CPUs this process may run on (1 to 8).
+
+    The NumPy and OpenSSL calls release the GIL, but the glue between them does not,
+    and each thread needs its own cache-sized batch buffers: on two cores a second
+    thread measured no faster than one (``bench/flash_encryption.py`` shows both in
+    the same run), so one thread per two cores.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    return max(1, min(cpus // 2, 8))
 
 
 def check_units(data_len: int, tweaks: U8Array, unit_size: int) -> int:

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from espsec.errors import KeyFormatError, UsageError
 from espsec.secure_boot.crypto import check_signature, image_digest, public_key_of, public_params
-from espsec.secure_boot.keys import PrivateKey, PublicKey
+from espsec.secure_boot.keys import PrivateKey, PublicKey, hash_name
 from espsec.secure_boot.sign import split_signed
 from espsec.secure_boot.signature_block import (
     BLOCK_SIZE,
@@ -96,9 +96,24 @@ def key_digest(key: PrivateKey | PublicKey) -> bytes:
     return key_digest_of(public_params(key))
 
 
+class _Digests:
+    """The content's digest per scheme, each computed once (the content is megabytes;
+    every block of a scheme records the same digest)."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self._by_hash: dict[str, bytes] = {}
+
+    def of(self, scheme: str) -> bytes:
+        name = hash_name(scheme)
+        if name not in self._by_hash:
+            self._by_hash[name] = image_digest(self.content, scheme)
+        return self._by_hash[name]
+
+
 def _check_slot(
     slot: SectorSlot,
-    content: bytes,
+    digests: _Digests,
     trusted: Sequence[tuple[int | None, bytes]],
     revoked: Collection[int],
 ) -> BlockResult:
@@ -108,7 +123,7 @@ def _check_slot(
     if slot.state is not SlotState.VALID or block is None:
         return BlockResult(slot.index, BlockVerdict.CORRUPT, detail=slot.error or slot.state.value)
     scheme, kd = block.scheme, block.key_digest
-    actual = image_digest(content, scheme)
+    actual = digests.of(scheme)
     if not hmac.compare_digest(actual, block.image_digest):
         return BlockResult(
             slot.index,
@@ -153,7 +168,8 @@ def verify(
     if key_digests is not None:
         trusted += [(n, d) for n, d in enumerate(key_digests) if d is not None]
     slots = read_sector(sector, offset=len(content))
-    return VerifyReport(tuple(_check_slot(s, content, trusted, revoked) for s in slots))
+    digests = _Digests(content)
+    return VerifyReport(tuple(_check_slot(s, digests, trusted, revoked) for s in slots))
 
 
 @dataclass(frozen=True)
@@ -183,6 +199,7 @@ class BlockInfo:
 def info(signed: bytes) -> list[BlockInfo]:
     """Describe each block position of a signed image's signature sector."""
     content, sector = split_signed(signed)
+    digests = _Digests(content)
     result = []
     for slot in read_sector(sector, offset=len(content)):
         offset = len(content) + slot.index * BLOCK_SIZE
@@ -190,7 +207,7 @@ def info(signed: bytes) -> list[BlockInfo]:
         if block is None:
             result.append(BlockInfo(slot.index, offset, slot.state, error=slot.error))
             continue
-        matches = hmac.compare_digest(image_digest(content, block.scheme), block.image_digest)
+        matches = hmac.compare_digest(digests.of(block.scheme), block.image_digest)
         result.append(
             BlockInfo(slot.index, offset, slot.state, block.scheme, block.key_digest, matches)
         )
