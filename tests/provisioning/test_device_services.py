@@ -248,3 +248,72 @@ def test_provision_serve_and_prov_commands_talk_over_http(device_dir, tmp_path):
         server.terminate()
         server.wait(timeout=10)
     time.sleep(0)
+
+
+def _ca_and_leaf() -> tuple[object, bytes, bytes]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "espsec test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")]))
+        .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key_pem = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    return ca, leaf.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_local_control_trusts_a_device_certificate_through_an_esp_cert_bundle(
+    device_dir, tmp_path, trusted
+):
+    from espsec.identity.cert_bundle import CertBundle
+
+    ca, leaf_pem, key_pem = _ca_and_leaf()
+    other_ca, _, _ = _ca_and_leaf()
+    bundle = tmp_path / "x509_crt_bundle"
+    bundle.write_bytes(CertBundle.from_certificates([ca if trusted else other_ca]).to_bytes())
+    runtime = DeviceRuntimeService(device_dir)
+    _, pc = open_local_ctrl(runtime, SecurityOptions(1, pop=POP))
+    server = ProtocommHttpServer(pc, ssl_context=server_ssl_context(leaf_pem, key_pem)).start()
+    try:
+        code, out, err = run(
+            "local-ctrl", "get", "status", "--service-name", server.address, "--sec-ver", "1",
+            "--pop-file", _write(tmp_path / "pop", POP), "--cert-bundle", bundle,
+        )  # fmt: skip
+    finally:
+        server.stop()
+        runtime.close()
+    if trusted:
+        assert code == 0 and "running" in out, err
+    else:
+        assert code == 1 and "signature verification failed" in err
