@@ -196,3 +196,28 @@ def test_errors_never_carry_key_material(p256):
         text = str(info.value)
         assert body[:16] not in text and body[-16:] not in text
         assert str(p256.private_numbers().private_value) not in text
+
+
+def test_der_private_keys_load_only_when_allowed(p256):
+    der = p256.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key = _pem.load_private_key(der, allow_der=True)
+    assert key.private_numbers() == p256.private_numbers()
+    with pytest.raises(_pem.PemError) as info:
+        _pem.load_private_key(der, source="k.der")
+    assert_one_shape(
+        info.value, "k.der", "an RSA or ECDSA private key in PEM", "binary DER data, not PEM"
+    )
+    with pytest.raises(_pem.PemError) as info:
+        _pem.load_private_key(der[:40], kinds=P256, source="k.der", allow_der=True)
+    assert_one_shape(
+        info.value, "k.der", "an ECDSA P-256 private key in PEM or DER", "malformed DER data"
+    )
+
+
+def test_is_pem_finds_a_block_after_leading_text(cert):
+    assert _pem.is_pem(b"Certificate:\n  Data: ...\n" + cert_pem(cert))
+    assert not _pem.is_pem(cert.public_bytes(serialization.Encoding.DER))

@@ -148,6 +148,11 @@ def _describe_label(label: str) -> str:
     return f"a PEM {label} block"
 
 
+def is_pem(data: bytes) -> bool:
+    """Whether ``data`` holds a PEM block (rather than DER or raw bytes)."""
+    return _LABEL.search(data) is not None
+
+
 def describe(data: bytes) -> str:
     """What ``data`` holds, for an error's ``found``: ``a public key``, ``no PEM data`` ..."""
     labels = _labels(data)
@@ -174,15 +179,22 @@ def _load_private(
     source: str | None,
     expected: str,
     skip_rsa_validation: bool,
+    allow_der: bool = False,
 ) -> PrivateKey:
     labels = _labels(data)
-    if not any(_is_private(label) for label in labels):
+    der = allow_der and not labels
+    if not der and not any(_is_private(label) for label in labels):
         raise _fail("not a usable key file", expected, describe(data), source)
     key: PrivateKeyTypes
     try:
-        key = serialization.load_pem_private_key(
-            data, password=None, unsafe_skip_rsa_key_validation=skip_rsa_validation
-        )
+        if der:
+            key = serialization.load_der_private_key(
+                data, password=None, unsafe_skip_rsa_key_validation=skip_rsa_validation
+            )
+        else:
+            key = serialization.load_pem_private_key(
+                data, password=None, unsafe_skip_rsa_key_validation=skip_rsa_validation
+            )
     except TypeError:
         raise _fail("not a usable key file", expected, "an encrypted private key", source) from None
     except UnsupportedAlgorithm:
@@ -190,7 +202,7 @@ def _load_private(
             "not a usable key file", expected, "a private key of an unsupported type", source
         ) from None
     except ValueError:
-        raise _fail("not a usable key file", expected, "malformed PEM data", source) from None
+        raise _fail("not a usable key file", expected, _malformed(data, der), source) from None
     kind = key_kind(key)
     if not _accepts(kind, kinds) or not isinstance(
         key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -199,27 +211,37 @@ def _load_private(
     return key
 
 
+def _malformed(data: bytes, der: bool) -> str:
+    if not der:
+        return "malformed PEM data"
+    return "malformed DER data" if data[:1] == b"\x30" else describe(data)
+
+
 def load_private_key(
     data: bytes,
     *,
     kinds: Collection[str] | None = None,
     source: str | None = None,
     unsafe_skip_rsa_key_validation: bool = False,
+    allow_der: bool = False,
 ) -> PrivateKey:
-    """An unencrypted PEM private key of one of ``kinds`` (``RSA-3072``, ``ECDSA P-256``,
-    or a whole family ``RSA`` / ``ECDSA``; ``None``: any RSA or ECDSA key).
+    """An unencrypted PEM (or, with ``allow_der``, DER) private key of one of ``kinds``
+    (``RSA-3072``, ``ECDSA P-256``, or a whole family ``RSA`` / ``ECDSA``; ``None``: any
+    RSA or ECDSA key).
 
     Raises :class:`PemError` naming ``source`` for anything else: a public key, a
-    certificate, an encrypted key, malformed PEM, or a key of another type or size.
+    certificate, an encrypted key, malformed data, or a key of another type or size.
     ``unsafe_skip_rsa_key_validation`` skips pyca's slow RSA consistency check (only for
     callers that verify every signature they make).
     """
+    encoding = "PEM or DER" if allow_der else "PEM"
     return _load_private(
         data,
         kinds,
         source,
-        _expected(kinds, "private key"),
+        _expected(kinds, "private key", encoding),
         unsafe_skip_rsa_key_validation,
+        allow_der,
     )
 
 
@@ -281,11 +303,10 @@ def load_certificate(
         try:
             return x509.load_der_x509_certificate(data)
         except ValueError:
-            found = "malformed DER data" if data[:1] == b"\x30" else describe(data)
             raise _fail(
                 "not a usable certificate file",
                 _a("X.509 certificate in PEM or DER"),
-                found,
+                _malformed(data, True),
                 source,
             ) from None
     return load_certificates(data, source=source)[0]

@@ -53,8 +53,7 @@ def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _client(opts: dict[str, Any]) -> Any:
-    from cryptography import x509
-
+    from espsec import _pem
     from espsec.provisioning.local_ctrl import LocalCtrlClient
     from espsec.provisioning.protocomm import HttpTransport
 
@@ -76,8 +75,6 @@ def _client(opts: dict[str, Any]) -> Any:
     der = transport.peer_certificate or b""
     if opts["pin"] is not None:
         with source(str(opts["pin"])):
-            from espsec import _pem
-
             pinned = _pem.load_certificate(read_bytes(opts["pin"], what="pinned certificate"))
         from cryptography.hazmat.primitives import serialization
 
@@ -89,7 +86,8 @@ def _client(opts: dict[str, Any]) -> Any:
 
         with source(str(opts["cert_bundle"])):
             bundle = CertBundle.parse(read_bytes(opts["cert_bundle"], what="certificate bundle"))
-        result = verify_chain(bundle, [x509.load_der_x509_certificate(der)])
+        cert = _pem.load_certificate(der, source="the device's certificate", allow_der=True)
+        result = verify_chain(bundle, [cert])
         if not result.trusted:
             raise VerificationError(f"the device's certificate: {result.reason}")
     return LocalCtrlClient.connect(

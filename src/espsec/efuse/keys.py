@@ -29,15 +29,10 @@ PemDigest = Callable[[bytes], bytes]
 _ECDSA_KINDS = tuple(_pem.ecdsa_kind(c) for c in (ec.SECP192R1(), ec.SECP256R1(), ec.SECP384R1()))
 
 
-def is_pem(data: bytes) -> bool:
-    """Whether a key file is PEM text rather than raw key bytes."""
-    return data.lstrip().startswith(b"-----BEGIN")
-
-
 def key_bytes(data: bytes, purpose: str) -> bytes:
     """The key ``burn-key`` burns from a key file's contents: the raw bytes, or for an
     ``ECDSA_KEY*`` purpose the scalar of an ECDSA private key PEM."""
-    if not is_pem(data):
+    if not _pem.is_pem(data):
         return data
     if not purpose.upper().startswith("ECDSA_KEY"):
         raise UsageError(f"a {purpose.upper()} key file holds raw key bytes, found a PEM file")
@@ -49,7 +44,7 @@ def key_bytes(data: bytes, purpose: str) -> bytes:
 
 def digest_bytes(data: bytes, pem_digest: PemDigest) -> bytes:
     """A Secure Boot digest from a digest file's contents: a key PEM, or 32 raw bytes."""
-    if is_pem(data):
+    if _pem.is_pem(data):
         return pem_digest(data)
     if len(data) == KEY_BYTES:
         return data

@@ -29,8 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from cryptography import x509
-
+from espsec import _pem
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.fleet.db import AlreadyExists, ReportRefused
 from espsec.fleet.service import FleetService, Forbidden, NotFound
@@ -298,8 +297,8 @@ def _client_id(scope: Scope) -> str:
     if not chain:
         raise HttpProblem(401, "a client certificate from the fleet's device CA is required")
     try:
-        cert = x509.load_pem_x509_certificate(chain[0].encode("ascii"))
-    except ValueError:
+        cert = _pem.load_certificate(chain[0].encode("ascii"))
+    except (_pem.PemError, UnicodeEncodeError):
         raise HttpProblem(401, "unreadable client certificate") from None
     device_id = device_id_of(cert)
     if device_id is None or not DEVICE_ID.match(device_id):

@@ -38,11 +38,12 @@ from enum import IntEnum
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from espsec import _pem
 from espsec._pem import key_kind
 from espsec.errors import FormatError, KeyFormatError, UsageError
 from espsec.identity.ds import DsData
@@ -307,58 +308,30 @@ class SecureCertPartition:
 
 def encode_certificate(data: bytes, *, source: str | None = None) -> bytes:
     """A certificate as esp-secure-cert-tool stores it: PEM re-encoded plus NUL, or DER."""
-    try:
-        return x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.PEM) + b"\0"
-    except ValueError:
-        pass
-    try:
-        return x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.DER)
-    except ValueError:
-        raise FormatError(
-            "not a certificate", expected="an X.509 certificate in PEM or DER", source=source
-        ) from None
+    cert = _pem.load_certificate(data, source=source, allow_der=True)
+    if _pem.is_pem(data):
+        return cert.public_bytes(serialization.Encoding.PEM) + b"\0"
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def encode_private_key(data: bytes, *, source: str | None = None) -> bytes:
     """A private key as the tool stores it: traditional OpenSSL PEM plus NUL, or DER."""
     fmt = serialization.PrivateFormat.TraditionalOpenSSL
     none = serialization.NoEncryption()
-    try:
-        key = serialization.load_pem_private_key(data, None)
+    key = _pem.load_private_key(data, source=source, allow_der=True)
+    if _pem.is_pem(data):
         return key.private_bytes(serialization.Encoding.PEM, fmt, none) + b"\0"
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
-    try:
-        key = serialization.load_der_private_key(data, None)
-        return key.private_bytes(serialization.Encoding.DER, fmt, none)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyFormatError(
-            "not an unencrypted private key in PEM or DER", source=source
-        ) from None
+    return key.private_bytes(serialization.Encoding.DER, fmt, none)
 
 
 def load_stored_certificate(data: bytes) -> x509.Certificate:
     """A certificate as stored in a TLV (PEM with NUL, or DER)."""
-    raw = data.rstrip(b"\0")
-    if raw.startswith(b"-----BEGIN"):
-        return x509.load_pem_x509_certificate(raw)
-    return x509.load_der_x509_certificate(raw)
+    return _pem.load_certificate(data.rstrip(b"\0"), allow_der=True)
 
 
 def load_stored_private_key(data: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     """A plaintext private key as stored in a TLV."""
-    raw = data.rstrip(b"\0")
-    key: Any
-    try:
-        if raw.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_private_key(raw, None)
-        else:
-            key = serialization.load_der_private_key(raw, None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyFormatError("the stored private key does not parse") from None
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise KeyFormatError(f"the stored private key is {key_kind(key)}, not RSA or ECDSA")
-    return key
+    return _pem.load_private_key(data.rstrip(b"\0"), allow_der=True)
 
 
 def hmac_encrypt(plaintext: bytes, mac: Mac) -> bytes:
@@ -513,7 +486,7 @@ def flag_names(flags: int) -> list[str]:
 def _cert_info(data: bytes) -> dict[str, object]:
     try:
         cert = load_stored_certificate(data)
-    except ValueError:
+    except _pem.PemError:
         return {"certificate": "does not parse"}
     return {
         "encoding": "PEM" if data.startswith(b"-----BEGIN") else "DER",

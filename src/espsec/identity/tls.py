@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from espsec import _pem
 from espsec.errors import EspsecError, UsageError, VerificationError
 from espsec.identity.cert_bundle import CertBundle
 
@@ -206,7 +207,7 @@ def bundle_trust_anchors(bundle: CertBundle) -> list[bytes]:
 def bundle_trust_pem(bundle: CertBundle) -> bytes:
     """:func:`bundle_trust_anchors` as one PEM (for ``cadata``)."""
     return b"".join(
-        x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM)
+        _pem.load_certificate(d, allow_der=True).public_bytes(serialization.Encoding.PEM)
         for d in bundle_trust_anchors(bundle)
     )
 
@@ -329,11 +330,4 @@ def client_context(trust: ServerTrust, client: ClientKey | None = None) -> ssl.S
 
 def chain_of(certs: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     """Certificates as stored (PEM with NUL, or DER), parsed."""
-    out = []
-    for data in certs:
-        raw = data.rstrip(b"\0")
-        if raw.startswith(b"-----BEGIN"):
-            out.append(x509.load_pem_x509_certificate(raw))
-        else:
-            out.append(x509.load_der_x509_certificate(raw))
-    return tuple(out)
+    return tuple(_pem.load_certificate(data.rstrip(b"\0"), allow_der=True) for data in certs)
