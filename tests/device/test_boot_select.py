@@ -292,6 +292,19 @@ def test_anti_rollback_skips_slot_with_lower_secure_version():
     assert "ota_1 secure_version 1 < eFuse 2: skipped" in d.reasons
 
 
+def test_anti_rollback_check_of_a_partition_is_made_once_per_boot():
+    # ota_0 is checked when choosing the otadata entry and again when the bootloader
+    # falls back to it: one decision, one reason
+    apps = {
+        ota(0): AppSlot(secure_version=1),
+        ota(1): AppSlot(loadable=False, secure_version=2),
+    }
+    d = boot(od(e(1), e(2)), apps=apps, policy=ANTI, efuse_secure_version=2)
+    assert d.boot is None
+    assert d.tried == (ota(1), ota(0))
+    assert d.reasons.count("ota_0 secure_version 1 < eFuse 2: skipped") == 1
+
+
 def test_anti_rollback_skips_slot_without_app_description():
     apps = {ota(0): GOOD, ota(1): AppSlot(secure_version=None)}
     d = boot(od(e(1), e(2)), apps=apps, policy=ANTI)

@@ -334,6 +334,7 @@ class _Bootloader:
         self.actions: list[Action] = []
         self.tried: list[AppPartition] = []
         self.ota_has_initial_contents = False
+        self._rollback_checked: dict[tuple[AppPartition, int], bool] = {}
 
     # -- helpers --------------------------------------------------------------------
 
@@ -353,9 +354,20 @@ class _Bootloader:
         self.reasons.append(why)
 
     def check_anti_rollback(self, part: AppPartition) -> bool:
-        """``check_anti_rollback``: the app's secure_version is not below the eFuse's."""
+        """``check_anti_rollback``: the app's secure_version is not below the eFuse's.
+
+        ESP-IDF makes it when choosing the otadata entry and again when loading the
+        partition; the answer is the same while the eFuse is, so it is decided (and its
+        reason given) once per partition and eFuse secure version.
+        """
         if not self.policy.anti_rollback:
             return True
+        key = (part, self.efuse)
+        if key not in self._rollback_checked:
+            self._rollback_checked[key] = self._check_anti_rollback(part)
+        return self._rollback_checked[key]
+
+    def _check_anti_rollback(self, part: AppPartition) -> bool:
         version = self.app(part).secure_version
         if version is None:
             self.reasons.append(f"{part} has no readable app description: skipped")
