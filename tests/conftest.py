@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,12 @@ def softhsm(
     for name, key in sorted(sb_keys.items()):
         hsm.import_key(key, name)
     return hsm
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for this test session (one per xdist worker)."""
+    from ._pg import postgres_server
+
+    with postgres_server() as url:
+        yield url

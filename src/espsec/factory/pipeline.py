@@ -591,19 +591,20 @@ def build_artifacts(
         ).decode()
         cert = ca.issue(device_id, pub)
         cert_der = cert.public_bytes(serialization.Encoding.DER)
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)  # as esp_secure_cert_mgr reads
         assert where.identity_key_id is not None
         if isinstance(keys.identity, rsa.RSAPrivateKey):
             assert keys.ds_hmac is not None
             data = ds_lib.encrypt(keys.identity, keys.ds_hmac, chip=batch.chip.name)
             partition = sc.build(
                 ca_certs=batch.ca_chain_pem,
-                device_cert=cert_der,
+                device_cert=cert_pem,
                 ds=sc.DsKey(data, where.identity_key_id),
             )
         else:
             partition = sc.build(
                 ca_certs=batch.ca_chain_pem,
-                device_cert=cert_der,
+                device_cert=cert_pem,
                 ecdsa_key_id=where.identity_key_id,
             )
         secure_cert = partition.to_bytes()

@@ -88,12 +88,13 @@ class VirtualChip:
                 )
             result["boot"] = str(report.outcome.value)
         if record.get("certificate_sha256"):
+            from cryptography.hazmat.primitives.serialization import Encoding
+
             from espsec.device.identity import read_identity
 
             identity = read_identity(self.dev)
-            der = identity.contents.device_cert
-            found = hashlib.sha256(der or b"").hexdigest()
-            if der is None or found != record["certificate_sha256"]:
+            der = identity.certificate.public_bytes(Encoding.DER)
+            if hashlib.sha256(der).hexdigest() != record["certificate_sha256"]:
                 raise FactoryError("the device's esp_secure_cert does not hold its certificate")
             result["identity"] = identity.key_source
         self._save()
