@@ -255,3 +255,35 @@ def test_client_identity_refuses_a_certificate_for_another_key(
     mixed = ClientKey((other_cert,), key.unlock, key.source)
     with pytest.raises(EspsecError, match="not for the key"):
         client_context(ServerTrust(skip_verify=True), mixed)
+
+
+def test_device_sign_with_a_ds_blob_for_another_hmac_key_is_one_line_and_writes_nothing(
+    tmp_path: Path,
+    device_ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    rsa2048: rsa.RSAPrivateKey,
+) -> None:
+    from espsec.device.nvs import device_partition
+
+    folder = tmp_path / "dev"
+    dev = VirtualDevice.create(folder, "esp32s3", 1 << 20)
+    dev.write_files([(0x8000, TABLE.to_bytes(), "partition table")])
+    provision_identity(dev, "s3-1", *device_ca)
+    identity = read_identity(dev)
+    assert identity.contents.ds is not None
+    foreign = ds.encrypt(rsa2048, bytes(range(32)), chip="esp32s3")
+    part = sc.build(
+        device_cert=identity.contents.device_cert,
+        ds=sc.DsKey(foreign, identity.contents.ds.efuse_key_id),
+    )
+    region = device_partition(dev, "esp_secure_cert")
+    region.erase_range(0, region.size)
+    region.write(0, part.to_bytes())
+    dev.save()
+    data = tmp_path / "msg.bin"
+    data.write_bytes(b"x")
+    out = tmp_path / "sig"
+    res = CliRunner().invoke(
+        main, ["device", "sign", str(folder), "--data", str(data), "-o", str(out)]
+    )
+    assert res.exit_code == 1 and not out.exists()
+    assert res.output.count("\n") == 1 and "ESP_ERR_HW_CRYPTO_DS_INVALID_DIGEST" in res.output
