@@ -325,22 +325,40 @@ def _check_signature(signed: bytes, policy: SignaturePolicy) -> tuple[VerifyRepo
     return report, report.reason
 
 
-def revoked_by_failure(report: VerifyReport) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class AggressiveRevocation:
+    """What ``SECURE_BOOT_AGGRESSIVE_REVOKE`` does to one signature sector.
+
+    ``revoke``: slots the ROM's documented behaviour revokes. ``undocumented``: slots
+    whose block fails step 3 *after* an earlier block verified; the ROM is closed source
+    and its documentation does not say whether it checks (and so revokes) blocks after
+    the first that verifies. The twin assumes it stops at that block and revokes none of
+    these (``docs/adr/0010-aggressive-revocation-after-a-verified-block.md``).
+    """
+
+    revoke: tuple[int, ...]
+    undocumented: tuple[int, ...]
+
+
+def revoked_by_failure(report: VerifyReport) -> AggressiveRevocation:
     """Slots aggressive revocation burns: a trusted key whose signature did not verify.
 
-    ``SECURE_BOOT_AGGRESSIVE_REVOKE`` (ROM): "a key is not revoked in case of an invalid
-    signature block or invalid image digest, it is only revoked in case the signature
-    verification fails" (``secure-boot-v2.rst``).
+    ESP-IDF ``docs/en/security/secure-boot-v2.rst``, "Aggressive Approach": "The key is
+    revoked as soon as verification with this key fails"; "a key is not revoked in case
+    of an invalid signature block or invalid image digest, it is only revoked in case
+    the signature verification fails, i.e. ... failure in step 3 of Verifying an Image".
+    Blocks are taken in order; what happens after a block verifies is not documented
+    (see :class:`AggressiveRevocation`).
     """
-    return tuple(
-        sorted(
-            {
-                b.slot
-                for b in report.blocks
-                if b.verdict is BlockVerdict.BAD_SIGNATURE and b.slot is not None
-            }
-        )
-    )
+    revoke: set[int] = set()
+    after: set[int] = set()
+    verified = False
+    for b in report.blocks:
+        if b.verdict is BlockVerdict.VERIFIED:
+            verified = True
+        elif b.verdict is BlockVerdict.BAD_SIGNATURE and b.slot is not None:
+            (after if verified else revoke).add(b.slot)
+    return AggressiveRevocation(tuple(sorted(revoke)), tuple(sorted(after - revoke)))
 
 
 def own_key_digests(signed: bytes) -> tuple[tuple[bytes, ...], str | None]:

@@ -9,7 +9,9 @@
   boots if any block verifies with a key whose digest is in a non-revoked slot
   (``ets_secure_boot_verify_bootloader_with_keys``).
 * With ``SECURE_BOOT_AGGRESSIVE_REVOKE`` a trusted key whose signature fails is revoked
-  at once (``docs/en/security/secure-boot-v2.rst``, "Aggressive Approach").
+  at once (``docs/en/security/secure-boot-v2.rst``, "Aggressive Approach"), if no earlier
+  block verified: what the ROM does after a verified block is not documented
+  (``docs/adr/0010-aggressive-revocation-after-a-verified-block.md``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,14 @@ def rom_stage(hw: Hardware, *, dry_run: bool = False) -> RomResult:
     log.image(loaded.check)
     report = loaded.check.signature
     if state.secure_boot_enabled and state.aggressive_revoke and report is not None:
-        for slot in _revoked(report):
+        revocation = _revoked(report)
+        for slot in revocation.undocumented:
+            log.note(
+                f"aggressive revocation: the block for SECURE_BOOT_DIGEST{slot} failed after an "
+                "earlier block verified; the ROM's documentation does not say whether it checks "
+                "blocks after a verified one (closed source): assumed not, slot not revoked"
+            )
+        for slot in revocation.revoke:
             if dry_run:
                 log.note(f"aggressive revocation would burn SECURE_BOOT_KEY_REVOKE{slot}")
                 continue
