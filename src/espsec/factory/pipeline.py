@@ -36,6 +36,7 @@ from espsec._io import read_bytes
 from espsec.chips import Chip
 from espsec.efuse import BurnField, BurnKey, BurnKeyDigest, BurnPlan, Efuses, Operation
 from espsec.efuse import new as new_efuses
+from espsec.efuse.plan import PlanReport
 from espsec.errors import EspsecError, UsageError, with_source
 from espsec.factory.spec import BatchSpec, SpecError
 from espsec.image.partition_table import PartitionTable, load_partition_table
@@ -226,11 +227,12 @@ def load_batch(spec: BatchSpec) -> Batch:
             f"flash_size gives 0x{flash_size:x}",
             source=str(spec.path),
         )
-    config = None
     if fw.sdkconfig is not None:
         from espsec.device.workflow import bootloader_config
 
         config = bootloader_config(fw.sdkconfig)
+    else:  # ESP-IDF's defaults, resolved once for the whole batch
+        config = BootloaderConfig.from_options(idf_target=spec.chip.name)
     table_offset = config.partition_table_offset if config else spec.chip.partition_table_offset
     firmware: list[tuple[int, bytes, str]] = [(table_offset, table.to_bytes(), "partition table")]
     if fw.bootloader is not None:
@@ -504,7 +506,7 @@ def applied_fraction(efuses: Efuses, expected: dict[str, Any]) -> tuple[int, int
     return done, total
 
 
-def check_plan(batch: Batch, ops: Sequence[Operation], efuses: Efuses | None = None) -> Any:
+def check_plan(batch: Batch, ops: Sequence[Operation], efuses: Efuses | None = None) -> PlanReport:
     """Check the burn plan with the plan rules against ``efuses`` (a blank chip by
     default); raise :class:`FactoryError` naming the first refusal."""
     state = efuses if efuses is not None else (batch.template_efuses or new_efuses(batch.chip.name))

@@ -313,7 +313,7 @@ class Factory:
         self.journal.advance(name, row, j.KEYS)
         self.boundary("keys", row.serial)
         ops = efuse_operations(self.batch, keys)
-        check_plan(self.batch, ops, chip.read_efuses())
+        checked = check_plan(self.batch, ops, chip.read_efuses())
         artifacts = build_artifacts(self.batch, row.serial, index, mac, keys, self.ca)
         row.record.update(public_record(self.batch, row.serial, mac, artifacts))
         row.record["expected_efuses"] = expected_efuses(self.batch, ops)
@@ -331,7 +331,7 @@ class Factory:
         self.boundary("efuse-planned", row.serial)
         self.journal.advance(name, row, j.APPLYING)
         self.boundary("efuse-applying", row.serial)
-        chip.burn(ops)
+        chip.burn(ops, checked)
         self.boundary("burned", row.serial)
         self.journal.advance(name, row, j.APPLIED)
         self.boundary("efuse-applied", row.serial)
@@ -411,12 +411,14 @@ class Factory:
 
 
 def _durable_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (a temporary file renamed into place)."""
+    """Replace ``path`` with ``data`` (a temporary file renamed into place).
+
+    Whole or absent after a killed process, like the journal's commits (SQLite WAL,
+    ``synchronous=NORMAL``): neither forces the disk, so a power cut of the station
+    itself may lose the newest device, which resume then redoes or reports.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from espsec.device.virtual_device import DEVICE_FILE, VirtualDevice
 from espsec.efuse import BurnPlan, Efuses, Operation
+from espsec.efuse.plan import PlanReport
 from espsec.errors import EspsecError
 from espsec.factory.pipeline import Batch, FactoryError
 
@@ -31,7 +32,7 @@ class FactoryDevice(Protocol):
 
     def read_efuses(self) -> Efuses: ...
 
-    def burn(self, ops: Sequence[Operation]) -> None: ...
+    def burn(self, ops: Sequence[Operation], checked: PlanReport | None = None) -> None: ...
 
     def write_flash(self, writes: Sequence[tuple[int, bytes, str]]) -> None: ...
 
@@ -68,8 +69,13 @@ class VirtualChip:
     def read_efuses(self) -> Efuses:
         return self.dev.efuses.copy()
 
-    def burn(self, ops: Sequence[Operation]) -> None:
-        BurnPlan(ops).apply(self.dev.efuses)  # all or nothing, then saved atomically
+    def burn(self, ops: Sequence[Operation], checked: PlanReport | None = None) -> None:
+        """Burn all or nothing, then save atomically. ``checked``: the plan's report
+        against this chip's current eFuses (staged once, not twice)."""
+        if checked is not None and checked.staged is not None and not checked.refused:
+            checked.staged.commit(self.dev.efuses)
+        else:
+            BurnPlan(ops).apply(self.dev.efuses)
         self._save()
 
     def write_flash(self, writes: Sequence[tuple[int, bytes, str]]) -> None:
@@ -145,7 +151,8 @@ class PortChip:
 
         return host.read_efuses(self.port)
 
-    def burn(self, ops: Sequence[Operation]) -> None:
+    def burn(self, ops: Sequence[Operation], checked: PlanReport | None = None) -> None:
+        """Check again against the live chip (its state is the truth), then burn."""
         from espsec.device.download import host
         from espsec.efuse.workflow import BurnOutcome
 
