@@ -97,3 +97,27 @@ def test_wrong_or_missing_keys_are_reported_not_misread():
         b"\xff" * 140,
         7,
     ]
+
+
+def test_in_place_page_encryption_matches_one_call_over_every_entry_across_chunks():
+    import numpy as np
+
+    from espsec.nvs.encryption import PAGES_PER_CALL, encrypt_entries, encrypt_pages_in_place
+    from espsec.nvs.page import ENTRY_COUNT, FIRST_ENTRY_OFFSET, PAGE_SIZE
+
+    keys = NvsKeys.generate()
+    count = PAGES_PER_CALL + 3  # a second, partial chunk
+    plain = np.frombuffer(hashlib.shake_256(b"pages").digest(count * PAGE_SIZE), dtype=np.uint8)
+    pages = plain.reshape(count, PAGE_SIZE).copy()
+    encrypt_pages_in_place(keys, pages)
+    offsets = (
+        np.arange(count, dtype=np.int64)[:, None] * PAGE_SIZE
+        + FIRST_ENTRY_OFFSET
+        + np.arange(ENTRY_COUNT, dtype=np.int64)[None, :] * 32
+    ).reshape(-1)
+    area = plain.reshape(count, PAGE_SIZE)[:, FIRST_ENTRY_OFFSET:]
+    expected = encrypt_entries(keys, area.tobytes(), offsets)
+    assert pages[:, FIRST_ENTRY_OFFSET:].tobytes() == expected
+    assert (
+        pages[:, :FIRST_ENTRY_OFFSET] == plain.reshape(count, PAGE_SIZE)[:, :FIRST_ENTRY_OFFSET]
+    ).all()

@@ -3,7 +3,8 @@
 XTS-AES-256 with key ``eky ‖ tky``; every 32-byte entry is its own data unit and its
 tweak is the entry's offset in the partition (LE32, then 12 zero bytes). Page headers
 and entry-state tables stay in plain text; empty entries stay 0xFF. All entries of a
-partition go through one vectorised XTS call.
+partition go through one vectorised XTS call (a generated partition is encrypted in
+place, a few pages at a time: :func:`encrypt_pages_in_place`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from espsec.errors import FormatError
-from espsec.flash_encryption.xts import tweaks_from_le32, xts_decrypt, xts_encrypt
+from espsec.flash_encryption.xts import XtsEngine, tweaks_from_le32, xts_decrypt, xts_encrypt
 from espsec.nvs.item import ENTRY_SIZE
 from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.page import (
@@ -36,6 +37,33 @@ def encrypt_entries(keys: NvsKeys, plain: bytes, offsets: npt.NDArray[np.int64])
 def decrypt_entries(keys: NvsKeys, cipher: bytes, offsets: npt.NDArray[np.int64]) -> bytes:
     """Decrypt consecutive 32-byte entries whose partition offsets are ``offsets``."""
     return xts_decrypt(keys.xts_key, cipher, tweaks_from_le32(offsets), ENTRY_SIZE)
+
+
+PAGES_PER_CALL = 64
+"""Pages :func:`encrypt_pages_in_place` encrypts per XTS call (about 256 KiB)."""
+
+
+def encrypt_pages_in_place(keys: NvsKeys, pages: npt.NDArray[np.uint8]) -> None:
+    """Encrypt every entry slot of ``pages`` (``(n, 4096)``, writable, page 0 at offset 0).
+
+    Works through :data:`PAGES_PER_CALL` pages at a time in one reused buffer, so the
+    memory it needs does not grow with the partition. Headers and entry-state tables
+    are left as they are; the caller re-erases the slots that must stay empty.
+    """
+    engine = XtsEngine(keys.xts_key, ENTRY_SIZE, threads=1)
+    area = PAGE_SIZE - FIRST_ENTRY_OFFSET
+    step = min(PAGES_PER_CALL, len(pages))
+    buffer = np.empty(step * area, dtype=np.uint8)
+    in_page = FIRST_ENTRY_OFFSET + np.arange(ENTRY_COUNT, dtype=np.int64) * ENTRY_SIZE
+    for first in range(0, len(pages), step):
+        n = min(step, len(pages) - first)
+        chunk = buffer[: n * area]
+        rows = chunk.reshape(n, area)
+        rows[...] = pages[first : first + n, FIRST_ENTRY_OFFSET:]
+        starts = np.arange(first, first + n, dtype=np.int64)[:, None] * PAGE_SIZE
+        tweaks = tweaks_from_le32((starts + in_page[None, :]).reshape(-1))
+        engine.process(chunk, tweaks, chunk)  # each batch is read before it is written
+        pages[first : first + n, FIRST_ENTRY_OFFSET:] = rows
 
 
 def _pages(data: bytes) -> npt.NDArray[np.uint8]:

@@ -49,7 +49,7 @@ from espsec.nvs.csv_format import (
     file_reader,
     read_csv_text,
 )
-from espsec.nvs.encryption import encrypt_entries
+from espsec.nvs.encryption import encrypt_pages_in_place
 from espsec.nvs.item import (
     CHUNK_ANY,
     ENTRY_SIZE,
@@ -157,11 +157,15 @@ def _key_field(key: str) -> bytes:
     return encode_key(key)
 
 
+def _check_arguments(size: int, version: int) -> None:
+    check_partition_size(size)
+    if version not in (1, 2):
+        raise UsageError(f"NVS version must be 1 or 2, got {version}")
+
+
 class _Builder:
     def __init__(self, size: int, version: int) -> None:
-        check_partition_size(size)
-        if version not in (1, 2):
-            raise UsageError(f"NVS version must be 1 or 2, got {version}")
+        _check_arguments(size, version)
         self.size = size
         self.version = version
         self.read_only = is_read_only_size(size)
@@ -456,17 +460,11 @@ class _Builder:
         return bytes(self.buf)
 
     def _encrypt(self, keys: NvsKeys, counts: list[int]) -> None:
-        """Encrypt the entry area of every used page at once, then re-erase empty slots."""
+        """Encrypt the entry area of every used page in place, then re-erase empty slots."""
         used = len(counts)
         pages = np.frombuffer(self.buf, dtype=np.uint8).reshape(-1, PAGE_SIZE)[:used]
+        encrypt_pages_in_place(keys, pages)
         area = pages[:, FIRST_ENTRY_OFFSET:]
-        offsets = (
-            np.arange(used, dtype=np.int64)[:, None] * PAGE_SIZE
-            + FIRST_ENTRY_OFFSET
-            + np.arange(ENTRY_COUNT, dtype=np.int64)[None, :] * ENTRY_SIZE
-        ).reshape(-1)
-        cipher = encrypt_entries(keys, area.tobytes(), offsets)
-        area[...] = np.frombuffer(cipher, dtype=np.uint8).reshape(used, -1)
         for page, count in enumerate(counts):  # empty entries stay erased
             if count < ENTRY_COUNT:
                 area[page, count * ENTRY_SIZE :] = 0xFF
@@ -501,9 +499,13 @@ def generate_csv_partition(
 
     ``read_file`` and ``wifi_extras`` are as for :func:`parse_csv`.
     """
-    builder = _Builder(size, version)
+    _check_arguments(size, version)  # before the CSV, as when the builder came first
     decoder = RowDecoder(read_file, wifi_extras=wifi_extras)
-    builder.run_csv(CsvRecords(text), decoder)
+    records = CsvRecords(text)
+    del text  # the lines hold the contents now: memory for one copy of the CSV, not two
+    builder = _Builder(size, version)
+    builder.run_csv(records, decoder)
+    del records
     return builder.finish(keys)
 
 
@@ -517,10 +519,9 @@ def generate_csv_file(
     wifi_extras: bool = True,
 ) -> bytes:
     """The partition image for a generator CSV file (see :func:`load_csv`)."""
-    text = read_csv_text(path)
     try:
         return generate_csv_partition(
-            text,
+            read_csv_text(path),  # no reference kept here: freed once split into lines
             size,
             version=version,
             keys=keys,
