@@ -11,9 +11,11 @@ import dataclasses
 from espsec import efuse, secure_boot
 from espsec.device import Outcome, Stage
 from espsec.efuse import security_state
+from espsec.efuse.security import read_secure_version
+from espsec.sdkconfig import BootloaderConfig
 from espsec.secure_boot import SignatureBlock, read_sector
 
-from .kit import OTA0, PLAIN, app, bootloader, device, signed
+from .kit import OTA0, PLAIN, SECURE, app, bootloader, device, signed
 
 
 def _burn_digests(dev, *keys) -> None:
@@ -69,3 +71,62 @@ def test_aggressive_revocation_revokes_a_key_that_fails_before_any_block_verifie
     report = dev.boot()
     assert report.outcome is Outcome.RUNNING
     assert security_state(dev.efuses).digest_slots[0].revoked
+
+
+# -- 8. the secure version software reads -------------------------------------------------
+
+
+def test_secure_version_counts_only_the_low_bits_of_the_configured_field_width():
+    """``esp_efuse_read_secure_version``: popcount of the low
+    ``BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD`` bits; a bit above them does not count."""
+    config = BootloaderConfig.from_options(
+        bootloader_app_rollback_enable=True,
+        bootloader_app_anti_rollback=True,
+        bootloader_app_sec_ver_size_efuse_field=4,
+    )
+    dev = device(config, boot=bootloader(), apps={OTA0: app("1.0.0", 2)})
+    efuse.burn(dev.efuses, {"SECURE_VERSION": 0b1000_0000_0011})  # 2, plus bit 11
+    assert read_secure_version(dev.efuses, 4) == 2
+    assert read_secure_version(dev.efuses, 16) == 3
+    report = dev.boot()
+    assert report.ok, report.refusal
+    assert report.app.secure_version == 2
+
+
+# -- 3. secure download mode over a disabled download mode --------------------------------
+
+
+def test_secure_download_mode_request_succeeds_when_download_mode_is_already_disabled(k0):
+    """``esp_efuse_enable_rom_secure_download_mode`` returns ``ESP_OK`` and burns nothing
+    when ``DIS_DOWNLOAD_MODE`` is burned; Secure Boot is enabled and the app runs."""
+    dev = device(SECURE, boot=signed(bootloader(), k0), apps={OTA0: signed(app(), k0)})
+    efuse.burn(dev.efuses, {"DIS_DOWNLOAD_MODE": 1})
+    report = dev.boot()
+    assert report.ok, report.refusal
+    assert security_state(dev.efuses).secure_boot_enabled
+    assert dev.efuses.get_int("ENABLE_SECURITY_DOWNLOAD") == 0
+
+
+# -- 4. SECURE_FLASH_SKIP_WRITE_PROTECTION_CACHE as Kconfig selects it ---------------------
+
+
+def test_development_mode_from_sdkconfig_defaults_can_move_to_release_mode_later():
+    """``esp_flash_encryption_enable_secure_features`` (esp32s3/flash_encryption_secure_
+    features.c) write-protects ``DIS_ICACHE`` (WR_DIS bit 2) only without
+    ``SECURE_FLASH_SKIP_WRITE_PROTECTION_CACHE``, which development mode selects (through
+    ``SECURE_FLASH_UART_BOOTLOADER_ALLOW_ENC``); so the later ``esp_flash_encryption_
+    set_release_mode`` burn of ``DIS_DOWNLOAD_MANUAL_ENCRYPT`` still lands."""
+    config = BootloaderConfig.parse(
+        "CONFIG_SECURE_FLASH_ENC_ENABLED=y\nCONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y\n",
+        source="sdkconfig.defaults",
+    )
+    assert config.secure_flash_skip_write_protection_cache
+    dev = device(config, boot=bootloader(), apps={OTA0: app()})
+    assert dev.boot().ok
+    wr_dis_icache = dev.efuses.field("DIS_ICACHE").wr_dis
+    assert wr_dis_icache is not None
+    assert not dev.efuses.get_int("WR_DIS") >> wr_dis_icache & 1
+    # the move to release mode: what esp_flash_encryption_set_release_mode burns
+    efuse.burn(dev.efuses, {"DIS_DOWNLOAD_MANUAL_ENCRYPT": 1, "SPI_BOOT_CRYPT_CNT": 0b111})
+    assert security_state(dev.efuses).flash_encryption_mode == "release"
+    assert dev.boot().ok

@@ -47,6 +47,7 @@ from espsec.device.image_check import (
 from espsec.device.partitions import BootloaderState
 from espsec.device.report import ImageCheck, Stage, StageReport
 from espsec.efuse import BurnRefused, Transaction, security_state
+from espsec.efuse.security import read_secure_version
 from espsec.errors import UsageError
 from espsec.flash import SECTOR_SIZE
 from espsec.image.otadata import OTADATA_SIZE, OtaData, OtaImgState
@@ -62,10 +63,12 @@ def app_startup(hw: Hardware, config: BootloaderConfig, app: LoadedImage) -> str
     efuses = hw.efuses
     state = security_state(efuses)
     if config.bootloader_app_anti_rollback:
+        # esp_efuse_check_secure_version (esp_efuse_startup.c, init_efuse_secure)
         version = app.check.secure_version
-        if version is None or version < state.secure_version:
-            return f"incorrect secure version of app ({version} < eFuse {state.secure_version})"
-        log.note(f"secure_version {version} >= eFuse secure version {state.secure_version}")
+        floor = read_secure_version(efuses, config.bootloader_app_sec_ver_size_efuse_field)
+        if version is None or version < floor:
+            return f"incorrect secure version of app ({version} < eFuse {floor})"
+        log.note(f"secure_version {version} >= eFuse secure version {floor}")
     if config.secure_flash_enc_enabled:
         if config.secure_flash_check_enc_en_in_app and not state.flash_encryption_enabled:
             return (
@@ -254,7 +257,9 @@ class AppRuntime:
             has_test=self.state.test is not None,
             apps=self._slot,
             policy=self.policy,
-            efuse_secure_version=security_state(self.hw.efuses).secure_version,
+            efuse_secure_version=read_secure_version(
+                self.hw.efuses, self.policy.secure_version_field_bits
+            ),
         )
 
     def _run(self, result: OtaOpResult, why: str) -> OtaOpResult:

@@ -37,6 +37,7 @@ from espsec.device.hardware import Hardware
 from espsec.device.image_check import LoadedImage, load_image, read_app_desc
 from espsec.device.partitions import BootloaderState, PartitionTableInvalid, partition_table_verify
 from espsec.efuse import Transaction, security_state
+from espsec.efuse.security import read_secure_version
 from espsec.errors import EspsecError
 from espsec.flash import SECTOR_SIZE, FlashAccessError
 from espsec.image import check_chip
@@ -173,7 +174,8 @@ def bootloader_stage(
     )
 
     security = security_state(hw.efuses)
-    efuse_version = security.secure_version
+    # esp_efuse_read_secure_version: only the low BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD bits
+    efuse_version = read_secure_version(hw.efuses, config.bootloader_app_sec_ver_size_efuse_field)
     sb_first_boot = config.secure_boot_v2_enabled and not security.secure_boot_enabled
     loaded: dict[AppPartition, LoadedImage] = {}
     slots: dict[AppPartition, AppSlot] = {}

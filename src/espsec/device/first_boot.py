@@ -273,8 +273,11 @@ def _secure_boot_secure_features(
 def _rom_download_mode(efuses: Efuses, config: BootloaderConfig, tx: Transaction) -> list[str]:
     mode = config.secure_uart_rom_dl_mode
     if mode is RomDownloadMode.SECURE:
+        # esp_efuse_enable_rom_secure_download_mode (components/efuse/<chip>/
+        # esp_efuse_fields.c): with DIS_DOWNLOAD_MODE burned there is no download mode to
+        # make secure; it burns nothing and returns ESP_OK.
         if efuses.get_int("DIS_DOWNLOAD_MODE"):
-            raise FirstBootError("could not enable Security download mode (download mode off)")
+            return ["ROM download mode is already disabled: Security download mode not needed"]
         tx.burn("ENABLE_SECURITY_DOWNLOAD", 1)
         return ["enabling Security download mode (ENABLE_SECURITY_DOWNLOAD)"]
     if mode is RomDownloadMode.DISABLED:

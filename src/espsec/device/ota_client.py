@@ -52,7 +52,7 @@ from espsec.device.ota_state import (
     check_server_url,
     decryption_key,
 )
-from espsec.efuse import security_state
+from espsec.efuse.security import read_secure_version
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.flash import PowerCut, WriteKind
 from espsec.identity.tls import ClientKey
@@ -442,7 +442,8 @@ class _Cycle:
             self._client = None
 
     def efuse_secure_version(self) -> int:
-        return security_state(self.dev.efuses).secure_version
+        bits = self.dev.config.bootloader_app_sec_ver_size_efuse_field
+        return read_secure_version(self.dev.efuses, bits)
 
     def floor(self) -> int:
         """The lowest ``secure_version`` this device takes: the eFuse's under

@@ -59,6 +59,19 @@ def secure_version_bits(version: int, width: int = 16) -> int:
     return (1 << version) - 1
 
 
+def read_secure_version(efuses: Efuses, size: int) -> int:
+    """``esp_efuse_read_secure_version``: the anti-rollback version software compares.
+
+    ESP-IDF ``components/efuse/src/esp_efuse_fields.c`` counts the bits set in the low
+    ``min(CONFIG_BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD, width of SECURE_VERSION)``
+    bits only; bits above them (burned by hand or by a build with a wider field) do not
+    count.
+    """
+    f = efuses.field("SECURE_VERSION")
+    width = min(size, f.length)
+    return (efuses.get_int(f) & ((1 << width) - 1)).bit_count()
+
+
 def jtag_token(hmac_key: bytes) -> bytes:
     """The token that soft-re-enables JTAG: HMAC-SHA256(key, 32 zero bytes).
 
