@@ -7,7 +7,12 @@
 * :mod:`~espsec.flash_encryption.keys`: key files as espsecure reads them;
 * :mod:`~espsec.flash_encryption.whole_flash`: the flash image a device holds after
   flashing a partition table and its files (or an ESP-IDF ``build/`` folder).
+
+The whole-flash names load on first use: encrypting one file (or an NVS partition)
+does not import the image and partition-table code.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from espsec.flash_encryption.cipher import (
     FlashCipher,
@@ -16,17 +21,41 @@ from espsec.flash_encryption.cipher import (
     process_file,
 )
 from espsec.flash_encryption.keys import FlashEncryptionKey, generate_key_file, load_key
-from espsec.flash_encryption.whole_flash import (
-    BuildLayout,
-    EncryptedFlash,
-    FlashWrite,
-    PlacedWrite,
-    encrypt_flash,
-    load_build_dir,
-    parse_flash_size,
-    read_partition,
-)
 from espsec.flash_encryption.xts import XtsEngine, tweaks_from_le32, xts_decrypt, xts_encrypt
+
+if TYPE_CHECKING:
+    from espsec.flash_encryption.whole_flash import (
+        BuildLayout,
+        EncryptedFlash,
+        FlashWrite,
+        PlacedWrite,
+        encrypt_flash,
+        load_build_dir,
+        parse_flash_size,
+        read_partition,
+    )
+
+_WHOLE_FLASH = frozenset(
+    {
+        "BuildLayout",
+        "EncryptedFlash",
+        "FlashWrite",
+        "PlacedWrite",
+        "encrypt_flash",
+        "load_build_dir",
+        "parse_flash_size",
+        "read_partition",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHOLE_FLASH:
+        from espsec.flash_encryption import whole_flash
+
+        return getattr(whole_flash, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BuildLayout",
