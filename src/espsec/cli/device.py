@@ -3,7 +3,8 @@
 Each command is one power-on or one serial session with the device; the folder is
 saved after it (``espsec.device.virtual_device`` documents its layout). ``boot`` and
 ``ota`` exit 0 when an app runs, 1 when the device refused or lost power (a fleet
-``ota`` exits 1 when the update was refused, rolled back or failed).
+``ota`` exits 1 when the update was refused, rolled back or failed). The work is done by
+:mod:`espsec.device.workflow`; this module handles options and renders the results.
 """
 
 from __future__ import annotations
@@ -13,31 +14,24 @@ from pathlib import Path
 
 import click
 
-from espsec._io import read_bytes, write_atomic
+from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.cli._common import INT, emit, json_option, source
 from espsec.device import (
-    AppRuntime,
     BootReport,
     DeviceStatus,
-    FaultPlan,
     FlashWrite,
     ImageCheck,
     Outcome,
     StageReport,
-    VirtualDevice,
-    WriteKind,
     WriteMode,
-    device_status,
+    workflow,
 )
-from espsec.device.boot_select import AppPartition, OtaOpResult
-from espsec.device.ota_client import OtaOutcome, OtaReport, run_ota
-from espsec.device.ota_state import DecryptionScheme, OtaProvisioning, provision_ota
-from espsec.device.sdkconfig import BootloaderConfig
-from espsec.device.virtual_device import SUPPORTED_CHIPS, FlashedFile
+from espsec.device.boot_select import OtaOpResult
+from espsec.device.ota_client import OtaOutcome, OtaReport
+from espsec.device.workflow import AppAction, NoAppRunning, op_json
 from espsec.errors import UsageError
-from espsec.flash_encryption import parse_flash_size
-from espsec.image.partition_table import load_partition_table
-from espsec.ota import TlsTrust, load_manifest_public_key
+from espsec.flash import FaultPlan, WriteKind
+from espsec.sdkconfig import BootloaderConfig
 
 group = click.Group("device", help="A virtual chip: create, flash, boot, update, inspect.")
 
@@ -47,20 +41,8 @@ _file = click.Path(dir_okay=False, exists=True, path_type=Path)
 
 def _config(sdkconfig: Path | None, options: Sequence[str]) -> BootloaderConfig | None:
     """``--sdkconfig FILE`` and ``--config NAME=VALUE`` as one bootloader configuration."""
-    if sdkconfig is None and not options:
-        return None
-    lines = []
-    if sdkconfig is not None:
-        lines.append(read_bytes(sdkconfig, what="sdkconfig").decode("utf-8", "replace"))
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--config takes NAME=VALUE, got {option!r}")
-        name = name.strip().removeprefix("CONFIG_")
-        value = value.strip()
-        lines.append(f"# CONFIG_{name} is not set" if value == "n" else f"CONFIG_{name}={value}")
-    with source(str(sdkconfig) if sdkconfig else "--config"):
-        return BootloaderConfig.parse("\n".join(lines))
+    with source("--config"):
+        return workflow.bootloader_config(sdkconfig, options)
 
 
 _sdkconfig_options = [
@@ -85,13 +67,14 @@ def _with_sdkconfig(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
-def _open(path: Path) -> VirtualDevice:
-    with source(str(path)):
-        return VirtualDevice.open(path)
+def _no_app(ctx: click.Context, exc: NoAppRunning, as_json: bool, verbose: bool = False) -> None:
+    """The boot that started no app, reported as ``boot`` reports it; exit 1."""
+    emit(exc.report.to_json(), as_json, lambda: _render_boot(exc.report, verbose))
+    ctx.exit(1)
 
 
 @group.command("create")
-@click.option("--chip", type=click.Choice(SUPPORTED_CHIPS), required=True)
+@click.option("--chip", type=click.Choice(EFUSE_MODEL_CHIPS), required=True)
 @click.option("--flash-size", default="4MB", show_default=True, help="4MB, 16MB, 0x200000 …")
 @_with_sdkconfig
 @click.argument("folder", type=_dir)
@@ -104,14 +87,19 @@ def create(
 ) -> None:
     """Create a blank virtual chip (all eFuses 0, flash erased) in FOLDER."""
     config = _config(sdkconfig, config_options)
-    dev = VirtualDevice.create(folder, chip, parse_flash_size(flash_size), config=config)
+    dev = workflow.create_device(folder, chip, flash_size, config=config)
     click.echo(
         f"{dev.chip.display_name}, {dev.flash_size >> 20} MB flash, blank eFuses -> {folder}"
     )
 
 
 @group.command("flash")
-@click.argument("folder", type=_dir)
+@click.argument("folder", type=_dir, required=False)
+@click.option(
+    "--port",
+    metavar="PORT",
+    help="Instead of FOLDER: a chip in download mode (socket://HOST:PORT or a serial port).",
+)
 @click.option(
     "--build-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -145,7 +133,8 @@ def create(
 @_with_sdkconfig
 @json_option
 def flash(
-    folder: Path,
+    folder: Path | None,
+    port: str | None,
     build_dir: Path | None,
     writes: tuple[tuple[int, Path], ...],
     partition_table: Path | None,
@@ -156,38 +145,30 @@ def flash(
 ) -> None:
     """Write files to the device's flash over the ROM's serial protocol.
 
-    The bootloader's options (--sdkconfig/--config, or the build's sdkconfig) are
-    recorded with the bootloader, for the boots to come.
+    The write goes through the chip's download mode as esptool's (FOLDER is served on a
+    loopback port for it), so its eFuses decide what it accepts. The bootloader's
+    options (--sdkconfig/--config, or the build's sdkconfig) are recorded with the
+    bootloader, for the boots to come.
     """
-    dev = _open(folder)
-    config = _config(sdkconfig, config_options)
-    write_mode = WriteMode(mode) if mode else WriteMode.PLAIN
-    files: list[tuple[int, bytes, str]] = []
-    for offset, path in writes:
-        files.append((offset, read_bytes(path, what="flash file"), str(path)))
-    if partition_table is not None:
-        with source(str(partition_table)):
-            table = load_partition_table(read_bytes(partition_table, what="partition table"))
-        offset = (config or dev.config).partition_table_offset
-        files.append((offset, table.to_bytes(), str(partition_table)))
-    if build_dir is None and not files:
+    if build_dir is None and not writes and partition_table is None:
         raise UsageError("nothing to flash: give --build-dir, --write or --partition-table")
-    with dev:
-        done: tuple[FlashedFile, ...] = ()
-        if build_dir is not None:
-            done = dev.flash_build_dir(build_dir, mode=write_mode, config=config)
-            config = None
-        if files or config is not None:
-            done += dev.write_files(files, mode=write_mode, config=config)
-    report = {"device": str(folder), "written": [f.to_json() for f in done]}
+    result = workflow.flash_device(
+        folder,
+        build_dir=build_dir,
+        writes=writes,
+        partition_table=partition_table,
+        mode=WriteMode(mode) if mode else WriteMode.PLAIN,
+        config=_config(sdkconfig, config_options),
+        port=port,
+    )
 
     def render() -> None:
-        for f in done:
+        for f in result.written:
             click.echo(f"0x{f.offset:06x}  {f.length:8d} bytes  {f.mode.value:13s}  {f.name}")
-        if dev.has_config:
+        if result.config_recorded:
             click.echo("bootloader options recorded with the device")
 
-    emit(report, as_json, render)
+    emit(result.to_json(), as_json, render)
 
 
 def _fault_plan(cut_after: int | None, cut_kind: str | None) -> FaultPlan | None:
@@ -214,13 +195,13 @@ def _fault_plan(cut_after: int | None, cut_kind: str | None) -> FaultPlan | None
 @click.option(
     "--mark-valid",
     "app_action",
-    flag_value="valid",
+    flag_value=AppAction.MARK_VALID.value,
     help="The app confirms itself (esp_ota_mark_app_valid_cancel_rollback).",
 )
 @click.option(
     "--mark-invalid",
     "app_action",
-    flag_value="invalid",
+    flag_value=AppAction.MARK_INVALID.value,
     help="The app rejects itself and reboots (esp_ota_mark_app_invalid_rollback).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show every check and signature block.")
@@ -236,37 +217,23 @@ def boot(
     as_json: bool,
 ) -> None:
     """Power the device on: a report stage by stage, and the outcome."""
-    dev = _open(folder)
-    plan = _fault_plan(cut_after, cut_kind)
-    with dev:
-        report = dev.boot(fault_plan=plan)
-        reports = [report]
-        results: list[OtaOpResult] = []
-        if report.ok and app_action and dev.running is not None:
-            if app_action == "valid":
-                results.append(dev.running.mark_app_valid())
-            else:
-                result = dev.running.mark_app_invalid_rollback()
-                results.append(result)
-                if result.ok:
-                    reports.append(dev.running.reboot())
-    doc: dict[str, object] = report.to_json()
-    if results:
-        doc["app_calls"] = [_op_json(r) for r in results]
-    if len(reports) > 1:
-        doc["after_reboot"] = reports[1].to_json()
+    result = workflow.boot_device(
+        folder,
+        fault_plan=_fault_plan(cut_after, cut_kind),
+        app_action=AppAction(app_action) if app_action else None,
+    )
 
     def render() -> None:
-        _render_boot(report, verbose)
-        for result in results:
-            _render_op(result)
-        for again in reports[1:]:
+        _render_boot(result.report, verbose)
+        for call in result.app_calls:
+            _render_op(call)
+        if result.after_reboot is not None:
             click.echo()
             click.echo("after the reboot:")
-            _render_boot(again, verbose)
+            _render_boot(result.after_reboot, verbose)
 
-    emit(doc, as_json, render)
-    if not reports[-1].ok:
+    emit(result.to_json(), as_json, render)
+    if not result.ok:
         ctx.exit(1)
 
 
@@ -319,54 +286,36 @@ def ota_update(
     if image is None:
         if slot or confirm:
             raise UsageError("--slot and --confirm go with an IMAGE, not with a fleet update")
-        _fleet_ota(ctx, folder, server_url, self_test == "pass", verbose, as_json)
+        try:
+            update = workflow.fleet_update(
+                folder, server_url=server_url, self_test=self_test == "pass"
+            )
+        except NoAppRunning as exc:
+            _no_app(ctx, exc, as_json, verbose)
+            return
+        emit(update.to_json(), as_json, lambda: _render_fleet_ota(update.running, update.report))
+        if not update.ok:
+            ctx.exit(1)
         return
     if server_url:
         raise UsageError("give an IMAGE or --server, not both")
-    data = read_bytes(image, what="app image")
-    dev = _open(folder)
-    with dev:
-        first, app = _boot_app(ctx, dev, as_json, verbose)
-        target = AppPartition.from_name(slot) if slot else None
-        result = app.install(data, target)
-        after = app.reboot() if result.ok else None
-        confirmed = None
-        if after is not None and after.ok and confirm and dev.running is not None:
-            confirmed = dev.running.mark_app_valid()
-    doc: dict[str, object] = {
-        "update": _op_json(result),
-        "boot": after.to_json() if after else None,
-        "confirm": _op_json(confirmed) if confirmed else None,
-    }
+    try:
+        result = workflow.install_image(folder, image, slot=slot, confirm=confirm)
+    except NoAppRunning as exc:
+        _no_app(ctx, exc, as_json, verbose)
+        return
 
     def render() -> None:
-        click.echo(f"running {_app_line(first)}")
-        _render_op(result, what=f"update with {image.name}")
-        if after is not None:
+        click.echo(f"running {_app_line(result.running)}")
+        _render_op(result.update, what=f"update with {image.name}")
+        if result.after is not None:
             click.echo()
-            _render_boot(after, verbose)
-        if confirmed is not None:
-            _render_op(confirmed, what="esp_ota_mark_app_valid_cancel_rollback")
+            _render_boot(result.after, verbose)
+        if result.confirm is not None:
+            _render_op(result.confirm, what="esp_ota_mark_app_valid_cancel_rollback")
 
-    emit(doc, as_json, render)
-    if not result.ok or after is None or not after.ok:
-        ctx.exit(1)
-
-
-def _fleet_ota(
-    ctx: click.Context,
-    folder: Path,
-    server_url: str | None,
-    self_test: bool,
-    verbose: bool,
-    as_json: bool,
-) -> None:
-    dev = _open(folder)
-    with dev:
-        first, _ = _boot_app(ctx, dev, as_json, verbose)
-        report = run_ota(dev, self_test=self_test, server_url=server_url)
-    emit(report.to_json(), as_json, lambda: _render_fleet_ota(first, report))
-    if not report.ok:
+    emit(result.to_json(), as_json, render)
+    if not result.ok:
         ctx.exit(1)
 
 
@@ -429,66 +378,42 @@ def provision_ota_cmd(
         raise UsageError("--hmac-key-block (ECIES) and --rsa-key (RSA-3072) exclude each other")
     if generate_hmac_key and not hmac_key_block:
         raise UsageError("--generate-hmac-key needs --hmac-key-block")
-    tls_ca = read_bytes(ca, what="CA certificate") if ca else None
-    tls_pin = None
-    if pin is not None:
-        with source(str(pin)):
-            tls_pin = TlsTrust.pinned(read_bytes(pin, what="pinned certificate")).pinned_cert_pem
-    with source(str(manifest_key)):
-        manifest_pem = read_bytes(manifest_key, what="manifest public key")
-        load_manifest_public_key(manifest_pem)
-    rsa_pem = read_bytes(rsa_key, what="RSA key") if rsa_key else None
-    dev = _open(folder)
-    with dev:
-        _, app = _boot_app(ctx, dev, as_json)
-        scheme = DecryptionScheme.NONE
-        if hmac_key_block:
-            scheme = DecryptionScheme.ECIES_P256
-        elif rsa_pem is not None:
-            scheme = DecryptionScheme.RSA3072
-        with source(str(rsa_key) if rsa_key else str(folder)):
-            prov = OtaProvisioning(
-                device_id=device_id or _default_device_id(dev),
-                server_url=server_url,
-                manifest_key_pem=manifest_pem,
-                tls_ca_pem=tls_ca,
-                tls_pin_pem=tls_pin,
-                decryption=scheme,
-                hmac_key_id=hmac_key_block.upper() if hmac_key_block else None,
-                rsa_key_pem=rsa_pem,
-            )
-        identity = provision_ota(app, prov, generate_key=generate_hmac_key)
-    if public_key_out is not None:
-        if identity.recipient_pem is None:
-            raise UsageError("--public-key-out: the device decrypts nothing (no key given)")
-        write_atomic(public_key_out, identity.recipient_pem)
-    doc = identity.to_json()
-    doc["public_key_out"] = None if public_key_out is None else str(public_key_out)
+    if public_key_out is not None and not (hmac_key_block or rsa_key):
+        raise UsageError("--public-key-out: the device decrypts nothing (no key given)")
+    try:
+        result = workflow.provision_device_ota(
+            folder,
+            server_url=server_url,
+            manifest_key=manifest_key,
+            ca=ca,
+            pin=pin,
+            device_id=device_id,
+            hmac_key_block=hmac_key_block,
+            generate_hmac_key=generate_hmac_key,
+            rsa_key=rsa_key,
+            public_key_out=public_key_out,
+        )
+    except NoAppRunning as exc:
+        _no_app(ctx, exc, as_json)
+        return
 
     def render() -> None:
+        identity = result.identity
         p = identity.provisioning
-        click.echo(
-            f"{p.device_id}: fleet {p.server_url} ({'CA' if tls_ca else 'pinned certificate'})"
-        )
+        trust = "CA" if p.tls_ca_pem is not None else "pinned certificate"
+        click.echo(f"{p.device_id}: fleet {p.server_url} ({trust})")
         if identity.generated_hmac_key:
             click.echo(f"  burned a fresh HMAC_UP key into {p.hmac_key_id} (read-protected)")
         if identity.recipient_id is not None:
             how = f"ECIES from {p.hmac_key_id}" if p.hmac_key_id else "RSA-3072"
             click.echo(f"  pre-encrypted images: {how}, recipient {identity.recipient_id[:16]}…")
-            if public_key_out is not None:
-                click.echo(f"  public key written to {public_key_out}")
+            if result.public_key_out is not None:
+                click.echo(f"  public key written to {result.public_key_out}")
         else:
             click.echo("  plain signed images only")
         click.echo("  written to NVS namespace espsec_ota")
 
-    emit(doc, as_json, render)
-
-
-def _default_device_id(dev: VirtualDevice) -> str:
-    mac = dev.efuses.get_int("MAC")
-    if not mac:
-        raise UsageError("the chip's MAC eFuse is blank: give --device-id")
-    return f"{dev.chip.name}-{mac:012x}"
+    emit(result.to_json(), as_json, render)
 
 
 @group.command("revoke-key")
@@ -498,11 +423,12 @@ def _default_device_id(dev: VirtualDevice) -> str:
 @click.pass_context
 def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> None:
     """The running app revokes SECURE_BOOT_DIGEST<SLOT> (esp_ota_revoke_secure_boot_public_key)."""
-    dev = _open(folder)
-    with dev:
-        _, app = _boot_app(ctx, dev, as_json)
-        result = app.revoke_secure_boot_public_key(slot)
-    emit(_op_json(result), as_json, lambda: _render_op(result, what=f"revoke key slot {slot}"))
+    try:
+        result = workflow.revoke_key(folder, slot)
+    except NoAppRunning as exc:
+        _no_app(ctx, exc, as_json)
+        return
+    emit(op_json(result), as_json, lambda: _render_op(result, what=f"revoke key slot {slot}"))
     if not result.ok:
         ctx.exit(1)
 
@@ -512,8 +438,7 @@ def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> No
 @json_option
 def status(folder: Path, as_json: bool) -> None:
     """The device's security posture: eFuses, JTAG, download mode, what flash holds."""
-    dev = _open(folder)
-    report = device_status(dev)
+    report = workflow.read_status(folder)
     emit(report.to_json(), as_json, lambda: _render_status(report))
 
 
@@ -537,18 +462,15 @@ def jtag(
         raise UsageError("--token and --disable exclude each other")
     if permanent and not disable:
         raise UsageError("--permanent goes with --disable")
-    dev = _open(folder)
-    with dev:
-        if token is not None:
-            try:
-                raw = bytes.fromhex(token)
-            except ValueError:
-                raise UsageError("--token takes 64 hex digits") from None
-            state = dev.jtag_enable(raw, key_block)
-        elif disable:
-            state = dev.jtag_disable(permanent=permanent)
-        else:
-            state = dev.jtag()
+    raw = None
+    if token is not None:
+        try:
+            raw = bytes.fromhex(token)
+        except ValueError:
+            raise UsageError("--token takes 64 hex digits") from None
+    state = workflow.jtag(
+        folder, token=raw, key_block=key_block, disable=disable, permanent=permanent
+    )
     emit(state.to_json(), as_json, lambda: click.echo(state.describe()))
 
 
@@ -586,15 +508,6 @@ def provision_identity(
 # -- rendering ------------------------------------------------------------------------
 
 
-def _op_json(result: OtaOpResult) -> dict[str, object]:
-    return {
-        "ok": result.ok,
-        "error": None if result.error is None else result.error.value,
-        "reasons": list(result.reasons),
-        "actions": [a.describe() for a in result.actions],
-    }
-
-
 def _render_op(result: OtaOpResult, *, what: str = "") -> None:
     label = f"{what}: " if what else ""
     if result.ok:
@@ -627,18 +540,6 @@ def _render_fleet_ota(first: BootReport, report: OtaReport) -> None:
             click.style(f"{report.outcome.value}{where}: {report.reason}", fg="red", bold=True)
         )
         click.echo(tail)
-
-
-def _boot_app(
-    ctx: click.Context, dev: VirtualDevice, as_json: bool, verbose: bool = False
-) -> tuple[BootReport, AppRuntime]:
-    """Power on for a command the running app carries out; exit 1 with the report if no
-    app runs."""
-    report = dev.boot()
-    if not report.ok or dev.running is None:
-        emit(report.to_json(), as_json, lambda: _render_boot(report, verbose))
-        ctx.exit(1)
-    return report, dev.running
 
 
 def _app_line(report: BootReport) -> str:
