@@ -40,9 +40,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _harness import Results, parser, report
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from espsec import efuse, ota, secure_boot
 from espsec.chips import get_chip
@@ -54,7 +55,10 @@ from espsec.device import (
     provision_ota,
     run_ota,
 )
+from espsec.device.identity import provision_identity
 from espsec.fleet import AdminClient, init_fleet
+from espsec.fleet.config import device_ca_signer
+from espsec.identity.tls import ClientKey, issue_device_certificate
 from espsec.image import build_app_image, build_bootloader_image
 from espsec.image.partition_table import PartitionTable
 from espsec.ota import CheckIn, FleetClient, ManifestTrust, OutcomeReport, TlsTrust
@@ -91,7 +95,13 @@ def start_server(state: Path) -> tuple[subprocess.Popen[str], str]:
 
 class Device:
     def __init__(
-        self, n: int, url: str, trust: TlsTrust, manifest_key: object, key: rsa.RSAPrivateKey
+        self,
+        n: int,
+        url: str,
+        trust: TlsTrust,
+        manifest_key: object,
+        key: rsa.RSAPrivateKey,
+        identity: ClientKey,
     ):
         self.device_id = f"sim-{n:04d}"
         self.url = url
@@ -101,7 +111,7 @@ class Device:
         self.version = "1.0.0"
         self.secure_version = 1
         self.latencies: list[float] = []
-        self.client = FleetClient(url, trust, timeout=120)
+        self.client = FleetClient(url, trust, timeout=120, identity=identity)
 
     def check_in(self) -> ota.Manifest:
         nonce = self.state.begin_check_in()
@@ -155,6 +165,13 @@ Figures = dict[str, tuple[float, str]]
 """Metric name -> (value, unit), for the bench table."""
 
 
+def _sim_identity(n: int, ca: tuple[Any, Any]) -> ClientKey:
+    """A mutual-TLS client certificate for simulated device ``n`` from the fleet's device CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue_device_certificate(ca[0], ca[1], f"sim-{n:04d}", key.public_key())
+    return ClientKey((cert,), lambda: key)
+
+
 def run_sim(args: argparse.Namespace) -> Figures:
     """Simulated devices: the ``espsec.ota`` client library without a device."""
     started = time.monotonic()
@@ -182,7 +199,11 @@ def run_sim(args: argparse.Namespace) -> Figures:
                     except ota.TransportError:
                         time.sleep(0.05)
                 admin.assign_cohort("default", release["id"])
-            devices = [Device(i, url, trust, manifest_key, fleet_key) for i in range(args.devices)]
+            ca = device_ca_signer(state)
+            devices = [
+                Device(i, url, trust, manifest_key, fleet_key, _sim_identity(i, ca))
+                for i in range(args.devices)
+            ]
             print(
                 f"fleet bench (sim): {args.devices} simulated devices, pre-encrypted image "
                 f"{payload.length / 1024:.0f} KiB (RSA-3072 esp_encrypted_img), server {url}"
@@ -256,6 +277,7 @@ phy_init, data, phy,     0xf000,  0x1000,
 ota_0,    app,  ota_0,   0x10000, 0x30000,
 ota_1,    app,  ota_1,   0x40000, 0x30000,
 nvs_keys, data, nvs_keys, 0x70000, 0x1000, encrypted
+esp_secure_cert, 0x3F, , 0x71000, 0x2000, encrypted
 """
 )
 """With flash encryption on, ESP-IDF turns ``CONFIG_NVS_ENCRYPTION`` on, whose keys live
@@ -278,6 +300,8 @@ class Fleet:
     trust: TlsTrust
     ca_pem: bytes
     manifest_pub: bytes
+    device_ca: tuple[Any, Any] | None = None
+    """The fleet's device CA (certificate, key): the factory signs device identities."""
 
 
 def make_device(
@@ -288,6 +312,8 @@ def make_device(
     dev = VirtualDevice.new("esp32s3", FLASH_SIZE, config=PRODUCTION)
     dev.write_files(files)
     efuse.burn_key(dev.efuses, HMAC_BLOCK, os.urandom(32), "HMAC_UP")
+    if fleet.device_ca is not None:  # mutual TLS: the identity goes in before the first boot
+        provision_identity(dev, device_id(n), *fleet.device_ca)
     if not dev.boot().ok or dev.running is None:
         raise SystemExit(f"device {n} did not boot")
     identity = provision_ota(
@@ -392,6 +418,7 @@ def run_virtual(args: argparse.Namespace) -> Figures:
                 TlsTrust.ca(ca_pem),
                 ca_pem,
                 (state / "manifest-key.pub.pem").read_bytes(),
+                device_ca_signer(state),
             )
             t0 = time.perf_counter()
             made = [make_device(root / "devices", i, fleet, files) for i in range(args.devices)]
