@@ -15,7 +15,7 @@ from espsec.efuse.security import read_secure_version
 from espsec.sdkconfig import BootloaderConfig
 from espsec.secure_boot import SignatureBlock, read_sector
 
-from .kit import OTA0, PLAIN, SECURE, app, bootloader, device, signed
+from .kit import OTA0, OTA1, PLAIN, SECURE, app, bootloader, device, signed
 
 
 def _burn_digests(dev, *keys) -> None:
@@ -130,3 +130,52 @@ def test_development_mode_from_sdkconfig_defaults_can_move_to_release_mode_later
     efuse.burn(dev.efuses, {"DIS_DOWNLOAD_MANUAL_ENCRYPT": 1, "SPI_BOOT_CRYPT_CNT": 0b111})
     assert security_state(dev.efuses).flash_encryption_mode == "release"
     assert dev.boot().ok
+
+
+# -- 2. side effects before a first-boot failure ------------------------------------------
+
+SB_ANTI_ROLLBACK = BootloaderConfig.from_options(
+    secure_boot=True, bootloader_app_rollback_enable=True, bootloader_app_anti_rollback=True
+)
+
+
+def test_first_boot_burns_secure_version_of_an_app_secure_boot_then_refuses_bricking_the_chip(
+    sb_bootloader, k0, rogue
+):
+    """``bootloader_utility_load_boot_image``: ``set_actual_ota_seq`` writes otadata and
+    burns ota_0's secure version (3) *before* ``load_image`` calls
+    ``esp_secure_boot_v2_permanently_enable``, which fails (ota_0's key is not the
+    bootloader's); the loop goes on and ``check_anti_rollback`` refuses ota_1
+    (secure_version 1 < 3): no app boots, on this power-on or any other."""
+    dev = device(
+        SB_ANTI_ROLLBACK,
+        boot=sb_bootloader,
+        apps={OTA0: signed(app("3.0.0", 3), rogue), OTA1: signed(app("1.0.0", 1), k0)},
+    )
+    report = dev.boot()
+    assert report.outcome is Outcome.REFUSED
+    assert read_secure_version(dev.efuses, 16) == 3
+    assert not security_state(dev.efuses).secure_boot_enabled
+    assert "ota_0: Secure Boot v2 failed" in report.refusal
+    assert report.refusal_step == "esp_secure_boot_v2_permanently_enable"
+    bootloader_notes = report.stage(Stage.BOOTLOADER).notes
+    assert any("first-boot step failed" in n for n in bootloader_notes)
+    again = dev.boot()
+    assert again.outcome is Outcome.REFUSED  # bricked: ota_1 is below the eFuse for good
+
+
+def test_first_boot_flash_encryption_failure_comes_after_the_secure_version_burn():
+    """The same order for ``esp_flash_encrypt_init``: ``check_and_generate_encryption_keys``
+    fails (no free key block), after ``set_actual_ota_seq`` burned the secure version."""
+    config = BootloaderConfig.from_options(
+        secure_flash_enc_enabled=True,
+        bootloader_app_rollback_enable=True,
+        bootloader_app_anti_rollback=True,
+    )
+    dev = device(config, boot=bootloader(), apps={OTA0: app("2.0.0", 2)})
+    for i in range(6):  # every key block used
+        efuse.burn_key(dev.efuses, f"BLOCK_KEY{i}", bytes([i + 1]) * 32, "USER")
+    report = dev.boot()
+    assert report.outcome is Outcome.REFUSED
+    assert read_secure_version(dev.efuses, 16) == 2
+    assert report.refusal_step == "check_and_generate_encryption_keys"

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from espsec.device.boot_select import (
@@ -57,7 +58,15 @@ if TYPE_CHECKING:
     from espsec.device.report import BootReport
 
 
-def app_startup(hw: Hardware, config: BootloaderConfig, app: LoadedImage) -> str | None:
+@dataclass(frozen=True)
+class AppAbort:
+    """Why the app aborted at startup, and the ESP-IDF function that made it."""
+
+    reason: str
+    step: str
+
+
+def app_startup(hw: Hardware, config: BootloaderConfig, app: LoadedImage) -> AppAbort | None:
     """``init_efuse_secure``: the checks and eFuse fixes at app start; the abort, if any."""
     log = hw.log
     efuses = hw.efuses
@@ -67,13 +76,17 @@ def app_startup(hw: Hardware, config: BootloaderConfig, app: LoadedImage) -> str
         version = app.check.secure_version
         floor = read_secure_version(efuses, config.bootloader_app_sec_ver_size_efuse_field)
         if version is None or version < floor:
-            return f"incorrect secure version of app ({version} < eFuse {floor})"
+            return AppAbort(
+                f"incorrect secure version of app ({version} < eFuse {floor})",
+                "esp_efuse_check_secure_version",
+            )
         log.note(f"secure_version {version} >= eFuse secure version {floor}")
     if config.secure_flash_enc_enabled:
         if config.secure_flash_check_enc_en_in_app and not state.flash_encryption_enabled:
-            return (
+            return AppAbort(
                 "flash encryption eFuse bit was not enabled in bootloader but "
-                "CONFIG_SECURE_FLASH_ENC_ENABLED is on"
+                "CONFIG_SECURE_FLASH_ENC_ENABLED is on",
+                "esp_flash_encryption_init_checks",
             )
         release = config.secure_flash_encryption_mode is FlashEncryptionMode.RELEASE
         cnt = efuses.field("SPI_BOOT_CRYPT_CNT")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from espsec.device.app import AppRuntime, app_startup
+from espsec.device.app import AppAbort, AppRuntime, app_startup
+from espsec.device.boot_select import AppPartition
 from espsec.device.bootloader import bootloader_stage
 from espsec.device.first_boot import (
     FirstBootError,
@@ -22,6 +23,7 @@ from espsec.device.first_boot import (
 )
 from espsec.device.flash import SpiFlash
 from espsec.device.hardware import Hardware, StageLog
+from espsec.device.image_check import LoadedImage
 from espsec.device.report import (
     BootPass,
     BootReport,
@@ -50,6 +52,18 @@ class _PassEnd:
     app: RunningApp | None = None
     runtime: AppRuntime | None = None
     refusal: str | None = None
+    step: str | None = None
+    """The ESP-IDF (or ROM) function behind the refusal."""
+
+
+#: The ESP-IDF function each stage runs, for a refusal no finer step explains.
+STAGE_STEP = {
+    Stage.ROM: "ROM: load and verify the second-stage bootloader",
+    Stage.BOOTLOADER: "bootloader_utility_load_boot_image",
+    Stage.SECURE_BOOT_ENABLE: "esp_secure_boot_v2_permanently_enable",
+    Stage.FLASH_ENCRYPTION_ENABLE: "esp_flash_encrypt_init",
+    Stage.APP_STARTUP: "esp_efuse_startup.c: init_efuse_secure",
+}
 
 
 class _Pass:
@@ -59,6 +73,41 @@ class _Pass:
         self.hw = hw
         self.config = config
         self.stages: list[StageReport] = []
+        self.steps: list[str] = []
+        """ESP-IDF functions whose failure made ``load_image`` return, in order."""
+        self.bootloader_at = 0
+
+    def step(
+        self, stage: Stage, what: str, function: str | None, run: Callable[[], object]
+    ) -> str | None:
+        """Run one first-boot step as its own stage; why it failed, or ``None``.
+
+        The bootloader's stage log is set aside for the step and taken up again after
+        it; its report comes before the steps' (:meth:`leave_bootloader`).
+        """
+        bootloader = self.hw.log
+        self.enter(stage)
+        failure = None
+        try:
+            run()
+        except PowerCut:
+            self.stages.insert(self.bootloader_at, bootloader.report())
+            raise
+        except FirstBootError as exc:
+            failure = f"{what}: {exc.message}"
+            self.steps.append(exc.step or function or STAGE_STEP[stage])
+        except EspsecError as exc:
+            failure = f"{what}: {exc.message}"
+            self.steps.append(function or STAGE_STEP[stage])
+        if failure is not None:
+            self.hw.log.fail(failure)
+        self.leave()
+        self.hw.log = bootloader
+        return failure
+
+    def leave_bootloader(self, at: int) -> None:
+        """Report the bootloader stage where it began, before any first-boot step."""
+        self.stages.insert(at, self.hw.log.report())
 
     def enter(self, stage: Stage) -> StageLog:
         self.hw.log = StageLog(stage)
@@ -67,50 +116,74 @@ class _Pass:
     def leave(self) -> None:
         self.stages.append(self.hw.log.report())
 
-    def refuse(self, reason: str) -> _PassEnd:
+    def refuse(self, reason: str, step: str | None = None) -> _PassEnd:
         self.hw.log.fail(reason)
         self.leave()
-        return _PassEnd(Outcome.REFUSED, f"refused: {reason}", refusal=reason)
+        return _PassEnd(
+            Outcome.REFUSED,
+            f"refused: {reason}",
+            refusal=reason,
+            step=step or STAGE_STEP.get(self.hw.log.stage),
+        )
 
     def run(self, reboot: Callable[[], BootReport]) -> _PassEnd:
         hw, config = self.hw, self.config
         self.enter(Stage.ROM)
         rom = rom_stage(hw)
         if not rom.ok or rom.bootloader is None:
-            return self.refuse(rom.refusal or "ROM: no bootloader")
+            return self.refuse(rom.refusal or "ROM: no bootloader", rom.step)
         self.leave()
 
         self.enter(Stage.BOOTLOADER)
-        result = bootloader_stage(hw, config, rom.bootloader)
-        if result.refusal is not None or result.app is None or result.boot is None:
-            return self.refuse(result.refusal or "bootloader: no app")
-        self.leave()
-        app = result.app
+        reset = False
 
-        if config.secure_boot_v2_enabled and not security_state(hw.efuses).secure_boot_enabled:
-            self.enter(Stage.SECURE_BOOT_ENABLE)
-            try:
-                secure_boot_v2_permanently_enable(hw, config, app)
-            except EspsecError as exc:
-                return self.refuse(f"Secure Boot v2 failed: {exc.message}")
-            self.leave()
-        if config.secure_flash_enc_enabled and not hw.flash.encryption_enabled:
-            self.enter(Stage.FLASH_ENCRYPTION_ENABLE)
-            try:
-                flash_encryption_enable(hw, config)
-            except (FirstBootError, EspsecError) as exc:
-                return self.refuse(f"flash encryption failed: {exc.message}")
-            hw.log.note("resetting with flash encryption enabled")
-            self.leave()
+        def start_app(part: AppPartition, app: LoadedImage) -> str | None:
+            """``load_image``'s first-boot steps; why it returned, or ``None``."""
+            nonlocal reset
+            failure = None
+            if config.secure_boot_v2_enabled and not security_state(hw.efuses).secure_boot_enabled:
+                failure = self.step(
+                    Stage.SECURE_BOOT_ENABLE,
+                    "Secure Boot v2 failed",
+                    "esp_secure_boot_v2_permanently_enable",
+                    lambda: secure_boot_v2_permanently_enable(hw, config, app),
+                )
+            if (
+                failure is None
+                and config.secure_flash_enc_enabled
+                and not hw.flash.encryption_enabled
+            ):
+
+                def enable() -> None:
+                    flash_encryption_enable(hw, config)
+                    hw.log.note("resetting with flash encryption enabled")
+
+                failure = self.step(
+                    Stage.FLASH_ENCRYPTION_ENABLE, "flash encryption failed", None, enable
+                )
+                reset = failure is None
+            return failure
+
+        at = self.bootloader_at = len(self.stages)
+        result = bootloader_stage(hw, config, rom.bootloader, start_app)
+        if result.refusal is not None or result.app is None or result.boot is None:
+            hw.log.fail(result.refusal or "bootloader: no app")
+            self.leave_bootloader(at)
+            reason = result.refusal or "bootloader: no app"
+            step = self.steps[-1] if self.steps else result.step
+            return _PassEnd(Outcome.REFUSED, f"refused: {reason}", refusal=reason, step=step)
+        self.leave_bootloader(at)
+        app = result.app
+        if reset:
             return _PassEnd(None, "reset: flash encryption enabled")
 
         self.enter(Stage.APP_STARTUP)
         try:
             abort = app_startup(hw, config, app)
         except EspsecError as exc:
-            abort = f"eFuse update failed: {exc.message}"
+            abort = AppAbort(f"eFuse update failed: {exc.message}", "esp_efuse_batch_write_commit")
         if abort is not None:
-            return self.refuse(f"app aborted at startup: {abort}")
+            return self.refuse(f"app aborted at startup: {abort.reason}", abort.step)
         self.leave()
         desc = app.desc if isinstance(app.desc, AppDesc) else None
         partition = result.partition
@@ -173,9 +246,11 @@ def run_boot(
         if end.outcome is Outcome.RUNNING:
             return report(Outcome.RUNNING, app=end.app), end.runtime
         if end.outcome is Outcome.REFUSED:
-            return report(Outcome.REFUSED, refusal=end.refusal), None
+            return report(Outcome.REFUSED, refusal=end.refusal, refusal_step=end.step), None
     return report(
-        Outcome.REFUSED, refusal=f"still resetting after {MAX_PASSES} passes (boot loop)"
+        Outcome.REFUSED,
+        refusal=f"still resetting after {MAX_PASSES} passes (boot loop)",
+        refusal_step="bootloader_reset",
     ), None
 
 

@@ -121,6 +121,12 @@ class AppSlot:
 
     loadable: bool = True
     secure_version: int | None = 0
+    starts: bool = True
+    """``load_image`` gets as far as starting the app. ``False``: a first-boot step
+    (``esp_secure_boot_v2_permanently_enable``, ``esp_flash_encrypt_init`` …) returned an
+    error for this app. ``load_image`` then returns and ``bootloader_utility_load_boot_
+    image`` goes on with the next partition, *after* ``set_actual_ota_seq`` has written
+    otadata and burned the secure version for this one."""
 
 
 EMPTY_SLOT = AppSlot(loadable=False, secure_version=None)
@@ -488,25 +494,31 @@ class _Bootloader:
     def load_boot_image(self, start: int) -> AppPartition | None:
         """``bootloader_utility_load_boot_image``: start, then down to factory, then up."""
         if start == TEST_APP_INDEX:
-            if self.try_load(self.partition(TEST_APP_INDEX)):
+            if self.try_load(self.partition(TEST_APP_INDEX)) and self.load_image(TEST):
                 return TEST
             self.reasons.append("no bootable test partition in the partition table")
             return None
-        for index in range(start, FACTORY_INDEX - 1, -1):
+        for index in [*range(start, FACTORY_INDEX - 1, -1), *range(start + 1, self.count)]:
             part = self.partition(index)
             if part is not None and self.try_load(part):
                 self.set_actual_ota_seq(index)
-                return part
-        for index in range(start + 1, self.count):
-            part = self.partition(index)
-            if part is not None and self.try_load(part):
-                self.set_actual_ota_seq(index)
-                return part
+                if self.load_image(part):
+                    return part
         if self.try_load(self.partition(TEST_APP_INDEX)):
             self.reasons.append("falling back to test app as only bootable partition")
-            return TEST
+            if self.load_image(TEST):
+                return TEST
         self.reasons.append("no bootable app partitions in the partition table")
         return None
+
+    def load_image(self, part: AppPartition) -> bool:
+        """``load_image``: ``False`` when it returns (a first-boot step failed)."""
+        if self.app(part).starts:
+            return True
+        self.reasons.append(
+            f"{part}: a first-boot step failed in load_image: trying the next partition"
+        )
+        return False
 
     def set_actual_ota_seq(self, index: int) -> None:
         """``set_actual_ota_seq``: first boot with blank otadata records what booted."""

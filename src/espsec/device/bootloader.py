@@ -12,8 +12,8 @@ or Secure Boot signature, by :mod:`espsec.device.image_check`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from espsec.device.boot_select import (
     EMPTY_SLOT,
@@ -28,15 +28,13 @@ from espsec.device.boot_select import (
     select_boot_partition,
 )
 from espsec.device.first_boot import (
-    FirstBootError,
     app_signature_policy,
-    secure_boot_plan,
     signed_on_boot,
 )
 from espsec.device.hardware import Hardware
 from espsec.device.image_check import LoadedImage, load_image, read_app_desc
 from espsec.device.partitions import BootloaderState, PartitionTableInvalid, partition_table_verify
-from espsec.efuse import Transaction, security_state
+from espsec.efuse import Transaction
 from espsec.efuse.security import read_secure_version
 from espsec.errors import EspsecError
 from espsec.flash import SECTOR_SIZE, FlashAccessError
@@ -56,11 +54,15 @@ class BootloaderResult:
     app: LoadedImage | None
     ota_state: str | None
     refusal: str | None
+    step: str | None = None
+    """The ESP-IDF function behind the refusal."""
 
 
-def _refuse(hw: Hardware, reason: str, state: BootloaderState | None = None) -> BootloaderResult:
+def _refuse(
+    hw: Hardware, reason: str, step: str, state: BootloaderState | None = None
+) -> BootloaderResult:
     hw.log.fail(reason)
-    return BootloaderResult(state, None, None, None, None, reason)
+    return BootloaderResult(state, None, None, None, None, reason, step)
 
 
 def read_partition_table(
@@ -148,10 +150,22 @@ def read_otadata(hw: Hardware, state: BootloaderState) -> bytes | None:
     return hw.flash.read(info.offset, min(info.size, OTADATA_SIZE))
 
 
+StartApp = Callable[[AppPartition, LoadedImage], str | None]
+"""``load_image`` for the chosen app: the first-boot steps (Secure Boot v2, flash
+encryption). Returns why it returned without starting the app, or ``None``."""
+
+
 def bootloader_stage(
-    hw: Hardware, config: BootloaderConfig, bootloader: LoadedImage
+    hw: Hardware,
+    config: BootloaderConfig,
+    bootloader: LoadedImage,
+    start_app: StartApp | None = None,
 ) -> BootloaderResult:
-    """From the bootloader's start to the app it loads (first boot steps excluded)."""
+    """From the bootloader's start to the app it loads.
+
+    ``start_app`` runs ``load_image``'s first-boot steps for the app chosen; when it
+    fails, the bootloader goes on to the next partition, as ESP-IDF does.
+    """
     log = hw.log
     image = bootloader.image
     chip_size = hw.flash.size
@@ -159,7 +173,7 @@ def bootloader_stage(
         try:
             check_chip(image, hw.chip, chip_rev_full=hw.chip_rev, kind="bootloader")
         except EspsecError as exc:
-            return _refuse(hw, f"bootloader: {exc.message}")
+            return _refuse(hw, f"bootloader: {exc.message}", "bootloader_init: check_chip_validity")
         if image.header.flash_size is not None:
             chip_size = image.header.flash_size
         log.note(f"flash size from the bootloader header: {chip_size >> 20} MB")
@@ -167,41 +181,36 @@ def bootloader_stage(
     try:
         state = read_partition_table(hw, config, chip_size)
     except (PartitionTableInvalid, FlashAccessError) as exc:
-        return _refuse(hw, f"bootloader: failed to verify partition table at 0x{table_at:x}: {exc}")
+        return _refuse(
+            hw,
+            f"bootloader: failed to verify partition table at 0x{table_at:x}: {exc}",
+            "bootloader_utility_load_partition_table",
+        )
     log.note(
         f"partition table at 0x{table_at:x}: "
         + ", ".join(f"{p.name} 0x{p.offset:x}" for p in state.partitions)
     )
 
-    security = security_state(hw.efuses)
     # esp_efuse_read_secure_version: only the low BOOTLOADER_APP_SEC_VER_SIZE_EFUSE_FIELD bits
     efuse_version = read_secure_version(hw.efuses, config.bootloader_app_sec_ver_size_efuse_field)
-    sb_first_boot = config.secure_boot_v2_enabled and not security.secure_boot_enabled
     loaded: dict[AppPartition, LoadedImage] = {}
     slots: dict[AppPartition, AppSlot] = {}
+    failed: dict[AppPartition, str] = {}
 
     def lookup(part: AppPartition) -> AppSlot:
-        if part in slots:
-            return slots[part]
-        p = state.app(part)
-        if p is None:
-            slots[part] = EMPTY_SLOT
-            return EMPTY_SLOT
-        checked = check_app(hw, config, part, p)
-        loaded[part] = checked
-        desc = read_app_desc(hw.flash, p.offset, decrypt=hw.flash.encryption_enabled)
-        ok = checked.ok
-        if ok and sb_first_boot:
-            # load_image -> esp_secure_boot_v2_permanently_enable fails for this app
-            # before burning anything; ESP-IDF then goes on to the next partition.
-            try:
-                secure_boot_plan(hw, config, checked)
-            except FirstBootError as exc:
-                log.note(f"{part}: Secure Boot v2 cannot be enabled with this app: {exc.message}")
-                ok = False
-        slot = AppSlot(loadable=ok, secure_version=desc.secure_version if desc else None)
-        slots[part] = slot
-        return slot
+        if part not in slots:
+            p = state.app(part)
+            if p is None:
+                slots[part] = EMPTY_SLOT
+            else:
+                checked = check_app(hw, config, part, p)
+                loaded[part] = checked
+                desc = read_app_desc(hw.flash, p.offset, decrypt=hw.flash.encryption_enabled)
+                slots[part] = AppSlot(
+                    loadable=checked.ok, secure_version=desc.secure_version if desc else None
+                )
+        slot = slots[part]
+        return replace(slot, starts=False) if part in failed else slot
 
     otadata = read_otadata(hw, state)
     policy = OtaPolicy.from_config(config)
@@ -213,21 +222,46 @@ def bootloader_stage(
         policy=policy,
         efuse_secure_version=efuse_version,
     )
-    decision = select_boot_partition(otadata, ctx)
-    for part in dict.fromkeys(decision.tried):
-        if part in loaded:  # try_load_partition verified these, in this order
-            log.image(loaded[part].check)
-    for reason in decision.reasons:
-        log.note(reason)
-    carry_out(hw, state, decision.actions, bits=policy.secure_version_field_bits)
+    # bootloader_utility_load_boot_image tries partitions in turn; load_image may return
+    # for one (a first-boot step failed) after set_actual_ota_seq wrote otadata and burned
+    # the secure version for it, and the loop goes on. Selection is a pure function of the
+    # otadata and eFuse secure version read at the start, so it is replayed with the
+    # failed partitions marked: its actions up to the failure are the ones already made.
+    done = noted = 0
+    shown: set[AppPartition] = set()
+    while True:
+        decision = select_boot_partition(otadata, ctx)
+        for part in dict.fromkeys(decision.tried):
+            if part in loaded and part not in shown:  # try_load_partition verified these
+                log.image(loaded[part].check)
+                shown.add(part)
+        for reason in decision.reasons[noted:]:
+            log.note(reason)
+        # a replay's reasons repeat these, but for the last ("booting <part>")
+        noted = len(decision.reasons) - (decision.boot is not None)
+        carry_out(hw, state, decision.actions[done:], bits=policy.secure_version_field_bits)
+        done = len(decision.actions)
+        if decision.boot is None or start_app is None:
+            break
+        app = loaded[decision.boot]
+        failure = start_app(decision.boot, app)
+        if failure is None:
+            break
+        failed[decision.boot] = failure
     if decision.boot is None:
-        tried = "; ".join(
+        tried = [
             f"{part}: {loaded[part].check.reason}"
-            for part in decision.tried
+            for part in dict.fromkeys(decision.tried)
             if part in loaded and not loaded[part].ok
-        )
+        ]
+        tried += [f"{part}: {why}" for part, why in failed.items()]
         reason = "bootloader: no bootable app partition"
-        return _refuse(hw, reason + (f" ({tried})" if tried else ""), state)
+        return _refuse(
+            hw,
+            reason + (f" ({'; '.join(tried)})" if tried else ""),
+            "bootloader_utility_load_boot_image",
+            state,
+        )
     part = decision.boot
     app = loaded[part]
     ota_state = None

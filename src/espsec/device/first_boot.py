@@ -64,7 +64,12 @@ DIGEST_PURPOSES = ("SECURE_BOOT_DIGEST0", "SECURE_BOOT_DIGEST1", "SECURE_BOOT_DI
 
 
 class FirstBootError(EspsecError):
-    """The first-boot step failed: the bootloader gives up on this app (nothing burned)."""
+    """A first-boot step failed: ``load_image`` returns and the bootloader tries the next
+    app partition. ``step`` names the ESP-IDF function that failed."""
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 def signed_on_boot(config: BootloaderConfig) -> bool:
@@ -296,7 +301,8 @@ def secure_boot_v2_permanently_enable(
         return
     if config.secure_boot_require_already_enabled:
         raise FirstBootError(
-            "secure boot is not enabled, and SECURE_BOOT_REQUIRE_ALREADY_ENABLED is set"
+            "secure boot is not enabled, and SECURE_BOOT_REQUIRE_ALREADY_ENABLED is set",
+            step="esp_secure_boot_v2_permanently_enable (SECURE_BOOT_REQUIRE_ALREADY_ENABLED)",
         )
     log.note("enabling secure boot v2")
     plan = secure_boot_plan(hw, config, app)
@@ -498,24 +504,35 @@ def flash_encryption_enable(hw: Hardware, config: BootloaderConfig) -> bool:
         return False
     if config.secure_flash_require_already_enabled:
         raise FirstBootError(
-            "flash encryption is not enabled, and SECURE_FLASH_REQUIRE_ALREADY_ENABLED is set"
+            "flash encryption is not enabled, and SECURE_FLASH_REQUIRE_ALREADY_ENABLED is set",
+            step="load_image (SECURE_FLASH_REQUIRE_ALREADY_ENABLED)",
         )
     if not efuses.is_writeable(cnt):
         raise FirstBootError(
             f"flash encryption cannot be enabled (SPI_BOOT_CRYPT_CNT ({state.flash_crypt_cnt}) "
-            "is write protected)"
+            "is write protected)",
+            step="esp_flash_encrypt_is_write_protected",
         )
     # esp_flash_encrypt_init
     if state.flash_crypt_cnt != 0:
         log.note("flash encryption initialized once already (SPI_BOOT_CRYPT_CNT != 0)")
     else:
         tx = Transaction()
-        for note in _check_and_generate_encryption_keys(hw, config, tx):
+        try:
+            notes = _check_and_generate_encryption_keys(hw, config, tx)
+        except FirstBootError as exc:
+            exc.step = exc.step or "check_and_generate_encryption_keys"
+            raise
+        for note in notes:
             log.note(note)
         for note in _flash_encryption_secure_features(hw, config, tx):
             log.note(note)
         hw.burn(tx, "esp_flash_encrypt_init")
-    flash_encrypt_contents(hw, config)
+    try:
+        flash_encrypt_contents(hw, config)
+    except FirstBootError as exc:
+        exc.step = exc.step or "esp_flash_encrypt_contents"
+        raise
     # esp_flash_encrypt_enable
     have = bin(efuses.get_int(cnt)).count("1")
     if config.secure_flash_encryption_mode is FlashEncryptionMode.RELEASE:

@@ -288,6 +288,8 @@ class BootReport:
     refusal: str | None = None
     """The exact refusal, for :attr:`Outcome.REFUSED`."""
     power_cut: PowerCutInfo | None = None
+    refusal_step: str | None = None
+    """The ESP-IDF function (or ROM step) behind :attr:`refusal`."""
     flash_writes_made: int = 0
     efuse_writes_made: int = 0
     notes: tuple[str, ...] = field(default=())
@@ -326,6 +328,7 @@ class BootReport:
             "outcome": self.outcome.value,
             "app": None if self.app is None else self.app.to_json(),
             "refusal": self.refusal,
+            "refusal_step": self.refusal_step,
             "power_cut": None if self.power_cut is None else self.power_cut.to_json(),
             "flash_writes_made": self.flash_writes_made,
             "efuse_writes_made": self.efuse_writes_made,

@@ -31,6 +31,9 @@ class RomResult:
 
     bootloader: LoadedImage | None
     refusal: str | None
+    step: str | None = None
+    """The ROM step behind the refusal (the ROM is closed source: named by what it does,
+    or by its ``ets_*`` entry point where ESP-IDF's headers name one)."""
 
     @property
     def ok(self) -> bool:
@@ -52,7 +55,7 @@ def rom_stage(hw: Hardware, *, dry_run: bool = False) -> RomResult:
         if key is None:
             refusal = "flash encryption is on but no XTS-AES key is burned: the ROM reads noise"
             log.fail(refusal)
-            return RomResult(None, refusal)
+            return RomResult(None, refusal, "ROM: read the bootloader through the XTS-AES engine")
         log.note(f"XTS-AES key: {key.purpose} in {', '.join(key.blocks)}")
     policy = None
     if state.secure_boot_enabled:
@@ -76,7 +79,7 @@ def rom_stage(hw: Hardware, *, dry_run: bool = False) -> RomResult:
         )
     except UsageError as exc:  # e.g. the XTS key is unknown to the model
         log.fail(exc.message)
-        return RomResult(None, exc.message)
+        return RomResult(None, exc.message, "ROM: read the bootloader through the XTS-AES engine")
     log.image(loaded.check)
     report = loaded.check.signature
     if state.secure_boot_enabled and state.aggressive_revoke and report is not None:
@@ -102,7 +105,12 @@ def rom_stage(hw: Hardware, *, dry_run: bool = False) -> RomResult:
     if not loaded.ok:
         refusal = f"ROM: bootloader at 0x{offset:x} refused: {loaded.check.reason}"
         log.fail(refusal)
-        return RomResult(loaded, refusal)
+        step = (
+            "ROM: ets_secure_boot_verify_bootloader_with_keys"
+            if any(c.name == "signature" and not c.ok for c in loaded.check.checks)
+            else "ROM: load the second-stage bootloader image"
+        )
+        return RomResult(loaded, refusal, step)
     verified = loaded.check.efuse_slot
     if verified is not None:
         log.note(f"bootloader verified with the key in SECURE_BOOT_DIGEST{verified}")
