@@ -1,4 +1,9 @@
-"""Helpers every command group uses: JSON output, integer options, error context."""
+"""Helpers every command group uses: the ``docs/cli.md`` convention as code.
+
+``command_group`` makes a group whose commands check their outputs against the output
+rule before any work; ``INPUT``/``output_option`` declare inputs and outputs; ``chip_option``
+is the one ``--chip``; ``json_option`` and ``emit`` print reports.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,91 @@ from typing import Any
 
 import click
 
-from espsec._io import read_bytes
+from espsec._io import STDIO, check_output, declare_input, read_bytes
 from espsec.errors import FormatError, UsageError, with_source
 
 source = with_source
 """Attach a file name to any :class:`~espsec.errors.EspsecError` raised inside the block."""
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+
+
+class InputPath(click.Path):
+    """An input file (``-`` is standard input): must exist, and is remembered so that
+    no output of the same command can be written over it."""
+
+    def __init__(self, *, allow_dash: bool = True) -> None:
+        super().__init__(exists=True, dir_okay=False, allow_dash=allow_dash, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        if isinstance(path, Path):
+            declare_input(path)
+        return path
+
+
+class OutputPath(click.Path):
+    """A file the command writes (``-`` is standard output), under the output rule."""
+
+    def __init__(self, *, allow_dash: bool = True) -> None:
+        super().__init__(dir_okay=False, allow_dash=allow_dash, path_type=Path)
+
+
+INPUT = InputPath()
+"""The type of every input file argument or option."""
+
+
+def output_option(
+    *param_decls: str, required: bool = True, help: str = "The file to write."
+) -> Callable[[Any], Any]:
+    """``-o/--output FILE`` (or another ``--*-output`` name): a file the command writes."""
+    decls = param_decls or ("-o", "--output", "output")
+    return click.option(*decls, type=OutputPath(), required=required, metavar="FILE", help=help)
+
+
+class EspsecCommand(click.Command):
+    """A command that applies the output rule to every output before doing any work."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            value = ctx.params.get(param.name or "")
+            if isinstance(param.type, OutputPath) and value is not None and str(value) != STDIO:
+                check_output(value)
+        return super().invoke(ctx)
+
+
+class EspsecSubGroup(click.Group):
+    """A command group whose commands (and sub-groups) are :class:`EspsecCommand`."""
+
+    command_class = EspsecCommand
+
+
+EspsecSubGroup.group_class = EspsecSubGroup
+
+
+def command_group(name: str, help: str) -> click.Group:
+    """The ``group`` of a CLI module: ``group = command_group("nvs", "NVS partitions: ...")``."""
+    return EspsecSubGroup(name, help=help)
+
+
+def chip_option(
+    *, chips: tuple[str, ...] | None = None, required: bool = True, default: str | None = None
+) -> Callable[[Any], Any]:
+    """The one ``--chip``: a choice of chip names from :mod:`espsec.chips`.
+
+    ``chips`` narrows the list where a feature exists only on some chips (the eFuse model).
+    """
+    from espsec.chips import CHIPS
+
+    names = chips if chips is not None else tuple(sorted(CHIPS))
+    return click.option(
+        "--chip",
+        type=click.Choice(names),
+        required=required and default is None,
+        default=default,
+        show_default=default is not None,
+        help="Target chip.",
+    )
 
 
 def emit(report: Any, as_json: bool, render: Callable[[], None]) -> None:

@@ -1,4 +1,8 @@
-"""Entry point of the ``espsec`` command."""
+"""Entry point of the ``espsec`` command.
+
+Command groups load lazily: ``espsec --version`` imports none of them, and
+``espsec GROUP ...`` imports only that group's module (see ``docs/cli.md``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,49 @@ from typing import Any
 import click
 
 from espsec import __version__
+from espsec._io import command_scope
 from espsec.errors import EspsecError
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    # command name: the module defining ``group``, then modules whose ``register(group)``
+    # adds more commands to it.
+    "cert-bundle": ("espsec.cli.cert_bundle",),
+    "device": ("espsec.cli.device", "espsec.cli.device_serve", "espsec.cli.device_download"),
+    "ds": ("espsec.cli.ds",),
+    "efuse": ("espsec.cli.efuse",),
+    "factory": ("espsec.cli.factory",),
+    "flash-encryption": ("espsec.cli.flash_encryption",),
+    "fleet": ("espsec.cli.fleet",),
+    "image": ("espsec.cli.image",),
+    "local-ctrl": ("espsec.cli.local_ctrl",),
+    "nvs": ("espsec.cli.nvs",),
+    "ota": ("espsec.cli.ota",),
+    "prov": ("espsec.cli.prov",),
+    "secure-boot": ("espsec.cli.secure_boot",),
+    "secure-cert": ("espsec.cli.secure_cert",),
+}
 
 
 class EspsecGroup(click.Group):
-    """A click group that turns :class:`EspsecError` into one line and an exit code."""
+    """The top-level group: loads command groups on demand, and turns an
+    :class:`EspsecError` into one line on standard error and its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(GROUPS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in GROUPS:
+            module, *extensions = GROUPS[cmd_name]
+            group: click.Command = importlib.import_module(module).group
+            for extension in extensions:
+                importlib.import_module(extension).register(group)
+            self.add_command(group, cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with command_scope():
+                return super().invoke(ctx)
         except EspsecError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -26,23 +64,5 @@ class EspsecGroup(click.Group):
 @click.group(cls=EspsecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="espsec")
 def main() -> None:
-    """Secure ESP32 products: Secure Boot v2, flash encryption, eFuses, NVS, OTA."""
-
-
-def _register() -> None:
-    # One line per command group; each module defines a click group named ``group``.
-    from espsec.cli import device, efuse, flash_encryption, fleet, image, nvs, ota, secure_boot
-
-    for module in (device, efuse, flash_encryption, fleet, image, nvs, ota, secure_boot):
-        main.add_command(module.group)
-    main.add_command(importlib.import_module("espsec.cli.cert_bundle").group)
-    main.add_command(importlib.import_module("espsec.cli.ds").group)
-    main.add_command(importlib.import_module("espsec.cli.secure_cert").group)
-    main.add_command(importlib.import_module("espsec.cli.prov").group)
-    main.add_command(importlib.import_module("espsec.cli.local_ctrl").group)
-    main.add_command(importlib.import_module("espsec.cli.factory").group)
-    importlib.import_module("espsec.cli.device_serve").register(device.group)
-    importlib.import_module("espsec.cli.device_download").register(device.group)
-
-
-_register()
+    """Secure ESP32 products: Secure Boot v2, flash encryption, eFuses, identity,
+    provisioning, NVS, OTA, audit and factory provisioning."""
