@@ -141,6 +141,15 @@ _COMMON_CAPS = frozenset(
 )
 
 
+_RADIO_CAPS = frozenset({"SOC_WIFI_SUPPORTED", "SOC_BT_SUPPORTED", "SOC_BLE_SUPPORTED"})
+"""A 2.4 GHz Wi-Fi and Bluetooth LE radio (``soc_caps.h``; ESP32-H2 has Bluetooth only)."""
+_PMP_CAPS = frozenset(
+    {"SOC_CPU_IDRAM_SPLIT_USING_PMP", "SOC_APM_SUPPORTED", "SOC_LP_CORE_SUPPORTED"}
+)
+"""RISC-V memory protection: the CPU's PMP splits IRAM/DRAM; the APM peripheral guards
+memory and peripherals by privilege (``soc_caps.h``)."""
+
+
 def _regions(*rows: tuple[int, int, str]) -> tuple[MemoryRegion, ...]:
     return tuple(MemoryRegion(start, end, name) for start, end, name in rows)
 
@@ -230,6 +239,8 @@ CHIPS: dict[str, Chip] = {
                 "SOC_EFUSE_DIS_ICACHE",
                 "SOC_SPI_MEM_SUPPORT_CACHE_32BIT_ADDR_MAP",
                 "SOC_SPI_MEM_SUPPORT_FLASH_OPI_MODE",
+                *_RADIO_CAPS,
+                "SOC_MEMPROT_SUPPORTED",
             },
             uart_download_cache_fields=("DIS_DOWNLOAD_DCACHE", "DIS_DOWNLOAD_ICACHE"),
             efuse_table="esp32s3",
@@ -261,6 +272,8 @@ CHIPS: dict[str, Chip] = {
                 "SOC_KEY_MANAGER_FE_KEY_DEPLOY",
                 "SOC_RECOVERY_BOOTLOADER_SUPPORTED",
                 "SOC_SPI_MEM_SUPPORT_CACHE_32BIT_ADDR_MAP",
+                "SOC_WIRELESS_HOST_SUPPORTED",
+                *_PMP_CAPS,
             },
             uart_download_cache_fields=("SPI_DOWNLOAD_MSPI_DIS",),
             efuse_table="esp32p4",
@@ -282,7 +295,9 @@ CHIPS: dict[str, Chip] = {
             bootloader_offset=0x0,
             secure_boot_schemes=frozenset({RSA3072}),
             xts_key_bits=(256,),
-            extra_soc_caps=_COMMON_CAPS | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE"},
+            extra_soc_caps=_COMMON_CAPS
+            | _RADIO_CAPS
+            | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE", "SOC_MEMPROT_SUPPORTED"},
         ),
         Chip(
             "esp32c6",
@@ -303,7 +318,10 @@ CHIPS: dict[str, Chip] = {
             secure_boot_schemes=_ECC_ROM,
             xts_key_bits=(256,),
             peripherals=frozenset({"hmac", "ds"}),
-            extra_soc_caps=_COMMON_CAPS | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE"},
+            extra_soc_caps=_COMMON_CAPS
+            | _RADIO_CAPS
+            | _PMP_CAPS
+            | {"SOC_EFUSE_DIS_DOWNLOAD_ICACHE", "SOC_EFUSE_DIS_ICACHE"},
         ),
         Chip(
             "esp32h2",
@@ -325,6 +343,8 @@ CHIPS: dict[str, Chip] = {
             xts_key_bits=(256,),
             peripherals=frozenset({"hmac", "ds", "ecdsa"}),
             extra_soc_caps=_COMMON_CAPS
+            | _PMP_CAPS - {"SOC_LP_CORE_SUPPORTED"}
+            | {"SOC_BT_SUPPORTED", "SOC_BLE_SUPPORTED"}
             | {"SOC_EFUSE_DIS_ICACHE", "SOC_FLASH_ENCRYPTION_XTS_AES_SUPPORT_PSEUDO_ROUND"},
         ),
     )

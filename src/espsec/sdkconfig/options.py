@@ -1524,6 +1524,247 @@ may hold them; they are kept, unread, in ``raw``."""
 CHIP_SYMBOLS = ("IDF_TARGET", "SOC_", "ESP_ROM_", "CHIP_")
 """Prefixes of the symbols :mod:`espsec.sdkconfig.resolve` derives from the chip record."""
 
+# -- Options the security audit reads (espsec.audit) --------------------------------------
+# Each group copies only the options the audit reads from its upstream file (ESP-IDF v5.5
+# unless a row says otherwise); these prefixes are not namespaces the table covers, so an
+# unknown name under them stays in ``raw``. Groups are appended, one per upstream file.
+
+# components/esp_system/Kconfig, menu "Memory protection". The rows are v6.0's (one switch
+# and a mode choice); v5.5's names resolve through v6.0's components/esp_system/sdkconfig.rename
+# (AUDIT_RENAMES below).
+_ESP_SYSTEM_MEMPROT = _rows(
+    "components/esp_system/Kconfig",
+    Option(
+        "ESP_SYSTEM_MEMPROT",
+        BOOL,
+        depends="SOC_CPU_IDRAM_SPLIT_USING_PMP || SECURE_ENABLE_TEE || SOC_MEMPROT_SUPPORTED",
+        default=("y",),
+    ),
+    Choice(
+        "ESP_SYSTEM_MEMPROT_MODE",
+        depends="ESP_SYSTEM_MEMPROT",
+        default=(
+            "ESP_SYSTEM_MEMPROT_TEE if SECURE_ENABLE_TEE",
+            "ESP_SYSTEM_MEMPROT_PMP if SOC_CPU_IDRAM_SPLIT_USING_PMP && !SECURE_ENABLE_TEE",
+            "ESP_SYSTEM_MEMPROT_PMS if SOC_MEMPROT_SUPPORTED",
+        ),
+    ),
+    Option(
+        "ESP_SYSTEM_MEMPROT_PMS",
+        BOOL,
+        choice="ESP_SYSTEM_MEMPROT_MODE",
+        depends="SOC_MEMPROT_SUPPORTED",
+    ),
+    Option(
+        "ESP_SYSTEM_MEMPROT_PMP",
+        BOOL,
+        choice="ESP_SYSTEM_MEMPROT_MODE",
+        depends="SOC_CPU_IDRAM_SPLIT_USING_PMP && !SECURE_ENABLE_TEE",
+    ),
+    Option(
+        "ESP_SYSTEM_MEMPROT_TEE",
+        BOOL,
+        choice="ESP_SYSTEM_MEMPROT_MODE",
+        depends="SECURE_ENABLE_TEE",
+    ),
+    Option(
+        "ESP_SYSTEM_MEMPROT_PMS_LOCK",
+        BOOL,
+        depends="ESP_SYSTEM_MEMPROT && ESP_SYSTEM_MEMPROT_PMS",
+        default=("y",),
+    ),
+    Option(
+        "ESP_SYSTEM_MEMPROT_PMP_LP_CORE_RESERVE_MEM_EXEC",
+        BOOL,
+        depends=(
+            "ESP_SYSTEM_MEMPROT && IDF_TARGET_ARCH_RISCV && SOC_LP_CORE_SUPPORTED"
+            " && ESP_SYSTEM_MEMPROT_PMP"
+        ),
+        default=("n",),
+    ),
+)
+
+# components/esp-tls/Kconfig
+_ESP_TLS = _rows(
+    "components/esp-tls/Kconfig",
+    Choice("ESP_TLS_LIBRARY_CHOOSE", default=("ESP_TLS_USING_MBEDTLS",)),
+    Option("ESP_TLS_USING_MBEDTLS", BOOL, choice="ESP_TLS_LIBRARY_CHOOSE"),
+    Option(
+        "ESP_TLS_USING_WOLFSSL", BOOL, choice="ESP_TLS_LIBRARY_CHOOSE", depends="TLS_STACK_WOLFSSL"
+    ),
+    Option(
+        "ESP_TLS_SERVER_MIN_AUTH_MODE_OPTIONAL",
+        BOOL,
+        depends="ESP_TLS_USING_MBEDTLS",
+        default=("n",),
+    ),
+    Option("ESP_TLS_INSECURE", BOOL),
+    Option("ESP_TLS_SKIP_SERVER_CERT_VERIFY", BOOL, depends="ESP_TLS_INSECURE"),
+)
+
+# components/mbedtls/Kconfig, menu "Certificate Bundle"
+_MBEDTLS_BUNDLE = _rows(
+    "components/mbedtls/Kconfig",
+    Option("MBEDTLS_CERTIFICATE_BUNDLE", BOOL, default=("y",)),
+    Choice(
+        "MBEDTLS_DEFAULT_CERTIFICATE_BUNDLE",
+        depends="MBEDTLS_CERTIFICATE_BUNDLE",
+        default=("MBEDTLS_CERTIFICATE_BUNDLE_DEFAULT_FULL",),
+    ),
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_DEFAULT_FULL", BOOL, choice="MBEDTLS_DEFAULT_CERTIFICATE_BUNDLE"
+    ),
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_DEFAULT_CMN", BOOL, choice="MBEDTLS_DEFAULT_CERTIFICATE_BUNDLE"
+    ),
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_DEFAULT_NONE", BOOL, choice="MBEDTLS_DEFAULT_CERTIFICATE_BUNDLE"
+    ),
+    Option(
+        "MBEDTLS_CUSTOM_CERTIFICATE_BUNDLE",
+        BOOL,
+        depends="MBEDTLS_CERTIFICATE_BUNDLE",
+        default=("n",),
+    ),
+    Option(
+        "MBEDTLS_CUSTOM_CERTIFICATE_BUNDLE_PATH",
+        STRING,
+        depends="MBEDTLS_CUSTOM_CERTIFICATE_BUNDLE",
+    ),
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_DEPRECATED_LIST",
+        BOOL,
+        depends="MBEDTLS_CERTIFICATE_BUNDLE && !MBEDTLS_CERTIFICATE_BUNDLE_DEFAULT_NONE",
+    ),
+    # ESP-IDF v6.0
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_CROSS_SIGNED_VERIFY",
+        BOOL,
+        depends="MBEDTLS_CERTIFICATE_BUNDLE",
+        default=("n",),
+        select=("MBEDTLS_X509_TRUSTED_CERT_CALLBACK",),
+    ),
+    Option(
+        "MBEDTLS_CERTIFICATE_BUNDLE_MAX_CERTS",
+        INT,
+        depends="MBEDTLS_CERTIFICATE_BUNDLE",
+        default=("200",),
+    ),
+)
+
+# components/esp_https_ota/Kconfig
+_ESP_HTTPS_OTA = _rows(
+    "components/esp_https_ota/Kconfig",
+    Option("ESP_HTTPS_OTA_DECRYPT_CB", BOOL, default=("n",)),
+    Option("ESP_HTTPS_OTA_ALLOW_HTTP", BOOL, default=("n",)),
+)
+
+# components/esp_wifi/Kconfig (the security options; Wi-Fi rows of other kinds are appended
+# as a separate group when something reads them)
+_ESP_WIFI = _rows(
+    "components/esp_wifi/Kconfig",
+    Option("ESP_WIFI_ENABLED", BOOL, prompt=False, default=("y if SOC_WIFI_SUPPORTED",)),
+    Option("ESP_HOST_WIFI_ENABLED", BOOL, depends="SOC_WIRELESS_HOST_SUPPORTED", default=("n",)),
+    Option(
+        "ESP_WIFI_NVS_ENABLED",
+        BOOL,
+        depends="ESP_WIFI_ENABLED || ESP_HOST_WIFI_ENABLED",
+        default=("y",),
+    ),
+    Option(
+        "ESP_WIFI_ENABLE_WPA3_SAE",
+        BOOL,
+        depends="ESP_WIFI_ENABLED || ESP_HOST_WIFI_ENABLED",
+        default=("y",),
+        select=("ESP_WIFI_MBEDTLS_CRYPTO",),
+    ),
+    Option(
+        "ESP_WIFI_ENABLE_SAE_PK",
+        BOOL,
+        depends=(
+            "(ESP_WIFI_ENABLED || ESP_HOST_WIFI_ENABLED)"
+            " && ESP_WIFI_ENABLE_WPA3_SAE && ESP_WIFI_ENABLE_SAE_H2E"
+        ),
+        default=("y",),
+    ),
+    Option(
+        "ESP_WIFI_ENABLE_SAE_H2E",
+        BOOL,
+        depends="(ESP_WIFI_ENABLED || ESP_HOST_WIFI_ENABLED) && ESP_WIFI_ENABLE_WPA3_SAE",
+        default=("y",),
+    ),
+    Option(
+        "ESP_WIFI_ENABLE_WPA3_OWE_STA",
+        BOOL,
+        depends="ESP_WIFI_ENABLED || ESP_HOST_WIFI_ENABLED",
+        default=("y",),
+        select=("ESP_WIFI_MBEDTLS_CRYPTO",),
+    ),
+)
+
+# components/lwip/Kconfig (the DHCP server a published advisory concerns)
+_LWIP = _rows(
+    "components/lwip/Kconfig",
+    Option("LWIP_IPV4", BOOL, default=("y",)),
+    Option("LWIP_DHCPS", BOOL, depends="LWIP_IPV4", default=("y",)),
+)
+
+# components/protocomm/Kconfig
+_PROTOCOMM = _rows(
+    "components/protocomm/Kconfig",
+    Option("ESP_PROTOCOMM_SUPPORT_SECURITY_VERSION_0", BOOL, default=("y",)),
+    Option("ESP_PROTOCOMM_SUPPORT_SECURITY_VERSION_1", BOOL, default=("y",)),
+    Option("ESP_PROTOCOMM_SUPPORT_SECURITY_VERSION_2", BOOL, default=("y",)),
+)
+
+_AUDIT = (
+    *_ESP_SYSTEM_MEMPROT,
+    *_ESP_TLS,
+    *_MBEDTLS_BUNDLE,
+    *_ESP_HTTPS_OTA,
+    *_ESP_WIFI,
+    *_LWIP,
+    *_PROTOCOMM,
+)
+"""The rows the audit reads, in the order of the groups above."""
+
+AUDIT_RENAMES = tuple(
+    Rename(old, new, source=source)
+    for source, pairs in (
+        (
+            # ESP-IDF v6.0
+            "components/esp_system/sdkconfig.rename",
+            (
+                ("ESP_SYSTEM_PMP_IDRAM_SPLIT", "ESP_SYSTEM_MEMPROT"),
+                (
+                    "ESP_SYSTEM_PMP_LP_CORE_RESERVE_MEM_EXECUTABLE",
+                    "ESP_SYSTEM_MEMPROT_PMP_LP_CORE_RESERVE_MEM_EXEC",
+                ),
+                ("ESP_SYSTEM_MEMPROT_FEATURE_VIA_TEE", "ESP_SYSTEM_MEMPROT"),
+                ("ESP_SYSTEM_MEMPROT_FEATURE", "ESP_SYSTEM_MEMPROT"),
+                ("ESP_SYSTEM_MEMPROT_FEATURE_LOCK", "ESP_SYSTEM_MEMPROT_PMS_LOCK"),
+            ),
+        ),
+        (
+            "components/esp_https_ota/sdkconfig.rename",
+            (("OTA_ALLOW_HTTP", "ESP_HTTPS_OTA_ALLOW_HTTP"),),
+        ),
+        (
+            "components/esp_wifi/sdkconfig.rename",
+            (
+                ("ESP32_WIFI_ENABLED", "ESP_WIFI_ENABLED"),
+                ("ESP32_WIFI_NVS_ENABLED", "ESP_WIFI_NVS_ENABLED"),
+                ("ESP32_WIFI_ENABLE_WPA3_SAE", "ESP_WIFI_ENABLE_WPA3_SAE"),
+                ("ESP32_WIFI_ENABLE_WPA3_OWE_STA", "ESP_WIFI_ENABLE_WPA3_OWE_STA"),
+            ),
+        ),
+    )
+    for old, new in pairs
+)
+
+AUDIT_EXTERNAL = frozenset({"TLS_STACK_WOLFSSL"})
+"""Symbols of other components the audit rows read (``components/esp-wolfssl``)."""
+
 TABLE = Table.of(
     (
         *_BOOTLOADER,
@@ -1539,11 +1780,12 @@ TABLE = Table.of(
         *_PARTITION_TABLE,
         *_ESPTOOL_PY,
         *_FLASH_FREQ,
+        *_AUDIT,
     ),
-    RENAMES,
+    RENAMES + AUDIT_RENAMES,
     namespaces=NAMESPACES,
     not_ours=NOT_OURS,
-    external=EXTERNAL,
+    external=EXTERNAL | AUDIT_EXTERNAL,
     unread=UNREAD,
     derived=CHIP_SYMBOLS,
 )
