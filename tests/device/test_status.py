@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from espsec import efuse
 from espsec.device import VirtualDevice, device_status
+from espsec.sdkconfig import BootloaderConfig
 
 from .kit import FACTORY_TABLE, FE_DEV, LOCKED, OTA0, app, bootloader, device, signed
 
@@ -58,3 +59,28 @@ def test_status_reports_download_mode_on_every_interface():
     efuse.burn(dev.efuses, {"ENABLE_SECURITY_DOWNLOAD": 1, "DIS_USB_OTG_DOWNLOAD_MODE": 1})
     modes = {p["interface"]: p["mode"] for p in device_status(dev).to_json()["download_mode"]}
     assert modes == {"uart": "secure", "usb-serial-jtag": "secure", "usb-otg": "disabled"}
+
+
+def test_status_shows_pms_memory_protection_of_an_s3_build():
+    status = device_status(VirtualDevice.new("esp32s3", 1 << 20))
+    assert status.to_json()["memory_protection"] == {
+        "scheme": "PMS",
+        "enabled": True,
+        "locked": True,
+        "apm": False,
+        "option": "CONFIG_ESP_SYSTEM_MEMPROT",
+    }
+
+
+def test_status_shows_memory_protection_turned_off_by_the_build():
+    config = BootloaderConfig.parse("CONFIG_ESP_SYSTEM_MEMPROT_FEATURE=n\n")
+    status = device_status(VirtualDevice.new("esp32s3", 1 << 20, config=config))
+    assert status.memory_protection is not None and not status.memory_protection.enabled
+    assert status.memory_protection.describe().startswith("off (PMS")
+
+
+def test_status_shows_pmp_and_apm_on_a_p4():
+    config = BootloaderConfig.parse('CONFIG_IDF_TARGET="esp32p4"\n')
+    status = device_status(VirtualDevice.new("esp32p4", 1 << 20, config=config))
+    assert status.memory_protection is not None
+    assert status.memory_protection.describe() == "on (PMP, APM present)"

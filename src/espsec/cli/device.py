@@ -642,6 +642,8 @@ def _render_status(status: DeviceStatus) -> None:
     )
     click.echo(f"ROM download mode: {s.download_mode}")
     click.echo(status.jtag.describe())
+    if status.memory_protection is not None:
+        click.echo(f"Memory protection: {status.memory_protection.describe()}")
     click.echo(f"Anti-rollback: eFuse secure version {s.secure_version}")
     click.echo(f"Bootloader: {status.bootloader}")
     for app in status.apps:

@@ -19,6 +19,7 @@ from espsec.device.partitions import PartitionTableInvalid
 from espsec.efuse import SecurityState, security_state
 from espsec.errors import EspsecError
 from espsec.image.otadata import OTADATA_SIZE, OtaData
+from espsec.sdkconfig.memprot import MemoryProtection, memory_protection
 
 if TYPE_CHECKING:
     from espsec.device.virtual_device import VirtualDevice
@@ -74,6 +75,9 @@ class DeviceStatus:
     """ROM download mode on each interface (UART, USB-Serial-JTAG, USB-OTG), from the
     eFuses (``DIS_DOWNLOAD_MODE``, ``ENABLE_SECURITY_DOWNLOAD``, ``DIS_FORCE_DOWNLOAD``,
     ``DIS_USB_SERIAL_JTAG_DOWNLOAD_MODE``, ``DIS_USB_OTG_DOWNLOAD_MODE``)."""
+    memory_protection: MemoryProtection | None = None
+    """What the app's build sets up: PMS (ESP32-S3) or PMP/APM (ESP32-P4), from
+    ``CONFIG_ESP_SYSTEM_MEMPROT`` (``None``: unknown)."""
 
     @property
     def locked(self) -> bool:
@@ -96,6 +100,9 @@ class DeviceStatus:
             "apps": [a.to_json() for a in self.apps],
             "bootloader_config": list(self.config),
             "download_mode": [p.to_json() for p in self.download],
+            "memory_protection": (
+                None if self.memory_protection is None else self.memory_protection.to_json()
+            ),
         }
 
 
@@ -199,4 +206,5 @@ def device_status(device: VirtualDevice) -> DeviceStatus:
         apps=tuple(apps),
         config=shown,
         download=download_policies(device.efuses),
+        memory_protection=memory_protection(config),
     )
