@@ -327,7 +327,7 @@ def test_first_boot_enables_secure_boot_and_burns_bootloader_digests(sb_bootload
     assert digests[:2] == [secure_boot.key_digest(k0).hex(), secure_boot.key_digest(k1).hex()]
     stage = report.stage(Stage.SECURE_BOOT_ENABLE)
     assert stage is not None and [b.blocks for b in stage.efuse_burns] == [
-        ("BLOCK_KEY1", "BLOCK_KEY0", "BLOCK0")
+        ("BLOCK_KEY1", "BLOCK_KEY0", "BLOCK0", "BLOCK0 (WR_DIS)")  # WR_DIS last: IDF v6.1+
     ]
 
 

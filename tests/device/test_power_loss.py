@@ -36,12 +36,25 @@ def _encryption_window(report) -> bool:
     return any(w.what.startswith("encrypt ") and w.done for w in report.flash_writes)
 
 
+def _cut_before_fe_init_wr_dis(cut) -> bool:
+    """The cut stopped the ``WR_DIS`` program of ``esp_flash_encrypt_init``'s batch."""
+    return "eFuse BLOCK0 (WR_DIS) (esp_flash_encrypt_init" in cut.power_cut.interrupted
+
+
 @pytest.mark.slow
-def test_first_boot_power_cut_after_every_write(blank, first_boot_writes):
-    total = sum(first_boot_writes)
-    bricked = recovered = 0
+@pytest.mark.parametrize("defer_wr_dis", [True, False], ids=["idf-v6.1+", "idf-v6.0"])
+def test_first_boot_power_cut_after_every_write(blank, first_boot_writes, defer_wr_dis):
+    """ESP-IDF v6.1+ (``esp_efuse_utility_burn_chip`` defers ``WR_DIS``): a cut between
+    ``esp_flash_encrypt_init``'s BLOCK0 program and its ``WR_DIS`` program leaves the XTS
+    key read-protected but not write-protected; ``check_and_generate_encryption_keys``
+    then fails with ``ESP_ERR_INVALID_STATE`` on every boot, and with Secure Download
+    Mode already burned nothing can fix the chip. v6.0 and older burn ``WR_DIS`` with the
+    rest of BLOCK0: that cut falls before BLOCK0 and the next boot starts again."""
+    total = sum(first_boot_writes) + (not defer_wr_dis) * -2  # v6.0: two programs fewer
+    bricked = recovered = key_lock_bricks = 0
     for n in range(total):
         dev = blank.copy()
+        dev.defer_wr_dis = defer_wr_dis
         cut = dev.boot(fault_plan=FaultPlan(n), predict=False)
         assert cut.outcome is Outcome.POWER_LOST, n
         assert cut.power_cut.after_writes == n
@@ -56,6 +69,12 @@ def test_first_boot_power_cut_after_every_write(blank, first_boot_writes):
             # 0xE9 by chance gets it past the magic check, never past the rest
             assert again.refusal.startswith("ROM: bootloader at 0x0 refused: "), n
             assert any("in-place encryption had started" in s for s in cut.power_cut.state), n
+        elif _cut_before_fe_init_wr_dis(cut):
+            key_lock_bricks += 1
+            assert again.outcome is Outcome.REFUSED, n
+            assert again.refusal_step == "check_and_generate_encryption_keys", n
+            assert dev.efuses.get_int("ENABLE_SECURITY_DOWNLOAD") == 1  # no way back in
+            assert dev.boot().outcome is Outcome.REFUSED  # and it stays so
         else:
             recovered += 1
             assert again.ok, (n, again.refusal)
@@ -64,23 +83,37 @@ def test_first_boot_power_cut_after_every_write(blank, first_boot_writes):
             assert state.secure_boot_enabled and state.flash_encryption_mode == "release", n
             assert dev.boot().efuse_burns == ()  # settled: nothing left to burn
     assert bricked and recovered
+    assert key_lock_bricks == (1 if defer_wr_dis else 0)
     # the window is exactly the in-place encryption: every flash write of it but the last
     fe_flash_ops = first_boot_writes[0] - 2  # minus the otadata write of set_actual_ota_seq
     assert bricked == fe_flash_ops
 
 
 def test_first_boot_power_cut_before_each_efuse_block_program(blank, first_boot_writes):
+    """Every eFuse program of the first boot, ``WR_DIS`` programs included: only the cut
+    before ``esp_flash_encrypt_init``'s ``WR_DIS`` (ESP-IDF v6.1+) and the one before
+    ``SPI_BOOT_CRYPT_CNT`` (after encryption in place) leave the chip unbootable."""
     efuse_writes = first_boot_writes[1]
+    stops = []
     for n in range(efuse_writes):
         dev = blank.copy()
         cut = dev.boot(fault_plan=FaultPlan(n, WriteKind.EFUSE), predict=False)
         assert cut.outcome is Outcome.POWER_LOST
+        stops.append(cut.power_cut.interrupted)
         again = dev.boot()
-        if n < efuse_writes - 1:
+        if _cut_before_fe_init_wr_dis(cut):
+            assert again.refusal_step == "check_and_generate_encryption_keys", n
+        elif n < efuse_writes - 1:
             assert again.ok, (n, again.refusal)  # batches before the flash is touched
         else:  # the last one is SPI_BOOT_CRYPT_CNT, after encryption in place
             assert "SPI_BOOT_CRYPT_CNT" in cut.power_cut.interrupted
             assert again.outcome is Outcome.REFUSED
+    # Secure Boot's batch and flash encryption's each end with their own WR_DIS program
+    wr_dis = [s for s in stops if "BLOCK0 (WR_DIS)" in s]
+    assert [s.split("(WR_DIS) (")[1].split(":")[0] for s in wr_dis] == [
+        "esp_secure_boot_v2_permanently_enable",
+        "esp_flash_encrypt_init",
+    ]
 
 
 def test_power_cut_between_digest_blocks_wastes_a_key_block_but_boots(blank):
@@ -90,7 +123,7 @@ def test_power_cut_between_digest_blocks_wastes_a_key_block_but_boots(blank):
     info = cut.power_cut
     assert info.stage is Stage.SECURE_BOOT_ENABLE
     assert "eFuse BLOCK_KEY0" in info.interrupted
-    assert any("1 of 3 blocks programmed (BLOCK_KEY1)" in s for s in info.state)
+    assert any("1 of 4 blocks programmed (BLOCK_KEY1)" in s for s in info.state)
     assert info.next_boot.startswith("runs ota_0")
     again = dev.boot()
     assert again.ok

@@ -33,7 +33,8 @@ def test_first_boot_report_tells_what_was_read_verified_chosen_and_burned(sb_boo
     assert bootloader["images"][0]["signature"]["blocks"][0]["efuse_slot"] == 0
     burned = [b["reason"] for p in doc["passes"] for s in p["stages"] for b in s["efuse_burns"]]
     assert "esp_secure_boot_v2_permanently_enable" in burned
-    assert doc["efuse_writes_made"] == 7 and doc["flash_writes_made"] > 40
+    # 7 programs, plus the deferred WR_DIS program of two batches (ESP-IDF v6.1+)
+    assert doc["efuse_writes_made"] == 9 and doc["flash_writes_made"] > 40
 
 
 def test_report_never_contains_key_material(sb_bootloader, k0):

@@ -309,7 +309,7 @@ def power_cut_info(
     if predict:
         efuses = hw.efuses.copy()
         flash = SpiFlash(bytes(hw.flash.data), efuses, WriteCounter())
-        twin = Hardware(efuses, flash)
+        twin = Hardware(efuses, flash, defer_wr_dis=hw.defer_wr_dis)
         again, _ = run_boot(twin, config, reboot=_no_reboot, predict=False)
         next_boot = describe_outcome(again)
     return PowerCutInfo(

@@ -2,21 +2,22 @@
 
 Stages (ROM, bootloader, first boot, app startup) get a :class:`Hardware` and do
 everything through it: eFuse batches are validated with :class:`espsec.efuse.Transaction`
-and then programmed block by block, highest block first and BLOCK0 last, as ESP-IDF's
-``esp_efuse_utility_burn_chip`` does, so a power cut can fall between two blocks; flash
+and then programmed block by block, highest block first, BLOCK0 and then ``WR_DIS`` last,
+as ESP-IDF's ``esp_efuse_utility_burn_chip`` does, so a power cut can fall between two; flash
 updates are recorded with the number of erase/program operations they needed and made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from espsec.chips import Chip, get_chip
 from espsec.device.flash import SpiFlash
 from espsec.device.report import EfuseBurn, FlashWrite, ImageCheck, Stage, StageReport
-from espsec.efuse import Efuses, Transaction
+from espsec.efuse import Efuses, KeyUnavailableError, Transaction
+from espsec.errors import EspsecError
 from espsec.flash import WriteCounter, WriteKind
 
 
@@ -88,15 +89,23 @@ def chip_revision(efuses: Efuses) -> int:
     return major * 100 + minor
 
 
+class EfuseProgramError(EspsecError):
+    """A block did not read back as programmed: ``esp_efuse_batch_write_commit`` fails
+    (``ESP_FAIL``), with what was programmed before it left burned."""
+
+
 class Hardware:
     """One chip: its eFuses and flash, the write counter, and the running stage's log."""
 
-    def __init__(self, efuses: Efuses, flash: SpiFlash) -> None:
+    def __init__(self, efuses: Efuses, flash: SpiFlash, *, defer_wr_dis: bool = True) -> None:
         self.efuses = efuses
         self.flash = flash
         self.counter: WriteCounter = flash.counter
         self.chip: Chip = get_chip(efuses.chip)
         self.log = StageLog(Stage.ROM)
+        self.defer_wr_dis = defer_wr_dis
+        """``WR_DIS`` burned in its own program after the rest of the batch (ESP-IDF
+        v6.1+, the default); ``False``: with the rest of BLOCK0 (ESP-IDF v6.0 and older)."""
 
     @property
     def chip_rev(self) -> int:
@@ -104,36 +113,88 @@ class Hardware:
 
     # -- eFuses ----------------------------------------------------------------------
 
-    def burn(self, transaction: Transaction, reason: str) -> EfuseBurn | None:
+    def burn(
+        self,
+        transaction: Transaction,
+        reason: str,
+        *,
+        masked: Mapping[int, int] | None = None,
+    ) -> EfuseBurn | None:
         """Validate and burn a batch; ``None`` when there is nothing to burn.
 
         Raises :class:`~espsec.efuse.BurnRefused` / :class:`~espsec.errors.UsageError`
-        (nothing burned) when the chip's state forbids the batch, as
-        ``esp_efuse_batch_write_commit`` fails; :class:`PowerCut` between blocks.
+        (nothing burned) when the chip's state forbids the batch; :class:`PowerCut`
+        between two programs; :class:`EfuseProgramError` when a block does not read back
+        as written (see :meth:`burn_chip`). ``masked``: bits (by block) that ESP-IDF's
+        eFuse API writes although they are write-protected (it does not check; the
+        controller masks them): they go into the write registers with the rest.
         """
         staged = transaction.stage(self.efuses)
-        programs: list[tuple[int, int]] = []
+        requests: dict[int, int] = {}
         for step in staged.steps:
-            if programs and programs[-1][0] == step.block:
-                programs[-1] = (step.block, programs[-1][1] | step.bits)
-            else:
-                programs.append((step.block, step.bits))
+            requests[step.block] = requests.get(step.block, 0) | step.bits
+        for block, bits in (masked or {}).items():
+            requests[block] = requests.get(block, 0) | bits
+        operations = tuple(op.describe() for op in transaction.operations)
+        return self.burn_chip(requests, reason, operations)
+
+    def burn_chip(
+        self, requests: Mapping[int, int], reason: str, operations: tuple[str, ...]
+    ) -> EfuseBurn | None:
+        """``esp_efuse_utility_burn_chip``: program the write registers, block by block.
+
+        ESP-IDF ``components/efuse/src/esp_efuse_utility.c`` and
+        ``<chip>/esp_efuse_utility.c: esp_efuse_utility_burn_chip_opt``: blocks from the
+        highest to BLOCK0 (BLOCK0 holds the protection bits of the others), each read back
+        after its program; a block that does not read back as written (after 3 tries) is
+        an error, and no block after it is programmed. Since ESP-IDF v6.1 (commit
+        be517fa8c06, "Defer WR_DIS eFuse burning") ``WR_DIS`` is taken out of BLOCK0 and
+        programmed on its own afterwards, only if everything else succeeded; v6.0 and
+        earlier program BLOCK0, ``WR_DIS`` included, at once (:attr:`defer_wr_dis`).
+        """
+        blocks = self.efuses.layout.blocks
+        wr_dis = self.efuses.layout.field("WR_DIS").mask
+        programs: list[tuple[int, int, str]] = [
+            (b, bits, blocks[b].name) for b, bits in sorted(requests.items(), reverse=True) if bits
+        ]
+        if programs and programs[-1][0] == 0 and self.defer_wr_dis and programs[-1][1] & wr_dis:
+            _, bits0, name0 = programs.pop()
+            if bits0 & ~wr_dis:
+                programs.append((0, bits0 & ~wr_dis, name0))
+            programs.append((0, bits0 & wr_dis, f"{name0} (WR_DIS)"))
         if not programs:
             return None
-        names = tuple(self.efuses.layout.blocks[b].name for b, _ in programs)
-        operations = tuple(op.describe() for op in transaction.operations)
+        names = tuple(name for _, _, name in programs)
         done = 0
+        failed: str | None = None
         try:
-            for (block, bits), name in zip(programs, names, strict=True):
+            for block, bits, name in programs:
                 self.counter.before_write(
                     WriteKind.EFUSE, f"eFuse {name} ({reason}: {'; '.join(operations)})"
                 )
                 self.efuses.program(block, bits)
                 done += 1
+                if not self._reads_back(block, bits):
+                    failed = name
+                    break
         finally:
             burn = EfuseBurn(reason, operations, names, done)
             self.log.burn(burn)
+        if failed is not None:
+            skipped = ", ".join(names[done:]) or "nothing"
+            raise EfuseProgramError(
+                f"eFuse {failed} does not read back as written (write-protected bits are "
+                f"masked by the controller): ESP_FAIL; not programmed after it: {skipped}"
+            )
         return burn
+
+    def _reads_back(self, block: int, bits: int) -> bool:
+        """``esp_efuse_utility_is_correct_written_data``: every written bit reads as 1."""
+        try:
+            got = int.from_bytes(self.efuses.hardware_block(block), "little")
+        except KeyUnavailableError:  # pragma: no cover - a block hidden before this burn
+            return True
+        return got & bits == bits
 
     # -- flash -----------------------------------------------------------------------
 

@@ -138,6 +138,10 @@ class VirtualDevice:
         self.running: AppRuntime | None = None
         self.last_report: BootReport | None = None
         self._on_disk: _OnDisk | None = None
+        self.defer_wr_dis = True
+        """The bootloader's eFuse API burns ``WR_DIS`` after the rest of each batch
+        (ESP-IDF v6.1+); set ``False`` to rehearse a v6.0 or older bootloader, which burns
+        it with the rest of BLOCK0 (:meth:`Hardware.burn_chip`)."""
 
     def __repr__(self) -> str:
         where = f" at {self.path}" if self.path else ""
@@ -321,12 +325,14 @@ class VirtualDevice:
 
     def copy(self) -> VirtualDevice:
         """An in-memory copy (for trying something without touching this device)."""
-        return VirtualDevice(
+        other = VirtualDevice(
             self.efuses.copy(),
             bytes(self.flash.data),
             config=self._config,
             jtag_reenabled=self.jtag_reenabled,
         )
+        other.defer_wr_dis = self.defer_wr_dis
+        return other
 
     def __enter__(self) -> Self:
         return self
@@ -397,7 +403,7 @@ class VirtualDevice:
             self.arm(None)
         self.jtag_reenabled = False
         self.running = None
-        hw = Hardware(self.efuses, self.flash)
+        hw = Hardware(self.efuses, self.flash, defer_wr_dis=self.defer_wr_dis)
         report, runtime = run_boot(hw, self.config, reboot=self.boot, predict=predict)
         self.running = runtime
         self.last_report = report
