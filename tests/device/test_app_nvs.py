@@ -213,3 +213,24 @@ def _open_plain(dev: VirtualDevice) -> None:
     )
     assert plain.boot().ok and plain.running is not None
     open_app_nvs(plain.running)
+
+
+def test_hmac_key_generation_after_wr_dis_rd_dis_leaves_a_readable_unlocked_key():
+    """``esp_efuse_write_key`` does not check that ``RD_DIS`` is writable; the eFuse
+    controller masks the write-protected ``RD_DIS`` bit, BLOCK0's read-back fails
+    (``ESP_FAIL``) after the key block was programmed, and the deferred ``WR_DIS``
+    program never runs: the call fails, yet an ``HMAC_UP`` key is burned that software
+    can read and nothing locks, and the next ``nvs_flash_init`` uses it."""
+    dev = booted(hmac_config(2))
+    assert dev.running is not None
+    efuse.write_protect(dev.efuses, ["RD_DIS"])  # what Secure Boot's first boot burns
+    with pytest.raises(NvsInitError, match="stays readable"):
+        app_nvs_keys(dev.running, generate=True)
+    efuses = dev.efuses
+    assert efuses.layout.purpose_name(efuses.key_purpose("BLOCK_KEY2")) == "HMAC_UP"
+    assert not efuses.is_read_protected("BLOCK_KEY2")
+    assert not efuses.is_write_protected("BLOCK_KEY2")
+    assert efuses.is_writeable(efuses.layout.block("BLOCK_KEY2").purpose_field or "")
+    key = efuses.read_block("BLOCK_KEY2")  # software reads the key
+    assert any(key)
+    assert app_nvs_keys(dev, generate=False) == NvsKeys.from_hmac_key(key)

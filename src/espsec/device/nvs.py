@@ -23,7 +23,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from espsec.device.flash import PartitionFlash
-from espsec.device.hardware import Hardware
+from espsec.device.hardware import EfuseProgramError, Hardware
 from espsec.efuse import Transaction
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.identity.hmac import HmacError, HmacPeripheral
@@ -178,18 +178,47 @@ def _hmac_keys(hw: Hardware, key_id: int, *, generate: bool) -> NvsKeys:
 
 
 def _burn_hmac_key(hw: Hardware, block: str, purpose: str) -> None:
-    """``generate_keys_hmac``: ``esp_efuse_write_key`` of a random ``HMAC_UP`` key
-    (write- and read-protected); refused unless the block is unused."""
+    """``generate_keys_hmac``: ``esp_efuse_write_key`` of a random ``HMAC_UP`` key.
+
+    ``esp_efuse_write_key`` (``components/efuse/src/efuse_controller/keys/
+    with_key_purposes/esp_efuse_api_key.c``) checks only ``esp_efuse_key_block_unused``;
+    it then stages the key, its ``WR_DIS`` bit, its ``RD_DIS`` bit, the purpose and the
+    purpose's ``WR_DIS`` bit and commits the batch. It never asks whether ``RD_DIS`` is
+    itself write-protected (``WR_DIS_RD_DIS``, burned by Secure Boot's first boot). The
+    eFuse controller silently skips write-protected bits, so after ``WR_DIS_RD_DIS`` the
+    ``RD_DIS`` bit is not programmed: the key block is programmed first (highest block
+    first), then BLOCK0 with the purpose but without ``RD_DIS``; BLOCK0's read-back check
+    fails (``esp_efuse_utility_is_correct_written_data``), the commit returns ``ESP_FAIL``
+    and, on ESP-IDF v6.1+, the deferred ``WR_DIS`` program is not made. What is left: an
+    ``HMAC_UP`` key software can read and nothing locks, which the next ``nvs_flash_init``
+    finds and uses. The twin burns exactly that (the ``RD_DIS`` bit goes to the controller
+    as a masked bit) and reports the failure.
+    """
     efuses = hw.efuses
-    if purpose != "USER" or any(efuses.read_block(block)) or not efuses.is_writeable("RD_DIS"):
+    b = efuses.layout.block(block)
+    if purpose != "USER" or not efuses.is_empty(b) or efuses.is_read_protected(b):
         raise NvsInitError(
             f"cannot burn the NVS HMAC key into {block}: the block is in use (purpose "
-            f"{purpose}) or cannot be read-protected (ESP_ERR_NVS_SEC_HMAC_KEY_GENERATION_FAILED)"
+            f"{purpose}; esp_efuse_key_block_unused) (ESP_ERR_NVS_SEC_HMAC_KEY_GENERATION_FAILED)"
         )
-    hw.burn(
-        Transaction().burn_key(block, secrets.token_bytes(32), HMAC_UP),
-        "esp_efuse_write_key (NVS encryption HMAC key)",
-    )
+    key = secrets.token_bytes(32)
+    rd_dis_locked = not efuses.is_writeable("RD_DIS")
+    masked: dict[int, int] = {}
+    if rd_dis_locked and b.rd_dis is not None:
+        rd_dis = efuses.field("RD_DIS")
+        masked[rd_dis.block] = 1 << (rd_dis.start + b.rd_dis)
+    try:
+        hw.burn(
+            Transaction().burn_key(block, key, HMAC_UP, read_protect=not rd_dis_locked),
+            "esp_efuse_write_key (NVS encryption HMAC key)",
+            masked=masked,
+        )
+    except EfuseProgramError as exc:
+        raise NvsInitError(
+            f"esp_efuse_write_key({block}, HMAC_UP) failed: {exc.message}. RD_DIS is "
+            "write-protected (WR_DIS_RD_DIS), so the key stays readable by software "
+            "(ESP_ERR_NVS_SEC_HMAC_KEY_GENERATION_FAILED)"
+        ) from None
 
 
 # -- nvs_flash_init --------------------------------------------------------------------
