@@ -76,9 +76,13 @@ class EspsecSubGroup(click.Group):
 EspsecSubGroup.group_class = EspsecSubGroup
 
 
-def command_group(name: str, help: str) -> click.Group:
-    """The ``group`` of a CLI module: ``group = command_group("nvs", "NVS partitions: ...")``."""
-    return EspsecSubGroup(name, help=help)
+def command_group(name: str, help: str, **attrs: Any) -> click.Group:
+    """The ``group`` of a CLI module: ``group = command_group("nvs", "NVS partitions: ...")``.
+
+    ``attrs`` go to :class:`click.Group` (``invoke_without_command``, ``params``,
+    ``callback``: a group that is also a command, as ``espsec prov``).
+    """
+    return EspsecSubGroup(name, help=help, **attrs)
 
 
 def chip_option(
@@ -149,3 +153,135 @@ def _key_digest(text: str) -> bytes:
     if len(value) != 32:
         raise UsageError(f"key digest must be 32 bytes (64 hex digits), found {len(value)} bytes")
     return value
+
+
+# -- network addresses: every URL, host and TCP port is checked here, in one line ----------
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` is not a host name or IP address (``None`` if it is one)."""
+    import ipaddress
+    import re
+
+    if not host:
+        return "no host"
+    try:
+        ipaddress.ip_address(host.strip("[]") if host.startswith("[") else host)
+        return None
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    label = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+    if len(host) > 253 or not all(label.match(part) for part in labels):
+        return f"{host!r} is not a host name or IP address"
+    return None
+
+
+class HostParam(click.ParamType[str]):
+    """A host name or an IP address (``127.0.0.1``, ``::1``, ``fleet.example``)."""
+
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        problem = _host_problem(text)
+        if problem:
+            self.fail(f"expected a host name or IP address, found {text!r}", param, ctx)
+        return text
+
+
+class PortParam(click.ParamType[int]):
+    """A TCP port, 0 to 65535 (0: any free port, where a command listens)."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and 0 <= value <= 65535:
+            return value
+        try:
+            port = int(str(value), 10)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            self.fail(f"expected a TCP port 0-65535, found {value!r}", param, ctx)
+        return port
+
+
+class UrlParam(click.ParamType[str]):
+    """A URL with a host (and a valid port, if any) in one of ``schemes``."""
+
+    name = "url"
+
+    def __init__(self, *schemes: str) -> None:
+        self.schemes = schemes
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from urllib.parse import urlsplit
+
+        text = str(value)
+        wanted = "a URL starting " + " or ".join(f"{s}://" for s in self.schemes)
+        try:
+            parts = urlsplit(text)
+            host, _ = parts.hostname, parts.port  # .port raises on an out-of-range port
+        except ValueError as exc:
+            self.fail(f"expected {wanted}, found {text!r} ({exc})", param, ctx)
+        if parts.scheme not in self.schemes:
+            self.fail(f"expected {wanted}, found {text!r}", param, ctx)
+        problem = _host_problem(host or "")
+        if problem:
+            self.fail(f"expected {wanted} and a host, found {text!r}", param, ctx)
+        return text
+
+
+class AddressParam(click.ParamType[str]):
+    """``HOST:PORT`` (an IPv6 host in brackets: ``[::1]:8080``)."""
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        host, sep, port = text.rpartition(":")
+        if not sep or _host_problem(host) or not port.isdigit() or not 0 < int(port) <= 65535:
+            self.fail(f"expected HOST:PORT (port 1-65535), found {text!r}", param, ctx)
+        return text
+
+
+class ChipPortParam(click.ParamType[str]):
+    """Where a chip in download mode is: a serial port, or ``socket://HOST:PORT``."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if "://" not in text:
+            if not text:
+                self.fail("expected a serial port or socket://HOST:PORT, found ''", param, ctx)
+            return text
+        scheme, _, address = text.partition("://")
+        try:
+            if scheme not in ("socket", "rfc2217"):
+                raise click.BadParameter(scheme)
+            ADDRESS.convert(address.split("?", 1)[0], param, ctx)
+        except click.BadParameter:
+            self.fail(f"expected a serial port or socket://HOST:PORT, found {text!r}", param, ctx)
+        return text
+
+
+HOST = HostParam()
+"""The type of every ``--host`` option."""
+PORT = PortParam()
+"""The type of every TCP ``--port`` option (a command that listens)."""
+URL = UrlParam("https")
+"""The type of every ``https://`` URL option."""
+ADDRESS = AddressParam()
+"""The type of every ``HOST:PORT`` option (``--service-name``)."""
+CHIP_PORT = ChipPortParam()
+"""The type of every ``--port`` naming a chip (serial port or ``socket://HOST:PORT``)."""
+
+
+def read_secret(path: Path | None, what: str) -> bytes | None:
+    """A secret (PoP, password, passphrase, token) from a file, without its trailing
+    newline: secrets never come from argv."""
+    if path is None:
+        return None
+    return read_bytes(path, what=what).rstrip(b"\r\n")
