@@ -179,3 +179,39 @@ def test_first_boot_flash_encryption_failure_comes_after_the_secure_version_burn
     assert report.outcome is Outcome.REFUSED
     assert read_secure_version(dev.efuses, 16) == 2
     assert report.refusal_step == "check_and_generate_encryption_keys"
+
+
+# -- 5. signed apps without hardware Secure Boot ------------------------------------------
+
+SIGNED_NO_SB = BootloaderConfig.from_options(
+    secure_signed_apps_no_secure_boot=True,
+    secure_signed_on_update_no_secure_boot=True,
+    secure_flash_enc_enabled=True,
+)
+
+
+def test_signed_update_without_secure_boot_refuses_an_unsigned_or_foreign_ota_image(k0, rogue):
+    """``esp_ota_end`` -> ``esp_image_verify`` with ``SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT``:
+    the OTA image must be signed by a key of the running app's own signature blocks
+    (``secure_boot_signatures_app.c: get_secure_boot_key_digests``)."""
+    assert SIGNED_NO_SB.secure_signed_on_update
+    dev = device(SIGNED_NO_SB, boot=bootloader(), apps={OTA0: signed(app(), k0)})
+    assert dev.boot().ok
+    runtime = dev.running
+    assert runtime is not None
+    assert not runtime.install(app("2.0.0")).ok  # unsigned
+    assert not runtime.install(signed(app("2.0.0"), rogue)).ok
+    assert runtime.install(signed(app("2.0.0"), k0)).ok
+    assert runtime.reboot().app.version == "2.0.0"
+
+
+def test_first_boot_encryption_covers_the_signature_sector_without_secure_boot(k0):
+    """``encrypt_partition`` with ``SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT``: the app's
+    image length plus ``esp_secure_boot_sig_block_size()``, so the signature sector is
+    encrypted too and the running app can read its own keys through the cache."""
+    image = signed(app(), k0)
+    dev = device(SIGNED_NO_SB, boot=bootloader(), apps={OTA0: image})
+    assert dev.boot().ok
+    sector_at = len(image) - 0x1000
+    assert dev.flash.read_raw(OTA0 + sector_at, 0x1000) != image[sector_at:]
+    assert dev.flash.read(OTA0 + sector_at, 0x1000) == image[sector_at:]

@@ -44,6 +44,8 @@ from espsec.device.image_check import (
     Trust,
     efuse_trust,
     load_image,
+    own_key_digests,
+    own_trust,
 )
 from espsec.device.partitions import BootloaderState
 from espsec.device.report import ImageCheck, Stage, StageReport
@@ -239,10 +241,8 @@ class AppRuntime:
         if found is None:
             raise UsageError(f"no partition {part} in the partition table")
         signature = None
-        if self.config.secure_boot_v2_enabled:
-            signature = SignaturePolicy.of(
-                efuse_trust(self.hw.efuses), self.config.secure_boot_scheme
-            )
+        if self.config.secure_signed_on_update:
+            signature = SignaturePolicy.of(self._update_trust(), self.config.secure_boot_scheme)
         return load_image(
             self.hw.flash,
             what=part.name,
@@ -254,6 +254,38 @@ class AppRuntime:
             kind="app",
             verify_hash=signature is None,
             signature=signature,
+        )
+
+    def _update_trust(self) -> Trust:
+        """``secure_boot_signatures_app.c: get_secure_boot_key_digests``: the eFuse digests
+        with Secure Boot on; without it (``SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT``) the
+        key digests of the running app's own signature blocks
+        (``esp_secure_boot_get_signature_blocks_for_running_app``)."""
+        if security_state(self.hw.efuses).secure_boot_enabled:
+            return efuse_trust(self.hw.efuses)
+        running = self.state.app(self.running)
+        digests: tuple[bytes, ...] = ()
+        if running is not None:
+            plain = load_image(
+                self.hw.flash,
+                what=self.running.name,
+                offset=running.offset,
+                limit=running.size,
+                decrypt=self.hw.flash.encryption_enabled,
+                chip=self.hw.chip,
+                chip_rev=self.hw.chip_rev,
+                kind="app",
+                verify_hash=False,
+                signature=SignaturePolicy.of(own_trust(), self.config.secure_boot_scheme),
+            )
+            if plain.signed is not None:
+                digests, _ = own_key_digests(plain.signed)
+        # no signature on the running app: nothing is trusted (ESP_ERR_IMAGE_INVALID)
+        return Trust(
+            tuple(digests) or (None,),
+            frozenset(),
+            False,
+            "the running app's signature blocks (no Secure Boot)",
         )
 
     def _slot(self, part: AppPartition) -> AppSlot:

@@ -431,6 +431,10 @@ def _partition_length(hw: Hardware, config: BootloaderConfig, p: Partition) -> i
             return None
         only_image = config.secure_flash_encrypt_only_image_len_in_app_part
         if p.type == APP and only_image and loaded.check.length is not None:
+            if config.secure_signed_on_update_no_secure_boot and loaded.image is not None:
+                # encrypt_partition: "If secure update without secure boot, also encrypt the
+                # signature block" (size += esp_secure_boot_sig_block_size())
+                return min(p.size, loaded.image.image_length + SECTOR_SIZE)
             return loaded.check.length
         return p.size
     if p.type == PARTITION_TABLE:

@@ -301,10 +301,10 @@ def _check_signature(signed: bytes, policy: SignaturePolicy) -> tuple[VerifyRepo
         if all(b.state is SlotState.EMPTY for b in blocks):
             return report, "no signature blocks (image is not signed)"
         return report, f"no signature block for the {'/'.join(sorted(schemes))} scheme"
-    if trust.from_efuse:
+    if trust.from_efuse or trust.digests:  # eFuse slots, or the running app's keys
         digests: Sequence[bytes | None] = trust.digests
         report = verify(signed, key_digests=list(digests), revoked=trust.revoked)
-        if not trust.usable:
+        if trust.from_efuse and not trust.usable:
             return report, "no usable SECURE_BOOT_DIGEST in eFuse (all missing or revoked)"
     else:
         own = [b.block.key_digest for b in valid if b.block is not None and b.block.key_digest]

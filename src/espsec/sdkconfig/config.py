@@ -281,6 +281,10 @@ class BootloaderConfig:
     """Signed apps without hardware Secure Boot (the bootloader itself is not verified)."""
     secure_signed_on_boot = _Bool("SECURE_SIGNED_ON_BOOT")
     """The bootloader checks app signatures."""
+    secure_signed_on_update = _Bool("SECURE_SIGNED_ON_UPDATE")
+    """The app checks the signature of an OTA image (``esp_image_verify``)."""
+    secure_signed_on_update_no_secure_boot = _Bool("SECURE_SIGNED_ON_UPDATE_NO_SECURE_BOOT")
+    """Signed OTA updates without hardware Secure Boot (trusted keys: the running app's)."""
     secure_signed_apps_scheme = _Choice("SECURE_SIGNED_APPS_SCHEME", SignedAppsScheme)
     secure_boot_ecdsa_key_len = _Choice("SECURE_BOOT_ECDSA_KEY_LEN_SIZE", EcdsaKeyLen)
     secure_boot_insecure = _Bool("SECURE_BOOT_INSECURE")
