@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from espsec._io import STDIO, check_output, declare_input, read_bytes
-from espsec.errors import FormatError, UsageError, with_source
+from espsec.errors import FormatError, OutputExistsError, UsageError, with_source
 
 source = with_source
 """Attach a file name to any :class:`~espsec.errors.EspsecError` raised inside the block."""
@@ -38,10 +38,15 @@ class InputPath(click.Path):
 
 
 class OutputPath(click.Path):
-    """A file the command writes (``-`` is standard output), under the output rule."""
+    """A file the command writes (``-`` is standard output), under the output rule.
 
-    def __init__(self, *, allow_dash: bool = True) -> None:
+    A ``secret`` output (a generated key) is created 0600 and never overwrites anything,
+    nor goes to standard output.
+    """
+
+    def __init__(self, *, allow_dash: bool = True, secret: bool = False) -> None:
         super().__init__(dir_okay=False, allow_dash=allow_dash, path_type=Path)
+        self.secret = secret
 
 
 INPUT = InputPath()
@@ -49,22 +54,70 @@ INPUT = InputPath()
 
 
 def output_option(
-    *param_decls: str, required: bool = True, help: str = "The file to write."
+    *param_decls: str,
+    required: bool = True,
+    help: str = "The file to write.",
+    secret: bool = False,
 ) -> Callable[[Any], Any]:
-    """``-o/--output FILE`` (or another ``--*-output`` name): a file the command writes."""
+    """``-o/--output FILE`` (or another ``--*-output`` name): a file the command writes.
+
+    ``secret``: a generated key, never written over an existing file or to stdout.
+    """
     decls = param_decls or ("-o", "--output", "output")
-    return click.option(*decls, type=OutputPath(), required=required, metavar="FILE", help=help)
+    kind = OutputPath(secret=secret)
+    return click.option(*decls, type=kind, required=required, metavar="FILE", help=help)
 
 
 class EspsecCommand(click.Command):
     """A command that applies the output rule to every output before doing any work."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        outputs: list[tuple[str, Path, bool]] = []
         for param in self.params:
             value = ctx.params.get(param.name or "")
-            if isinstance(param.type, OutputPath) and value is not None and str(value) != STDIO:
-                check_output(value)
+            if isinstance(param.type, OutputPath) and value is not None:
+                name = max(param.opts, key=len) if param.opts else str(param.name)
+                outputs.append((name, Path(value), param.type.secret))
+        _check_outputs(outputs, as_json=bool(ctx.params.get("as_json")))
         return super().invoke(ctx)
+
+
+def _check_outputs(outputs: list[tuple[str, Path, bool]], *, as_json: bool) -> None:
+    """The output rule for one command's outputs, before any work (see ``docs/cli.md``)."""
+    import os
+    import stat
+
+    seen: dict[tuple[int, int] | str, str] = {}
+    for name, path, secret in outputs:
+        if str(path) == STDIO:
+            if secret:
+                raise UsageError(f"{name}: a secret is never written to standard output")
+            if as_json:
+                raise UsageError(f"--json and {name} - would both write standard output")
+            ident: tuple[int, int] | str = STDIO
+        elif secret and os.path.lexists(path):
+            raise OutputExistsError(
+                "refusing to overwrite an existing file (remove it first)", source=str(path)
+            )
+        else:
+            check_output(path)
+            try:
+                st = os.stat(path)
+            except OSError:
+                ident = os.path.abspath(path)
+            else:
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # /dev/null, a FIFO: written through, may be named twice
+                ident = (st.st_dev, st.st_ino)
+        if ident in seen:
+            raise UsageError(f"{seen[ident]} and {name} name the same output ({path})")
+        seen[ident] = name
+
+
+def note(message: str, *outputs: Path | None) -> None:
+    """Print a human-readable status line: on standard error when one of ``outputs`` is
+    standard output (``-o -``), so it never mixes with the data."""
+    click.echo(message, err=any(o is not None and str(o) == STDIO for o in outputs))
 
 
 class EspsecSubGroup(click.Group):
