@@ -705,8 +705,17 @@ def test_mark_valid_and_invalid_rewrite_the_active_copy():
         mark_app_state_write(OtaData(), OtaImgState.VALID)
 
 
+def test_next_seq_from_seq_0_to_the_last_slot_is_0_as_in_esp_idf():
+    """``compute_ota_seq_for_target_slot`` (esp_ota_ops.c) returns ``base`` = 0 when the
+    current seq is 0 and the target is the last slot, and ``(0 - 1) % n`` is not that slot
+    unless ``n`` divides 2**32. A valid otadata entry never holds seq 0 in practice (the
+    first write is ``slot + 1``), so the twin keeps ESP-IDF's answer rather than fixing it."""
+    assert next_ota_seq(0, 4, 5) == 0
+    assert next_ota_seq(0, 1, 2) == 0
+
+
 @given(
-    st.integers(0, 0xFFFFFFFF - 16),  # away from the uint32 wrap
+    st.integers(1, 0xFFFFFFFF - 16),  # seq 0 is ESP-IDF's quirk above; away from the wrap
     st.integers(1, 16).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
 )
 def test_next_seq_is_the_smallest_seq_not_below_current_reaching_the_slot(current, count_slot):
