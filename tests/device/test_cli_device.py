@@ -112,10 +112,26 @@ def test_jtag_token_reenables_soft_disabled_jtag(files):
     efuse.burn(chip, {"SOFT_DIS_JTAG": 1})
     efuse.save(chip, dev / "efuse.bin")
     assert "disabled (HMAC token under BLOCK_KEY5)" in run("device", "jtag", dev)[1]
-    code, out, _ = run("device", "jtag", dev, "--token", efuse.jtag_token(key).hex())
+    token = files / "jtag.token"
+    token.write_text(efuse.jtag_token(key).hex() + "\n")
+    code, out, _ = run("device", "jtag", dev, "--token-file", token)
     assert code == 0 and "re-enabled until reset" in out
-    code, _, err = run("device", "jtag", dev, "--token", "00" * 32)
+    wrong = files / "wrong.token"
+    wrong.write_bytes(b"\0" * 32)  # raw bytes work too
+    code, _, err = run("device", "jtag", dev, "--token-file", wrong)
     assert code == 1 and "does not match" in err
+
+
+def test_jtag_token_comes_from_a_file_never_from_argv(files):
+    dev = files / "dev"
+    run("device", "create", "--chip", "esp32s3", "--flash-size", "1MB", dev)
+    code, _, err = run("device", "jtag", dev, "--token", "00" * 32)
+    assert code == 2 and "No such option '--token'" in err
+    short = files / "short.token"
+    short.write_text("abcd")
+    code, _, err = run("device", "jtag", dev, "--token-file", short)
+    assert code == 1 and f"{short}: not a JTAG token" in err
+    assert "expected 32 bytes or 64 hex digits" in err
 
 
 def test_usage_errors_exit_2(files):
@@ -165,9 +181,9 @@ def test_provision_ota_checks_inputs_before_power_on(files):
     common = ["--server", "https://fleet.example", "--ca", files / "ca.pem"]
     code, _, err = run(
         "device", "provision-ota", dev, *common, "--manifest-key", files / "manifest.pem",
-        "--public-key-out", files / "out.pem",
+        "--pub-key-output", files / "out.pem",
     )  # fmt: skip
-    assert code == 2 and "--public-key-out: the device decrypts nothing" in err
+    assert code == 2 and "--pub-key-output: the device decrypts nothing" in err
     code, _, err = run(
         "device", "provision-ota", dev, *common, "--manifest-key", files / "manifest.pem",
         "--device-id", "d1",
@@ -179,4 +195,78 @@ def test_provision_ota_checks_inputs_before_power_on(files):
         "--pin", files / "app.bin", "--manifest-key", files / "manifest.pem",
     )  # fmt: skip
     assert code == 1 and f"{files / 'app.bin'}: not a usable certificate file" in err
+    assert {p.name: p.read_bytes() for p in dev.iterdir()} == before
+
+
+def test_create_refuses_a_flash_size_the_chip_cannot_have_before_any_work(files):
+    dev = files / "dev"
+    code, _, err = run("device", "create", "--chip", "esp32s3", "--flash-size", "0x100000000", dev)
+    assert code == 2 and "flash size 0x100000000 is larger than the chip's largest flash" in err
+    assert len(err.strip().splitlines()) == 1 and not dev.exists()
+
+
+def test_boot_mark_invalid_that_is_refused_exits_1(files):
+    dev = flashed(files)
+    run("device", "boot", dev)  # first boot: the app is VALID, nothing to roll back to
+    code, out, _ = run("device", "boot", dev, "--mark-invalid")
+    assert code == 1 and "refused: ESP_ERR_OTA_ROLLBACK_FAILED" in out
+
+
+def test_contradictory_flags_are_usage_errors(files):
+    dev = flashed(files)
+    code, _, err = run(
+        "device", "flash", dev, "--encrypt", "--pre-encrypted", "--write", "0x10000",
+        files / "app.bin",
+    )  # fmt: skip
+    assert code == 2 and "--encrypt and --pre-encrypted exclude each other" in err
+    code, _, err = run("device", "boot", dev, "--mark-valid", "--mark-invalid")
+    assert code == 2 and "--mark-valid and --mark-invalid exclude each other" in err
+    code, _, err = run("device", "flash", "--write", "0x10000", files / "app.bin")
+    assert code == 2 and "give a device folder DIR or --port PORT" in err
+
+
+def test_ota_with_an_unsigned_image_says_image_is_not_signed(files):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    (files / "plain.bin").write_bytes(app("2.0.0", 2))
+    code, out, _ = run("device", "ota", dev, files / "plain.bin")
+    assert code == 1 and "plain.bin: image is not signed" in out
+    assert "digest mismatch" not in out
+
+
+def test_ota_over_a_slot_holding_an_old_signature_still_says_not_signed(files, k0):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    assert run("device", "ota", dev, files / "app2.bin", "--confirm")[0] == 0
+    assert run("device", "ota", dev, files / "app2.bin", "--confirm")[0] == 0  # ota_0 again
+    (files / "plain.bin").write_bytes(app("3.0.0", 3))  # over ota_1: 2.0.0's sector stays
+    code, out, _ = run("device", "ota", dev, files / "plain.bin", "--json")
+    assert code == 1 and json.loads(out)["update"]["reasons"] == ["plain.bin: image is not signed"]
+
+
+@pytest.mark.parametrize("url", ["https://[::1", "https://fleet.example:99999", "ftp://x"])
+def test_provision_ota_refuses_a_malformed_server_url_in_one_line(files, url):
+    dev = files / "dev"
+    (files / "ca.pem").write_text("x")
+    code, _, err = run(
+        "device", "provision-ota", dev, "--server", url, "--ca", files / "ca.pem",
+        "--manifest-key", files / "ca.pem",
+    )  # fmt: skip
+    assert code == 2 and "Invalid value for '--server'" in err and url in err
+    assert "Traceback" not in err
+
+
+def test_provision_ota_writes_no_public_key_over_an_input(files):
+    dev = flashed(files)
+    run("device", "boot", dev)
+    before = {p.name: p.read_bytes() for p in dev.iterdir()}
+    (files / "manifest.pem").write_text("m")
+    (files / "ca.pem").write_text("c")
+    code, _, err = run(
+        "device", "provision-ota", dev, "--server", "https://fleet.example", "--ca",
+        files / "ca.pem", "--manifest-key", files / "manifest.pem", "--device-id", "d",
+        "--hmac-key-block", "BLOCK_KEY5", "--pub-key-output", files / "manifest.pem",
+    )  # fmt: skip
+    assert code == 2 and "refusing to write over an input" in err
+    assert (files / "manifest.pem").read_text() == "m"
     assert {p.name: p.read_bytes() for p in dev.iterdir()} == before

@@ -113,7 +113,7 @@ def test_device_sign_cli_signature_verifies_with_the_certificate(
     data.write_bytes(b"rehearsal")
     out = tmp_path / "msg.sig"
     res = CliRunner().invoke(
-        main, ["device", "sign", str(folder), "--data", str(data), "-o", str(out), "--json"]
+        main, ["device", "sign", str(folder), str(data), "-o", str(out), "--json"]
     )
     assert res.exit_code == 0, res.output
     public = cert.public_key()
@@ -129,9 +129,7 @@ def test_device_sign_cli_refuses_unprovisioned_device_in_one_line(tmp_path: Path
     data = tmp_path / "msg.bin"
     data.write_bytes(b"x")
     out = tmp_path / "sig"
-    res = CliRunner().invoke(
-        main, ["device", "sign", str(folder), "--data", str(data), "-o", str(out)]
-    )
+    res = CliRunner().invoke(main, ["device", "sign", str(folder), str(data), "-o", str(out)])
     assert res.exit_code == 1 and not out.exists()
     assert len(res.output.strip().splitlines()) == 1 and "not provisioned" in res.output
 
@@ -282,8 +280,6 @@ def test_device_sign_with_a_ds_blob_for_another_hmac_key_is_one_line_and_writes_
     data = tmp_path / "msg.bin"
     data.write_bytes(b"x")
     out = tmp_path / "sig"
-    res = CliRunner().invoke(
-        main, ["device", "sign", str(folder), "--data", str(data), "-o", str(out)]
-    )
+    res = CliRunner().invoke(main, ["device", "sign", str(folder), str(data), "-o", str(out)])
     assert res.exit_code == 1 and not out.exists()
     assert res.output.count("\n") == 1 and "ESP_ERR_HW_CRYPTO_DS_INVALID_DIGEST" in res.output

@@ -52,7 +52,7 @@ def test_provision_update_roll_back_and_report(
 ) -> None:
     code, out, err = provision(
         folder, fleet, "--device-id", "cli-1", "--hmac-key-block", HMAC_BLOCK,
-        "--public-key-out", folder / "dev.pub.pem", "--json",
+        "--pub-key-output", folder / "dev.pub.pem", "--json",
     )  # fmt: skip
     assert code == 0, err
     doc = json.loads(out)
@@ -95,7 +95,7 @@ def test_device_generates_its_hmac_key_and_exports_its_public_key(
     dev.save(folder / "dev2")
     code, out, err = provision(
         folder, fleet, "--device-id", "cli-2", "--hmac-key-block", "BLOCK_KEY5",
-        "--generate-hmac-key", "--public-key-out", folder / "dev.pub.pem", target=folder / "dev2",
+        "--generate-hmac-key", "--pub-key-output", folder / "dev.pub.pem", target=folder / "dev2",
     )  # fmt: skip
     assert code == 0, err
     assert "burned a fresh HMAC_UP key into BLOCK_KEY5 (read-protected)" in out

@@ -231,8 +231,8 @@ def test_provision_serve_and_prov_commands_talk_over_http(device_dir, tmp_path):
     pw, pp = _write(tmp_path / "pw", PASSWORD), _write(tmp_path / "pp", b"secret123")
     espsec = Path(sys.executable).parent / "espsec"
     server = subprocess.Popen(
-        [espsec, "device", "provision-serve", device_dir, "--username", "wifiprov",
-         "--password-file", pw, "--port", "0", "--max-seconds", "20", "--json"],
+        [espsec, "device", "provision-serve", device_dir, "--sec2-username", "wifiprov",
+         "--sec2-password-file", pw, "--port", "0", "--max-seconds", "20", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

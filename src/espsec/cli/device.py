@@ -3,19 +3,32 @@
 Each command is one power-on or one serial session with the device; the folder is
 saved after it (``espsec.device.virtual_device`` documents its layout). ``boot`` and
 ``ota`` exit 0 when an app runs, 1 when the device refused or lost power (a fleet
-``ota`` exits 1 when the update was refused, rolled back or failed). The work is done by
-:mod:`espsec.device.workflow`; this module handles options and renders the results.
+``ota`` exits 1 when the update was refused, rolled back or failed); anything the app
+reports as refused exits 1. The work is done by :mod:`espsec.device.workflow`; this
+module handles options and renders the results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
 from espsec.chips import EFUSE_MODEL_CHIPS
-from espsec.cli._common import INT, emit, json_option, source
+from espsec.cli._common import (
+    CHIP_PORT,
+    INPUT,
+    INT,
+    URL,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    output_option,
+    source,
+)
 from espsec.device import (
     BootReport,
     DeviceStatus,
@@ -29,14 +42,18 @@ from espsec.device import (
 from espsec.device.boot_select import OtaOpResult
 from espsec.device.ota_client import OtaOutcome, OtaReport
 from espsec.device.workflow import AppAction, NoAppRunning, op_json
-from espsec.errors import UsageError
+from espsec.errors import FormatError, UsageError
 from espsec.flash import FaultPlan, WriteKind
 from espsec.sdkconfig import BootloaderConfig
 
-group = click.Group("device", help="A virtual chip: create, flash, boot, update, inspect.")
+group = command_group("device", "A virtual chip: create, flash, boot, update, inspect.")
 
 _dir = click.Path(file_okay=False, path_type=Path)
-_file = click.Path(dir_okay=False, exists=True, path_type=Path)
+
+
+def _folder(required: bool = True) -> Callable[[Any], Any]:
+    """The positional ``DIR``: the virtual device folder the command acts on."""
+    return click.argument("folder", metavar="DIR", type=_dir, required=required)
 
 
 def _config(sdkconfig: Path | None, options: Sequence[str]) -> BootloaderConfig | None:
@@ -48,7 +65,7 @@ def _config(sdkconfig: Path | None, options: Sequence[str]) -> BootloaderConfig 
 _sdkconfig_options = [
     click.option(
         "--sdkconfig",
-        type=_file,
+        type=INPUT,
         help="The bootloader's ESP-IDF sdkconfig (or sdkconfig.defaults).",
     ),
     click.option(
@@ -74,31 +91,40 @@ def _no_app(ctx: click.Context, exc: NoAppRunning, as_json: bool, verbose: bool 
 
 
 @group.command("create")
-@click.option("--chip", type=click.Choice(EFUSE_MODEL_CHIPS), required=True)
-@click.option("--flash-size", default="4MB", show_default=True, help="4MB, 16MB, 0x200000 …")
+@chip_option(chips=EFUSE_MODEL_CHIPS)
+@click.option(
+    "--flash-size", default="4MB", show_default=True, help="4MB, 16MB, 0x200000 … (up to 128MB)."
+)
 @_with_sdkconfig
-@click.argument("folder", type=_dir)
+@json_option
+@_folder()
 def create(
     chip: str,
     flash_size: str,
     sdkconfig: Path | None,
     config_options: tuple[str, ...],
+    as_json: bool,
     folder: Path,
 ) -> None:
-    """Create a blank virtual chip (all eFuses 0, flash erased) in FOLDER."""
+    """Create a blank virtual chip (all eFuses 0, flash erased) in DIR."""
     config = _config(sdkconfig, config_options)
     dev = workflow.create_device(folder, chip, flash_size, config=config)
-    click.echo(
-        f"{dev.chip.display_name}, {dev.flash_size >> 20} MB flash, blank eFuses -> {folder}"
+    report = {"device": str(folder), "chip": dev.chip.name, "flash_size": dev.flash_size}
+    emit(
+        report,
+        as_json,
+        lambda: click.echo(
+            f"{dev.chip.display_name}, {dev.flash_size >> 20} MB flash, blank eFuses -> {folder}"
+        ),
     )
 
 
 @group.command("flash")
-@click.argument("folder", type=_dir, required=False)
+@_folder(required=False)
 @click.option(
     "--port",
-    metavar="PORT",
-    help="Instead of FOLDER: a chip in download mode (socket://HOST:PORT or a serial port).",
+    type=CHIP_PORT,
+    help="Instead of DIR: a chip in download mode (socket://HOST:PORT or a serial port).",
 )
 @click.option(
     "--build-dir",
@@ -108,26 +134,22 @@ def create(
 @click.option(
     "--write",
     "writes",
-    type=(INT, _file),
+    type=(INT, INPUT),
     multiple=True,
     metavar="OFFSET FILE",
     help="Write FILE at OFFSET; repeatable.",
 )
 @click.option(
     "--partition-table",
-    type=_file,
+    type=INPUT,
     help="Partition table (CSV or binary) to write at the table offset.",
 )
 @click.option(
-    "--encrypt",
-    "mode",
-    flag_value=WriteMode.ENCRYPT.value,
-    help="Let the ROM encrypt with the eFuse key (esptool --encrypt).",
+    "--encrypt", is_flag=True, help="Let the ROM encrypt with the eFuse key (esptool --encrypt)."
 )
 @click.option(
     "--pre-encrypted",
-    "mode",
-    flag_value=WriteMode.PRE_ENCRYPTED.value,
+    is_flag=True,
     help="The files are ciphertext already (espsecure encrypt-flash-data).",
 )
 @_with_sdkconfig
@@ -138,26 +160,36 @@ def flash(
     build_dir: Path | None,
     writes: tuple[tuple[int, Path], ...],
     partition_table: Path | None,
-    mode: str | None,
+    encrypt: bool,
+    pre_encrypted: bool,
     sdkconfig: Path | None,
     config_options: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Write files to the device's flash over the ROM's serial protocol.
 
-    The write goes through the chip's download mode as esptool's (FOLDER is served on a
+    The write goes through the chip's download mode as esptool's (DIR is served on a
     loopback port for it), so its eFuses decide what it accepts. The bootloader's
     options (--sdkconfig/--config, or the build's sdkconfig) are recorded with the
     bootloader, for the boots to come.
     """
+    if encrypt and pre_encrypted:
+        raise UsageError("--encrypt and --pre-encrypted exclude each other")
+    if (folder is None) == (port is None):
+        raise UsageError("give a device folder DIR or --port PORT (one of them)")
     if build_dir is None and not writes and partition_table is None:
         raise UsageError("nothing to flash: give --build-dir, --write or --partition-table")
+    mode = WriteMode.PLAIN
+    if encrypt:
+        mode = WriteMode.ENCRYPT
+    elif pre_encrypted:
+        mode = WriteMode.PRE_ENCRYPTED
     result = workflow.flash_device(
         folder,
         build_dir=build_dir,
         writes=writes,
         partition_table=partition_table,
-        mode=WriteMode(mode) if mode else WriteMode.PLAIN,
+        mode=mode,
         config=_config(sdkconfig, config_options),
         port=port,
     )
@@ -180,7 +212,7 @@ def _fault_plan(cut_after: int | None, cut_kind: str | None) -> FaultPlan | None
 
 
 @group.command("boot")
-@click.argument("folder", type=_dir)
+@_folder()
 @click.option(
     "--cut-after",
     type=click.IntRange(0),
@@ -194,14 +226,12 @@ def _fault_plan(cut_after: int | None, cut_kind: str | None) -> FaultPlan | None
 )
 @click.option(
     "--mark-valid",
-    "app_action",
-    flag_value=AppAction.MARK_VALID.value,
+    is_flag=True,
     help="The app confirms itself (esp_ota_mark_app_valid_cancel_rollback).",
 )
 @click.option(
     "--mark-invalid",
-    "app_action",
-    flag_value=AppAction.MARK_INVALID.value,
+    is_flag=True,
     help="The app rejects itself and reboots (esp_ota_mark_app_invalid_rollback).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show every check and signature block.")
@@ -212,15 +242,24 @@ def boot(
     folder: Path,
     cut_after: int | None,
     cut_kind: str | None,
-    app_action: str | None,
+    mark_valid: bool,
+    mark_invalid: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Power the device on: a report stage by stage, and the outcome."""
+    """Power the device on: a report stage by stage, and the outcome.
+
+    Exits 1 when no app runs, or when the app's --mark-valid/--mark-invalid is refused.
+    """
+    if mark_valid and mark_invalid:
+        raise UsageError("--mark-valid and --mark-invalid exclude each other")
+    app_action = None
+    if mark_valid:
+        app_action = AppAction.MARK_VALID
+    elif mark_invalid:
+        app_action = AppAction.MARK_INVALID
     result = workflow.boot_device(
-        folder,
-        fault_plan=_fault_plan(cut_after, cut_kind),
-        app_action=AppAction(app_action) if app_action else None,
+        folder, fault_plan=_fault_plan(cut_after, cut_kind), app_action=app_action
     )
 
     def render() -> None:
@@ -233,16 +272,17 @@ def boot(
             _render_boot(result.after_reboot, verbose)
 
     emit(result.to_json(), as_json, render)
-    if not result.ok:
+    if not result.ok or any(not call.ok for call in result.app_calls):
         ctx.exit(1)
 
 
 @group.command("ota")
-@click.argument("folder", type=_dir)
-@click.argument("image", type=_file, required=False)
+@_folder()
+@click.argument("image", type=INPUT, required=False)
 @click.option(
     "--server",
     "server_url",
+    type=URL,
     help="Fleet update: check in with this https:// URL (default: the provisioned one).",
 )
 @click.option(
@@ -320,13 +360,15 @@ def ota_update(
 
 
 @group.command("provision-ota")
-@click.argument("folder", type=_dir)
-@click.option("--server", "server_url", required=True, help="https://host:port of the fleet.")
-@click.option("--ca", type=_file, help="CA certificate the server's certificate chains to (PEM).")
-@click.option("--pin", type=_file, help="Trust exactly this server certificate (PEM or DER).")
+@_folder()
+@click.option(
+    "--server", "server_url", type=URL, required=True, help="https://host:port of the fleet."
+)
+@click.option("--ca", type=INPUT, help="CA certificate the server's certificate chains to (PEM).")
+@click.option("--pin", type=INPUT, help="Trust exactly this server certificate (PEM or DER).")
 @click.option(
     "--manifest-key",
-    type=_file,
+    type=INPUT,
     required=True,
     help="The fleet's manifest public key (manifest-key.pub.pem).",
 )
@@ -343,12 +385,13 @@ def ota_update(
 )
 @click.option(
     "--rsa-key",
-    type=_file,
+    type=INPUT,
     help="Pre-encrypted images (RSA-3072): keep this private key in NVS to decrypt with.",
 )
-@click.option(
-    "--public-key-out",
-    type=click.Path(dir_okay=False, path_type=Path),
+@output_option(
+    "--pub-key-output",
+    "pub_key_output",
+    required=False,
     help="Write the device's decryption public key (PEM): encrypt releases to it.",
 )
 @json_option
@@ -364,7 +407,7 @@ def provision_ota_cmd(
     hmac_key_block: str | None,
     generate_hmac_key: bool,
     rsa_key: Path | None,
-    public_key_out: Path | None,
+    pub_key_output: Path | None,
     as_json: bool,
 ) -> None:
     """Provision the device's fleet OTA client: server, trust anchors, decryption key.
@@ -378,8 +421,8 @@ def provision_ota_cmd(
         raise UsageError("--hmac-key-block (ECIES) and --rsa-key (RSA-3072) exclude each other")
     if generate_hmac_key and not hmac_key_block:
         raise UsageError("--generate-hmac-key needs --hmac-key-block")
-    if public_key_out is not None and not (hmac_key_block or rsa_key):
-        raise UsageError("--public-key-out: the device decrypts nothing (no key given)")
+    if pub_key_output is not None and not (hmac_key_block or rsa_key):
+        raise UsageError("--pub-key-output: the device decrypts nothing (no key given)")
     try:
         result = workflow.provision_device_ota(
             folder,
@@ -391,7 +434,7 @@ def provision_ota_cmd(
             hmac_key_block=hmac_key_block,
             generate_hmac_key=generate_hmac_key,
             rsa_key=rsa_key,
-            public_key_out=public_key_out,
+            public_key_out=pub_key_output,
         )
     except NoAppRunning as exc:
         _no_app(ctx, exc, as_json)
@@ -417,7 +460,7 @@ def provision_ota_cmd(
 
 
 @group.command("revoke-key")
-@click.argument("folder", type=_dir)
+@_folder()
 @click.argument("slot", type=click.IntRange(0, 2))
 @json_option
 @click.pass_context
@@ -434,7 +477,7 @@ def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> No
 
 
 @group.command("status")
-@click.argument("folder", type=_dir)
+@_folder()
 @json_option
 def status(folder: Path, as_json: bool) -> None:
     """The device's security posture: eFuses, JTAG, download mode, what flash holds."""
@@ -443,66 +486,89 @@ def status(folder: Path, as_json: bool) -> None:
 
 
 @group.command("jtag")
-@click.argument("folder", type=_dir)
-@click.option("--token", help="HMAC token (64 hex digits) to re-enable soft-disabled JTAG.")
-@click.option("--key-block", help="The HMAC_DOWN_JTAG/HMAC_DOWN_ALL key block to use.")
+@_folder()
+@click.option(
+    "--token-file",
+    type=INPUT,
+    help="File with the HMAC token that re-enables soft-disabled JTAG (32 bytes, or 64 hex "
+    "digits).",
+)
+@click.option("--key-block", help="The HMAC_DOWN_JTAG/HMAC_DOWN_ALL key block (BLOCK_KEYn).")
 @click.option("--disable", is_flag=True, help="Disable JTAG re-enabled by a token.")
 @click.option("--permanent", is_flag=True, help="With --disable: burn SOFT_DIS_JTAG odd.")
 @json_option
 def jtag(
     folder: Path,
-    token: str | None,
+    token_file: Path | None,
     key_block: str | None,
     disable: bool,
     permanent: bool,
     as_json: bool,
 ) -> None:
     """Show the JTAG state; re-enable it with the HMAC token, or disable it."""
-    if token and disable:
-        raise UsageError("--token and --disable exclude each other")
+    if token_file is not None and disable:
+        raise UsageError("--token-file and --disable exclude each other")
     if permanent and not disable:
         raise UsageError("--permanent goes with --disable")
-    raw = None
-    if token is not None:
-        try:
-            raw = bytes.fromhex(token)
-        except ValueError:
-            raise UsageError("--token takes 64 hex digits") from None
+    raw = None if token_file is None else _jtag_token(token_file)
     state = workflow.jtag(
         folder, token=raw, key_block=key_block, disable=disable, permanent=permanent
     )
     emit(state.to_json(), as_json, lambda: click.echo(state.describe()))
 
 
+def _jtag_token(path: Path) -> bytes:
+    """The 32-byte JTAG token in ``path``: raw, or 64 hex digits."""
+    from espsec._io import read_bytes
+
+    raw = read_bytes(path, what="token file")
+    if len(raw) == 32:
+        return raw
+    try:
+        token = bytes.fromhex(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        token = b""
+    if len(token) != 32:
+        raise FormatError(
+            "not a JTAG token",
+            expected="32 bytes or 64 hex digits",
+            found=f"{len(raw)} bytes",
+            source=str(path),
+        )
+    return token
+
+
 @group.command("sign")
-@click.argument("folder", type=_dir)
-@click.option("--data", "data_file", type=_file, required=True, help="The file to sign.")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-    help="Signature to write (RSA PKCS#1 v1.5 / SHA-256, or DER ECDSA).",
-)  # fmt: skip
+@_folder()
+@click.argument("data_file", metavar="DATA", type=INPUT)
+@output_option(help="Signature to write (RSA PKCS#1 v1.5 / SHA-256, or DER ECDSA).")
 @json_option
 def sign(folder: Path, data_file: Path, output: Path, as_json: bool) -> None:
-    """Sign a file with the device's identity key (DS or ECDSA peripheral)."""
+    """Sign the file DATA with the device's identity key (DS or ECDSA peripheral)."""
     from espsec.cli.device_identity import sign_command
 
     sign_command(folder, data_file, output, as_json)
 
 
 @group.command("provision-identity")
-@click.argument("folder", type=_dir)
+@_folder()
 @click.option("--device-id", required=True, help="The id the certificate names.")
-@click.option("--ca", type=_file, required=True, help="Device CA certificate (PEM).")
-@click.option("--ca-key", type=_file, required=True, help="Device CA private key (PEM).")
-@click.option("--key-block", type=click.IntRange(0, 5), help="eFuse key block (default: free).")
+@click.option("--ca", type=INPUT, required=True, help="Device CA certificate (PEM).")
+@click.option("--ca-key", type=INPUT, required=True, help="Device CA private key (PEM).")
+@click.option(
+    "--key-block",
+    type=click.Choice([f"BLOCK_KEY{n}" for n in range(6)], case_sensitive=False),
+    help="eFuse key block for the identity key (default: a free one).",
+)
 @json_option
 def provision_identity(
-    folder: Path, device_id: str, ca: Path, ca_key: Path, key_block: int | None, as_json: bool
+    folder: Path, device_id: str, ca: Path, ca_key: Path, key_block: str | None, as_json: bool
 ) -> None:
     """Factory step: burn an identity key (DS or ECDSA), write esp_secure_cert."""
     from espsec.cli.device_identity import provision_identity_command
 
-    provision_identity_command(folder, device_id, ca, ca_key, key_block, as_json)
+    key_id = None if key_block is None else int(key_block[-1])
+    provision_identity_command(folder, device_id, ca, ca_key, key_id, as_json)
 
 
 # -- rendering ------------------------------------------------------------------------

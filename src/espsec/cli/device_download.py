@@ -12,17 +12,18 @@ from pathlib import Path
 
 import click
 
+from espsec.cli._common import HOST, PORT, EspsecCommand
 from espsec.device import VirtualDevice
 from espsec.device.download import DownloadServer, Interface
 
 _dir = click.Path(file_okay=False, exists=True, path_type=Path)
 
 
-@click.command("serve")
-@click.argument("folder", type=_dir)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.command("serve", cls=EspsecCommand)
+@click.argument("folder", metavar="DIR", type=_dir)
+@click.option("--host", type=HOST, default="127.0.0.1", show_default=True, help="Listen here.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0: a free port."
+    "--port", type=PORT, default=0, show_default=True, help="TCP port to listen on; 0: a free one."
 )
 @click.option(
     "--interface",
@@ -40,7 +41,7 @@ _dir = click.Path(file_okay=False, exists=True, path_type=Path)
 def serve(
     folder: Path, host: str, port: int, interface: str, quiet: bool, max_seconds: float | None
 ) -> None:
-    """Serve the device in FOLDER in download mode, as strapping GPIO0 low does.
+    """Serve the device in DIR in download mode, as strapping GPIO0 low does.
 
     The first line printed is socket://HOST:PORT, for esptool and espefuse --port. Each
     connection is a fresh reset into the ROM loader; the folder is updated after every

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from espsec._io import command_scope, read_bytes, write_output
+from espsec._io import read_bytes, write_output
 from espsec.cli._common import emit
 
 
@@ -14,10 +14,9 @@ def sign_command(folder: Path, data_file: Path, output: Path, as_json: bool) -> 
     """Sign ``data_file`` with the identity of the virtual device in ``folder``."""
     from espsec.device.identity import sign_with_device
 
-    with command_scope():
-        data = read_bytes(data_file, what="data file")
-        result = sign_with_device(folder, data)
-        write_output(output, result.signature)
+    data = read_bytes(data_file, what="data file")
+    result = sign_with_device(folder, data)
+    write_output(output, result.signature)
     report = {
         "algorithm": result.algorithm,
         "key_source": result.key_source,
@@ -43,14 +42,13 @@ def provision_identity_command(
     from espsec.device import VirtualDevice
     from espsec.device.identity import provision_identity
 
-    with command_scope():
-        with source(str(ca)):
-            ca_cert = load_certificate(read_bytes(ca, what="device CA"))
-        with source(str(ca_key)):
-            key = load_private_key(read_bytes(ca_key, what="device CA key"))
-        dev = VirtualDevice.open(folder)
-        cert = provision_identity(dev, device_id, ca_cert, key, key_id=key_block)
-        dev.save()
+    with source(str(ca)):
+        ca_cert = load_certificate(read_bytes(ca, what="device CA"))
+    with source(str(ca_key)):
+        key = load_private_key(read_bytes(ca_key, what="device CA key"))
+    dev = VirtualDevice.open(folder)
+    cert = provision_identity(dev, device_id, ca_cert, key, key_id=key_block)
+    dev.save()
     source_name = "ECDSA peripheral" if "ecdsa" in dev.chip.peripherals else "DS peripheral"
     report = {
         "device_id": device_id,

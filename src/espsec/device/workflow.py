@@ -20,26 +20,28 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from espsec import _pem
-from espsec._io import PathLike, read_bytes, write_atomic
+from espsec._io import PathLike, read_bytes, write_output
 from espsec.device.app import AppRuntime
-from espsec.device.boot_select import AppPartition, OtaOpResult
+from espsec.device.boot_select import AppPartition, EspErr, OtaOpResult
 from espsec.device.jtag import JtagStatus
 from espsec.device.ota_client import OtaReport, run_ota
 from espsec.device.ota_state import DecryptionScheme, OtaIdentity, OtaProvisioning, provision_ota
 from espsec.device.report import BootReport
 from espsec.device.status import DeviceStatus, device_status
 from espsec.device.virtual_device import FlashedFile, VirtualDevice, WriteMode
-from espsec.errors import EspsecError, UsageError, with_source
+from espsec.errors import EspsecError, FormatError, UsageError, with_source
 from espsec.flash import FaultPlan
 from espsec.flash_encryption import parse_flash_size
 from espsec.image.partition_table import load_partition_table
 from espsec.ota import TlsTrust, load_manifest_public_key
 from espsec.sdkconfig import Assignment, BootloaderConfig, read_name_values, read_sdkconfig
+from espsec.secure_boot.sign import split_signed
+from espsec.secure_boot.signature_block import SlotState, read_sector
 
 
 class NoAppRunning(EspsecError):
@@ -99,9 +101,10 @@ def create_device(
 ) -> VirtualDevice:
     """A blank chip (every eFuse 0, flash erased) in a new device ``folder``.
 
-    ``flash_size`` in bytes, or as esptool names it (``4MB``, ``0x400000``).
+    ``flash_size`` in bytes, or as esptool names it (``4MB``, ``0x400000``); a size the
+    chip cannot have is refused before anything is written.
     """
-    size = parse_flash_size(flash_size) if isinstance(flash_size, str) else flash_size
+    size = parse_flash_size(flash_size)
     return VirtualDevice.create(folder, chip, size, config=config)
 
 
@@ -291,18 +294,38 @@ def install_image(
     """The running app writes ``image`` to ``slot`` (default: the next update slot)
     through the flash encryption engine, verifies it (``esp_ota_end``), selects it
     (``esp_ota_set_boot_partition``) and reboots; with ``confirm`` the new app then
-    marks itself valid."""
+    marks itself valid.
+
+    When the device refuses the signature of an image that carries no signature block,
+    the reason says so ("image is not signed"), not what the bootloader happened to read
+    after the image.
+    """
     data = read_bytes(image, what="app image")
     dev = open_device(folder)
     with dev:
         first, app = boot_app(dev)
         target = AppPartition.from_name(slot) if slot else None
         result = app.install(data, target)
+        if (
+            result.error is EspErr.ESP_ERR_OTA_VALIDATE_FAILED
+            and any("signature" in reason for reason in result.reasons)
+            and not _is_signed(data)
+        ):
+            result = replace(result, reasons=(f"{Path(image).name}: image is not signed",))
         after = app.reboot() if result.ok else None
         confirmed = None
         if after is not None and after.ok and confirm and dev.running is not None:
             confirmed = dev.running.mark_app_valid()
     return InstallResult(first, result, after, confirmed)
+
+
+def _is_signed(image: bytes) -> bool:
+    """``image`` ends with a Secure Boot v2 signature sector holding a valid block."""
+    try:
+        content, sector = split_signed(image)
+    except FormatError:
+        return False
+    return any(s.state is SlotState.VALID for s in read_sector(sector, offset=len(content)))
 
 
 @dataclass(frozen=True)
@@ -418,7 +441,7 @@ def provision_device_ota(
     out = None
     if public_key_out is not None and identity.recipient_pem is not None:
         out = Path(public_key_out)
-        write_atomic(out, identity.recipient_pem)
+        write_output(out, identity.recipient_pem)
     return ProvisionResult(identity, out)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from espsec._io import PathLike, read_bytes, write_atomic
+from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.efuse import rs
 from espsec.efuse.layout import BlockDef, EfuseLayout, FieldDef, layout_for
 from espsec.errors import EspsecError, FormatError, OutputExistsError, UsageError
@@ -399,6 +400,7 @@ def load(path: PathLike, chip: str | None = None) -> Efuses:
             exc.source = str(side)
             raise
     if chip is None and known is None:
+        _check_some_chip(data, str(path))
         raise UsageError(
             "chip unknown: pass --chip (the file has no espsec sidecar)", source=str(path)
         )
@@ -423,6 +425,18 @@ def load(path: PathLike, chip: str | None = None) -> Efuses:
     except FormatError as exc:
         exc.source = str(path)
         raise
+
+
+def _check_some_chip(data: bytes, source: str) -> None:
+    """Refuse ``data`` unless its size is that of some modelled chip's eFuse file."""
+    sizes = sorted({layout_for(name).mem_size for name in EFUSE_MODEL_CHIPS})
+    if len(data) not in sizes:
+        raise FormatError(
+            "not an eFuse file for any supported chip",
+            expected=" or ".join(f"{n} bytes" for n in sizes),
+            found=f"{len(data)} bytes",
+            source=source,
+        )
 
 
 def _read_sidecar(path: Path) -> dict[str, object]:

@@ -47,21 +47,35 @@ TABLE_REGION = "partition table"
 FLASH_SIZES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}
 
 
-def parse_flash_size(text: str) -> int:
-    """``4MB`` (esptool's names), ``16M``, ``0x400000`` or ``4194304`` to bytes."""
-    value = text.strip().upper()
+MAX_FLASH_SIZE = max(FLASH_SIZES.values())
+"""The largest flash an image header can name (esptool ``FLASH_SIZES``, 128 MB)."""
+
+
+def parse_flash_size(text: str | int) -> int:
+    """``4MB`` (esptool's names), ``16M``, ``0x400000`` or ``4194304`` to bytes.
+
+    Refused (before any work): sizes that are not a positive multiple of 4 KiB, or larger
+    than :data:`MAX_FLASH_SIZE`.
+    """
+    value = str(text).strip().upper()
     if value in FLASH_SIZES:
         return FLASH_SIZES[value]
-    if value.endswith("M") and value[:-1].isdigit():
-        return int(value[:-1]) << 20
     try:
-        size = int(text, 0)
+        if value.endswith("M") and value[:-1].isdigit():
+            size = int(value[:-1]) << 20
+        else:
+            size = int(str(text), 0)
     except ValueError:
         raise UsageError(
             f"flash size {text!r} not understood (use e.g. 4MB, 16MB or a byte count)"
         ) from None
     if size <= 0 or size % SECTOR:
         raise UsageError(f"flash size 0x{size:x} is not a positive multiple of 4 KiB")
+    if size > MAX_FLASH_SIZE:
+        raise UsageError(
+            f"flash size 0x{size:x} is larger than the chip's largest flash "
+            f"({MAX_FLASH_SIZE >> 20}MB, the most an image header can name)"
+        )
     return size
 
 
