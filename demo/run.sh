@@ -96,7 +96,7 @@ espsec fleet init --sb-key-digest "$DIGEST0" "$FLEET" | tail -n 1
 espsec device provision-identity "$DEV" --device-id demo-s3-0001 \
     --ca "$FLEET/device-ca.pem" --ca-key "$FLEET/device-ca-key.pem"
 echo "challenge from the fleet" > "$OUT/challenge.txt"
-espsec device sign "$DEV" --data "$OUT/challenge.txt" -o "$OUT/challenge.sig"
+espsec device sign "$DEV" "$OUT/challenge.txt" -o "$OUT/challenge.sig"
 
 step "First boot: the bootloader turns on Secure Boot v2 and release-mode flash encryption"
 espsec device boot "$DEV"
@@ -158,7 +158,7 @@ publish() {  # publish BUNDLE: upload it (the server verifies it), offer it to e
 step "Provision the device's OTA client in its NVS: server, CA, manifest key, ECIES from BLOCK_KEY5"
 espsec device provision-ota "$DEV" --server "$URL" --ca "$FLEET/tls/ca.pem" \
     --manifest-key "$FLEET/manifest-key.pub.pem" --device-id demo-s3-0001 \
-    --hmac-key-block BLOCK_KEY5 --public-key-out "$OUT/device-ecies.pub.pem"
+    --hmac-key-block BLOCK_KEY5 --pub-key-output "$OUT/device-ecies.pub.pem"
 
 step "Publish 2.0.0: signed with key 0, pre-encrypted for the device's ECIES key"
 espsec ota pack -k "$OUT/signing-key-0.pem" --encrypt-to "$OUT/device-ecies.pub.pem" \
