@@ -226,6 +226,30 @@ def test_prov_usage_errors_exit_2(args):
     assert run("prov", *args)[0] == 2
 
 
+@pytest.mark.parametrize("address", ["[::1", "host:99999", "no-port", "bad host:80"])
+@pytest.mark.parametrize("command", [["prov"], ["local-ctrl", "list", "--pin", __file__]])
+def test_a_malformed_service_name_is_a_usage_error(command, address):
+    code, _, err = run(*command, "--service-name", address)
+    assert code == 2 and "Invalid value for '--service-name': expected HOST:PORT" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_provision_serve_refuses_a_port_out_of_range(device_dir, port):
+    code, _, err = run("device", "provision-serve", device_dir, "--sec-ver", "0", "--port", port)
+    assert code == 2 and f"expected a TCP port 0-65535, found '{port}'" in err
+
+
+def test_gen_sec2_cred_never_writes_over_its_password_file(tmp_path):
+    pw = _write(tmp_path / "pw", PASSWORD)
+    code, _, err = run(
+        "prov", "gen-sec2-cred", "--sec2-username", "wifiprov", "--sec2-password-file", pw,
+        "-o", pw,
+    )  # fmt: skip
+    assert code == 2 and "refusing to write over an input" in err
+    assert pw.read_bytes() == PASSWORD + b"\n"
+
+
 @pytest.mark.slow
 def test_provision_serve_and_prov_commands_talk_over_http(device_dir, tmp_path):
     pw, pp = _write(tmp_path / "pw", PASSWORD), _write(tmp_path / "pp", b"secret123")

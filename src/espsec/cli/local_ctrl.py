@@ -10,40 +10,48 @@ from __future__ import annotations
 import hashlib
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from espsec._io import command_scope, read_bytes
-from espsec.cli._common import emit, json_option, source
-from espsec.cli.prov import read_secret
+from espsec._io import read_bytes
+from espsec.cli._common import (
+    ADDRESS,
+    INPUT,
+    command_group,
+    emit,
+    json_option,
+    read_secret,
+    source,
+)
 from espsec.errors import UsageError, VerificationError
 
-group = click.Group("local-ctrl", help="Read and set device properties (ESP Local Control).")
-_file = click.Path(dir_okay=False, exists=True, path_type=Path)
+group = command_group("local-ctrl", "Read and set device properties (ESP Local Control).")
 
 
 def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
-            "--service-name", required=True, help="HOST:PORT of the device's local control."
+            "--service-name",
+            type=ADDRESS,
+            required=True,
+            help="HOST:PORT of the device's local control.",
         ),
         click.option("--sec-ver", type=click.IntRange(0, 2), default=2, show_default=True),
-        click.option("--pop-file", type=_file, help="Security 1: file with the PoP."),
+        click.option("--pop-file", type=INPUT, help="Security 1: file with the PoP."),
         click.option("--sec2-username", help="Security 2: the username."),
         click.option(
-            "--sec2-password-file", type=_file, help="Security 2: file with the password."
+            "--sec2-password-file", type=INPUT, help="Security 2: file with the password."
         ),
         click.option(
             "--allow-sec2-patch0",
             is_flag=True,
             help="Accept security 2 with sec_patch_ver 0 (old firmware).",
         ),
-        click.option("--ca", type=_file, help="Trust devices whose certificate chains to this CA."),
-        click.option("--pin", type=_file, help="Trust exactly this device certificate (PEM)."),
+        click.option("--ca", type=INPUT, help="Trust devices whose certificate chains to this CA."),
+        click.option("--pin", type=INPUT, help="Trust exactly this device certificate (PEM)."),
         click.option(
-            "--cert-bundle", type=_file, help="Trust the roots of this ESP x509 certificate bundle."
+            "--cert-bundle", type=INPUT, help="Trust the roots of this ESP x509 certificate bundle."
         ),
         json_option,
     ]
@@ -109,8 +117,7 @@ def _line(prop: dict[str, object]) -> str:
 @_connection_options
 def list_cmd(**opts: Any) -> None:
     """List every property with its type, flags and value."""
-    with command_scope():
-        props = [p.to_json() for p in _client(opts).properties()]
+    props = [p.to_json() for p in _client(opts).properties()]
 
     def render() -> None:
         for p in props:
@@ -124,8 +131,7 @@ def list_cmd(**opts: Any) -> None:
 @_connection_options
 def get_cmd(name: str, **opts: Any) -> None:
     """Print property NAME."""
-    with command_scope():
-        prop = _client(opts).get(name).to_json()
+    prop = _client(opts).get(name).to_json()
     emit(prop, opts["as_json"], lambda: click.echo(_line(prop)))
 
 
@@ -135,6 +141,5 @@ def get_cmd(name: str, **opts: Any) -> None:
 @_connection_options
 def set_cmd(name: str, value: str, **opts: Any) -> None:
     """Set property NAME to VALUE (converted to the property's type)."""
-    with command_scope():
-        prop = _client(opts).set(name, value).to_json()
+    prop = _client(opts).set(name, value).to_json()
     emit(prop, opts["as_json"], lambda: click.echo(_line(prop)))

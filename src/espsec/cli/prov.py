@@ -17,58 +17,67 @@ from typing import Any
 
 import click
 
-from espsec._io import command_scope, read_bytes, write_output
-from espsec.cli._common import emit, json_option
+from espsec._io import write_output
+from espsec.cli._common import (
+    ADDRESS,
+    INPUT,
+    command_group,
+    emit,
+    json_option,
+    output_option,
+    read_secret,
+)
 from espsec.errors import UsageError
 
-_file = click.Path(dir_okay=False, exists=True, path_type=Path)
 _dir = click.Path(file_okay=False, exists=True, path_type=Path)
 
 
-def read_secret(path: Path | None, what: str) -> bytes | None:
-    """A secret from a file, without its trailing newline."""
-    if path is None:
-        return None
-    return read_bytes(path, what=what).rstrip(b"\r\n")
-
-
-@click.group(
-    "prov",
-    invoke_without_command=True,
-    help="Provision Wi-Fi over protocomm (as esp_prov), or make security 2 credentials.",
-)
 @click.option(
     "--transport", type=click.Choice(["httpd", "ble-sim"]), default="httpd", show_default=True
 )
 @click.option(
     "--service-name",
+    type=ADDRESS,
     default="192.168.4.1:80",
     show_default=True,
     help="httpd: HOST:PORT of the device's provisioning server.",
 )
-@click.option("--device", type=_dir, help="ble-sim: the device folder, served over simulated BLE.")
+@click.option(
+    "--device",
+    metavar="DIR",
+    type=_dir,
+    help="ble-sim: the device folder, served over simulated BLE.",
+)
 @click.option("--sec-ver", type=click.IntRange(0, 2), default=2, show_default=True)
-@click.option("--pop-file", type=_file, help="Security 1: file with the proof of possession.")
+@click.option("--pop-file", type=INPUT, help="Security 1: file with the proof of possession.")
 @click.option("--sec2-username", help="Security 2: the username.")
-@click.option("--sec2-password-file", type=_file, help="Security 2: file with the password.")
+@click.option("--sec2-password-file", type=INPUT, help="Security 2: file with the password.")
 @click.option(
     "--allow-sec2-patch0",
     is_flag=True,
     help="Accept security 2 with sec_patch_ver 0 (old firmware; a fixed GCM nonce).",
 )
 @click.option("--ssid", help="The network to join.")
-@click.option("--passphrase-file", type=_file, help="File with the network passphrase.")
+@click.option("--passphrase-file", type=INPUT, help="File with the network passphrase.")
 @click.option("--custom-data", help="Send this text to the custom-data endpoint.")
 @click.option("--scan", "do_scan", is_flag=True, help="List the networks the device sees.")
 @click.option("--reset", "do_reset", is_flag=True, help="Reset the device after a failed attempt.")
 @click.option("--reprov", "do_reprov", is_flag=True, help="Let a provisioned device re-provision.")
 @json_option
 @click.pass_context
-def group(ctx: click.Context, /, **opts: Any) -> None:
+def _prov(ctx: click.Context, /, **opts: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    with command_scope():
-        _provision(ctx, **opts)
+    _provision(ctx, **opts)
+
+
+group = command_group(
+    "prov",
+    "Provision Wi-Fi over protocomm (as esp_prov), or make security 2 credentials.",
+    invoke_without_command=True,
+    callback=_prov,
+    params=list(reversed(_prov.__click_params__)),  # type: ignore[attr-defined]
+)
 
 
 def _provision(
@@ -186,17 +195,11 @@ def _render(doc: dict[str, Any]) -> None:
 
 @group.command("gen-sec2-cred")
 @click.option("--sec2-username", "username", required=True, help="The security 2 username.")
-@click.option("--sec2-password-file", "password_file", type=_file, required=True)
+@click.option("--sec2-password-file", "password_file", type=INPUT, required=True)
 @click.option(
     "--sec2-salt-len", "salt_len", type=click.IntRange(8, 64), default=16, show_default=True
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="C source with sec2_salt and sec2_verifier for the firmware.",
-)
+@output_option(help="C source with sec2_salt and sec2_verifier for the firmware.")
 @json_option
 def gen_sec2_cred(
     username: str, password_file: Path, salt_len: int, output: Path, as_json: bool
@@ -204,13 +207,12 @@ def gen_sec2_cred(
     """Write the salt and verifier for firmware (esp_prov --sec2_gen_cred)."""
     from espsec.provisioning.protocomm import srp
 
-    with command_scope():
-        password = read_secret(password_file, "password file")
-        if not password:
-            raise UsageError(f"{password_file}: the password file is empty")
-        salt = srp.new_salt(salt_len)
-        verifier = srp.verifier(username.encode(), password, salt)
-        write_output(output, srp.c_arrays(salt, verifier).encode())
+    password = read_secret(password_file, "password file")
+    if not password:
+        raise UsageError(f"{password_file}: the password file is empty")
+    salt = srp.new_salt(salt_len)
+    verifier = srp.verifier(username.encode(), password, salt)
+    write_output(output, srp.c_arrays(salt, verifier).encode())
     doc = {
         "username": username,
         "salt": salt.hex(),
