@@ -1,0 +1,1 @@
+I/ne5Vky5lN8fhNRWjM5Aibw2KMYup4ZvlxXEkmkUhZlQhzhKpsf3/huskJ9igQ82wFLRRdAkKHybdQdm1K/AA==
