@@ -23,9 +23,15 @@ import yaml
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "espsec" / "efuse" / "data"
 
-#: chip -> (espefuse package, YAML table). ESP32-P4: the table espefuse loads for a fresh
-#: virtual chip (revision v0.0, i.e. silicon before v3.0); ``esp32p4_v3.0.yaml`` differs.
-CHIPS = {"esp32s3": ("esp32s3", "esp32s3"), "esp32p4": ("esp32p4", "esp32p4")}
+#: output table -> (espefuse package, YAML table). ESP32-P4 has two layouts: ``esp32p4``
+#: (silicon before v3.0, and a fresh virtual chip) and ``esp32p4_v3.0`` (v3.0 and later:
+#: 5-bit key purposes, ``SECURE_BOOT_SHA384_EN``); which one a chip uses is chip data
+#: (``espsec.chips.Chip.efuse_tables``), as espefuse's ``efuse/esp32p4/fields.py`` picks it.
+CHIPS = {
+    "esp32s3": ("esp32s3", "esp32s3"),
+    "esp32p4": ("esp32p4", "esp32p4"),
+    "esp32p4_v3.0": ("esp32p4", "esp32p4_v3.0"),
+}
 
 _RESERVED = re.compile(r"^(RESERVED?_|RPT\d+_RESERVED)")
 
@@ -69,10 +75,14 @@ def _chip(package: str, yaml_name: str) -> dict[str, object]:
     table = yaml.safe_load(src.read_text())
     regs = mem.EfuseDefineRegisters
     base = regs.DR_REG_EFUSE_BASE
+    efuses = table["EFUSES"]
     blocks = []
     for row in mem.EfuseDefineBlocks.BLOCKS:
         name, alias, idx, rd_addr, _wr, wr_dis, rd_dis, words, purpose = row
         err_reg, mask, shift, fail_bit = regs.BLOCK_ERRORS[idx]
+        # A 5-bit purpose is split: KEY_PURPOSE_n (bits 0..3) and KEY_PURPOSE_n_H (bit 4),
+        # as espefuse's EfuseKeyPurposeField.get/save combine them.
+        high = f"{purpose}_H" if purpose and f"{purpose}_H" in efuses else None
         blocks.append(
             {
                 "index": idx,
@@ -83,6 +93,7 @@ def _chip(package: str, yaml_name: str) -> dict[str, object]:
                 "wr_dis": wr_dis,
                 "rd_dis": rd_dis,
                 "purpose_field": purpose,
+                "purpose_field_high": high,
                 "rs_error": None
                 if mask is None
                 else {"reg": err_reg - base, "shift": shift, "mask": mask, "fail_bit": fail_bit},
@@ -103,6 +114,7 @@ def _chip(package: str, yaml_name: str) -> dict[str, object]:
     ]
     return {
         "chip": package,
+        "table": yaml_name,
         "source": {
             "esptool": metadata.version("esptool"),
             "table": f"espefuse/efuse_defs/{yaml_name}.yaml",
@@ -116,7 +128,7 @@ def _chip(package: str, yaml_name: str) -> dict[str, object]:
         "custom_purpose_names": kp.key_purpose_len > 0,
         "blocks": blocks,
         "key_purposes": purposes,
-        "fields": _fields(table["EFUSES"]),
+        "fields": _fields(efuses),
     }
 
 

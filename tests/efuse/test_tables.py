@@ -8,22 +8,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espsec.efuse import layout_for
+from espsec.efuse import layout_for, layouts_of
 
-CHIPS = ["esp32s3", "esp32p4"]
+# (chip, wafer revision): every table espsec models, with a revision that selects it.
+TABLES = [("esp32s3", 0), ("esp32p4", 0), ("esp32p4", 300)]
+CHIPS = [pytest.param(c, r, id=layout_for(c, r).table) for c, r in TABLES]
 
 
-def _espefuse(chip: str) -> tuple[dict, object, object]:
+def _espefuse(chip: str, revision: int = 0) -> tuple[dict, object, object]:
     mem = importlib.import_module(f"espefuse.efuse.{chip}.mem_definition")
     fields = importlib.import_module(f"espefuse.efuse.{chip}.fields")
-    table = Path(mem.__file__).resolve().parents[2] / "efuse_defs" / f"{chip}.yaml"
+    table = (
+        Path(mem.__file__).resolve().parents[2]
+        / "efuse_defs"
+        / f"{layout_for(chip, revision).table}.yaml"
+    )
     return yaml.safe_load(table.read_text())["EFUSES"], mem, fields
 
 
-@pytest.mark.parametrize("chip", CHIPS)
-def test_every_field_matches_espefuse_table(chip):
-    upstream, _, _ = _espefuse(chip)
-    layout = layout_for(chip)
+@pytest.mark.parametrize(("chip", "revision"), CHIPS)
+def test_every_field_matches_espefuse_table(chip, revision):
+    upstream, _, _ = _espefuse(chip, revision)
+    layout = layout_for(chip, revision)
     ours = {f.name: f for f in layout.fields}
     assert set(ours) == set(upstream)
     for name, d in upstream.items():
@@ -36,10 +42,10 @@ def test_every_field_matches_espefuse_table(chip):
         assert f.visible == (d["show"] == "y"), name
 
 
-@pytest.mark.parametrize("chip", CHIPS)
-def test_blocks_and_error_registers_match_espefuse(chip):
-    _, mem, _ = _espefuse(chip)
-    layout = layout_for(chip)
+@pytest.mark.parametrize(("chip", "revision"), CHIPS)
+def test_blocks_and_error_registers_match_espefuse(chip, revision):
+    upstream, mem, _ = _espefuse(chip, revision)
+    layout = layout_for(chip, revision)
     regs = mem.EfuseDefineRegisters
     base = regs.DR_REG_EFUSE_BASE
     assert layout.mem_size == regs.EFUSE_MEM_SIZE == 0x200
@@ -49,6 +55,9 @@ def test_blocks_and_error_registers_match_espefuse(chip):
         assert (block.name, list(block.aliases), block.index) == (name, alias, idx)
         assert (block.offset, block.words) == (rd_addr - base, words)
         assert (block.wr_dis, block.rd_dis, block.purpose_field) == (wr_dis, rd_dis, purpose)
+        # espefuse's EfuseKeyPurposeField: a KEY_PURPOSE_n_H field is the 5th bit.
+        high = f"{purpose}_H" if purpose and f"{purpose}_H" in upstream else None
+        assert block.purpose_field_high == high
         reg, mask, shift, fail_bit = regs.BLOCK_ERRORS[idx]
         if block.rs_error is None:
             assert idx == 0 and mask is None
@@ -57,12 +66,12 @@ def test_blocks_and_error_registers_match_espefuse(chip):
             assert (e.reg + base, e.mask, e.shift, e.fail_bit) == (reg, mask, shift, fail_bit)
 
 
-@pytest.mark.parametrize("chip", CHIPS)
-def test_key_purposes_match_espefuse(chip):
-    _, _, fields = _espefuse(chip)
+@pytest.mark.parametrize(("chip", "revision"), CHIPS)
+def test_key_purposes_match_espefuse(chip, revision):
+    _, _, fields = _espefuse(chip, revision)
     kp = fields.EfuseKeyPurposeField
     upstream = [p for p in kp.KEY_PURPOSES if p not in kp.CUSTOM_KEY_PURPOSES]
-    ours = layout_for(chip).purposes
+    ours = layout_for(chip, revision).purposes
     assert [(p.name, p.id) for p in ours] == [(p[0], p[1]) for p in upstream]
     for p, u in zip(ours, upstream, strict=True):
         assert p.digest == (u[2] == "DIGEST") and p.virtual == (u[2] == "VIRTUAL")
@@ -95,9 +104,9 @@ def test_espefuse_layout_facts_hold_for_esp32s3():
         assert (f.start, f.length, f.wr_dis) == (start, length, wr), name
 
 
-@pytest.mark.parametrize("chip", CHIPS)
-def test_fields_tile_their_blocks_without_overlap(chip):
-    layout = layout_for(chip)
+@pytest.mark.parametrize(("chip", "revision"), CHIPS)
+def test_fields_tile_their_blocks_without_overlap(chip, revision):
+    layout = layout_for(chip, revision)
     for block in layout.blocks:
         used = 0
         for f in layout.fields_in(block.index):
@@ -122,3 +131,46 @@ def test_unknown_names_are_one_line_usage_errors():
     assert s3.block("KEY0") is s3.block("BLOCK4") is s3.block(4)
     with pytest.raises(UnsupportedError, match="no eFuse model for ESP32-C3"):
         layout_for("esp32c3")
+
+
+def test_espefuse_picks_the_p4_table_by_wafer_revision_as_we_do():
+    """espefuse ``efuse/esp32p4/fields.py``: ``esp32p4_v3.0`` when the revision is >= 300."""
+    assert [layout_for("esp32p4", r).table for r in (0, 1, 100, 199, 300, 301, 399)] == [
+        "esp32p4",
+        "esp32p4",
+        "esp32p4",
+        "esp32p4",
+        "esp32p4_v3.0",
+        "esp32p4_v3.0",
+        "esp32p4_v3.0",
+    ]
+
+
+def test_every_layout_of_a_chip_keeps_the_wafer_version_fields_in_place():
+    """The file is read with the first layout to learn the revision, then with the one
+    that revision selects: the ``WAFER_VERSION_*`` fields must agree across layouts."""
+    for chip in ("esp32s3", "esp32p4"):
+        first, *others = layouts_of(chip)
+        wafer = [f for f in first.fields if f.name.startswith("WAFER_VERSION_")]
+        assert wafer
+        for layout in others:
+            for f in wafer:
+                g = layout.field(f.name)
+                assert (g.block, g.start, g.length) == (f.block, f.start, f.length)
+
+
+def test_p4_v3_key_purposes_have_five_bits_over_two_fields():
+    v0, v3 = layout_for("esp32p4"), layout_for("esp32p4", 301)
+    assert [v0.purpose_bits(b) for b in v0.key_blocks] == [4] * 6
+    assert [v3.purpose_bits(b) for b in v3.key_blocks] == [5] * 6
+    low, high = v3.purpose_parts(v3.key_blocks[2])
+    assert (low[0].name, low[1], high[0].name, high[1]) == (
+        "KEY_PURPOSE_2",
+        0,
+        "KEY_PURPOSE_2_H",
+        4,
+    )
+    # The high bit shares the purpose's write protection (WR_DIS bit 8 + n).
+    assert low[0].wr_dis == high[0].wr_dis == 10
+    assert v3.purpose("ECDSA_KEY_P384_H").id == 18 and v3.has_field("SECURE_BOOT_SHA384_EN")
+    assert not v0.has_field("SECURE_BOOT_SHA384_EN")

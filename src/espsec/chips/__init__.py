@@ -5,7 +5,9 @@ schemes, XTS-AES key sizes, key digest slots, the other ``SOC_*`` capabilities),
 ``esp_app_format.h`` (image chip ids), ``components/esp_rom/<chip>/Kconfig.soc_caps.in``
 (ROM bootloader offset), ``components/bootloader/Kconfig.app_rollback`` (secure version
 field width), ``components/bootloader_support/src/<chip>/flash_encryption_secure_
-features.c`` (download-mode cache eFuses).
+features.c`` (download-mode cache eFuses), ``components/esp_hw_support/port/<chip>/
+Kconfig.hw_support`` (the ``<CHIP>_REV_MIN_*`` revisions), espefuse's
+``efuse/<chip>/fields.py`` (which eFuse table a revision uses).
 """
 
 from __future__ import annotations
@@ -52,6 +54,56 @@ class LoadAddresses:
     bootloader_iram: int
 
 
+@dataclass(frozen=True)
+class EfuseTable:
+    """One eFuse layout of a chip, and the first wafer revision that has it."""
+
+    name: str
+    """The table espsec models it with: ``espsec/efuse/data/<name>.json``, generated from
+    espefuse's ``efuse_defs/<name>.yaml``."""
+    since: int = 0
+    """First chip revision (major * 100 + minor) with this layout; espefuse loads the
+    table with the highest ``since`` at or below the chip's revision."""
+
+
+@dataclass(frozen=True)
+class GatedScheme:
+    """A Secure Boot v2 scheme the ROM accepts only from a chip revision on, and only
+    once an eFuse selects its digest (ESP32-P4: ECDSA-P384 needs v3.0+ and
+    ``SECURE_BOOT_SHA384_EN``; the ESP-IDF bootloader burns it on the first boot)."""
+
+    scheme: str
+    since: int
+    efuse: str
+    """The eFuse that switches the ROM to this scheme's digest; with it burned the ROM
+    verifies this scheme only (``docs/en/security/secure-boot-v2.rst``: keys of other
+    curves alongside P-384 fail verification)."""
+
+
+def parse_revision(text: str) -> int:
+    """A chip revision as ``major * 100 + minor``: ``v3.1``, ``3.1`` or ``301``."""
+    raw = text.strip().lower().removeprefix("v")
+    major, dot, minor = raw.partition(".")
+    try:
+        if dot:
+            if not (major.isdigit() and minor.isdigit() and len(minor) <= 2):
+                raise ValueError
+            return int(major) * 100 + int(minor)
+        value = int(raw)
+    except ValueError:
+        raise UsageError(
+            f"not a chip revision: {text!r} (expected vMAJOR.MINOR, e.g. v3.1)"
+        ) from None
+    if value < 0:
+        raise UsageError(f"not a chip revision: {text!r} (expected vMAJOR.MINOR, e.g. v3.1)")
+    return value
+
+
+def revision_name(revision: int) -> str:
+    """``301`` -> ``v3.1`` (how esptool and ESP-IDF write a revision)."""
+    return f"v{revision // 100}.{revision % 100}"
+
+
 #: SPI flash frequency names and image-header codes (esptool ``FLASH_FREQUENCY``).
 _FLASH_FREQS_DEFAULT = (("80m", 0xF), ("40m", 0x0), ("26m", 0x1), ("20m", 0x2))
 
@@ -96,9 +148,40 @@ class Chip:
     uart_download_cache_fields: tuple[str, ...] = ()
     """eFuses ``esp_flash_encryption_enable_secure_features`` burns to shut flash cache
     access out of UART download mode, unless ``SECURE_FLASH_UART_BOOTLOADER_ALLOW_CACHE``."""
-    efuse_table: str | None = None
-    """The eFuse table espsec models the chip with (``espsec/efuse/data/<name>.json``);
-    ``None``: no eFuse model, and so no virtual device."""
+    gated_schemes: tuple[GatedScheme, ...] = ()
+    """Schemes of :attr:`secure_boot_schemes` the ROM accepts only on some revisions and
+    with an eFuse burned (see :meth:`rom_schemes`)."""
+    efuse_tables: tuple[EfuseTable, ...] = ()
+    """The eFuse layouts espsec models the chip with, oldest first; empty: no eFuse model,
+    and so no virtual device."""
+    revisions: tuple[int, ...] = (0,)
+    """The wafer revisions the data knows (ESP-IDF's ``<CHIP>_REV_MIN_*`` choices),
+    oldest first; a new virtual chip is the newest unless told otherwise."""
+
+    @property
+    def efuse_table(self) -> str | None:
+        """The first eFuse table (a fresh, blank chip reads as revision v0.0)."""
+        return self.efuse_tables[0].name if self.efuse_tables else None
+
+    @property
+    def latest_revision(self) -> int:
+        """The newest revision in :attr:`revisions`."""
+        return self.revisions[-1]
+
+    def efuse_table_for(self, revision: int) -> EfuseTable:
+        """The eFuse layout of silicon at ``revision`` (espefuse's choice, e.g. ESP32-P4
+        ``esp32p4_v3.0`` from v3.0 on)."""
+        if not self.efuse_tables:
+            raise UsageError(f"no eFuse model for {self.display_name}")
+        return [t for t in self.efuse_tables if t.since <= revision][-1]
+
+    def require_revision(self, revision: int) -> None:
+        """Raise :class:`UsageError` unless ``revision`` is one of :attr:`revisions`."""
+        if revision not in self.revisions:
+            known = ", ".join(revision_name(r) for r in self.revisions)
+            raise UsageError(
+                f"{self.display_name} has no revision {revision_name(revision)} (known: {known})"
+            )
 
     @property
     def soc_caps(self) -> frozenset[str]:
@@ -119,6 +202,19 @@ class Chip:
             "SOC_SUPPORTS_SECURE_DL_MODE": self.secure_download_mode,
         }
         return frozenset(name for name, has in implied.items() if has) | self.extra_soc_caps
+
+    def gate(self, scheme: str | None) -> GatedScheme | None:
+        """The revision / eFuse gate of ``scheme`` on this chip, if it has one."""
+        return next((g for g in self.gated_schemes if g.scheme == scheme), None)
+
+    def rom_schemes(self, revision: int, burned: frozenset[str]) -> frozenset[str]:
+        """The schemes the ROM of silicon at ``revision`` verifies, given the eFuses set
+        among the gates' (``burned``): a burned gate leaves its scheme alone; an
+        unburned one, or one before its revision, removes it."""
+        for g in self.gated_schemes:
+            if revision >= g.since and g.efuse in burned:
+                return frozenset({g.scheme})
+        return self.secure_boot_schemes - {g.scheme for g in self.gated_schemes}
 
     def require_scheme(self, scheme: str) -> None:
         """Raise :class:`UsageError` unless this chip's ROM accepts ``scheme``."""
@@ -243,7 +339,8 @@ CHIPS: dict[str, Chip] = {
                 "SOC_MEMPROT_SUPPORTED",
             },
             uart_download_cache_fields=("DIS_DOWNLOAD_DCACHE", "DIS_DOWNLOAD_ICACHE"),
-            efuse_table="esp32s3",
+            efuse_tables=(EfuseTable("esp32s3"),),
+            revisions=(0, 1, 2),
         ),
         Chip(
             "esp32p4",
@@ -264,6 +361,7 @@ CHIPS: dict[str, Chip] = {
             xts_key_bits=(256, 512),
             peripherals=frozenset({"hmac", "ds", "ecdsa"}),
             notes="ECDSA P-384 Secure Boot needs chip revision v3.0+ (SECURE_BOOT_SHA384_EN)",
+            gated_schemes=(GatedScheme(ECDSA384, since=300, efuse="SECURE_BOOT_SHA384_EN"),),
             extra_soc_caps=_COMMON_CAPS
             | {
                 "SOC_ECDSA_SUPPORT_CURVE_P384",
@@ -276,7 +374,9 @@ CHIPS: dict[str, Chip] = {
                 *_PMP_CAPS,
             },
             uart_download_cache_fields=("SPI_DOWNLOAD_MSPI_DIS",),
-            efuse_table="esp32p4",
+            # espefuse efuse/esp32p4/fields.py: "esp32p4_v3.0" if chip_revision >= 300.
+            efuse_tables=(EfuseTable("esp32p4"), EfuseTable("esp32p4_v3.0", since=300)),
+            revisions=(0, 1, 100, 300, 301),
         ),
         Chip(
             "esp32c3",

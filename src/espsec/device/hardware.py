@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from espsec.chips import Chip, get_chip
 from espsec.device.flash import SpiFlash
 from espsec.device.report import EfuseBurn, FlashWrite, ImageCheck, Stage, StageReport
-from espsec.efuse import Efuses, KeyUnavailableError, Transaction
+from espsec.efuse import Efuses, KeyUnavailableError, Transaction, chip_revision
 from espsec.errors import EspsecError
 from espsec.flash import WriteCounter, WriteKind
 
@@ -64,29 +64,6 @@ class StageLog:
             error=self.error,
             timeline=tuple(self.timeline),
         )
-
-
-def chip_revision(efuses: Efuses) -> int:
-    """The wafer revision as ``major * 100 + minor`` (``efuse_hal_chip_revision``).
-
-    ESP32-S3: ``WAFER_VERSION_MAJOR``, minor = ``MINOR_HI << 3 | MINOR_LO``; ESP32-P4:
-    major = ``MAJOR_HI << 2 | MAJOR_LO``, ``WAFER_VERSION_MINOR``. A blank virtual chip
-    is v0.0.
-    """
-    layout = efuses.layout
-
-    def get(name: str) -> int:
-        return efuses.get_int(name) if layout.has_field(name) else 0
-
-    if layout.has_field("WAFER_VERSION_MINOR_LO"):
-        minor = get("WAFER_VERSION_MINOR_HI") << 3 | get("WAFER_VERSION_MINOR_LO")
-    else:
-        minor = get("WAFER_VERSION_MINOR")
-    if layout.has_field("WAFER_VERSION_MAJOR_LO"):
-        major = get("WAFER_VERSION_MAJOR_HI") << 2 | get("WAFER_VERSION_MAJOR_LO")
-    else:
-        major = get("WAFER_VERSION_MAJOR")
-    return major * 100 + minor
 
 
 class EfuseProgramError(EspsecError):

@@ -5,9 +5,12 @@ the facts Espressif publishes (ESP-IDF ``esp_efuse_table.csv`` as shipped in esp
 ``efuse_defs/<chip>.yaml``, the block map of ``mem_definition.py`` and the key purposes
 of ``fields.py``). ``tests/efuse/test_tables.py`` pins them to the installed espefuse.
 
-ESP32-P4: the table is ``esp32p4.yaml``, the one espefuse uses for a fresh virtual chip
-and for silicon before v3.0 (4-bit ``KEY_PURPOSE_n``). v3.0 silicon
-(``esp32p4_v3.0.yaml``: 5-bit purposes, ``SECURE_BOOT_SHA384_EN``) is not modelled.
+A chip may have more than one layout, by wafer revision (the chip record's
+``efuse_tables``). ESP32-P4: ``esp32p4`` for silicon before v3.0 and a fresh virtual chip
+(4-bit ``KEY_PURPOSE_n``), ``esp32p4_v3.0`` from v3.0 on (5-bit purposes split into
+``KEY_PURPOSE_n`` and ``KEY_PURPOSE_n_H``, ``SECURE_BOOT_SHA384_EN``,
+``XTS_DPA_PSEUDO_LEVEL``, the ECDSA P-192 and P-384 purposes), as espefuse's
+``efuse/esp32p4/fields.py`` chooses them.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ class BlockDef:
     rd_dis: int | None
     """``RD_DIS`` bit that read-protects the whole block."""
     purpose_field: str | None
-    """``KEY_PURPOSE_n`` for key blocks."""
+    """``KEY_PURPOSE_n`` for key blocks (its low bits when the purpose is split)."""
     rs_error: RsErrorReg | None
+    purpose_field_high: str | None = None
+    """``KEY_PURPOSE_n_H``: the purpose's high bit, where a purpose has 5 bits."""
 
     @property
     def bits(self) -> int:
@@ -164,7 +169,7 @@ _POSTPONED = (
     "SECURE_BOOT_EN",
 )
 
-_FACTS: dict[str, SecurityFacts] = {  # by Chip.efuse_table
+_FACTS: dict[str, SecurityFacts] = {  # by chip: every layout of a chip has the same
     "esp32s3": SecurityFacts(
         postponed_fields=_POSTPONED,
         release_mode_fields=(
@@ -190,6 +195,8 @@ class EfuseLayout:
     """Everything about one chip's eFuse controller, as data."""
 
     chip: Chip
+    table: str
+    """The table this layout comes from (``esp32p4_v3.0``)."""
     mem_size: int
     """Bytes of the controller's register window (the virtual eFuse file size)."""
     repeat_error_regs: tuple[int, ...]
@@ -242,6 +249,21 @@ class EfuseLayout:
         """The key block whose ``KEY_PURPOSE_n`` field is called ``name``, if any."""
         return next((b for b in self.key_blocks if b.purpose_field == name), None)
 
+    def purpose_parts(self, block: BlockDef) -> tuple[tuple[FieldDef, int], ...]:
+        """The fields that hold ``block``'s key purpose and the bit each starts at
+        (``KEY_PURPOSE_n`` at 0, then ``KEY_PURPOSE_n_H`` above it); empty for a block
+        that is not a key block."""
+        if block.purpose_field is None:
+            return ()
+        low = self.field(block.purpose_field)
+        if block.purpose_field_high is None:
+            return ((low, 0),)
+        return ((low, 0), (self.field(block.purpose_field_high), low.length))
+
+    def purpose_bits(self, block: BlockDef) -> int:
+        """How many bits a key purpose of ``block`` has (4, or 5 when split)."""
+        return sum(f.length for f, _ in self.purpose_parts(block))
+
     def fields_in(self, block: int) -> tuple[FieldDef, ...]:
         return tuple(f for f in self.fields if f.block == block)
 
@@ -279,15 +301,28 @@ class EfuseLayout:
         return tuple(names)
 
 
-@cache
-def layout_for(chip: str) -> EfuseLayout:
-    """The eFuse layout of ``chip`` (``esp32s3`` or ``esp32p4``)."""
+def layout_for(chip: str, revision: int = 0) -> EfuseLayout:
+    """The eFuse layout of ``chip`` (``esp32s3`` or ``esp32p4``) at wafer ``revision``
+    (major * 100 + minor; 0, a blank chip, gives the first layout)."""
     c = get_chip(chip)
-    if c.efuse_table is None:
+    if not c.efuse_tables:
         supported = ", ".join(get_chip(n).display_name for n in EFUSE_MODEL_CHIPS)
         raise UnsupportedError(f"no eFuse model for {c.display_name} (supported: {supported})")
-    text = resources.files("espsec.efuse").joinpath("data", f"{c.efuse_table}.json").read_text()
-    return _parse(c, json.loads(text), _FACTS[c.efuse_table])
+    return _layout(c.name, c.efuse_table_for(revision).name)
+
+
+def layouts_of(chip: str) -> tuple[EfuseLayout, ...]:
+    """Every eFuse layout of ``chip``, oldest first."""
+    layout_for(chip)  # refuses a chip without an eFuse model
+    c = get_chip(chip)
+    return tuple(_layout(c.name, t.name) for t in c.efuse_tables)
+
+
+@cache
+def _layout(chip: str, table: str) -> EfuseLayout:
+    c = get_chip(chip)
+    text = resources.files("espsec.efuse").joinpath("data", f"{table}.json").read_text()
+    return _parse(c, json.loads(text), _FACTS[c.name])
 
 
 def _parse(chip: Chip, d: Mapping[str, Any], facts: SecurityFacts) -> EfuseLayout:
@@ -302,6 +337,7 @@ def _parse(chip: Chip, d: Mapping[str, Any], facts: SecurityFacts) -> EfuseLayou
             rd_dis=b["rd_dis"],
             purpose_field=b["purpose_field"],
             rs_error=RsErrorReg(**b["rs_error"]) if b["rs_error"] else None,
+            purpose_field_high=b.get("purpose_field_high"),
         )
         for b in d["blocks"]
     )
@@ -330,6 +366,7 @@ def _parse(chip: Chip, d: Mapping[str, Any], facts: SecurityFacts) -> EfuseLayou
     purposes = tuple(KeyPurpose(**p) for p in d["key_purposes"])
     return EfuseLayout(
         chip=chip,
+        table=d["table"],
         mem_size=d["mem_size"],
         repeat_error_regs=tuple(d["repeat_error_regs"]),
         blocks=blocks,

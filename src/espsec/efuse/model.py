@@ -90,7 +90,12 @@ class Efuses:
     def from_file_bytes(
         cls, chip: str, data: bytes, *, hardware_keys: Mapping[int, bytes] | None = None
     ) -> Efuses:
-        """Parse a virtual eFuse file (espefuse's format) for ``chip``."""
+        """Parse a virtual eFuse file (espefuse's format) for ``chip``.
+
+        The layout follows the wafer revision the file holds, as espefuse picks its table
+        from the chip's revision (ESP32-P4: ``esp32p4_v3.0`` from v3.0 on); every layout
+        of a chip has the ``WAFER_VERSION_*`` fields in the same place.
+        """
         layout = layout_for(chip)
         if len(data) != layout.mem_size:
             raise FormatError(
@@ -98,7 +103,10 @@ class Efuses:
                 expected=f"{layout.mem_size} bytes",
                 found=f"{len(data)} bytes",
             )
-        return cls(layout, bytes(reversed(data)), hardware_keys=hardware_keys)
+        regs = bytes(reversed(data))
+        revision = chip_revision(cls(layout, regs))
+        layout = layout_for(chip, revision)
+        return cls(layout, regs, hardware_keys=hardware_keys)
 
     def to_file_bytes(self) -> bytes:
         """The virtual eFuse file espefuse reads: the register image, byte-reversed."""
@@ -118,6 +126,7 @@ class Efuses:
             return NotImplemented
         return (
             self.layout.name == other.layout.name
+            and self.layout.table == other.layout.table
             and self._regs == other._regs
             and self._hw == other._hw
         )
@@ -130,6 +139,11 @@ class Efuses:
     @property
     def chip(self) -> str:
         return self.layout.name
+
+    @property
+    def revision(self) -> int:
+        """The wafer revision, major * 100 + minor (see :func:`chip_revision`)."""
+        return chip_revision(self)
 
     # -- registers ---------------------------------------------------------------------
 
@@ -242,11 +256,18 @@ class Efuses:
         return f.wr_dis is None or not self.get_int("WR_DIS") >> f.wr_dis & 1
 
     def key_purpose(self, ref: str | int | BlockDef) -> int:
-        """The raw ``KEY_PURPOSE_n`` value of a key block."""
+        """The raw key purpose of a key block: ``KEY_PURPOSE_n``, with
+        ``KEY_PURPOSE_n_H`` as its top bit where the layout splits it."""
         block = self.block(ref)
-        if block.purpose_field is None:
+        parts = self.layout.purpose_parts(block)
+        if not parts:
             raise UsageError(f"{block.name} is not a key block")
-        return self.get_int(block.purpose_field)
+        return sum(self.get_int(f) << shift for f, shift in parts)
+
+    def key_purpose_writeable(self, ref: str | int | BlockDef) -> bool:
+        """Every field of the block's key purpose can still be burned."""
+        block = self.block(ref)
+        return all(self.is_writeable(f) for f, _ in self.layout.purpose_parts(block))
 
     # -- error registers ----------------------------------------------------------------
 
@@ -326,6 +347,13 @@ class Efuses:
                 mask &= ~f.mask
         return mask
 
+    def factory_program(self, ref: str | int | BlockDef, bits: int) -> None:
+        """What Espressif's factory burns before a chip ships (wafer version, MAC): the
+        bits ORed into the block with a check value that matches, as one program would
+        leave them. Not a tool's path: tools go through :class:`~espsec.efuse.Transaction`."""
+        block = self.block(ref)
+        self._set_block_int(block, self._block_int(block) | (bits & ((1 << block.bits) - 1)))
+
     def program(self, ref: str | int | BlockDef, bits: int) -> None:
         """One PGM command: set ``bits`` (a mask over the block) the way the chip does.
 
@@ -370,9 +398,49 @@ class Efuses:
 # -- files ----------------------------------------------------------------------------
 
 
-def new(chip: str) -> Efuses:
-    """A fresh chip: every eFuse 0, as ``espefuse --virt`` starts."""
-    return Efuses(layout_for(chip))
+def chip_revision(efuses: Efuses) -> int:
+    """The wafer revision as ``major * 100 + minor`` (``efuse_hal_chip_revision``).
+
+    ESP32-S3: ``WAFER_VERSION_MAJOR``, minor = ``MINOR_HI << 3 | MINOR_LO``; ESP32-P4:
+    major = ``MAJOR_HI << 2 | MAJOR_LO``, ``WAFER_VERSION_MINOR``. A blank virtual chip
+    is v0.0.
+    """
+    return _version(efuses, "MAJOR") * 100 + _version(efuses, "MINOR")
+
+
+def _version_fields(layout: EfuseLayout, part: str) -> tuple[tuple[FieldDef, int], ...]:
+    """``WAFER_VERSION_<part>`` as (field, shift) pairs: one field, or ``_LO`` and ``_HI``."""
+    name = f"WAFER_VERSION_{part}"
+    if layout.has_field(f"{name}_LO"):
+        low = layout.field(f"{name}_LO")
+        return ((low, 0), (layout.field(f"{name}_HI"), low.length))
+    return ((layout.field(name), 0),) if layout.has_field(name) else ()
+
+
+def _version(efuses: Efuses, part: str) -> int:
+    return sum(efuses.get_int(f) << shift for f, shift in _version_fields(efuses.layout, part))
+
+
+def new(chip: str, revision: int | None = None) -> Efuses:
+    """A fresh chip: every eFuse 0, as ``espefuse --virt`` starts (revision v0.0).
+
+    ``revision`` (major * 100 + minor, one the chip record knows) gives a chip of that
+    wafer revision instead: its ``WAFER_VERSION_*`` fields burned as Espressif's factory
+    does, and the eFuse layout of that revision (espefuse reads the file the same way).
+    """
+    if revision is None:
+        return Efuses(layout_for(chip))
+    layout = layout_for(chip, revision)
+    layout.chip.require_revision(revision)
+    efuses = Efuses(layout)
+    major, minor = divmod(revision, 100)
+    for part, value in (("MAJOR", major), ("MINOR", minor)):
+        for f, shift in _version_fields(layout, part):
+            bits = value >> shift & ((1 << f.length) - 1)
+            efuses.factory_program(f.block, bits << f.start)
+    if chip_revision(efuses) != revision:  # pragma: no cover - the tables guarantee it
+        raise UsageError(f"revision {revision} does not fit the WAFER_VERSION fields")
+    return efuses
 
 
 def sidecar_path(path: PathLike) -> Path:
@@ -464,13 +532,14 @@ def save(efuses: Efuses, path: PathLike) -> None:
     write_atomic(path, efuses.to_file_bytes())
 
 
-def create(path: PathLike, chip: str) -> Efuses:
-    """Create a fresh eFuse file for ``chip``; refuse to overwrite one (or its sidecar)."""
+def create(path: PathLike, chip: str, revision: int | None = None) -> Efuses:
+    """Create a fresh eFuse file for ``chip`` (at ``revision``, see :func:`new`); refuse
+    to overwrite one (or its sidecar)."""
     for p in (Path(path), sidecar_path(path)):
         if p.exists() or os.path.islink(p):
             raise OutputExistsError(
                 "refusing to overwrite an existing eFuse file (remove it first)", source=str(p)
             )
-    efuses = new(chip)
+    efuses = new(chip, revision)
     save(efuses, path)
     return efuses
