@@ -10,17 +10,43 @@ from typing import Any
 
 import click
 
-from espsec.cli._common import emit, json_option
+from espsec.cli._common import CHIP_PORT, INPUT, UrlParam, command_group, emit, json_option
 from espsec.errors import UsageError
 
-group = click.Group("factory", help="Batch provisioning: keys, eFuses, identity, NVS, journal.")
+group = command_group("factory", "Batch provisioning: keys, eFuses, identity, NVS, journal.")
 
-_spec = click.Path(dir_okay=False, path_type=Path)
 _dir = click.Path(file_okay=False, path_type=Path)
+
+
+class JournalParam(click.ParamType[str]):
+    """``postgresql://USER@HOST:PORT/DB`` (no password: it comes from PGPASSFILE or
+    PGPASSWORD, never from argv) or ``sqlite:PATH``."""
+
+    name = "url"
+    _postgres = UrlParam("postgresql", "postgres")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from urllib.parse import urlsplit
+
+        text = str(value)
+        if text.startswith("sqlite:") and len(text) > len("sqlite:"):
+            return text
+        if not text.startswith(("postgresql:", "postgres:")):
+            self.fail(f"expected postgresql://... or sqlite:PATH, found {text!r}", param, ctx)
+        self._postgres.convert(text, param, ctx)
+        if urlsplit(text).password is not None:
+            self.fail(
+                "the journal URL holds a password: put it in PGPASSFILE (or PGPASSWORD)",
+                param,
+                ctx,
+            )
+        return text
+
 
 journal_option = click.option(
     "--journal",
     "journal_url",
+    type=JournalParam(),
     envvar="ESPSEC_FACTORY_JOURNAL",
     show_envvar=True,
     metavar="URL",
@@ -85,7 +111,7 @@ def _render_summary(doc: dict[str, Any]) -> None:
 @group.command("plan")
 @journal_option
 @json_option
-@click.argument("spec", type=_spec)
+@click.argument("spec", type=INPUT)
 def plan(journal_url: str | None, as_json: bool, spec: Path) -> None:
     """Check SPEC (a sample device's eFuse plan under the plan rules) and record its serials."""
     from espsec.factory import open_factory
@@ -109,13 +135,17 @@ def plan(journal_url: str | None, as_json: bool, spec: Path) -> None:
 @group.command("run")
 @click.option("--devices", type=_dir, help="Provision virtual devices in DIR/<serial>.")
 @click.option(
-    "--port", "ports", multiple=True, help="A chip in download mode: serial port or socket://."
+    "--port",
+    "ports",
+    type=CHIP_PORT,
+    multiple=True,
+    help="A chip in download mode: serial port or socket://HOST:PORT; repeatable.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Provision at most this many devices.")
 @journal_option
 @station_option
 @json_option
-@click.argument("spec", type=_spec)
+@click.argument("spec", type=INPUT)
 def run(
     devices: Path | None,
     ports: tuple[str, ...],
@@ -148,11 +178,13 @@ def run(
 
 @group.command("resume")
 @click.option("--devices", type=_dir, help="The virtual devices' folder of the run.")
-@click.option("--port", "ports", multiple=True, help="The chip the run was provisioning.")
+@click.option(
+    "--port", "ports", type=CHIP_PORT, multiple=True, help="The chip the run was provisioning."
+)
 @journal_option
 @station_option
 @json_option
-@click.argument("spec", type=_spec)
+@click.argument("spec", type=INPUT)
 def resume(
     devices: Path | None,
     ports: tuple[str, ...],
@@ -176,7 +208,7 @@ def resume(
 @group.command("status")
 @journal_option
 @json_option
-@click.argument("spec", type=_spec)
+@click.argument("spec", type=INPUT)
 def status(journal_url: str | None, as_json: bool, spec: Path) -> None:
     """Devices of SPEC per state; exit 1 if any is partly burned or failed."""
     from espsec.factory import open_factory
