@@ -152,6 +152,7 @@ def whole_command(results: Results, folder: Path, sizes: tuple[int, int], runs: 
                 "flash-encryption",
                 "encrypt",
                 str(plain),
+                "-o",
                 str(ours_out),
                 "--key",
                 str(key_path),

@@ -123,7 +123,7 @@ def whole_commands(results: Results, folder: Path, sizes: tuple[int, int], runs:
         size = factory_csv(csv_path, rows)
         for mode in ("encrypt", "generate"):
             ours_out, ref_out = folder / f"ours-{mode}.bin", folder / f"ref-{mode}.bin"
-            ours = [espsec, "nvs", mode, str(csv_path), str(ours_out), "--size", hex(size)]
+            ours = [espsec, "nvs", mode, str(csv_path), "-o", str(ours_out), "--size", hex(size)]
             theirs = [*tool, mode, str(csv_path), ref_out.name, hex(size), "--outdir", str(folder)]
             if mode == "encrypt":
                 ours += ["--keys", str(keys_path)]
