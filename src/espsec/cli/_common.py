@@ -183,6 +183,31 @@ class IntParam(click.ParamType[int]):
 INT = IntParam()
 
 
+class RevisionParam(click.ParamType[int]):
+    """A chip revision, ``v3.1``, ``3.1`` or ``301``, as major * 100 + minor."""
+
+    name = "revision"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from espsec.chips import parse_revision
+        from espsec.errors import UsageError
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_revision(str(value))
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+REVISION = RevisionParam()
+
+
+def revision_option(help: str) -> Callable[[Any], Any]:
+    """The one ``--revision``: a chip's wafer revision (``v3.1``)."""
+    return click.option("--revision", type=REVISION, default=None, metavar="vX.Y", help=help)
+
+
 def key_digest_slots(values: tuple[str, ...]) -> list[bytes | None]:
     """``--key-digest`` values in slot order: 64 hex digits, a 32-byte file, or ``-`` (empty)."""
     if len(values) > 3:
