@@ -154,8 +154,7 @@ def security_state(efuses: Efuses) -> SecurityState:
     key_blocks: list[KeyBlockState] = []
     purposes: dict[str, list[str]] = {}
     for block in layout.key_blocks:
-        pf = layout.field(block.purpose_field or "")
-        name = layout.purpose_name(efuses.get_int(pf))
+        name = layout.purpose_name(efuses.key_purpose(block))
         purposes.setdefault(name, []).append(block.name)
         key_blocks.append(
             KeyBlockState(
@@ -164,7 +163,7 @@ def security_state(efuses: Efuses) -> SecurityState:
                 empty=efuses.is_empty(block),
                 read_protected=efuses.is_read_protected(block),
                 write_protected=efuses.is_write_protected(block),
-                purpose_write_protected=not efuses.is_writeable(pf),
+                purpose_write_protected=not efuses.key_purpose_writeable(block),
             )
         )
     slots = []

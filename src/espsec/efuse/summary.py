@@ -29,8 +29,9 @@ def field_value(efuses: Efuses, f: FieldDef) -> bool | int | str:
         value: bool | int | str = ":".join(f"{b:02x}" for b in mac) + f" ({check})"
     elif f.kind == "bytes":
         value = " ".join(f"{b:02x}" for b in raw.to_bytes(f.length // 8, "little"))
-    elif efuses.layout.block_of_purpose_field(f.name):
-        value = efuses.layout.purpose_name(raw)
+    elif block := efuses.layout.block_of_purpose_field(f.name):
+        # espefuse shows the whole purpose here (with KEY_PURPOSE_n_H where it is split).
+        value = efuses.layout.purpose_name(efuses.key_purpose(block))
     elif raw in f.meanings:
         value = f.meanings[raw]
     else:
