@@ -27,13 +27,15 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-# Debian packages the tests run against: SoftHSM2 and OpenSC (a PKCS#11 token) and
-# PostgreSQL (several factory stations, one journal). Installed only when missing.
+# Debian packages the tests run against: SoftHSM2 and OpenSC (a PKCS#11 token),
+# PostgreSQL (several factory stations, one journal) and Chromium (the audit's HTML report,
+# driven by Playwright). Installed only when missing.
 system-deps:
 	@missing=""; \
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	command -v pkcs11-tool >/dev/null 2>&1 || missing="$$missing opensc"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  echo "installing Debian packages:$$missing"; \

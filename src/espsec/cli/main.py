@@ -19,6 +19,8 @@ from espsec.errors import EspsecError
 GROUPS: dict[str, tuple[str, ...]] = {
     # command name: the module defining ``group``, then modules whose ``register(group)``
     # adds more commands to it.
+    "advisories": ("espsec.cli.advisories",),
+    "audit": ("espsec.cli.audit",),
     "cert-bundle": ("espsec.cli.cert_bundle",),
     "device": ("espsec.cli.device", "espsec.cli.device_serve", "espsec.cli.device_download"),
     "ds": ("espsec.cli.ds",),

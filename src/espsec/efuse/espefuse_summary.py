@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from espsec.chips import EFUSE_MODEL_CHIPS
-from espsec.efuse.layout import EfuseLayout, layout_for
+from espsec.efuse.layout import EfuseLayout, layouts_of
 from espsec.efuse.model import Efuses
 from espsec.errors import FormatError
 
@@ -105,19 +105,23 @@ def _matches(layout: EfuseLayout, document: Mapping[str, object]) -> int:
 def _layout(document: Mapping[str, object], chip: str | None, source: str | None) -> EfuseLayout:
     candidates = [chip] if chip is not None else list(EFUSE_MODEL_CHIPS)
     located = sum(1 for r in document.values() if isinstance(r, Mapping) and _where(r))
-    scores = {name: _matches(layout_for(name), document) for name in candidates}
-    found = [name for name, score in scores.items() if score >= max(1, located * 9 // 10)]
-    if len(found) != 1:
+    layouts = [layout for name in candidates for layout in layouts_of(name)]
+    scores = [(_matches(layout, document), layout) for layout in layouts]
+    best = max((score for score, _ in scores), default=-1)
+    found = [layout for score, layout in scores if score == best]
+    if best < max(1, located * 9 // 10) or len({f.chip.name for f in found}) != 1:
         expected = f"an {chip} summary" if chip else "a summary of " + " or ".join(candidates)
         raise FormatError(
             "no eFuse table matches the summary's fields"
-            if not found
+            if best < max(1, located * 9 // 10)
             else "the summary matches several chips: name one",
             expected=expected,
-            found=f"{located} fields" if not found else ", ".join(found),
+            found=f"{located} fields" if len(found) < 2 else ", ".join(f.name for f in found),
             source=source,
         )
-    return layout_for(found[0])
+    # Layouts of one chip that match equally well (a later revision adds fields a blank
+    # chip's summary does not show): the first, as espefuse reads a blank chip.
+    return found[0]
 
 
 def _raw(name: str, length: int, record: Mapping[str, object], source: str | None) -> int:
