@@ -30,11 +30,11 @@ def app(tmp_path: Path, s3_app: bytes) -> Path:
 
 def test_generate_key_is_0600_and_never_overwrites(tmp_path):
     key = tmp_path / "k.pem"
-    code, _, _ = run("secure-boot", "generate-key", "--scheme", "ecdsa256", key)
+    code, _, _ = run("secure-boot", "generate-key", "--scheme", "ecdsa256", "-o", key)
     assert code == 0
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     before = key.read_bytes()
-    code, _, err = run("secure-boot", "generate-key", "--scheme", "ecdsa256", key)
+    code, _, err = run("secure-boot", "generate-key", "--scheme", "ecdsa256", "-o", key)
     assert code == 2 and "refusing to overwrite" in err and str(key) in err
     assert key.read_bytes() == before
 
@@ -78,7 +78,7 @@ def test_external_signing_flow(tmp_path, app, sb_key_dir, sb_keys):
         "digest",
         "--pub-key",
         sb_key_dir / "ecdsa256.pub.pem",
-        "--padded-image",
+        "--padded-image-output",
         padded,
         "-o",
         digest_file,
@@ -142,7 +142,24 @@ def test_verify_unaligned_signed_image(tmp_path, sb_key_dir):
     bogus = tmp_path / "short.bin"
     bogus.write_bytes(b"\xe9" + bytes(5000))
     code, _, err = run("secure-boot", "verify", "-k", sb_key_dir / "rsa3072.pem", bogus)
-    assert code == 1 and "expected a multiple of 4096" in err and "found 5001 bytes" in err
+    assert code == 1 and "image is not signed" in err and "found 5001 bytes" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("verify", "-k", "{key}"), ("info",), ("sign", "--append", "-k", "{key}", "-o", "{out}")],
+    ids=["verify", "info", "sign-append"],
+)
+def test_unsigned_image_is_reported_as_not_signed(tmp_path, app, sb_key_dir, command):
+    out = tmp_path / "out.bin"
+    key = sb_key_dir / "rsa3072.pem"
+    args = [str(a).format(key=key, out=out) for a in command]
+    code, _, err = run("secure-boot", *args, app)
+    assert code == 1 and not out.exists()
+    assert err.strip().splitlines() == [
+        f"error: {app}: image is not signed: no signature sector at its end (expected a "
+        f"signed image: a multiple of 4096 bytes, at least 8192, found {app.stat().st_size} bytes)"
+    ]
 
 
 def test_fourth_block_refused(tmp_path, app, sb_key_dir):

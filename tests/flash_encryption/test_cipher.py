@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espsec.chips import get_chip
-from espsec.errors import KeyFormatError, OutputExistsError, UnsupportedError, UsageError
+from espsec.errors import KeyFormatError, OutputExistsError, UsageError
 from espsec.flash_encryption import FlashCipher, FlashEncryptionKey, load_key, process_file
-from espsec.flash_encryption.cipher import atomic_output
 from espsec.flash_encryption.keys import generate_key_file
 
 keys = st.sampled_from([16, 32, 64]).flatmap(lambda n: st.binary(min_size=n, max_size=n))
@@ -140,12 +139,16 @@ def test_process_file_writes_nothing_on_error(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin"]
 
 
-def test_atomic_output_leaves_nothing_when_interrupted(tmp_path: Path) -> None:
-    target = tmp_path / "out.bin"
-    with pytest.raises(RuntimeError), atomic_output(target) as fh:
-        fh.write(b"partial")
-        raise RuntimeError("power cut")
-    assert list(tmp_path.iterdir()) == []
+def test_process_file_refuses_to_write_over_its_input(tmp_path: Path) -> None:
+    key = FlashEncryptionKey(os.urandom(32))
+    data = os.urandom(0x100)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    (tmp_path / "alias.bin").hardlink_to(src)
+    for target in (src, tmp_path / "alias.bin"):
+        with pytest.raises(OutputExistsError, match="input"):
+            process_file(key, src, target, 0x10000)
+    assert src.read_bytes() == data
 
 
 def test_process_file_round_trip(tmp_path: Path) -> None:
@@ -202,5 +205,5 @@ def test_generated_key_file_is_private_and_never_overwritten(bits: int, tmp_path
 def test_chip_key_sizes_come_from_the_chip_catalogue() -> None:
     FlashEncryptionKey(bytes(64)).check_chip(get_chip("esp32s3"))
     FlashEncryptionKey(bytes(32)).check_chip(get_chip("esp32p4"))
-    with pytest.raises(UnsupportedError, match="512-bit"):
+    with pytest.raises(KeyFormatError, match="512-bit"):
         FlashEncryptionKey(bytes(64)).check_chip(get_chip("esp32c3"))

@@ -27,12 +27,12 @@ def run(*args: object) -> tuple[int, str, str]:
 @pytest.mark.parametrize("bits", [256, 512])
 def test_generate_key(bits: int, tmp_path: Path) -> None:
     key = tmp_path / "fe.bin"
-    code, out, _ = run("generate-key", "--bits", bits, "--json", key)
+    code, out, _ = run("generate-key", "--bits", bits, "--json", "-o", key)
     assert code == 0
     assert json.loads(out)["bits"] == bits
     assert len(key.read_bytes()) == bits // 8
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    code, _, err = run("generate-key", "--bits", bits, key)
+    code, _, err = run("generate-key", "--bits", bits, "-o", key)
     assert code == 2 and "refusing to overwrite" in err and err.count("\n") == 1
 
 
@@ -43,7 +43,7 @@ def test_encrypt_decrypt_round_trip(tmp_path: Path) -> None:
     (tmp_path / "in.bin").write_bytes(data)
     code, out, _ = run(
         "encrypt", "--key", key, "--address", "0x10000", "--json",
-        tmp_path / "in.bin", tmp_path / "enc.bin",
+        "-o", tmp_path / "enc.bin", tmp_path / "in.bin",
     )  # fmt: skip
     assert code == 0
     report = json.loads(out)
@@ -51,7 +51,7 @@ def test_encrypt_decrypt_round_trip(tmp_path: Path) -> None:
     encrypted = (tmp_path / "enc.bin").read_bytes()
     assert encrypted == FlashCipher(key.read_bytes()).encrypt(data, 0x10000)
     code, _, _ = run(
-        "decrypt", "--key", key, "--address", "65536", tmp_path / "enc.bin", tmp_path / "dec.bin"
+        "decrypt", "-k", key, "--address", "65536", "-o", tmp_path / "dec.bin", tmp_path / "enc.bin"
     )
     assert code == 0 and (tmp_path / "dec.bin").read_bytes() == data
 
@@ -72,7 +72,14 @@ def test_encrypt_errors(
     key.write_bytes(os.urandom(key_size))
     (tmp_path / "in.bin").write_bytes(os.urandom(length))
     code, _, err = run(
-        "encrypt", "--key", key, "--address", address, tmp_path / "in.bin", tmp_path / "out.bin"
+        "encrypt",
+        "--key",
+        key,
+        "--address",
+        address,
+        "-o",
+        tmp_path / "out.bin",
+        tmp_path / "in.bin",
     )
     assert code != 0
     assert message in err and err.count("\n") == 1, err
@@ -86,9 +93,9 @@ def test_encrypt_rejects_key_size_the_chip_lacks(tmp_path: Path) -> None:
     (tmp_path / "in.bin").write_bytes(bytes(32))
     code, _, err = run(
         "encrypt", "--chip", "esp32c3", "--key", key, "--address", "0",
-        tmp_path / "in.bin", tmp_path / "out.bin",
+        "-o", tmp_path / "out.bin", tmp_path / "in.bin",
     )  # fmt: skip
-    assert code == 2 and "ESP32-C3" in err
+    assert code == 1 and "ESP32-C3" in err and "512-bit" in err and err.count("\n") == 1
     assert not (tmp_path / "out.bin").exists()
 
 
@@ -99,7 +106,7 @@ def test_encrypt_flash_from_build_dir(
     key = tmp_path / "fe.bin"
     key.write_bytes(os.urandom(32))
     out = tmp_path / "flash.bin"
-    code, stdout, _ = run("encrypt-flash", "--key", key, "--build-dir", build, "--json", out)
+    code, stdout, _ = run("encrypt-flash", "--key", key, "--build-dir", build, "--json", "-o", out)
     assert code == 0, stdout
     report = json.loads(stdout)
     assert report["chip"] == "esp32s3" and report["flash_size"] == 4 << 20
@@ -129,7 +136,7 @@ def test_encrypt_flash_explicit_writes_and_csv(tmp_path: Path, fe_csv: str) -> N
     code, stdout, _ = run(
         "encrypt-flash", "--key", key, "--partition-table", tmp_path / "pt.csv",
         "--write", "0x20000", tmp_path / "app.bin", "--write", "0x9000", tmp_path / "nvs.bin",
-        "--flash-size", "4MB", out,
+        "--flash-size", "4MB", "-o", out,
     )  # fmt: skip
     assert code == 0
     assert "encrypted" in stdout and "plain" in stdout
@@ -158,8 +165,40 @@ def test_encrypt_flash_errors_leave_no_output(
     size = [] if not extra else ["--flash-size", "4MB"]
     out = tmp_path / "flash.bin"
     code, _, err = run(
-        "encrypt-flash", "--key", key, "--partition-table", tmp_path / "pt.csv", *args, *size, out
-    )
+        "encrypt-flash", "--key", key, "--partition-table", tmp_path / "pt.csv", *args, *size,
+        "-o", out,
+    )  # fmt: skip
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".flash.bin")]
+
+
+@pytest.mark.parametrize("size", ["256M", "0x10000000", "0x100000000"])
+def test_encrypt_flash_refuses_a_flash_larger_than_any_chip_takes(
+    size: str, tmp_path: Path, fe_csv: str
+) -> None:
+    key = tmp_path / "fe.bin"
+    key.write_bytes(os.urandom(32))
+    (tmp_path / "pt.csv").write_text(fe_csv)
+    out = tmp_path / "flash.bin"
+    code, _, err = run(
+        "encrypt-flash", "--key", key, "--partition-table", tmp_path / "pt.csv",
+        "--flash-size", size, "-o", out,
+    )  # fmt: skip
+    assert code == 2 and "larger than" in err and "128MB" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_encrypt_writes_to_standard_output(tmp_path: Path) -> None:
+    key = tmp_path / "fe.bin"
+    key.write_bytes(os.urandom(32))
+    data = os.urandom(0x200)
+    (tmp_path / "in.bin").write_bytes(data)
+    result = CliRunner().invoke(
+        main,
+        ["flash-encryption", "encrypt", "-k", str(key), "--address", "0x1000", "-o", "-",
+         str(tmp_path / "in.bin")],
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert result.stdout_bytes == FlashCipher(key.read_bytes()).encrypt(data, 0x1000)
+    assert "encrypted 512 bytes" in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from espsec.errors import EspsecError, FormatError, UnsupportedError, UsageError
+from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
 from espsec.flash_encryption import FlashCipher, FlashEncryptionKey
 from espsec.flash_encryption.whole_flash import (
     FlashWrite,
@@ -159,7 +159,7 @@ def test_table_larger_than_flash_and_wrong_table_are_rejected(fe_table: Partitio
 
 
 def test_key_size_must_suit_the_chip(fe_table: PartitionTable) -> None:
-    with pytest.raises(UnsupportedError, match="ESP32-C3"):
+    with pytest.raises(KeyFormatError, match="ESP32-C3"):
         encrypt_flash(FlashEncryptionKey(bytes(64)), fe_table, [], flash_size=FLASH, chip="esp32c3")
 
 

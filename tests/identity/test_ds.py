@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from espsec import efuse
 from espsec.cli.main import main
-from espsec.errors import FormatError, UsageError
+from espsec.errors import FormatError, KeyFormatError
 from espsec.identity import ds
 from espsec.identity.hmac import HmacPeripheral, ds_aes_key
 
@@ -70,7 +70,7 @@ def test_rsa4096_key_fits_s3_and_p4_but_not_c3(rsa4096: rsa.RSAPrivateKey) -> No
     for chip in ("esp32s3", "esp32p4"):
         data = ds.encrypt(rsa4096, HMAC_KEY, chip=chip)
         assert data.bits == 4096 and len(data.c) == 1584
-    with pytest.raises(UsageError, match="larger than the ESP32-C3 DS"):
+    with pytest.raises(KeyFormatError, match="larger than the ESP32-C3 DS"):
         ds.encrypt(rsa4096, HMAC_KEY, chip="esp32c3")
 
 

@@ -105,8 +105,8 @@ def test_truncated_image_is_one_line_error(tmp_path: Path, demo_app: bytes) -> N
 
 def test_missing_file_is_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["image", "info", str(tmp_path / "nope.bin")])
-    assert result.exit_code == 1
-    assert "not found" in result.output
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
     assert "Traceback" not in result.output
 
 
@@ -139,6 +139,7 @@ def test_build_app_then_info_roundtrip(tmp_path):
             "3.1",
             "--secure-version",
             "4",
+            "-o",
             str(out),
         ],
     )
@@ -157,6 +158,24 @@ def test_build_bootloader_is_valid(tmp_path):
     from espsec.cli.main import main
 
     out = tmp_path / "bl.bin"
-    result = CliRunner().invoke(main, ["image", "build-bootloader", "--chip", "esp32s3", str(out)])
+    result = CliRunner().invoke(
+        main, ["image", "build-bootloader", "--chip", "esp32s3", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(main, ["image", "info", str(out)]).exit_code == 0
+
+
+def test_build_app_writes_to_standard_output_with_the_status_on_stderr() -> None:
+    result = CliRunner().invoke(main, ["image", "build-app", "--chip", "esp32s3", "-o", "-"])
+    assert result.exit_code == 0
+    assert result.stdout_bytes[:1] == b"\xe9" and "esp32s3 app" in result.stderr
+
+
+def test_build_app_json_report(tmp_path: Path) -> None:
+    out = tmp_path / "app.bin"
+    result = CliRunner().invoke(
+        main, ["image", "build-app", "--chip", "esp32c3", "-o", str(out), "--json"]
+    )
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["output"] == str(out) and report["size"] == out.stat().st_size

@@ -34,11 +34,21 @@ def files(tmp_path: Path, sb_key_dir: Path) -> Path:
 
 def test_device_key_encrypt_decrypt_with_hmac_key(files: Path) -> None:
     out = json.loads(
-        _run("ota", "device-key", "--hmac-key", files / "hmac.bin", files / "dev.pem", "--json")
+        _run(
+            "ota", "device-key", "--hmac-key", files / "hmac.bin", "-o", files / "dev.pem", "--json"
+        )
     )
     assert out["recipient"] == ota.recipient_id(ota.device_public_key(HMAC_KEY))
-    _run("ota", "encrypt", "--key", files / "dev.pem", files / "app.bin", files / "app.enc")
-    _run("ota", "decrypt", "--hmac-key", files / "hmac.bin", files / "app.enc", files / "app.dec")
+    _run("ota", "encrypt", "--key", files / "dev.pem", "-o", files / "app.enc", files / "app.bin")
+    _run(
+        "ota",
+        "decrypt",
+        "--hmac-key",
+        files / "hmac.bin",
+        "-o",
+        files / "app.dec",
+        files / "app.enc",
+    )
     assert (files / "app.dec").read_bytes() == (files / "app.bin").read_bytes()
 
 
@@ -49,30 +59,40 @@ def test_rsa_encrypt_decrypt(files: Path) -> None:
             "encrypt",
             "--key",
             files / "rsa3072-b.pub.pem",
-            files / "app.bin",
+            "-o",
             files / "a.enc",
+            files / "app.bin",
             "--json",
         )
     )
     assert out["scheme"] == "rsa3072"
-    _run("ota", "decrypt", "--key", files / "rsa3072-b.pem", files / "a.enc", files / "a.dec")
+    _run("ota", "decrypt", "--key", files / "rsa3072-b.pem", "-o", files / "a.dec", files / "a.enc")
     assert (files / "a.dec").read_bytes() == (files / "app.bin").read_bytes()
 
 
 def test_decrypt_with_bad_tag_exits_1_and_writes_nothing(files: Path) -> None:
-    _run("ota", "encrypt", "--key", files / "rsa3072-b.pub.pem", files / "app.bin", files / "a.enc")
+    _run(
+        "ota",
+        "encrypt",
+        "-k",
+        files / "rsa3072-b.pub.pem",
+        "-o",
+        files / "a.enc",
+        files / "app.bin",
+    )
     blob = bytearray((files / "a.enc").read_bytes())
     blob[410] ^= 1
     (files / "a.enc").write_bytes(bytes(blob))
     out = _run(
-        "ota", "decrypt", "--key", files / "rsa3072-b.pem", files / "a.enc", files / "a.dec", code=1
-    )
+        "ota", "decrypt", "-k", files / "rsa3072-b.pem", "-o", files / "a.dec", files / "a.enc",
+        code=1,
+    )  # fmt: skip
     assert "GCM tag" in out
     assert not (files / "a.dec").exists()
 
 
 def test_decrypt_needs_exactly_one_key(files: Path) -> None:
-    _run("ota", "decrypt", files / "x", files / "y", code=2)
+    _run("ota", "decrypt", "-o", files / "y", files / "app.bin", code=2)
 
 
 def test_pack_inspect_and_verify_release(files: Path) -> None:
@@ -85,7 +105,7 @@ def test_pack_inspect_and_verify_release(files: Path) -> None:
             "--encrypt-to",
             files / "rsa3072-b.pub.pem",
             "--include-plaintext",
-            "--signed-image",
+            "--signed-image-output",
             files / "signed.bin",
             "-o",
             files / "rel.zip",
@@ -116,10 +136,14 @@ def test_pack_inspect_and_verify_release(files: Path) -> None:
     assert "revoked" in out
 
 
-def test_device_key_refuses_a_short_hmac_key(files: Path) -> None:
+def test_a_short_hmac_key_is_bad_input_exit_1(files: Path) -> None:
     (files / "short.bin").write_bytes(b"123")
-    out = _run("ota", "device-key", "--hmac-key", files / "short.bin", files / "d.pem", code=2)
-    assert "32 raw bytes" in out
+    for command in (("device-key",), ("decrypt", files / "app.bin")):
+        out = _run("ota", *command, "--hmac-key", files / "short.bin", "-o", files / "d", code=1)
+        assert out.splitlines() == [
+            f"error: {files / 'short.bin'}: not an HMAC key file (expected 32 bytes, found 3 bytes)"
+        ]
+        assert not (files / "d").exists()
 
 
 def test_pack_refuses_signed_image_without_a_plain_payload_before_writing(files: Path) -> None:
@@ -130,7 +154,7 @@ def test_pack_refuses_signed_image_without_a_plain_payload_before_writing(files:
         files / "ecdsa256.pem",
         "--encrypt-to",
         files / "rsa3072-b.pub.pem",
-        "--signed-image",
+        "--signed-image-output",
         files / "signed.bin",
         "-o",
         files / "rel.zip",
@@ -144,3 +168,18 @@ def test_pack_refuses_signed_image_without_a_plain_payload_before_writing(files:
 def test_verify_release_refuses_a_short_key_digest(files: Path) -> None:
     out = _run("ota", "verify-release", "--key-digest", "0011", files / "app.bin", code=2)
     assert "32 bytes" in out
+
+
+def test_gcm_tag_failure_under_another_device_key_is_a_failed_check_exit_1(files: Path) -> None:
+    _run("ota", "device-key", "--hmac-key", files / "hmac.bin", "-o", files / "dev.pem")
+    _run("ota", "encrypt", "-k", files / "dev.pem", "-o", files / "app.enc", files / "app.bin")
+    (files / "other.bin").write_bytes(bytes(32))
+    out = _run(
+        "ota", "decrypt", "--hmac-key", files / "other.bin", "-o", files / "app.dec",
+        files / "app.enc", code=1,
+    )  # fmt: skip
+    assert out.splitlines() == [
+        f"error: {files / 'app.enc'}: GCM tag does not verify: the image was modified or the "
+        "wrong key was used"
+    ]
+    assert not (files / "app.dec").exists()

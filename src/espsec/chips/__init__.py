@@ -23,6 +23,10 @@ ECDSA256 = "ecdsa256"
 ECDSA384 = "ecdsa384"
 SCHEMES = (RSA3072, ECDSA192, ECDSA256, ECDSA384)
 
+MAX_FLASH_SIZE = 128 << 20
+"""The largest SPI flash an ESP image header can name, and so any chip boots from
+(ESP-IDF ``esp_app_format.h`` ``ESP_IMAGE_FLASH_SIZE_128MB``; esptool ``FLASH_SIZES``)."""
+
 DEFAULT_CHIP = "esp32s3"
 """The target assumed when none is named: espsec's primary target (ESP-IDF itself falls
 back to ``esp32``, which espsec does not model)."""

@@ -7,15 +7,21 @@ from pathlib import Path
 
 import click
 
-from espsec._io import command_scope, read_bytes, write_output
-from espsec.cli._common import emit, json_option, source
-
-group = click.Group(
-    "cert-bundle",
-    help="x509 certificate bundles (gen_crt_bundle.py format) and esp_crt_bundle_attach checks.",
+from espsec._io import read_bytes, write_output
+from espsec.cli._common import (
+    INPUT,
+    command_group,
+    emit,
+    json_option,
+    note,
+    output_option,
+    source,
 )
 
-_in = click.Path(dir_okay=False, path_type=Path)
+group = command_group(
+    "cert-bundle",
+    "x509 certificate bundles (gen_crt_bundle.py format) and esp_crt_bundle_attach checks.",
+)
 _max_certs = click.option(
     "--max-certs",
     type=click.IntRange(1, 0xFFFF),
@@ -26,48 +32,52 @@ _max_certs = click.option(
 
 
 @group.command("build")
-@click.option("-o", "--output", type=_in, required=True, help="Bundle to write.")
+@output_option(help="The bundle to write ('-': standard output).")
 @click.option("--legacy", is_flag=True, help="ESP-IDF v5.3 and earlier layout (big-endian).")
 @click.option(
     "--filter",
     "filter_csv",
-    type=_in,
+    type=INPUT,
     help="Keep only certificates named in this CSV's second column (cmn_crt_authorities.csv).",
 )
 @_max_certs
-@click.argument("certs", type=_in, nargs=-1, required=True)
+@json_option
+@click.argument("certs", type=INPUT, nargs=-1, required=True)
 def build(
-    output: Path, legacy: bool, filter_csv: Path | None, max_certs: int, certs: tuple[Path, ...]
+    output: Path,
+    legacy: bool,
+    filter_csv: Path | None,
+    max_certs: int,
+    as_json: bool,
+    certs: tuple[Path, ...],
 ) -> None:
     """Build a bundle from CERTS: PEM or DER files, or Mozilla's CA CSV (``PEM Info``)."""
     from espsec.identity import cert_bundle as cb
 
-    with command_scope():
-        names = None
-        if filter_csv is not None:
-            names = cb.filter_names(
-                read_bytes(filter_csv, what="filter CSV"), source=str(filter_csv)
-            )
-        found = []
-        for path in certs:
-            with source(str(path)):
-                data = read_bytes(path, what="certificate file")
-                found.extend(cb.certificates_from_file(data, source=str(path), names=names))
-        bundle = cb.CertBundle.from_certificates(found, legacy=legacy, max_certs=max_certs)
-        write_output(output, bundle.to_bytes())
-    click.echo(f"{len(bundle.entries)} certificate(s) -> {output}", err=str(output) == "-")
+    names = None
+    if filter_csv is not None:
+        names = cb.filter_names(read_bytes(filter_csv, what="filter CSV"), source=str(filter_csv))
+    found = []
+    for path in certs:
+        with source(str(path)):
+            data = read_bytes(path, what="certificate file")
+            found.extend(cb.certificates_from_file(data, source=str(path), names=names))
+    bundle = cb.CertBundle.from_certificates(found, legacy=legacy, max_certs=max_certs)
+    write_output(output, bundle.to_bytes())
+    report = {"output": str(output), **bundle.to_json()}
+    emit(report, as_json, lambda: note(f"{len(bundle.entries)} certificate(s) -> {output}", output))
 
 
 @group.command("dump")
 @click.option("--legacy/--current", default=None, help="Force the layout (default: detect).")
 @_max_certs
 @json_option
-@click.argument("bundle", type=_in)
+@click.argument("bundle", type=INPUT)
 def dump(legacy: bool | None, max_certs: int, as_json: bool, bundle: Path) -> None:
     """List the roots in BUNDLE (subject, key type, offset)."""
     from espsec.identity import cert_bundle as cb
 
-    with command_scope(), source(str(bundle)):
+    with source(str(bundle)):
         parsed = cb.CertBundle.parse(
             read_bytes(bundle, what="certificate bundle"), legacy=legacy, max_certs=max_certs
         )
@@ -95,8 +105,8 @@ def dump(legacy: bool | None, max_certs: int, as_json: bool, bundle: Path) -> No
 @click.option("--legacy/--current", default=None, help="Force the bundle layout.")
 @_max_certs
 @json_option
-@click.argument("bundle", type=_in)
-@click.argument("chain", type=_in)
+@click.argument("bundle", type=INPUT)
+@click.argument("chain", type=INPUT)
 def verify_chain(
     hostname: str | None,
     at: datetime.datetime | None,
@@ -113,13 +123,12 @@ def verify_chain(
     from espsec._pem import load_certificates
     from espsec.identity import cert_bundle as cb
 
-    with command_scope():
-        with source(str(bundle)):
-            parsed = cb.CertBundle.parse(
-                read_bytes(bundle, what="certificate bundle"), legacy=legacy, max_certs=max_certs
-            )
-        with source(str(chain)):
-            certs = load_certificates(read_bytes(chain, what="certificate chain"))
+    with source(str(bundle)):
+        parsed = cb.CertBundle.parse(
+            read_bytes(bundle, what="certificate bundle"), legacy=legacy, max_certs=max_certs
+        )
+    with source(str(chain)):
+        certs = load_certificates(read_bytes(chain, what="certificate chain"))
     now = at.replace(tzinfo=datetime.UTC) if at is not None else None
     result = cb.verify_chain(parsed, certs, now=now, hostname=hostname)
 

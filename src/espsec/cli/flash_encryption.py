@@ -8,9 +8,20 @@ from pathlib import Path
 
 import click
 
-from espsec._io import atomic_output, read_bytes
+from espsec._io import output_file, read_bytes
 from espsec.chips import DEFAULT_CHIP, get_chip
-from espsec.cli._common import INT, emit, json_option, source
+from espsec.cli._common import (
+    INPUT,
+    INT,
+    InputPath,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    note,
+    output_option,
+    source,
+)
 from espsec.errors import UsageError
 from espsec.flash_encryption import keys as fe_keys
 from espsec.flash_encryption.cipher import process_file
@@ -22,11 +33,13 @@ from espsec.flash_encryption.whole_flash import (
 )
 from espsec.image.partition_table import load_partition_table
 
-group = click.Group(
-    "flash-encryption", help="Flash encryption (XTS-AES): keys, encrypt/decrypt, whole flash."
+group = command_group(
+    "flash-encryption", "Flash encryption (XTS-AES): keys, encrypt/decrypt, whole flash."
 )
 
-_path = click.Path(dir_okay=False, path_type=Path)
+_key = click.option(
+    "-k", "--key", "key_path", type=INPUT, required=True, help="Key file (32 or 64 bytes)."
+)
 PROGRESS_THRESHOLD = 16 << 20
 """Inputs at least this large get a progress bar (on a terminal)."""
 
@@ -39,33 +52,33 @@ PROGRESS_THRESHOLD = 16 << 20
     show_default=True,
     help="256: XTS-AES-128 (XTS_AES_128_KEY); 512: XTS-AES-256 (XTS_AES_256_KEY_1/_2).",
 )
+@output_option(help="The key file to create (mode 0600; never overwrites).", secret=True)
 @json_option
-@click.argument("key", type=_path)
-def generate_key(bits: str, as_json: bool, key: Path) -> None:
-    """Generate a flash-encryption KEY file (OS entropy, mode 0600, never overwrites)."""
-    new = fe_keys.generate_key_file(key, int(bits))
-    report = {"key": str(key), "bits": new.bits, "mode": new.mode}
-    emit(report, as_json, lambda: click.echo(f"{new.bits}-bit {new.mode} key written to {key}"))
+def generate_key(bits: str, output: Path, as_json: bool) -> None:
+    """Generate a flash-encryption key file from OS entropy."""
+    new = fe_keys.generate_key_file(output, int(bits))
+    report = {"output": str(output), "bits": new.bits, "mode": new.mode}
+    emit(report, as_json, lambda: click.echo(f"{new.bits}-bit {new.mode} key written to {output}"))
 
 
 def _transform_command(decrypt: bool) -> Callable[..., None]:
     verb = "decrypt" if decrypt else "encrypt"
 
-    @click.option("--key", "key_path", type=_path, required=True, help="Key file (32 or 64 bytes).")
+    @_key
     @click.option(
         "--address", type=INT, required=True, help="Flash address of INPUT (multiple of 16)."
     )
-    @click.option("--chip", help="Also check the key size is one this chip takes.")
+    @chip_option(required=False)
+    @output_option(help=f"The {verb}ed data to write ('-': standard output).")
     @json_option
-    @click.argument("input_path", metavar="INPUT", type=_path)
-    @click.argument("output_path", metavar="OUTPUT", type=_path)
+    @click.argument("input_path", metavar="INPUT", type=InputPath(allow_dash=False))
     def command(
         key_path: Path,
         address: int,
         chip: str | None,
+        output: Path,
         as_json: bool,
         input_path: Path,
-        output_path: Path,
     ) -> None:
         key = fe_keys.load_key(key_path)
         if chip is not None:
@@ -73,11 +86,11 @@ def _transform_command(decrypt: bool) -> Callable[..., None]:
         size = input_path.stat().st_size if input_path.is_file() else 0
         with _progress(size, f"{verb}ing", enabled=not as_json) as advance:
             written = process_file(
-                key, input_path, output_path, address, decrypt=decrypt, progress=advance
+                key, input_path, output, address, decrypt=decrypt, progress=advance
             )
         report = {
             "input": str(input_path),
-            "output": str(output_path),
+            "output": str(output),
             "address": f"0x{address:x}",
             "size": written,
             "mode": key.mode,
@@ -86,16 +99,17 @@ def _transform_command(decrypt: bool) -> Callable[..., None]:
         emit(
             report,
             as_json,
-            lambda: click.echo(
-                f"{verb}ed {written} bytes at 0x{address:x} with {key.mode} to {output_path}"
+            lambda: note(
+                f"{verb}ed {written} bytes at 0x{address:x} with {key.mode} to {output}", output
             ),
         )
 
     command.__doc__ = (
-        f"{verb.capitalize()} INPUT as stored at flash --address into OUTPUT "
-        "(byte-identical to espsecure --aes-xts)."
+        f"{verb.capitalize()} INPUT as stored at flash --address "
+        "(byte-identical to espsecure --aes-xts; --chip also checks the key size)."
     )
-    return command
+    made: Callable[..., None] = command
+    return made
 
 
 group.command("encrypt")(_transform_command(decrypt=False))
@@ -103,28 +117,28 @@ group.command("decrypt")(_transform_command(decrypt=True))
 
 
 @group.command("encrypt-flash")
-@click.option("--key", "key_path", type=_path, required=True, help="Key file (32 or 64 bytes).")
+@_key
 @click.option(
     "--build-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="ESP-IDF build folder (uses its flasher_args.json).",
 )
-@click.option("--partition-table", "table_path", type=_path, help="Partition table, CSV or binary.")
+@click.option("--partition-table", "table_path", type=INPUT, help="Partition table, CSV or binary.")
 @click.option(
     "--write",
     "writes",
-    type=(INT, _path),
+    type=(INT, INPUT),
     multiple=True,
     metavar="OFFSET FILE",
     help="Place FILE at OFFSET (repeatable).",
 )
-@click.option("--flash-size", help="Flash size, e.g. 4MB (default: from the build).")
-@click.option("--chip", help=f"Target chip (default: from the build, else {DEFAULT_CHIP}).")
+@click.option("--flash-size", help="Flash size, e.g. 4MB, at most 128MB (default: from the build).")
+@chip_option(required=False)
 @click.option(
     "--partition-table-offset", "table_offset", type=INT, help="Default: the chip's (0x8000)."
 )
+@output_option(help="The whole-flash image to write ('-': standard output).")
 @json_option
-@click.argument("output", type=_path)
 def encrypt_flash_cmd(
     key_path: Path,
     build_dir: Path | None,
@@ -136,10 +150,11 @@ def encrypt_flash_cmd(
     as_json: bool,
     output: Path,
 ) -> None:
-    """Write OUTPUT: the whole flash of a device with KEY after flashing these files.
+    """Write the whole flash of a device with --key after flashing these files.
 
     Bootloader, partition table, app partitions, otadata, nvs_keys and partitions
-    flagged `encrypted` are encrypted; everything else is stored plain.
+    flagged `encrypted` are encrypted; everything else is stored plain. The chip comes
+    from the build when --chip is not given, else the default (esp32s3).
     """
     key = fe_keys.load_key(key_path)
     file_writes: list[FlashWrite] = []
@@ -172,14 +187,14 @@ def encrypt_flash_cmd(
     flash = encrypt_flash(
         key, table, file_writes, flash_size=size, chip=target, table_offset=table_offset
     )
-    with atomic_output(output) as fh:
+    with output_file(output) as fh:
         flash.write_to(fh)
 
     def render() -> None:
-        click.echo(f"{target.display_name} flash image ({size} bytes, {key.mode}) -> {output}")
+        note(f"{target.display_name} flash image ({size} bytes, {key.mode}) -> {output}", output)
         for w in flash.writes:
             state = "encrypted" if w.encrypted else "plain"
-            click.echo(f"  0x{w.offset:08x}  {w.length:>9}  {state:<9}  {w.region:<16} {w.name}")
+            note(f"  0x{w.offset:08x}  {w.length:>9}  {state:<9}  {w.region:<16} {w.name}", output)
 
     emit({**flash.report(), "output": str(output)}, as_json, render)
 

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import click
 
-from espsec._io import read_bytes, write_atomic
-from espsec.chips import CHIPS, get_chip
-from espsec.cli._common import emit, json_option, source
+from espsec._io import read_bytes, write_output
+from espsec.chips import get_chip
+from espsec.cli._common import (
+    INPUT,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    note,
+    output_option,
+    source,
+)
 from espsec.image import (
     WP_PIN_DISABLED,
     AppDesc,
@@ -21,19 +30,17 @@ from espsec.image import (
 from espsec.image.header import revision_text
 from espsec.image.info import IMAGE_VERSION
 
-group = click.Group("image", help="App and bootloader images: inspect, check, synthesize.")
-
-_out = click.Path(dir_okay=False, path_type=Path)
-_chip = click.option("--chip", type=click.Choice(sorted(CHIPS)), required=True)
+group = command_group("image", "App and bootloader images: inspect, check, synthesize.")
 
 
 @group.command("build-app")
-@_chip
+@chip_option()
 @click.option("--version", "app_version", default="1.0.0", show_default=True)
 @click.option("--project-name", default="app", show_default=True)
 @click.option("--secure-version", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--code-size", type=click.IntRange(4, 15 * 2**20), default=4096, show_default=True)
-@click.argument("output", type=_out)
+@output_option(help="The app image to write ('-': standard output).")
+@json_option
 def build_app(
     chip: str,
     app_version: str,
@@ -41,6 +48,7 @@ def build_app(
     secure_version: int,
     code_size: int,
     output: Path,
+    as_json: bool,
 ) -> None:
     """Write a synthetic but valid app image (for rehearsals, demos and backend tests)."""
     data = build_app_image(
@@ -50,24 +58,47 @@ def build_app(
         secure_version=secure_version,
         code_size=code_size,
     )
-    write_atomic(output, data)
-    click.echo(f"{chip} app {app_version} (secure_version {secure_version}) -> {output}")
+    write_output(output, data)
+    report = {
+        "output": str(output),
+        "chip": chip,
+        "version": app_version,
+        "secure_version": secure_version,
+        "size": len(data),
+    }
+    emit(
+        report,
+        as_json,
+        lambda: note(
+            f"{chip} app {app_version} (secure_version {secure_version}) -> {output}", output
+        ),
+    )
 
 
 @group.command("build-bootloader")
-@_chip
+@chip_option()
 @click.option("--version", "bl_version", type=click.IntRange(0, 2**32 - 1), default=1)
 @click.option("--secure-version", type=click.IntRange(0, 255), default=0, show_default=True)
-@click.argument("output", type=_out)
-def build_bootloader(chip: str, bl_version: int, secure_version: int, output: Path) -> None:
+@output_option(help="The bootloader image to write ('-': standard output).")
+@json_option
+def build_bootloader(
+    chip: str, bl_version: int, secure_version: int, output: Path, as_json: bool
+) -> None:
     """Write a synthetic but valid second-stage bootloader image."""
     data = build_bootloader_image(get_chip(chip), version=bl_version, secure_version=secure_version)
-    write_atomic(output, data)
-    click.echo(f"{chip} bootloader v{bl_version} -> {output}")
+    write_output(output, data)
+    report = {
+        "output": str(output),
+        "chip": chip,
+        "version": bl_version,
+        "secure_version": secure_version,
+        "size": len(data),
+    }
+    emit(report, as_json, lambda: note(f"{chip} bootloader v{bl_version} -> {output}", output))
 
 
 @group.command("info")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=INPUT)
 @json_option
 @click.pass_context
 def info(ctx: click.Context, file: Path, as_json: bool) -> None:

@@ -7,15 +7,27 @@ from pathlib import Path
 import click
 
 from espsec import nvs as nvs_lib
-from espsec._io import read_bytes, write_atomic, write_secret
-from espsec.cli._common import INT, emit, json_option, source
+from espsec._io import read_bytes, write_output, write_secret
+from espsec.cli._common import (
+    INPUT,
+    INT,
+    command_group,
+    emit,
+    json_option,
+    note,
+    output_option,
+    source,
+)
 from espsec.errors import UsageError
+from espsec.nvs.generator import READ_WRITE_MIN_SIZE, check_partition_size
 
-group = click.Group("nvs", help="NVS partitions: generate, encrypt, decrypt, dump; NVS keys.")
+group = command_group("nvs", "NVS partitions: generate, encrypt, decrypt, dump; NVS keys.")
 
-_path = click.Path(dir_okay=False, path_type=Path)
 _size = click.option(
-    "--size", type=INT, required=True, help="Partition size in bytes (multiple of 0x1000)."
+    "--size",
+    type=INT,
+    required=True,
+    help="Partition size in bytes: a multiple of 0x1000, at least 0x3000, at most 128 MiB.",
 )
 _version = click.option(
     "--version",
@@ -25,10 +37,10 @@ _version = click.option(
     help="1: blobs in one page (max 1984 bytes); 2: multi-page blobs.",
 )
 _keys = click.option(
-    "--keys", "keys_file", type=_path, help="nvs_keys partition image (from generate-keys)."
+    "--keys", "keys_file", type=INPUT, help="nvs_keys partition image (from generate-keys)."
 )
 _hmac = click.option(
-    "--hmac-key", "hmac_file", type=_path, help="HMAC_UP eFuse key the chip derives keys from."
+    "--hmac-key", "hmac_file", type=INPUT, help="HMAC_UP eFuse key the chip derives keys from."
 )
 _wifi = click.option(
     "--no-wifi-extras",
@@ -37,9 +49,21 @@ _wifi = click.option(
 )
 _base = click.option(
     "--base-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Folder that 'file' rows are relative to (default: the current directory).",
 )
+
+
+def check_size(size: int) -> None:
+    """Refuse (before any work) a ``--size`` ``nvs_partition_gen`` would refuse, or one no
+    flash holds: a multiple of 0x1000, from 0x3000 (the read/write minimum of
+    esp-idf-nvs-partition-gen ``check_size``) to the largest flash."""
+    check_partition_size(size)
+    if size < READ_WRITE_MIN_SIZE:
+        raise UsageError(
+            f"NVS partition size must be at least {READ_WRITE_MIN_SIZE:#x} (the smallest "
+            f"read/write partition nvs_partition_gen makes), got {size:#x}"
+        )
 
 
 def _load_keys(keys_file: Path | None, hmac_file: Path | None) -> nvs_lib.NvsKeys | None:
@@ -72,7 +96,7 @@ def _generate(
         base_dir=base_dir,
         wifi_extras=not no_wifi_extras,
     )
-    write_atomic(output, image)
+    write_output(output, image)
     report = {
         "output": str(output),
         "size": size,
@@ -81,52 +105,54 @@ def _generate(
         "encrypted": keys is not None,
     }
     what = "encrypted NVS partition" if keys else "NVS partition"
-    emit(report, as_json, lambda: click.echo(f"{what} written to {output}"))
+    emit(report, as_json, lambda: note(f"{what} written to {output}", output))
 
 
 @group.command("generate")
-@click.argument("csv_file", metavar="CSV", type=_path)
-@click.argument("output", metavar="OUT", type=_path)
 @_size
 @_version
 @_wifi
 @_base
+@output_option(help="The partition image to write ('-': standard output).")
 @json_option
+@click.argument("csv_file", metavar="CSV", type=INPUT)
 def generate(
-    csv_file: Path,
-    output: Path,
     size: int,
     version: str,
     no_wifi_extras: bool,
     base_dir: Path | None,
+    output: Path,
     as_json: bool,
+    csv_file: Path,
 ) -> None:
-    """Generate a plain NVS partition OUT from a nvs_partition_gen CSV."""
+    """Generate a plain NVS partition from a nvs_partition_gen CSV."""
+    check_size(size)
     _generate(csv_file, output, size, version, None, no_wifi_extras, base_dir, as_json)
 
 
 @group.command("encrypt")
-@click.argument("csv_file", metavar="CSV", type=_path)
-@click.argument("output", metavar="OUT", type=_path)
 @_size
 @_version
 @_keys
 @_hmac
 @_wifi
 @_base
+@output_option(help="The encrypted partition image to write ('-': standard output).")
 @json_option
+@click.argument("csv_file", metavar="CSV", type=INPUT)
 def encrypt(
-    csv_file: Path,
-    output: Path,
     size: int,
     version: str,
     keys_file: Path | None,
     hmac_file: Path | None,
     no_wifi_extras: bool,
     base_dir: Path | None,
+    output: Path,
     as_json: bool,
+    csv_file: Path,
 ) -> None:
-    """Generate an encrypted NVS partition OUT from a CSV (--keys or --hmac-key)."""
+    """Generate an encrypted NVS partition from a CSV (--keys or --hmac-key)."""
+    check_size(size)
     keys = _load_keys(keys_file, hmac_file)
     if keys is None:
         raise UsageError("encrypt needs --keys KEYS.bin or --hmac-key HMAC.bin")
@@ -134,28 +160,32 @@ def encrypt(
 
 
 @group.command("decrypt")
-@click.argument("partition", type=_path)
-@click.argument("output", metavar="OUT", type=_path)
 @_keys
 @_hmac
-def decrypt(partition: Path, output: Path, keys_file: Path | None, hmac_file: Path | None) -> None:
-    """Decrypt an encrypted NVS PARTITION image into a plain one (mode 0600)."""
+@output_option(help="The plain partition image to write (mode 0600; '-': standard output).")
+@json_option
+@click.argument("partition", type=INPUT)
+def decrypt(
+    keys_file: Path | None, hmac_file: Path | None, output: Path, as_json: bool, partition: Path
+) -> None:
+    """Decrypt an encrypted NVS PARTITION image into a plain one."""
     keys = _load_keys(keys_file, hmac_file)
     if keys is None:
         raise UsageError("decrypt needs --keys KEYS.bin or --hmac-key HMAC.bin")
     data = read_bytes(partition, what="NVS partition")
     with source(str(partition)):
-        nvs_lib.read_partition(data, keys=keys)  # refuse wrong keys before writing
+        contents = nvs_lib.read_partition(data, keys=keys)  # wrong keys: refused before writing
         plain = nvs_lib.decrypt_partition(data, keys)
-    write_atomic(output, plain, mode=0o600)
-    click.echo(f"decrypted NVS partition written to {output}")
+    write_output(output, plain, mode=0o600)
+    report = {"output": str(output), "size": len(plain), "entries": len(contents.entries)}
+    emit(report, as_json, lambda: note(f"decrypted NVS partition written to {output}", output))
 
 
 @group.command("dump")
-@click.argument("partition", type=_path, required=False)
+@click.argument("partition", type=INPUT, required=False)
 @click.option(
     "--device",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Read the partition from this virtual device instead, as its app reads it.",
 )
 @click.option(
@@ -163,7 +193,7 @@ def decrypt(partition: Path, output: Path, keys_file: Path | None, hmac_file: Pa
 )
 @_keys
 @_hmac
-@click.option("-o", "--output", type=_path, help="Write the CSV here instead of stdout.")
+@output_option(required=False, help="Write the CSV here (mode 0600) instead of stdout.")
 @json_option
 def dump(
     partition: Path | None,
@@ -178,7 +208,8 @@ def dump(
 
     With --device, the partition is read from a virtual device through its flash
     encryption, with the keys its app would use (nvs_keys partition or HMAC_UP eFuse key)
-    unless --keys/--hmac-key is given.
+    unless --keys/--hmac-key is given. With -o, the CSV goes to that file and the report
+    (--json) or a status line to standard output.
     """
     if (partition is None) == (device is None):
         raise UsageError("give an NVS PARTITION file or --device DIR (not both)")
@@ -196,31 +227,59 @@ def dump(
         with source(str(partition)):
             contents = nvs_lib.read_partition(data, keys=keys)
         where = str(partition)
+    to_file = output is not None and str(output) != "-"
     with source(where):
-        text = "" if as_json else nvs_lib.dump_csv(nvs_lib.rows_from_entries(contents.entries))
-    if output is not None and not as_json:
-        write_atomic(output, text.encode(), mode=0o600)
-        click.echo(f"{len(contents.entries)} values written to {output}")
+        text = (
+            nvs_lib.dump_csv(nvs_lib.rows_from_entries(contents.entries))
+            if to_file or not as_json
+            else ""
+        )
+    if output is not None and to_file:
+        write_output(output, text.encode(), mode=0o600)
+        emit(
+            {**contents.to_json(), "output": str(output)},
+            as_json,
+            lambda: click.echo(f"{len(contents.entries)} values written to {output}"),
+        )
         return
     emit(contents.to_json(), as_json, lambda: click.echo(text, nl=False))
 
 
 @group.command("generate-keys")
-@click.argument("output", metavar="OUT", type=_path)
 @_hmac
-@click.option("--new-hmac-key", is_flag=True, help="Create a random HMAC key at --hmac-key first.")
-def generate_keys(output: Path, hmac_file: Path | None, new_hmac_key: bool) -> None:
-    """Write an nvs_keys partition image OUT (mode 0600; never overwrites).
+@output_option(
+    "--hmac-key-output",
+    "hmac_key_output",
+    required=False,
+    secret=True,
+    help="Create a random HMAC_UP key here (mode 0600) and derive the NVS keys from it.",
+)
+@output_option(
+    help="The nvs_keys partition image to create (mode 0600; never overwrites).", secret=True
+)
+@json_option
+def generate_keys(
+    hmac_file: Path | None, hmac_key_output: Path | None, output: Path, as_json: bool
+) -> None:
+    """Write an nvs_keys partition image.
 
-    Random keys, or with --hmac-key the keys a chip derives from that HMAC_UP eFuse key.
+    Random keys; with --hmac-key, the keys a chip derives from that HMAC_UP eFuse key;
+    with --hmac-key-output, a new random HMAC key and the keys derived from it.
     """
-    if new_hmac_key:
-        if hmac_file is None:
-            raise UsageError("--new-hmac-key needs --hmac-key PATH to write the key to")
-        if output.exists():
-            raise UsageError("refusing to overwrite an existing file", source=str(output))
-        write_secret(hmac_file, nvs_lib.generate_hmac_key())
-    keys = _load_keys(None, hmac_file) or nvs_lib.NvsKeys.generate()
+    if hmac_file is not None and hmac_key_output is not None:
+        raise UsageError("give either --hmac-key (an existing key) or --hmac-key-output, not both")
+    if hmac_key_output is not None:
+        hmac_key = nvs_lib.generate_hmac_key()
+        keys = nvs_lib.NvsKeys.from_hmac_key(hmac_key)
+        write_secret(hmac_key_output, hmac_key)
+    else:
+        keys = _load_keys(None, hmac_file) or nvs_lib.NvsKeys.generate()
     write_secret(output, keys.to_bytes())
-    how = f"derived from {hmac_file}" if hmac_file else "random"
-    click.echo(f"NVS keys ({how}) written to {output}")
+    derived_from = hmac_key_output or hmac_file
+    how = f"derived from {derived_from}" if derived_from else "random"
+    report = {
+        "output": str(output),
+        "derived_from": str(derived_from) if derived_from else None,
+        "hmac_key_output": str(hmac_key_output) if hmac_key_output else None,
+    }
+    emit(report, as_json, lambda: click.echo(f"NVS keys ({how}) written to {output}"))

@@ -10,47 +10,46 @@ from typing import Any
 import click
 
 from espsec import ota, secure_boot
-from espsec._io import read_bytes, write_atomic
+from espsec._io import read_bytes, write_output
 from espsec.chips import get_chip
-from espsec.cli._common import emit, json_option, key_digest_slots, source
+from espsec.cli._common import (
+    INPUT,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    key_digest_slots,
+    note,
+    output_option,
+    source,
+)
+from espsec.cli.ds import read_hmac_key
 from espsec.cli.secure_boot import pkcs11_option, pkcs11_signers
 from espsec.errors import UsageError
-from espsec.ota.encrypted_image import HMAC_KEY_SIZE
 
-group = click.Group("ota", help="Pre-encrypted OTA images and signed release bundles.")
-
-_path = click.Path(dir_okay=False, path_type=Path)
-
-
-def _hmac_key(path: Path) -> bytes:
-    with source(str(path)):
-        data = read_bytes(path, what="HMAC key file")
-        if len(data) != HMAC_KEY_SIZE:
-            raise UsageError(
-                f"HMAC eFuse key file must hold {HMAC_KEY_SIZE} raw bytes, found {len(data)}"
-            )
-        return data
+group = command_group("ota", "Pre-encrypted OTA images and signed release bundles.")
 
 
 @group.command("encrypt")
 @click.option(
+    "-k",
     "--key",
     "key_path",
-    type=_path,
+    type=INPUT,
     required=True,
     help="RSA-3072 public key, or the device's ECIES P-256 public key (PEM).",
 )
+@output_option(help="The esp_encrypted_img to write ('-': standard output).")
 @json_option
-@click.argument("input_path", metavar="IN", type=_path)
-@click.argument("output", metavar="OUT", type=_path)
-def encrypt(key_path: Path, as_json: bool, input_path: Path, output: Path) -> None:
-    """Encrypt IN into an esp_encrypted_img OUT (scheme chosen by the key type)."""
+@click.argument("input_path", metavar="IMAGE", type=INPUT)
+def encrypt(key_path: Path, output: Path, as_json: bool, input_path: Path) -> None:
+    """Encrypt IMAGE into an esp_encrypted_img (scheme chosen by the key type)."""
     with source(str(key_path)):
         key = ota.load_recipient_key(read_bytes(key_path, what="key file"))
     data = read_bytes(input_path, what="image")
     with source(str(input_path)):
         encrypted = ota.encrypt_image(data, key)
-    write_atomic(output, encrypted)
+    write_output(output, encrypted)
     scheme = ota.encrypted_image.scheme_of_key(key).value
     report = {
         "output": str(output),
@@ -58,19 +57,21 @@ def encrypt(key_path: Path, as_json: bool, input_path: Path, output: Path) -> No
         "bin_size": len(data),
         "recipient": ota.recipient_id(key),
     }
-    emit(report, as_json, lambda: click.echo(f"{scheme}: encrypted {input_path} -> {output}"))
+    emit(report, as_json, lambda: note(f"{scheme}: encrypted {input_path} -> {output}", output))
 
 
 @group.command("decrypt")
-@click.option("--key", "key_path", type=_path, help="RSA-3072 or device P-256 private key (PEM).")
-@click.option("--hmac-key", "hmac_path", type=_path, help="The device's 32-byte HMAC eFuse key.")
+@click.option(
+    "-k", "--key", "key_path", type=INPUT, help="RSA-3072 or device P-256 private key (PEM)."
+)
+@click.option("--hmac-key", "hmac_path", type=INPUT, help="The device's 32-byte HMAC eFuse key.")
+@output_option(help="The plain image to write ('-': standard output).")
 @json_option
-@click.argument("input_path", metavar="IN", type=_path)
-@click.argument("output", metavar="OUT", type=_path)
+@click.argument("input_path", metavar="IMAGE", type=INPUT)
 def decrypt(
-    key_path: Path | None, hmac_path: Path | None, as_json: bool, input_path: Path, output: Path
+    key_path: Path | None, hmac_path: Path | None, output: Path, as_json: bool, input_path: Path
 ) -> None:
-    """Decrypt an esp_encrypted_img IN; OUT is written only if the GCM tag verifies."""
+    """Decrypt an esp_encrypted_img IMAGE; written only if the GCM tag verifies (else exit 1)."""
     if (key_path is None) == (hmac_path is None):
         raise UsageError("give exactly one of --key or --hmac-key")
     key: ota.DecryptionKey
@@ -80,29 +81,30 @@ def decrypt(
     else:
         assert hmac_path is not None
         with source(str(hmac_path)):
-            key = ota.device_private_key(_hmac_key(hmac_path))
+            key = ota.device_private_key(read_hmac_key(hmac_path))
     data = read_bytes(input_path, what="encrypted image")
     with source(str(input_path)):
         plain = ota.decrypt_image(data, key)
-    write_atomic(output, plain)
+    write_output(output, plain)
     report = {"output": str(output), "length": len(plain)}
     emit(
         report,
         as_json,
-        lambda: click.echo(f"decrypted {input_path} -> {output} ({len(plain)} bytes)"),
+        lambda: note(f"decrypted {input_path} -> {output} ({len(plain)} bytes)", output),
     )
 
 
 @group.command("device-key")
-@click.option("--hmac-key", "hmac_path", type=_path, required=True, help="32-byte HMAC eFuse key.")
+@click.option("--hmac-key", "hmac_path", type=INPUT, required=True, help="32-byte HMAC eFuse key.")
+@output_option(help="The device's ECIES public key PEM to write ('-': standard output).")
 @json_option
-@click.argument("output", metavar="OUT.pem", type=_path)
-def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
+def device_key(hmac_path: Path, output: Path, as_json: bool) -> None:
     """Write the ECIES public key a device with this HMAC eFuse key uses (encrypt to it)."""
-    public = ota.device_public_key(_hmac_key(hmac_path))
-    write_atomic(output, ota.public_key_pem(public))
+    with source(str(hmac_path)):
+        public = ota.device_public_key(read_hmac_key(hmac_path))
+    write_output(output, ota.public_key_pem(public))
     report = {"output": str(output), "recipient": ota.recipient_id(public)}
-    emit(report, as_json, lambda: click.echo(f"device ECIES public key written to {output}"))
+    emit(report, as_json, lambda: note(f"device ECIES public key written to {output}", output))
 
 
 @group.command("pack")
@@ -110,7 +112,7 @@ def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
     "-k",
     "--key",
     "keys",
-    type=_path,
+    type=INPUT,
     multiple=True,
     help="Secure Boot v2 signing key (repeatable); also signs the release statement.",
 )
@@ -118,16 +120,21 @@ def device_key(hmac_path: Path, as_json: bool, output: Path) -> None:
 @click.option(
     "--encrypt-to",
     "recipients",
-    type=_path,
+    type=INPUT,
     multiple=True,
     help="Pre-encrypt for this RSA-3072 or device ECIES public key (repeatable).",
 )
 @click.option("--include-plaintext", is_flag=True, help="Also ship the unencrypted signed image.")
-@click.option("--chip", help="Target chip (default: from the image header).")
-@click.option("--signed-image", "signed_out", type=_path, help="Also write the signed image here.")
-@click.option("-o", "--output", type=_path, required=True, help="Release bundle to write.")
+@chip_option(required=False)
+@output_option(
+    "--signed-image-output",
+    "signed_out",
+    required=False,
+    help="Also write the signed image here.",
+)
+@output_option(help="The release bundle to write ('-': standard output).")
 @json_option
-@click.argument("image", type=_path)
+@click.argument("image", type=INPUT)
 def pack(
     keys: tuple[Path, ...],
     pkcs11_uris: tuple[str, ...],
@@ -142,12 +149,12 @@ def pack(
     """Sign (Secure Boot v2) and optionally pre-encrypt IMAGE into a release bundle.
 
     The keys (-k files, or --pkcs11-uri keys inside a token) sign both the image and the
-    release statement.
+    release statement. The chip comes from the image header unless --chip is given.
     """
     if not keys and not pkcs11_uris:
         raise UsageError("give at least one signing key (-k FILE or --pkcs11-uri URI)")
     if signed_out is not None and recipients and not include_plaintext:
-        raise UsageError("--signed-image needs a plain payload (use --include-plaintext)")
+        raise UsageError("--signed-image-output needs a plain payload (use --include-plaintext)")
     private: list[secure_boot.PrivateKey | secure_boot.Signer] = []
     for path in keys:
         with source(str(path)):
@@ -167,14 +174,14 @@ def pack(
                 include_plaintext=include_plaintext,
                 chip=get_chip(chip) if chip else None,
             )
-    write_atomic(output, bundle.to_bytes())
+    write_output(output, bundle.to_bytes())
     if signed_out is not None:  # there is a plain payload: checked before packing
         plain = next(
             d
             for p, d in zip(bundle.statement.payloads, bundle.payloads, strict=True)
             if p.encryption == "none"
         )
-        write_atomic(signed_out, plain)
+        write_output(signed_out, plain)
     st = bundle.statement
     report = {
         "output": str(output),
@@ -185,12 +192,14 @@ def pack(
     }
 
     def render() -> None:
-        click.echo(
+        note(
             f"release {bundle.release_id}: {st.project_name} {st.version} "
-            f"(secure_version {st.secure_version}) -> {output}"
+            f"(secure_version {st.secure_version}) -> {output}",
+            output,
+            signed_out,
         )
         for p in st.payloads:
-            click.echo(f"  {p.name}: {p.encryption}, {p.length} bytes")
+            note(f"  {p.name}: {p.encryption}, {p.length} bytes", output, signed_out)
 
     emit(report, as_json, render)
 
@@ -208,7 +217,7 @@ def _render_inspect(report: dict[str, Any]) -> None:
 
 @group.command("inspect")
 @json_option
-@click.argument("file", type=_path)
+@click.argument("file", type=INPUT)
 def inspect(as_json: bool, file: Path) -> None:
     """Show a release bundle's, pre-encrypted image's or app image's version,
     secure_version, signatures and encryption (describes; does not verify trust)."""
@@ -219,7 +228,7 @@ def inspect(as_json: bool, file: Path) -> None:
 
 @group.command("verify-release")
 @click.option(
-    "-k", "--key", "keys", type=_path, multiple=True, help="Trusted Secure Boot public key."
+    "-k", "--key", "keys", type=INPUT, multiple=True, help="Trusted Secure Boot public key."
 )
 @click.option(
     "--key-digest",
@@ -229,7 +238,7 @@ def inspect(as_json: bool, file: Path) -> None:
 )
 @click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
 @json_option
-@click.argument("bundle", type=_path)
+@click.argument("bundle", type=INPUT)
 def verify_release(
     keys: tuple[Path, ...],
     digests: tuple[str, ...],

@@ -8,14 +8,22 @@ from pathlib import Path
 import click
 
 from espsec import secure_boot
-from espsec._io import read_bytes, write_atomic, write_secret
-from espsec.chips import SCHEMES, get_chip
-from espsec.cli._common import emit, json_option, key_digest_slots, source
+from espsec._io import read_bytes, write_output, write_secret
+from espsec.chips import EFUSE_MODEL_CHIPS, SCHEMES, get_chip
+from espsec.cli._common import (
+    INPUT,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    key_digest_slots,
+    note,
+    output_option,
+    source,
+)
 from espsec.errors import UsageError, VerificationError
 
-group = click.Group("secure-boot", help="Secure Boot v2: sign, verify, key digests.")
-
-_in = click.Path(exists=False, dir_okay=False, path_type=Path)
+group = command_group("secure-boot", "Secure Boot v2: sign, verify, key digests.")
 
 
 def _private_key(path: Path) -> secure_boot.PrivateKey:
@@ -53,43 +61,58 @@ def _public_key(path: Path) -> secure_boot.PublicKey:
 
 @group.command("generate-key")
 @click.option("--scheme", type=click.Choice(SCHEMES), default="rsa3072", show_default=True)
-@click.option("--pub-key", "pub_out", type=_in, help="Also write the public key PEM here.")
-@click.argument("key", type=_in)
-def generate_key(scheme: str, pub_out: Path | None, key: Path) -> None:
-    """Generate a signing KEY (PEM, mode 0600; never overwrites)."""
+@output_option(help="The private key to create (PEM, mode 0600; never overwrites).", secret=True)
+@output_option(
+    "--pub-key-output",
+    "pub_key_output",
+    required=False,
+    help="Also write the public key PEM here.",
+)
+@json_option
+def generate_key(scheme: str, output: Path, pub_key_output: Path | None, as_json: bool) -> None:
+    """Generate a Secure Boot v2 signing key."""
     pem = secure_boot.generate_private_key(scheme)
-    if pub_out is not None and pub_out.exists():
-        raise UsageError("refusing to overwrite an existing file", source=str(pub_out))
-    write_secret(key, pem)
-    if pub_out is not None:
-        write_atomic(pub_out, secure_boot.public_key_pem(secure_boot.load_private_key(pem)))
-    click.echo(f"{scheme} signing key written to {key}")
+    public = secure_boot.load_private_key(pem)
+    write_secret(output, pem)
+    if pub_key_output is not None:
+        write_output(pub_key_output, secure_boot.public_key_pem(public))
+    report = {
+        "output": str(output),
+        "scheme": scheme,
+        "pub_key_output": str(pub_key_output) if pub_key_output else None,
+        "key_digest": secure_boot.key_digest(public).hex(),
+    }
+    emit(report, as_json, lambda: note(f"{scheme} signing key written to {output}", pub_key_output))
 
 
 @group.command("extract-public-key")
-@click.argument("key", type=_in)
-@click.argument("output", type=_in)
-def extract_public_key(key: Path, output: Path) -> None:
+@output_option(help="The public key PEM to write ('-': standard output).")
+@json_option
+@click.argument("key", type=INPUT)
+def extract_public_key(output: Path, as_json: bool, key: Path) -> None:
     """Write the public key PEM of a private KEY."""
-    write_atomic(output, secure_boot.public_key_pem(_private_key(key)))
-    click.echo(f"public key written to {output}")
+    private = _private_key(key)
+    write_output(output, secure_boot.public_key_pem(private))
+    report = {"output": str(output), "scheme": secure_boot.scheme_of(private)}
+    emit(report, as_json, lambda: note(f"public key written to {output}", output))
 
 
 @group.command("sign")
-@click.option("-k", "--key", "keys", type=_in, multiple=True, help="Private key (repeatable).")
+@click.option("-k", "--key", "keys", type=INPUT, multiple=True, help="Private key (repeatable).")
 @click.option(
     "--signature",
     "signatures",
-    type=_in,
+    type=INPUT,
     multiple=True,
     help="Signature made elsewhere (repeatable, paired in order with --pub-key).",
 )
-@click.option("--pub-key", "pub_keys", type=_in, multiple=True, help="Public key of --signature.")
+@click.option("--pub-key", "pub_keys", type=INPUT, multiple=True, help="Public key of --signature.")
 @pkcs11_option
 @click.option("-a", "--append", is_flag=True, help="Add blocks to an already signed image.")
-@click.option("--chip", help="Target chip (default: from the image header).")
-@click.option("-o", "--output", type=_in, required=True, help="Signed image to write.")
-@click.argument("image", type=_in)
+@chip_option(required=False)
+@output_option(help="The signed image to write ('-': standard output).")
+@json_option
+@click.argument("image", type=INPUT)
 def sign(
     keys: tuple[Path, ...],
     signatures: tuple[Path, ...],
@@ -98,12 +121,14 @@ def sign(
     append: bool,
     chip: str | None,
     output: Path,
+    as_json: bool,
     image: Path,
 ) -> None:
     """Sign IMAGE for Secure Boot v2 (pads to 4 KiB, appends the signature sector).
 
     Keys come from files (-k), from a PKCS#11 token (--pkcs11-uri: RSA-PSS or ECDSA
-    inside the token, as espsecure --hsm), or as signatures made elsewhere.
+    inside the token, as espsecure --hsm), or as signatures made elsewhere. The chip
+    comes from the image header unless --chip is given.
     """
     if len(signatures) != len(pub_keys):
         raise UsageError(
@@ -125,35 +150,48 @@ def sign(
         private += pkcs11_signers(stack, pkcs11_uris)
         with source(str(image)):
             signed = secure_boot.sign(data, private, external=external, append=append, chip=target)
-    write_atomic(output, signed)
+    write_output(output, signed)
     count = sum(
         1
         for s in secure_boot.read_sector(signed[-secure_boot.SECTOR_SIZE :])
         if s.state is secure_boot.SlotState.VALID
     )
-    click.echo(f"signed {image} -> {output}: {count} signature block(s)")
+    report = {"output": str(output), "size": len(signed), "signature_blocks": count}
+    emit(
+        report,
+        as_json,
+        lambda: note(f"signed {image} -> {output}: {count} signature block(s)", output),
+    )
 
 
 @group.command("digest")
 @click.option("--scheme", type=click.Choice(SCHEMES), help="Signature scheme to digest for.")
-@click.option("--pub-key", type=_in, help="Take the scheme from this public key.")
+@click.option("--pub-key", type=INPUT, help="Take the scheme from this public key.")
 @click.option("-a", "--append", is_flag=True, help="IMAGE is already signed (digest its content).")
-@click.option("--padded-image", type=_in, help="Also write the exact padded bytes that are signed.")
-@click.option("-o", "--output", type=_in, required=True, help="Raw digest to write.")
-@click.argument("image", type=_in)
+@output_option(help="The raw digest to write ('-': standard output).")
+@output_option(
+    "--padded-image-output",
+    "padded_image_output",
+    required=False,
+    help="Also write the exact padded bytes that are signed.",
+)
+@json_option
+@click.argument("image", type=INPUT)
 def digest(
     scheme: str | None,
     pub_key: Path | None,
     append: bool,
-    padded_image: Path | None,
     output: Path,
+    padded_image_output: Path | None,
+    as_json: bool,
     image: Path,
 ) -> None:
     """Export what an HSM or signing server must sign for IMAGE.
 
     The output is the image digest (SHA-256, or SHA-384 for ECDSA P-384) over the
     0xFF-padded image. Sign it with RSA-PSS (MGF1-SHA256, salt 32) or ECDSA as a
-    prehashed digest; or sign the --padded-image bytes with a tool that hashes itself.
+    prehashed digest; or sign the --padded-image-output bytes with a tool that hashes
+    itself.
     """
     if (scheme is None) == (pub_key is None):
         raise UsageError("give exactly one of --scheme or --pub-key")
@@ -165,15 +203,30 @@ def digest(
         content = secure_boot.existing_content(data) if append else secure_boot.pad_to_sector(data)
         # content is 4 KiB-aligned already, so this pads nothing: it only checks and hashes.
         value = secure_boot.signing_digest(content, scheme)
-    write_atomic(output, value)
-    if padded_image is not None:
-        write_atomic(padded_image, content)
-    click.echo(f"{scheme} digest of {len(content)} bytes written to {output}: {value.hex()}")
+    write_output(output, value)
+    if padded_image_output is not None:
+        write_output(padded_image_output, content)
+    report = {
+        "output": str(output),
+        "scheme": scheme,
+        "signed_length": len(content),
+        "digest": value.hex(),
+        "padded_image_output": str(padded_image_output) if padded_image_output else None,
+    }
+    emit(
+        report,
+        as_json,
+        lambda: note(
+            f"{scheme} digest of {len(content)} bytes written to {output}: {value.hex()}",
+            output,
+            padded_image_output,
+        ),
+    )
 
 
 @group.command("verify")
 @click.option(
-    "-k", "--key", "keys", type=_in, multiple=True, help="Trusted key, public or private."
+    "-k", "--key", "keys", type=INPUT, multiple=True, help="Trusted key, public or private."
 )
 @click.option(
     "--key-digest",
@@ -184,12 +237,12 @@ def digest(
 @click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
 @click.option(
     "--efuse-file",
-    type=_in,
+    type=INPUT,
     help="Trust the digests and revocations of this virtual eFuse file, as the ROM does.",
 )
-@click.option("--chip", help="Chip of --efuse-file, if it has no espsec sidecar.")
+@chip_option(chips=EFUSE_MODEL_CHIPS, required=False)
 @json_option
-@click.argument("image", type=_in)
+@click.argument("image", type=INPUT)
 def verify(
     keys: tuple[Path, ...],
     digests: tuple[str, ...],
@@ -199,9 +252,14 @@ def verify(
     as_json: bool,
     image: Path,
 ) -> None:
-    """Verify IMAGE against keys, eFuse key digests or an eFuse file; exit 1 if none verifies."""
+    """Verify IMAGE against keys, eFuse key digests or an eFuse file; exit 1 if none verifies.
+
+    --chip names the chip of --efuse-file when it has no espsec sidecar.
+    """
     if efuse_file is not None and (digests or revoked):
         raise UsageError("--efuse-file already gives the digests and revocations")
+    if chip is not None and efuse_file is None:
+        raise UsageError("--chip names the chip of --efuse-file: give one")
     trusted = [_public_key(k) for k in keys]
     slots = key_digest_slots(digests) if digests else None
     if efuse_file is not None:
@@ -234,25 +292,26 @@ def verify(
 
 
 @group.command("key-digest")
-@click.option("-o", "--output", type=_in, help="Write the 32 raw bytes here.")
+@output_option(required=False, help="Also write the 32 raw bytes here ('-': standard output).")
 @json_option
-@click.argument("key", type=_in)
+@click.argument("key", type=INPUT)
 def key_digest(output: Path | None, as_json: bool, key: Path) -> None:
-    """The SECURE_BOOT_DIGESTn eFuse value for KEY (public or private)."""
+    """The SECURE_BOOT_DIGESTn eFuse value for KEY (public or private), in hex."""
     public = _public_key(key)
     value = secure_boot.key_digest(public)
     if output is not None:
-        write_atomic(output, value)
-    emit(
-        {"scheme": secure_boot.scheme_of(public), "key_digest": value.hex()},
-        as_json,
-        lambda: click.echo(value.hex()),
-    )
+        write_output(output, value)
+    report = {
+        "scheme": secure_boot.scheme_of(public),
+        "key_digest": value.hex(),
+        "output": str(output) if output else None,
+    }
+    emit(report, as_json, lambda: note(value.hex(), output))
 
 
 @group.command("info")
 @json_option
-@click.argument("image", type=_in)
+@click.argument("image", type=INPUT)
 def info(as_json: bool, image: Path) -> None:
     """Show the signature blocks of a signed IMAGE."""
     with source(str(image)):

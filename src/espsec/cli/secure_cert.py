@@ -7,17 +7,25 @@ from pathlib import Path
 
 import click
 
-from espsec._io import command_scope, read_bytes, write_output
-from espsec.chips import CHIPS
-from espsec.cli._common import emit, json_option, source
+from espsec._io import read_bytes, write_output
+from espsec.chips import DEFAULT_CHIP
+from espsec.cli._common import (
+    INPUT,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    note,
+    output_option,
+    source,
+)
+from espsec.cli.ds import DS_CHIPS
 from espsec.errors import UsageError
 
-group = click.Group(
+group = command_group(
     "secure-cert",
-    help="esp_secure_cert partitions (TLV format; legacy cust_flash and NVS formats read).",
+    "esp_secure_cert partitions (TLV format; legacy cust_flash and NVS formats read).",
 )
-
-_in = click.Path(dir_okay=False, path_type=Path)
 
 
 def _checked(path: Path | None, what: str, check: Callable[..., bytes]) -> bytes | None:
@@ -41,11 +49,13 @@ def _user_data(values: tuple[str, ...]) -> list[tuple[int, bytes]]:
 
 
 @group.command("generate")
-@click.option("--ca-cert", "ca_certs", type=_in, multiple=True, help="CA certificate (repeatable).")
-@click.option("--device-cert", type=_in, help="Device certificate (PEM or DER).")
-@click.option("--private-key", type=_in, help="Private key stored in the partition.")
-@click.option("--ds-key", type=_in, help="RSA key to keep in the DS peripheral instead.")
-@click.option("--hmac-key", "hmac_key_file", type=_in, help="32-byte HMAC key file.")
+@click.option(
+    "--ca-cert", "ca_certs", type=INPUT, multiple=True, help="CA certificate (repeatable)."
+)
+@click.option("--device-cert", type=INPUT, help="Device certificate (PEM or DER).")
+@click.option("--private-key", type=INPUT, help="Private key stored in the partition.")
+@click.option("--ds-key", type=INPUT, help="RSA key to keep in the DS peripheral instead.")
+@click.option("--hmac-key", "hmac_key_file", type=INPUT, help="32-byte HMAC key file.")
 @click.option("--efuse-key-id", type=click.IntRange(0, 5), help="Key block of the HMAC/ECDSA key.")
 @click.option(
     "--ecdsa-peripheral", is_flag=True, help="The ECDSA key is in eFuse (--efuse-key-id)."
@@ -57,13 +67,17 @@ def _user_data(values: tuple[str, ...]) -> list[tuple[int, bytes]]:
     "--hmac-derived", is_flag=True, help="The device derives a P-256 key from its HMAC_UP key."
 )
 @click.option("--iv", help="DS IV, 32 hex digits (default: random).")
-@click.option("--chip", type=click.Choice(sorted(CHIPS)), default="esp32s3", show_default=True)
+@chip_option(chips=DS_CHIPS, default=DEFAULT_CHIP)
 @click.option("--user-data", "user_data", multiple=True, help="N=FILE for USER_DATA_N (1..5).")
 @click.option("--no-integrity", is_flag=True, help="Leave out the integrity TLV.")
-@click.option(
-    "--pub-key-output", type=_in, help="With --hmac-derived: write the derived public key (PEM)."
+@output_option(
+    "--pub-key-output",
+    "pub_key_output",
+    required=False,
+    help="With --hmac-derived: write the derived public key (PEM).",
 )
-@click.option("-o", "--output", type=_in, required=True, help="Partition image to write.")
+@output_option(help="The partition image to write ('-': standard output).")
+@json_option
 def generate(
     ca_certs: tuple[Path, ...],
     device_cert: Path | None,
@@ -80,8 +94,12 @@ def generate(
     no_integrity: bool,
     pub_key_output: Path | None,
     output: Path,
+    as_json: bool,
 ) -> None:
-    """Generate an esp_secure_cert partition (as esp-secure-cert-tool 2.6.1 lays it out)."""
+    """Generate an esp_secure_cert partition (as esp-secure-cert-tool 2.6.1 lays it out).
+
+    --chip fixes the DS size of --ds-key.
+    """
     import secrets
 
     from cryptography.hazmat.primitives import serialization
@@ -109,57 +127,64 @@ def generate(
         raise UsageError("--ds-key, --hmac-encrypt and --hmac-derived need --hmac-key")
     if pub_key_output is not None and not hmac_derived:
         raise UsageError("--pub-key-output goes with --hmac-derived")
-    with command_scope():
-        hmac_key = read_hmac_key(hmac_key_file) if hmac_key_file is not None else None
-        ca = [_checked(p, "CA certificate", sc.encode_certificate) for p in ca_certs]
-        dev = _checked(device_cert, "device certificate", sc.encode_certificate)
-        key_data = _checked(private_key, "private key", sc.encode_private_key)
-        ds = None
-        if ds_key is not None and hmac_key is not None and efuse_key_id is not None:
-            with source(str(ds_key)):
-                rsa_key = load_private_key(read_bytes(ds_key, what="key file"), kinds=[RSA])
-            if not isinstance(rsa_key, rsa.RSAPrivateKey):  # pragma: no cover - kinds=[RSA]
-                raise UsageError("the DS peripheral signs with RSA keys only")
-            data = ds_lib.encrypt(rsa_key, hmac_key, iv=parse_iv(iv), chip=chip)
-            ds = sc.DsKey(data, efuse_key_id)
-        mac = None
-        if hmac_key is not None and (hmac_encrypt or hmac_derived):
-            key = hmac_key
-            mac = lambda message: hmac_sha256(key, message)  # noqa: E731
-        salt = secrets.token_bytes(32) if hmac_derived else None
-        extra = _user_data(user_data)
-        partition = sc.build(
-            ca_certs=[c for c in ca if c is not None],
-            device_cert=dev,
-            private_key=key_data,
-            ds=ds,
-            ecdsa_key_id=efuse_key_id if ecdsa_peripheral else None,
-            hmac_encrypt_key=mac if hmac_encrypt else None,
-            hmac_derived_salt=salt,
-            user_data=extra,
-            integrity=not no_integrity,
+    hmac_key = read_hmac_key(hmac_key_file) if hmac_key_file is not None else None
+    ca = [_checked(p, "CA certificate", sc.encode_certificate) for p in ca_certs]
+    dev = _checked(device_cert, "device certificate", sc.encode_certificate)
+    key_data = _checked(private_key, "private key", sc.encode_private_key)
+    ds = None
+    if ds_key is not None and hmac_key is not None and efuse_key_id is not None:
+        with source(str(ds_key)):
+            rsa_key = load_private_key(read_bytes(ds_key, what="key file"), kinds=[RSA])
+        if not isinstance(rsa_key, rsa.RSAPrivateKey):  # pragma: no cover - kinds=[RSA]
+            raise UsageError("the DS peripheral signs with RSA keys only")
+        data = ds_lib.encrypt(rsa_key, hmac_key, iv=parse_iv(iv), chip=chip)
+        ds = sc.DsKey(data, efuse_key_id)
+    mac = None
+    if hmac_key is not None and (hmac_encrypt or hmac_derived):
+        key = hmac_key
+        mac = lambda message: hmac_sha256(key, message)  # noqa: E731
+    salt = secrets.token_bytes(32) if hmac_derived else None
+    extra = _user_data(user_data)
+    partition = sc.build(
+        ca_certs=[c for c in ca if c is not None],
+        device_cert=dev,
+        private_key=key_data,
+        ds=ds,
+        ecdsa_key_id=efuse_key_id if ecdsa_peripheral else None,
+        hmac_encrypt_key=mac if hmac_encrypt else None,
+        hmac_derived_salt=salt,
+        user_data=extra,
+        integrity=not no_integrity,
+    )
+    if pub_key_output is not None and mac is not None and salt is not None:
+        derived = sc.hmac_derived_ecdsa_key(mac, salt).public_key()
+        pem = derived.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        if pub_key_output is not None and mac is not None and salt is not None:
-            derived = sc.hmac_derived_ecdsa_key(mac, salt).public_key()
-            pem = derived.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            write_output(pub_key_output, pem)
-        write_output(output, partition.to_bytes())
-    click.echo(
-        f"{len(partition.entries)} TLV(s), {len(partition.to_bytes())} bytes -> {output}",
-        err=str(output) == "-",
+        write_output(pub_key_output, pem)
+    write_output(output, partition.to_bytes())
+    size = len(partition.to_bytes())
+    report = {
+        "output": str(output),
+        "entries": len(partition.entries),
+        "size": size,
+        "pub_key_output": str(pub_key_output) if pub_key_output else None,
+    }
+    emit(
+        report,
+        as_json,
+        lambda: note(f"{len(partition.entries)} TLV(s), {size} bytes -> {output}", output),
     )
 
 
 @group.command("dump")
 @json_option
-@click.argument("partition", type=_in)
+@click.argument("partition", type=INPUT)
 def dump(as_json: bool, partition: Path) -> None:
     """List what PARTITION holds (never private key bytes)."""
     from espsec.identity import secure_cert as sc
 
-    with command_scope(), source(str(partition)):
+    with source(str(partition)):
         data = read_bytes(partition, what="partition image")
         if data[:4] == sc.MAGIC.to_bytes(4, "little"):
             parsed = sc.SecureCertPartition.parse(data)

@@ -12,6 +12,7 @@ starts or ends inside a unit gives the same bytes as the whole unit would.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +20,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from espsec._io import PathLike, atomic_output
-from espsec.errors import EspsecError, UsageError
+from espsec._io import STDIO, PathLike, declare_input, output_file
+from espsec.errors import EspsecError, OutputExistsError, UsageError
 from espsec.flash_encryption.keys import FlashEncryptionKey
 from espsec.flash_encryption.xts import BATCH_BYTES, U8Array, XtsEngine
 
@@ -211,8 +212,10 @@ def process_file(
 ) -> int:
     """Encrypt (or decrypt) a file into another, streaming; returns the bytes written.
 
-    Everything is checked before the output is created, and the output appears only
-    when complete: on any error no output file is left behind.
+    Everything is checked before the output is created, and the output follows the
+    output rule (:func:`espsec._io.output_file`: never over an input or a secret, written
+    through a symlink, device or FIFO, ``-`` is standard output); a regular file appears
+    only when complete, so on any error no output file is left behind.
     """
     src_path, dst_path = Path(input_path), Path(output_path)
     try:
@@ -221,8 +224,12 @@ def process_file(
         raise EspsecError("input file not found", source=str(input_path)) from None
     except OSError as exc:
         raise EspsecError(f"cannot read input: {exc.strerror}", source=str(input_path)) from None
-    if dst_path.exists() and dst_path.resolve() == src_path.resolve():
-        raise UsageError("output file is the input file", source=str(output_path))
+    declare_input(src_path)
+    if str(output_path) != STDIO and dst_path.exists() and os.path.samefile(src_path, dst_path):
+        raise OutputExistsError(
+            "refusing to write over the input file; choose another output",
+            source=str(output_path),
+        )
     if size == 0:
         raise UsageError("input is empty", source=str(input_path))
     check_range(address, 0)
@@ -236,7 +243,7 @@ def process_file(
         src = src_path.open("rb")
     except OSError as exc:
         raise EspsecError(f"cannot read input: {exc.strerror}", source=str(input_path)) from None
-    with src, atomic_output(dst_path) as dst:
+    with src, output_file(output_path) as dst:
         return cipher.process_stream(
             src, dst, address, decrypt=decrypt, chunk_size=chunk_size, progress=progress
         )

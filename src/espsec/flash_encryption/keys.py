@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from espsec._io import PathLike, read_bytes, write_secret
 from espsec.chips import Chip
-from espsec.errors import KeyFormatError, UnsupportedError, UsageError
+from espsec.errors import KeyFormatError, UsageError
 
 #: Key file sizes in bits and the XTS mode each one selects.
 KEY_BITS = {128: "AES-128-XTS", 256: "AES-128-XTS", 512: "AES-256-XTS"}
@@ -63,10 +63,13 @@ class FlashEncryptionKey:
         return cls(secrets.token_bytes(bits // 8))
 
     def check_chip(self, chip: Chip) -> None:
-        """Raise :class:`UnsupportedError` unless ``chip`` accepts a key of this size."""
+        """Raise :class:`KeyFormatError` unless ``chip`` accepts a key of this size.
+
+        A key of the wrong size is bad input (exit 1), whichever command reads it.
+        """
         if self.bits not in chip.xts_key_bits:
             accepted = ", ".join(str(b) for b in chip.xts_key_bits)
-            raise UnsupportedError(
+            raise KeyFormatError(
                 f"{chip.display_name} does not take a {self.bits}-bit flash encryption key "
                 f"(accepts: {accepted} bits)"
             )

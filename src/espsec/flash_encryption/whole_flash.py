@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from espsec._io import PathLike, read_bytes
-from espsec.chips import DEFAULT_CHIP, Chip, get_chip
+from espsec.chips import DEFAULT_CHIP, MAX_FLASH_SIZE, Chip, get_chip
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.flash_encryption.cipher import FlashCipher
 from espsec.flash_encryption.keys import FlashEncryptionKey
@@ -45,10 +45,6 @@ BOOTLOADER_REGION = "bootloader"
 TABLE_REGION = "partition table"
 
 FLASH_SIZES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}
-
-
-MAX_FLASH_SIZE = max(FLASH_SIZES.values())
-"""The largest flash an image header can name (esptool ``FLASH_SIZES``, 128 MB)."""
 
 
 def parse_flash_size(text: str | int) -> int:

@@ -133,7 +133,7 @@ class DsParams:
         """``P``: what the ciphertext decrypts to."""
         size = max_bits // 8
         if self.m.bit_length() > max_bits:
-            raise UsageError(f"RSA-{self.bits} does not fit a DS peripheral of {max_bits} bits")
+            raise KeyFormatError(f"RSA-{self.bits} does not fit a DS peripheral of {max_bits} bits")
         return (
             _le(self.y, size)
             + _le(self.m, size)
@@ -198,7 +198,7 @@ def encrypt_params(
     if len(iv) != IV_SIZE:
         raise UsageError(f"the DS IV is {IV_SIZE} bytes, found {len(iv)}")
     if params.bits > max_bits:
-        raise UsageError(f"RSA-{params.bits} is larger than this chip's DS ({max_bits} bits)")
+        raise KeyFormatError(f"RSA-{params.bits} is larger than this chip's DS ({max_bits} bits)")
     encryptor = Cipher(algorithms.AES(ds_aes_key(hmac_key)), modes.CBC(iv)).encryptor()
     c = encryptor.update(params.plaintext(iv, max_bits)) + encryptor.finalize()
     return DsData(params.length, iv, c)
@@ -213,8 +213,8 @@ def encrypt(
 ) -> DsData:
     """``esp_ds_data_t`` for ``key`` on ``chip`` under ``hmac_key`` (a random IV unless given)."""
     max_bits = max_bits_for(chip)
-    if key.key_size > max_bits:
-        raise UsageError(
+    if key.key_size > max_bits:  # a key of the wrong size is bad input, as everywhere
+        raise KeyFormatError(
             f"RSA-{key.key_size} is larger than the {get_chip(chip).display_name} DS "
             f"peripheral ({max_bits} bits)"
         )

@@ -40,6 +40,7 @@ from zlib import crc32
 import numpy as np
 
 from espsec._io import PathLike
+from espsec.chips import MAX_FLASH_SIZE
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.nvs.csv_format import (
     CsvRecords,
@@ -84,8 +85,8 @@ MAX_BLOB_CHUNKS = 127
 """A version 2 blob has at most 127 chunks (chunk indices 0..126 / 128..254)."""
 MAX_NAMESPACES = 254
 MIN_SIZE = PAGE_SIZE
-MAX_SIZE = 1 << 32
-"""Flash addresses (and the NVS encryption tweaks) are 32-bit."""
+MAX_SIZE = MAX_FLASH_SIZE
+"""An NVS partition lives in flash: no larger than the largest flash (128 MB)."""
 READ_WRITE_MIN_SIZE = 3 * PAGE_SIZE
 
 _TABLES = [encode_entry_states([EntryState.WRITTEN] * n) for n in range(ENTRY_COUNT + 1)]
@@ -99,7 +100,8 @@ def check_partition_size(size: int) -> None:
         raise UsageError(f"NVS partition size must be a multiple of 0x1000, got {size:#x}")
     if size > MAX_SIZE:
         raise UsageError(
-            f"NVS partition size {size:#x} is larger than the 4 GiB flash address space"
+            f"NVS partition size {size:#x} is larger than the largest flash "
+            f"({MAX_SIZE >> 20} MB, {MAX_SIZE:#x})"
         )
 
 

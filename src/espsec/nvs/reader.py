@@ -77,6 +77,12 @@ def _check_readable(data: bytes, keys: NvsKeys | None) -> int | None:
                 "entries fail their CRC: is the partition encrypted? give its keys",
                 offset=first,
             )
+        plain = data[first : first + ENTRY_SIZE]
+        if Item.parse(plain).crc_ok:
+            raise FormatError(
+                "partition is not encrypted: its entries are plain (read it without keys)",
+                offset=first,
+            )
         raise FormatError("entries do not decrypt to a valid CRC: wrong NVS keys", offset=first)
     return version
 

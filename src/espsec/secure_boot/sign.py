@@ -46,12 +46,15 @@ def pad_to_sector(image: bytes) -> bytes:
 
 
 def split_signed(signed: bytes) -> tuple[bytes, bytes]:
-    """Split a signed image into (signed content, signature sector), checking alignment."""
+    """Split a signed image into (signed content, signature sector), checking alignment.
+
+    An image that cannot end in a signature sector (not 4 KiB-aligned, or shorter than
+    content plus sector) is reported as not signed.
+    """
     if len(signed) < 2 * SECTOR_SIZE or len(signed) % SECTOR_SIZE:
         raise FormatError(
-            "signed image must be 4 KiB-aligned and hold content plus a 4096-byte signature sector",
-            field="length",
-            expected="a multiple of 4096, at least 8192 bytes",
+            "image is not signed: no signature sector at its end",
+            expected="a signed image: a multiple of 4096 bytes, at least 8192",
             found=f"{len(signed)} bytes",
         )
     return signed[:-SECTOR_SIZE], signed[-SECTOR_SIZE:]
