@@ -92,7 +92,8 @@ kill "$SERVE" && wait "$SERVE" 2>/dev/null || true
 
 step "Factory: the device's identity for mutual TLS (RSA key in the DS peripheral, cert from the fleet's device CA)"
 FLEET="$OUT/fleet"
-espsec fleet init --sb-key-digest "$DIGEST0" "$FLEET" | tail -n 1
+espsec fleet init --sb-key-digest "$DIGEST0" --token-out "$OUT/fleet-admin-token" "$FLEET" \
+    | grep "admin token"
 espsec device provision-identity "$DEV" --device-id demo-s3-0001 \
     --ca "$FLEET/device-ca.pem" --ca-key "$FLEET/device-ca-key.pem"
 echo "challenge from the fleet" > "$OUT/challenge.txt"
@@ -136,17 +137,20 @@ for update in app-2-tampered app-2-key1 app-old-signed; do
 done
 
 step "Fleet OTA: an HTTPS fleet server trusting SECURE_BOOT_DIGEST0; devices authenticate by mutual TLS"
-espsec fleet serve --port 0 "$FLEET" 2>"$OUT/fleet.log" &
+espsec fleet serve --port 0 --admin-port 0 "$FLEET" 2>"$OUT/fleet.log" &
 FLEET_PID=$!
 trap 'kill "$FLEET_PID" 2>/dev/null; wait "$FLEET_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
     URL=$(sed -n 's/^fleet server on //p' "$OUT/fleet.log")
-    [ -n "$URL" ] && break
+    ADMIN_URL=$(sed -n 's/^fleet admin on \([^ ]*\).*/\1/p' "$OUT/fleet.log")
+    [ -n "$URL" ] && [ -n "$ADMIN_URL" ] && break
     sleep 0.1
 done
 [ -n "$URL" ] || { cat "$OUT/fleet.log" >&2; echo "fleet server did not start" >&2; exit 1; }
 echo "fleet server on $URL"
-export ESPSEC_FLEET_URL="$URL" ESPSEC_FLEET_STATE="$FLEET"
+echo "fleet admin API and dashboard on $ADMIN_URL (127.0.0.1 only)"
+export ESPSEC_FLEET_URL="$ADMIN_URL" ESPSEC_FLEET_STATE="$FLEET" \
+    ESPSEC_FLEET_TOKEN_FILE="$OUT/fleet-admin-token"
 publish() {  # publish BUNDLE: upload it (the server verifies it), offer it to every device
     local line
     line=$(espsec fleet release upload "$1")

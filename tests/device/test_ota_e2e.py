@@ -81,7 +81,7 @@ class Fleet:
         return (self.state / "manifest-key.pub.pem").read_bytes()
 
     def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.token, TlsTrust.ca(self.ca_pem))
+        return AdminClient(self.server.admin_url, self.token, TlsTrust.ca(self.ca_pem))
 
     def publish(self, bundle: bytes, cohort: str = "default") -> str:
         with self.admin() as admin:
@@ -546,6 +546,8 @@ def test_app_left_pending_verify_runs_its_self_test_before_checking_in(
     base: VirtualDevice, fleet: Fleet, k0: secure_boot.PrivateKey
 ) -> None:
     dev = provision(base, fleet)
+    with fleet.admin() as admin:  # reports come only from devices the fleet knows
+        admin.assign_device(DEVICE_ID, "default")
     assert dev.running is not None
     assert dev.running.install(signed(app("2.0.0", 2), k0)).ok  # by another path
     assert dev.running.reboot().app.ota_state == "PENDING_VERIFY"  # type: ignore[union-attr]

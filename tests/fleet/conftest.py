@@ -36,10 +36,16 @@ class Fleet:
 
     @property
     def url(self) -> str:
+        """The device listener (mutual TLS)."""
         return self.server.url
 
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (token; 127.0.0.1)."""
+        return self.server.admin_url
+
     def admin(self) -> AdminClient:
-        return AdminClient(self.url, self.token, self.trust)
+        return AdminClient(self.admin_url, self.token, self.trust)
 
     def identity(self, device_id: str, **cert_options: object) -> ClientKey:
         """A client certificate for ``device_id`` from the fleet's device CA."""

@@ -27,12 +27,23 @@ def _run(*args: object, code: int = 0, env: dict[str, str] | None = None) -> str
     return result.output
 
 
-def test_init_writes_config_keys_and_a_private_token(tmp_path: Path, sb_key_dir: Path) -> None:
+def test_init_keeps_no_plaintext_token_unless_asked(tmp_path: Path, sb_key_dir: Path) -> None:
     state = tmp_path / "fleet"
     out = json.loads(
         _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", "--json", state)
     )
+    assert out["admin_token_file"] is None and len(out["admin_token"]) > 30
+    assert all(out["admin_token"].encode() not in p.read_bytes()
+               for p in state.rglob("*") if p.is_file())  # fmt: skip
+
+
+def test_init_writes_config_keys_and_a_private_token(tmp_path: Path, sb_key_dir: Path) -> None:
+    state = tmp_path / "fleet"
+    token = tmp_path / "token"
+    key = sb_key_dir / "ecdsa256.pub.pem"
+    out = json.loads(_run("fleet", "init", "--sb-key", key, "--token-out", token, "--json", state))
     token_file = Path(out["admin_token_file"])
+    assert "admin_token" not in out
     assert token_file.stat().st_mode & 0o077 == 0 and len(token_file.read_text().strip()) > 30
     assert (state / "manifest-key.pem").stat().st_mode & 0o077 == 0
     public = secure_boot.load_public_key((sb_key_dir / "ecdsa256.pub.pem").read_bytes())
@@ -49,7 +60,7 @@ def test_admin_commands(
 ) -> None:
     bundle = tmp_path / "rel.zip"
     bundle.write_bytes(release_factory("2.0.0", 3))
-    conn = ["--url", fleet.url, "--state-dir", fleet.state]
+    conn = ["--url", fleet.admin_url, "--state-dir", fleet.state]
     (fleet.state / "admin-token").write_text(fleet.token)
     row = json.loads(_run("fleet", "release", "upload", *conn, "--json", bundle))
     assert row["secure_version"] == 3
@@ -69,7 +80,7 @@ def test_admin_commands(
     # Token from the environment; a wrong one is refused.
     env = {"ESPSEC_FLEET_TOKEN": "nope"}
     ca = fleet.state / "tls" / "ca.pem"
-    out = _run("fleet", "release", "list", "--url", fleet.url, "--ca", ca, env=env, code=1)
+    out = _run("fleet", "release", "list", "--url", fleet.admin_url, "--ca", ca, env=env, code=1)
     assert "401" in out
 
 
@@ -80,7 +91,7 @@ def test_serve_starts_an_https_server_with_a_generated_certificate(
     _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", state)
     espsec = Path(sys.executable).parent / "espsec"
     proc = subprocess.Popen(
-        [str(espsec), "fleet", "serve", "--port", "0", str(state)],
+        [str(espsec), "fleet", "serve", "--port", "0", "--admin-port", "0", str(state)],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -125,7 +136,7 @@ def test_init_checks_the_token_folder_before_making_the_fleet(
 def test_token_that_cannot_be_an_http_header_is_one_line(fleet: Fleet, tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("abc\ndef\n")
     ca = fleet.state / "tls" / "ca.pem"
-    args = ["--url", fleet.url, "--token-file", tmp_path / "tok", "--ca", ca]
+    args = ["--url", fleet.admin_url, "--token-file", tmp_path / "tok", "--ca", ca]
     out = _run("fleet", "release", "list", *args, code=2)
     assert "printable ASCII" in out
 
@@ -135,5 +146,8 @@ def test_serve_with_an_unusable_certificate_is_one_line(tmp_path: Path, sb_key_d
     _run("fleet", "init", "--sb-key", sb_key_dir / "ecdsa256.pub.pem", state)
     junk = tmp_path / "junk.pem"
     junk.write_text("junk")
-    out = _run("fleet", "serve", "--port", "0", "--cert", junk, "--key", junk, state, code=1)
+    out = _run(
+        "fleet", "serve", "--port", "0", "--admin-port", "0", "--cert", junk, "--key", junk,
+        state, code=1,
+    )  # fmt: skip
     assert "cannot load the server certificate" in out

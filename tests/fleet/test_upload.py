@@ -73,7 +73,7 @@ def test_garbage_upload_is_a_400(fleet: Fleet) -> None:
 def test_admin_api_needs_the_token(
     fleet: Fleet, token: str, release_factory: Callable[..., bytes]
 ) -> None:
-    with AdminClient(fleet.url, token or " ", fleet.trust) as admin:
+    with AdminClient(fleet.admin_url, token or " ", fleet.trust) as admin:
         for call in (admin.releases, admin.devices, lambda: admin.upload_release(b"x")):
             with pytest.raises(HttpError) as info:
                 call()

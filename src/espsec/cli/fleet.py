@@ -14,6 +14,7 @@ import click
 
 from espsec import secure_boot
 from espsec._io import read_bytes, write_secret
+from espsec._text import printable
 from espsec.cli._common import emit, json_option, key_digest_slots, source
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, digests_from, init_fleet, serve
@@ -48,7 +49,14 @@ _dir = click.Path(file_okay=False, path_type=Path)
     "--manifest-ttl", type=int, default=600, show_default=True, help="Manifest lifetime, s."
 )
 @click.option(
-    "--token-out", type=_path, help="Admin token file (0600) [default: STATE_DIR/admin-token]."
+    "--token-out",
+    type=_path,
+    help="Write the admin token to this new file (0600) [default: print it once, keep no file].",
+)
+@click.option(
+    "--ca-key-output",
+    type=_path,
+    help="Make the TLS CA now and write its key here, not in STATE_DIR (keep it offline).",
 )
 @click.option(
     "--device-ca",
@@ -64,6 +72,7 @@ def init(
     hostnames: tuple[str, ...],
     manifest_ttl: int,
     token_out: Path | None,
+    ca_key_output: Path | None,
     device_ca: Path | None,
     as_json: bool,
     state_dir: Path,
@@ -79,12 +88,14 @@ def init(
         with source(str(path)):
             keys.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
     slots = digests_from(keys, key_digest_slots(digests))
-    token_path = token_out or state_dir / "admin-token"
-    if token_path.exists():
-        raise UsageError("refusing to overwrite an existing token file", source=str(token_path))
-    if token_out is not None and not token_out.parent.is_dir():
-        # Checked first: the token is shown only once, so it must not fail to be written.
-        raise UsageError("no such folder for the token file", source=str(token_out))
+    for wanted, what in ((token_out, "token file"), (ca_key_output, "CA key")):
+        if wanted is None:
+            continue
+        if wanted.exists() or wanted.is_symlink():
+            raise UsageError(f"refusing to overwrite an existing {what}", source=str(wanted))
+        if not wanted.parent.is_dir():
+            # Checked first: the token is shown only once, so it must not fail to be written.
+            raise UsageError(f"no such folder for the {what}", source=str(wanted))
     token = init_fleet(
         state_dir,
         key_digests=slots,
@@ -93,55 +104,133 @@ def init(
         manifest_ttl=manifest_ttl,
         device_ca_pem=device_ca_pem,
     )
-    write_secret(token_path, token.encode() + b"\n")
-    report = {
+    if token_out is not None:
+        write_secret(token_out, token.encode() + b"\n")
+    if ca_key_output is not None:
+        from espsec.fleet.tls import generate_tls
+
+        generate_tls(
+            state_dir / TLS_DIR, hostnames or DEFAULT_HOSTNAMES, ca_key_output=ca_key_output
+        )
+    report: dict[str, Any] = {
         "state_dir": str(state_dir),
         "key_digests": [d.hex() if d else None for d in slots],
         "manifest_public_key": str(state_dir / MANIFEST_PUB),
-        "admin_token_file": str(token_path),
+        "admin_token_file": None if token_out is None else str(token_out),
         "device_ca": str(state_dir / DEVICE_CA),
+        "tls_ca_key": None if ca_key_output is None else str(ca_key_output),
     }
+    if token_out is None:
+        report["admin_token"] = token
 
     def render() -> None:
         click.echo(f"fleet initialised in {state_dir}")
         click.echo(f"  provision devices with the manifest key {state_dir / MANIFEST_PUB}")
-        click.echo(f"  admin token written to {token_path} (keep it secret)")
         click.echo(f"  device client certificates must chain to {state_dir / DEVICE_CA}")
+        if ca_key_output is not None:
+            click.echo(f"  TLS CA key written to {ca_key_output}: keep it offline")
+        if token_out is not None:
+            click.echo(f"  admin token written to {token_out} (keep it secret)")
+        else:
+            click.echo("  admin token (shown once, stored only hashed; keep it secret):")
+            click.echo(token)
 
     emit(report, as_json, render)
 
 
 @group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8443, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Device listener address.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8443, show_default=True,
+    help="Device listener port (mutual TLS; 0: any free port).",
+)  # fmt: skip
+@click.option(
+    "--admin-host", default="127.0.0.1", show_default=True,
+    help="Admin API and dashboard listener address (keep it private).",
+)  # fmt: skip
+@click.option(
+    "--admin-port", type=click.IntRange(0, 65535), default=8444, show_default=True,
+    help="Admin API and dashboard port (0: any free port).",
+)  # fmt: skip
 @click.option("--cert", type=_path, help="Server certificate chain (PEM) [default: generated].")
 @click.option("--key", "key_file", type=_path, help="Server private key (PEM).")
+@click.option(
+    "--database",
+    envvar="ESPSEC_FLEET_DATABASE",
+    help="postgresql://USER@HOST/DB (no password in it: libpq reads ~/.pgpass or "
+    "PGPASSFILE) [default: STATE_DIR/fleet.sqlite3]. Env: ESPSEC_FLEET_DATABASE.",
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+    help="Server processes on the same listeners and database.",
+)  # fmt: skip
+@click.option(
+    "--max-connections", type=click.IntRange(16, 1_000_000), default=4096, show_default=True,
+    help="Open device connections per process; more are closed at once.",
+)  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.argument("state_dir", type=_dir)
 def serve_cmd(
     host: str,
     port: int,
+    admin_host: str,
+    admin_port: int,
     cert: Path | None,
     key_file: Path | None,
+    database: str | None,
+    workers: int,
+    max_connections: int,
     access_log: bool,
     state_dir: Path,
 ) -> None:
-    """Run the fleet HTTPS server (TLS certificate generated on first start)."""
+    """Run the fleet HTTPS server (TLS certificate generated on first start).
 
-    def ready(url: str, files: TlsFiles) -> None:
+    Devices connect to --port with their client certificates; the admin API and the
+    dashboard are on --admin-port (127.0.0.1 by default).
+    """
+    from espsec.fleet.server import Limits
+
+    if database is not None:
+        _check_database_url(database)
+
+    def ready(url: str, admin_url: str, files: TlsFiles, warning: str | None) -> None:
         click.echo(f"fleet server on {url}", err=True)
+        click.echo(f"fleet admin on {admin_url} (dashboard: {admin_url}/dashboard/)", err=True)
         if files.ca_cert is not None:
             click.echo(f"  devices trust the CA {files.ca_cert}", err=True)
+        if warning is not None:
+            click.echo(f"warning: {warning}", err=True)
 
     serve(
         state_dir,
         host=host,
         port=port,
+        admin_host=admin_host,
+        admin_port=admin_port,
         certfile=cert,
         keyfile=key_file,
+        database=database,
+        workers=workers,
+        limits=Limits(max_connections=max_connections),
         access_log=access_log,
         on_ready=ready,
     )
+
+
+def _check_database_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise UsageError(
+            f"--database must be a postgresql:// URL (the default is SQLite in STATE_DIR), "
+            f"not {printable(url)[:80]!r}"
+        )
+    if parts.password:
+        raise UsageError(
+            "--database holds a password: put it in a libpq password file (~/.pgpass or "
+            "PGPASSFILE) instead; secrets never come from the command line"
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +246,9 @@ class AdminTarget:
     def client(self) -> AdminClient:
         token_file, ca, pin = self.token_file, self.ca, self.pin
         if self.state_dir is not None:
-            token_file = token_file or self.state_dir / "admin-token"
+            legacy = self.state_dir / "admin-token"  # written by `fleet init --token-out`
+            if token_file is None and legacy.exists():
+                token_file = legacy
             if ca is None and pin is None:
                 ca = self.state_dir / TLS_DIR / "ca.pem"
         if token_file is not None:
@@ -201,7 +292,7 @@ def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
             "--url",
             envvar="ESPSEC_FLEET_URL",
             required=True,
-            help="https://host:port of the fleet.",
+            help="https://host:port of the fleet's admin listener (--admin-port).",
         ),
         click.option(
             "--token-file",
@@ -270,8 +361,10 @@ def release_list(
     def render() -> None:
         for r in rows:
             click.echo(
-                f"{r['id']}  {r['chip']:<9} {r['project_name']} {r['version']} "
-                f"secure_version={r['secure_version']}"
+                printable(
+                    f"{r['id']}  {r['chip']:<9} {r['project_name']} {r['version']} "
+                    f"secure_version={r['secure_version']}"
+                )
             )
 
     emit(rows, as_json, render)
@@ -314,21 +407,29 @@ def cohort_list(
 
 @devices.command("list")
 @_admin_options
+@click.option("--cohort", "cohort_name", help="Only devices of this cohort.")
+@click.option("--weak", is_flag=True, help="Only devices the posture rules flag.")
 @json_option
 def devices_list(
     admin: AdminTarget,
+    cohort_name: str | None,
+    weak: bool,
     as_json: bool,
 ) -> None:
-    """List devices with their version, secure_version, boot state and last outcome."""
+    """List devices with their version, secure_version, boot state, last outcome and
+    posture weaknesses."""
     with admin.client() as client:
-        rows = client.devices()
+        rows = client.devices(cohort=cohort_name, weak=True if weak else None)
 
     def render() -> None:
         for d in rows:
+            weak = ",".join(d.get("posture_flags") or []) or "-"
             click.echo(
-                f"{d['device_id']}  cohort={d['cohort']} {d['chip']} {d['version']} "
-                f"secure_version={d['secure_version']} boot={d['boot_state']} "
-                f"last={d['last_outcome'] or '-'}"
+                printable(
+                    f"{d['device_id']}  cohort={d['cohort']} {d['chip']} {d['version']} "
+                    f"secure_version={d['secure_version']} boot={d['boot_state']} "
+                    f"last={d['last_outcome'] or '-'} weak={weak}"
+                )
             )
 
     emit(rows, as_json, render)
@@ -374,7 +475,10 @@ def reports(
     def render() -> None:
         for r in rows:
             click.echo(
-                f"{_utc(r['at'])} {r['device_id']} {r['release_id']} {r['outcome']}: {r['reason']}"
+                printable(
+                    f"{_utc(r['at'])} {r['device_id']} {r['release_id']} {r['outcome']}: "
+                    f"{r['reason']}"
+                )
             )
 
     emit(rows, as_json, render)
@@ -391,3 +495,195 @@ def stats(
     with admin.client() as client:
         result = client.stats()
     emit(result, True, lambda: None)
+
+
+# -- staged rollouts ---------------------------------------------------------------------
+
+rollout = click.Group("rollout", help="Staged rollouts that halt by themselves on failures.")
+group.add_command(rollout)
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _render_rollout(r: dict[str, Any]) -> None:
+    steps = ",".join(f"{s:g}" for s in r["steps"])
+    window = r["window"]
+    progress = r["progress"]
+    click.echo(
+        printable(
+            f"rollout {r['id']}: release {r['release_id']} to cohort {r['cohort']} "
+            f"{r['state']} at {r['percent']:g}% (steps {steps})"
+        )
+    )
+    click.echo(
+        f"  devices {progress['devices']}, offered {progress['offered']}, "
+        f"updated {progress['updated']}"
+    )
+    click.echo(
+        f"  last {window['outcomes']} outcome(s) since {_utc(window['since'])}: failure rate "
+        f"{_percent(window['failure_rate'])}, rollback rate {_percent(window['rollback_rate'])} "
+        f"(halts above {_percent(r['halt_on_failure_rate'])})"
+    )
+    if r.get("halt_reason"):
+        click.echo(printable(f"  halted: {r['halt_reason']}"))
+
+
+@rollout.command("start")
+@_admin_options
+@click.option("--cohort", "cohort_name", default="default", show_default=True)
+@click.option(
+    "--steps", default="1,10,50,100", show_default=True,
+    help="Percentages of the cohort, in order; the last is 100.",
+)  # fmt: skip
+@click.option(
+    "--halt-on-failure-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05, show_default=True,
+    help="Halt when failures or rollbacks pass this share of the outcomes in the window.",
+)  # fmt: skip
+@click.option("--window", default="1h", show_default=True, help="Outcome window (30m, 1h, 2d).")
+@click.option("--step-interval", help="Time at each step before the next [default: --window].")
+@click.option(
+    "--min-reports", type=click.IntRange(1, 1_000_000), default=1, show_default=True,
+    help="Outcomes needed in the window before the rate can halt the rollout.",
+)  # fmt: skip
+@json_option
+@click.argument("release_id", metavar="RELEASE")
+def rollout_start(
+    admin: AdminTarget,
+    cohort_name: str,
+    steps: str,
+    halt_on_failure_rate: float,
+    window: str,
+    step_interval: str | None,
+    min_reports: int,
+    as_json: bool,
+    release_id: str,
+) -> None:
+    """Offer RELEASE to a growing share of a cohort; halt on failures or rollbacks."""
+    from espsec.fleet import rollout as policy
+
+    policy.parse_steps(steps)
+    options: dict[str, Any] = {
+        "steps": steps,
+        "halt_on_failure_rate": halt_on_failure_rate,
+        "window_s": policy.parse_duration(window),
+        "min_reports": min_reports,
+    }
+    if step_interval is not None:
+        options["step_interval_s"] = policy.parse_duration(step_interval)
+    with admin.client() as client:
+        result = client.start_rollout(release_id, cohort_name, **options)
+    emit(result, as_json, lambda: _render_rollout(result))
+
+
+def _rollout_action(action: str, doc: str) -> None:
+    @_admin_options
+    @json_option
+    @click.argument("rollout_id", metavar="ROLLOUT", type=click.IntRange(1))
+    def command(admin: AdminTarget, as_json: bool, rollout_id: int) -> None:
+        with admin.client() as client:
+            result = client.rollout_action(rollout_id, action)
+        emit(result, as_json, lambda: _render_rollout(result))
+
+    command.__doc__ = doc
+    rollout.command(action)(command)
+
+
+_rollout_action("pause", "Hold ROLLOUT at its current step.")
+_rollout_action("resume", "Continue a paused or halted ROLLOUT (outcomes counted from now).")
+_rollout_action("abort", "Stop offering ROLLOUT's release; the cohort keeps its release.")
+
+
+@rollout.command("status")
+@_admin_options
+@json_option
+@click.argument("rollout_id", metavar="[ROLLOUT]", type=click.IntRange(1), required=False)
+def rollout_status(admin: AdminTarget, as_json: bool, rollout_id: int | None) -> None:
+    """ROLLOUT's state, progress and failure rate (no ROLLOUT: every recent rollout).
+
+    Exits 1 when a rollout shown is halted.
+    """
+    with admin.client() as client:
+        rows = [client.rollout(rollout_id)] if rollout_id is not None else client.rollouts()
+    result: Any = rows[0] if rollout_id is not None else rows
+
+    def render() -> None:
+        if not rows:
+            click.echo("no rollouts")
+        for r in rows:
+            _render_rollout(r)
+
+    emit(result, as_json, render)
+    if any(r["state"] == "halted" for r in rows):
+        raise SystemExit(1)
+
+
+# -- device posture ----------------------------------------------------------------------
+
+
+@group.command("posture")
+@_admin_options
+@json_option
+def posture(admin: AdminTarget, as_json: bool) -> None:
+    """The fleet's security posture: devices by Secure Boot, flash encryption, JTAG and
+    download mode, and the weak devices (exits 1 when there are any)."""
+    with admin.client() as client:
+        result = client.posture()
+
+    def render() -> None:
+        click.echo(f"{result['devices']} device(s), {result['weak_devices']} weak")
+        for name, counts in result["by_field"].items():
+            shown = ", ".join(f"{printable(k)}: {n}" for k, n in counts.items()) or "-"
+            click.echo(f"  {name}: {shown}")
+        titles = {r["code"]: r for r in result["rules"]}
+        for code, n in result["by_flag"].items():
+            rule = titles.get(code, {"severity": "?", "title": code})
+            click.echo(printable(f"  [{rule['severity']}] {code} ({n}): {rule['title']}"))
+        for d in result["weak"][:50]:
+            click.echo(printable(f"  {d['device_id']} ({d['cohort']}): {', '.join(d['flags'])}"))
+        if len(result["weak"]) > 50:
+            click.echo(f"  ... and {len(result['weak']) - 50} more (--json lists them all)")
+
+    emit(result, as_json, render)
+    if result["weak_devices"]:
+        raise SystemExit(1)
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+tls = click.Group("tls", help="The fleet server's TLS certificate.")
+group.add_command(tls)
+
+
+@tls.command("renew")
+@click.option(
+    "--ca-key", type=_path,
+    help="The TLS CA key, when it is kept offline (see `fleet init --ca-key-output`).",
+)  # fmt: skip
+@click.option(
+    "--days", type=click.IntRange(8, 825), default=825, show_default=True,
+    help="Validity of the new certificate.",
+)  # fmt: skip
+@json_option
+@click.argument("state_dir", type=_dir)
+def tls_renew(ca_key: Path | None, days: int, as_json: bool, state_dir: Path) -> None:
+    """Issue a new server certificate and key from the fleet's TLS CA (devices keep
+    trusting the same CA; a running server picks it up within a minute)."""
+    from espsec.fleet.config import load_config
+    from espsec.fleet.tls import days_left, renew_tls
+
+    config = load_config(state_dir)
+    files = renew_tls(state_dir / TLS_DIR, config.hostnames, ca_key_file=ca_key, days=days)
+    result = {
+        "server_certificate": str(files.server_cert),
+        "days_left": round(days_left(files.server_cert), 1),
+    }
+    emit(
+        result,
+        as_json,
+        lambda: click.echo(
+            f"renewed {files.server_cert}: valid for {result['days_left']:.0f} more days"
+        ),
+    )

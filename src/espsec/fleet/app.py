@@ -1,39 +1,68 @@
-"""The fleet's HTTP API as a plain ASGI application (served by uvicorn).
+"""The fleet's HTTP API on Starlette (served by uvicorn, see :mod:`espsec.fleet.server`).
 
-Device API (no token; devices are named by ``device_id``; the messages are
-:mod:`espsec.ota.protocol`'s)::
+Two applications, each on its own listener:
+
+**Device API** (:func:`device_app`; mutual TLS: the client certificate names the device;
+the messages are :mod:`espsec.ota.protocol`'s)::
 
     POST /api/v1/device/checkin      check-in JSON -> signed manifest envelope
     POST /api/v1/device/report       outcome JSON
     GET  /api/v1/firmware/<sha256>   payload bytes; Range / If-Range for resuming
     GET  /api/v1/manifest-key        the manifest public key (PEM), for provisioning
+    GET  /api/v1/health
 
-Admin API (``Authorization: Bearer <token>``)::
+**Admin API** (:func:`admin_app`; ``Authorization: Bearer <token>``; by default on
+127.0.0.1 only), and the dashboard (:mod:`espsec.fleet.dashboard`) under ``/dashboard/``::
 
     POST /api/v1/admin/releases              upload a release bundle (verified first)
-    GET  /api/v1/admin/releases
+    GET  /api/v1/admin/releases[?limit=&after=]
     PUT  /api/v1/admin/cohorts/<name>        {"release_id": "..." | null}
     GET  /api/v1/admin/cohorts
     PUT  /api/v1/admin/devices/<device_id>   {"cohort": "..."}
-    GET  /api/v1/admin/devices
-    GET  /api/v1/admin/reports[?device=<id>]
+    GET  /api/v1/admin/devices[?limit=&after=&cohort=&weak=&chip=&flag=]
+    GET  /api/v1/admin/devices/<device_id>
+    GET  /api/v1/admin/reports[?device=&limit=&before=]
+    GET  /api/v1/admin/posture
+    POST /api/v1/admin/rollouts              {"release_id", "cohort", "steps", ...}
+    GET  /api/v1/admin/rollouts
+    GET  /api/v1/admin/rollouts/<id>
+    POST /api/v1/admin/rollouts/<id>/<pause|resume|abort>
     GET  /api/v1/admin/stats
+    GET  /api/v1/admin/health
+
+Lists are pages: ``{"items": [...], "next": <cursor or null>}``. Every service call runs
+in a thread pool, never on the event loop. Request bodies are read as a stream with a
+limit (413 as soon as a declared or received length passes it). JSON bodies are parsed
+strictly (duplicate keys, NaN and unknown members refused).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
-from espsec import _pem
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from espsec._text import printable
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.fleet.db import AlreadyExists, ReportRefused
-from espsec.fleet.service import FleetService, Forbidden, NotFound
-from espsec.identity.tls import device_id_of
+from espsec.fleet.service import (
+    Conflict,
+    FleetService,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ReadOnly,
+)
 from espsec.ota._json import strict_loads
 from espsec.ota.protocol import (
     ADMIN_PATH,
@@ -45,312 +74,420 @@ from espsec.ota.protocol import (
     REPORT_PATH,
 )
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 log = logging.getLogger("espsec.fleet")
 
 MAX_DEVICE_BODY = 16 * 1024
 MAX_ADMIN_JSON = 64 * 1024
-SEND_CHUNK = 64 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+MAX_RANGE_HEADER = 128
+_RANGE_NUMBER = re.compile(r"\d{19,}")
+TICK_S = 5.0
+"""Seconds between evaluations of running rollouts."""
 
 
 class HttpProblem(Exception):
     """An HTTP error answer (status and a one-line message)."""
 
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
-        self.headers = headers or []
+        self.headers = headers or {}
 
 
-def parse_range(header: str | None, length: int) -> tuple[int, int] | None:
-    """``(first, last)`` inclusive for a single satisfiable byte range; ``None`` to send all.
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": printable(message)[:1000]}, status_code=status, headers=headers)
 
-    Raises :class:`HttpProblem` 416 for a range that starts past the end. Multiple
-    ranges and malformed headers are ignored (a full answer), as RFC 9110 allows.
-    """
-    if header is None:
-        return None
-    m = _RANGE.match(header.strip())
-    if not m or (not m[1] and not m[2]):
-        return None
-    if m[1]:
-        first = int(m[1])
-        last = int(m[2]) if m[2] else length - 1
-        if m[2] and last < first:
-            return None
-    else:
-        suffix = int(m[2])
-        if suffix == 0:
-            raise HttpProblem(
-                416, "empty suffix range", [(b"content-range", f"bytes */{length}".encode())]
-            )
-        first, last = max(0, length - suffix), length - 1
-    if first >= length:
-        raise HttpProblem(
-            416, "range not satisfiable", [(b"content-range", f"bytes */{length}".encode())]
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"retry-after": str(max(1, round(seconds)))}
+
+
+def _handlers(service: FleetService) -> dict[Any, Callable[..., Any]]:
+    """Exceptions to answers: one place for every status the API gives."""
+
+    def problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HttpProblem)
+        return _error(exc.status, exc.message, exc.headers)
+
+    def http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    def espsec_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EspsecError)
+        text = str(exc)
+        if isinstance(exc, NotFound):
+            return _error(404, text)
+        if isinstance(exc, Forbidden | ReportRefused):
+            service.stats.count("device_requests_forbidden")
+            return _error(403, text)
+        if isinstance(exc, ReadOnly):
+            return _error(503, text, _retry_after(exc.retry_after))
+        if isinstance(exc, RateLimited):
+            return _error(429, text, _retry_after(exc.retry_after))
+        if isinstance(exc, VerificationError):
+            return _error(422, text)
+        if isinstance(exc, AlreadyExists | Conflict):
+            return _error(409, text)
+        return _error(400, text)
+
+    def internal(request: Request, exc: Exception) -> Response:
+        log.error(
+            "internal error on %s %s: %s",
+            request.method,
+            printable(request.url.path)[:200],
+            type(exc).__name__,
+            exc_info=exc,
         )
-    return first, min(last, length - 1)
+        return _error(500, "internal error")
+
+    return {
+        HttpProblem: problem,
+        HTTPException: http,
+        EspsecError: espsec_error,
+        Exception: internal,
+    }
 
 
-class FleetApp:
-    """ASGI 3 application over a :class:`FleetService`."""
-
-    def __init__(self, service: FleetService) -> None:
-        self.service = service
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        try:
-            await self._route(scope, headers, receive, send)
-        except HttpProblem as exc:
-            await _json(send, exc.status, {"error": exc.message}, exc.headers)
-        except NotFound as exc:
-            await _json(send, 404, {"error": exc.message})
-        except (Forbidden, ReportRefused) as exc:
-            self.service.stats.count("device_requests_forbidden")
-            await _json(send, 403, {"error": exc.message})
-        except VerificationError as exc:
-            await _json(send, 422, {"error": str(exc)})
-        except AlreadyExists as exc:
-            await _json(send, 409, {"error": str(exc)})
-        except (FormatError, UsageError) as exc:
-            await _json(send, 400, {"error": str(exc)})
-        except EspsecError as exc:
-            await _json(send, 400, {"error": str(exc)})
-        except Exception:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
-            await _json(send, 500, {"error": "internal error"})
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _route(
-        self, scope: Scope, headers: dict[str, str], receive: Receive, send: Send
-    ) -> None:
-        method: str = scope["method"]
-        path: str = scope["path"]
-        svc = self.service
-        if path == CHECK_IN_PATH:
-            _allow(method, "POST")
-            client = _client_id(scope)
-            body = await _body(receive, MAX_DEVICE_BODY)
-            manifest = svc.check_in(body, client_id=client)
-            await _respond(
-                send, 200, manifest, b"application/json", [(b"cache-control", b"no-store")]
-            )
-            return
-        if path == REPORT_PATH:
-            _allow(method, "POST")
-            client = _client_id(scope)
-            svc.report(await _body(receive, MAX_DEVICE_BODY), client_id=client)
-            await _json(send, 200, {"ok": True})
-            return
-        if path.startswith(FIRMWARE_PATH):
-            _allow(method, "GET", "HEAD")
-            client = _client_id(scope)
-            await self._firmware(path[len(FIRMWARE_PATH) :], method, headers, send, client)
-            return
-        if path == MANIFEST_KEY_PATH:
-            _allow(method, "GET")
-            await _respond(send, 200, svc.manifest_public_pem(), b"application/x-pem-file")
-            return
-        if path == f"{API}/health":
-            await _json(send, 200, {"ok": True})
-            return
-        if path.startswith(ADMIN_PATH):
-            self._authorise(headers)
-            await self._admin(method, path[len(ADMIN_PATH) :], scope, receive, send)
-            return
-        raise HttpProblem(404, "no such endpoint")
-
-    def _authorise(self, headers: dict[str, str]) -> None:
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token or not self.service.token_ok(token.strip()):
-            self.service.stats.count("admin_auth_failures")
-            raise HttpProblem(
-                401,
-                "admin token missing or wrong",
-                [(b"www-authenticate", b'Bearer realm="fleet"')],
-            )
-
-    async def _admin(
-        self, method: str, rest: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        svc = self.service
-        if rest == "releases":
-            _allow(method, "GET", "POST")
-            if method == "POST":
-                row = svc.upload_release(await _body(receive, svc.config.max_upload))
-                await _json(send, 201, row.to_json())
-            else:
-                await _json(send, 200, [r.to_json() for r in svc.releases()])
-            return
-        if rest == "cohorts":
-            _allow(method, "GET")
-            await _json(send, 200, svc.cohorts())
-            return
-        if rest.startswith("cohorts/"):
-            _allow(method, "PUT")
-            obj = strict_loads(await _body(receive, MAX_ADMIN_JSON), what="cohort assignment")
-            release_id = obj.get("release_id")
-            if release_id is not None and not isinstance(release_id, str):
-                raise FormatError("release_id must be a string or null", field="release_id")
-            cohort = unquote(rest[len("cohorts/") :])
-            svc.assign_cohort(cohort, release_id)
-            await _json(send, 200, {"cohort": cohort, "release_id": release_id})
-            return
-        if rest == "devices":
-            _allow(method, "GET")
-            await _json(send, 200, [d.to_json() for d in svc.devices()])
-            return
-        if rest.startswith("devices/"):
-            _allow(method, "PUT")
-            obj = strict_loads(await _body(receive, MAX_ADMIN_JSON), what="device assignment")
-            target = obj.get("cohort")
-            if not isinstance(target, str):
-                raise FormatError("cohort must be a string", field="cohort")
-            device_id = unquote(rest[len("devices/") :])
-            svc.set_device_cohort(device_id, target)
-            await _json(send, 200, {"device_id": device_id, "cohort": target})
-            return
-        if rest == "reports":
-            _allow(method, "GET")
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            devices = query.get("device")
-            await _json(send, 200, svc.reports(devices[0] if devices else None))
-            return
-        if rest == "stats":
-            _allow(method, "GET")
-            await _json(send, 200, svc.stats.to_json())
-            return
-        raise HttpProblem(404, "no such endpoint")
-
-    async def _firmware(
-        self, sha256: str, method: str, headers: dict[str, str], send: Send, client: str
-    ) -> None:
-        path, length = self.service.blob(sha256, client_id=client)
-        etag = f'"{sha256}"'
-        rng = headers.get("range")
-        if_range = headers.get("if-range")
-        if if_range is not None and if_range.strip() != etag:
-            rng = None  # the client's partial copy is of another file: send it all
-        span = parse_range(rng, length)
-        first, last = span if span is not None else (0, length - 1)
-        status = 206 if span is not None else 200
-        extra = [
-            (b"accept-ranges", b"bytes"),
-            (b"etag", etag.encode()),
-            (b"content-length", str(last - first + 1).encode()),
-            (b"content-type", b"application/octet-stream"),
-        ]
-        if span is not None:
-            extra.append((b"content-range", f"bytes {first}-{last}/{length}".encode()))
-        self.service.stats.count("downloads_partial" if span is not None else "downloads_full")
-        await send({"type": "http.response.start", "status": status, "headers": extra})
-        if method == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        remaining = last - first + 1
-        with path.open("rb") as fh:
-            fh.seek(first)
-            while remaining:
-                chunk = fh.read(min(SEND_CHUNK, remaining))
-                if not chunk:
-                    break  # file shrank under us: the client sees a short body
-                remaining -= len(chunk)
-                await send(
-                    {"type": "http.response.body", "body": chunk, "more_body": remaining > 0}
-                )
-        self.service.stats.count("bytes_served", last - first + 1 - remaining)
-        if remaining:
-            await send({"type": "http.response.body", "body": b""})
-
-
-def _client_id(scope: Scope) -> str:
-    """The device id the verified TLS client certificate names (mutual TLS).
-
-    The server's TLS layer has already checked the certificate chains to the fleet's
-    device CA and is valid now; this reads the device id it binds (``identity.tls``).
-    """
-    tls = scope.get("extensions", {}).get("tls", {})
-    chain = tls.get("client_cert_chain") or []
-    if not chain:
-        raise HttpProblem(401, "a client certificate from the fleet's device CA is required")
-    try:
-        cert = _pem.load_certificate(chain[0].encode("ascii"))
-    except (_pem.PemError, UnicodeEncodeError):
-        raise HttpProblem(401, "unreadable client certificate") from None
-    device_id = device_id_of(cert)
-    if device_id is None or not DEVICE_ID.match(device_id):
-        raise HttpProblem(403, "the client certificate names no single valid device id")
-    return device_id
-
-
-def _allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HttpProblem(
-            405, f"method {method} not allowed", [(b"allow", ", ".join(allowed).encode())]
-        )
-
-
-async def _body(receive: Receive, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit() or len(declared) > 18:
+            raise HttpProblem(400, "malformed Content-Length")
+        if int(declared) > limit:
+            raise HttpProblem(413, f"request body larger than {limit} bytes")
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpProblem(400, "client went away")
-        chunk = message.get("body", b"")
+    async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise HttpProblem(413, f"request body larger than {limit} bytes")
         parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    return b"".join(parts)
 
 
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
+def _client(request: Request) -> tuple[str, str | None]:
+    """The device id (and certificate SHA-256) the verified TLS client certificate names.
+
+    The server's TLS layer has checked the chain to the fleet's device CA and read the
+    device id the certificate binds (:mod:`espsec.fleet.server`), once per connection.
+    """
+    tls = request.scope.get("extensions", {}).get("tls", {})
+    if not tls.get("client_cert_chain"):
+        raise HttpProblem(401, "a client certificate from the fleet's device CA is required")
+    device_id = tls.get("device_id")
+    if device_id is None or not DEVICE_ID.match(device_id):
+        raise HttpProblem(403, "the client certificate names no single valid device id")
+    return device_id, tls.get("cert_sha256")
+
+
+def _query_int(request: Request, name: str, default: int | None) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 12:
+        raise HttpProblem(400, f"query parameter {name} must be a number")
+    return int(value)
+
+
+def _query_bool(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    if value not in ("0", "1", "true", "false"):
+        raise HttpProblem(400, f"query parameter {name} must be 1 or 0")
+    return value in ("1", "true")
+
+
+def _bounded_range(request: Request) -> None:
+    """Refuse a Range header no real client sends (overlong, or numbers of 19+ digits):
+    Python's ``int()`` of thousands of digits is slow, or an error."""
+    header = request.headers.get("range")
+    if header is not None and (len(header) > MAX_RANGE_HEADER or _RANGE_NUMBER.search(header)):
+        raise HttpProblem(416, "range not satisfiable")
+
+
+# -- the device API ---------------------------------------------------------------------
+
+
+def device_routes(service: FleetService) -> list[BaseRoute]:
+    svc = service
+
+    async def check_in(request: Request) -> Response:
+        client, cert_sha256 = _client(request)
+        body = await read_body(request, MAX_DEVICE_BODY)
+        manifest = await run_in_threadpool(
+            svc.check_in, body, client_id=client, client_cert_sha256=cert_sha256
+        )
+        return Response(
+            manifest, media_type="application/json", headers={"cache-control": "no-store"}
+        )
+
+    async def report(request: Request) -> Response:
+        client, _ = _client(request)
+        body = await read_body(request, MAX_DEVICE_BODY)
+        await run_in_threadpool(svc.report, body, client_id=client)
+        return JSONResponse({"ok": True})
+
+    async def firmware(request: Request) -> Response:
+        client, _ = _client(request)
+        _bounded_range(request)
+        sha256 = request.path_params["sha256"]
+        path, _ = await run_in_threadpool(svc.blob, sha256, client_id=client)
+        partial = request.headers.get("range") is not None
+        svc.stats.count("downloads_partial" if partial else "downloads_full")
+        return FileResponse(
+            path,
+            media_type="application/octet-stream",
+            headers={"etag": f'"{sha256}"', "cache-control": "no-store"},
+        )
+
+    async def manifest_key(_: Request) -> Response:
+        return Response(svc.manifest_public_pem(), media_type="application/x-pem-file")
+
+    async def health(_: Request) -> Response:
+        return JSONResponse(svc.health())
+
+    return [
+        Route(CHECK_IN_PATH, check_in, methods=["POST"]),
+        Route(REPORT_PATH, report, methods=["POST"]),
+        Route(FIRMWARE_PATH + "{sha256}", firmware, methods=["GET", "HEAD"]),
+        Route(MANIFEST_KEY_PATH, manifest_key, methods=["GET"]),
+        Route(f"{API}/health", health, methods=["GET"]),
+    ]
+
+
+def device_app(service: FleetService) -> Starlette:
+    """The device listener's application (mutual TLS)."""
+    return Starlette(routes=device_routes(service), exception_handlers=_handlers(service))
+
+
+# -- the admin API ----------------------------------------------------------------------
+
+
+def authorise(service: FleetService, request: Request) -> None:
+    """The bearer token, or (for the dashboard) a session cookie made from it."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token and service.token_ok(token.strip()):
+        return
+    service.stats.count("admin_auth_failures")
+    raise HttpProblem(
+        401, "admin token missing or wrong", {"www-authenticate": 'Bearer realm="fleet"'}
     )
-    await send({"type": "http.response.body", "body": body})
 
 
-async def _json(
-    send: Send, status: int, obj: object, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await _respond(send, status, json.dumps(obj).encode(), b"application/json", headers)
+def _page(items: list[Any], limit: int, cursor: Callable[[Any], Any]) -> dict[str, Any]:
+    return {"items": items, "next": cursor(items[-1]) if len(items) == limit else None}
+
+
+async def _json_body(request: Request, what: str) -> dict[str, Any]:
+    return strict_loads(await read_body(request, MAX_ADMIN_JSON), what=what)
+
+
+def admin_routes(service: FleetService) -> list[BaseRoute]:
+    svc = service
+    call = run_in_threadpool
+
+    def admin(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            authorise(svc, request)
+            return await handler(request)
+
+        return guarded
+
+    async def releases(request: Request) -> Response:
+        if request.method == "POST":
+            body = await read_body(request, svc.config.max_upload)
+            row = await call(svc.upload_release, body)
+            return JSONResponse(row.to_json(), status_code=201)
+        limit = _query_int(request, "limit", 100) or 100
+        rows = await call(svc.releases, limit=limit, after=request.query_params.get("after"))
+        return JSONResponse(_page([r.to_json() for r in rows], limit, lambda r: r["id"]))
+
+    async def cohorts(_: Request) -> Response:
+        return JSONResponse(await call(svc.cohorts))
+
+    async def cohort(request: Request) -> Response:
+        obj = await _json_body(request, "cohort assignment")
+        if set(obj) - {"release_id"}:
+            raise FormatError("cohort assignment: unknown field", field=sorted(set(obj))[0][:64])
+        release_id = obj.get("release_id")
+        if release_id is not None and not isinstance(release_id, str):
+            raise FormatError("release_id must be a string or null", field="release_id")
+        name = request.path_params["name"]
+        await call(svc.assign_cohort, name, release_id)
+        return JSONResponse({"cohort": name, "release_id": release_id})
+
+    async def devices(request: Request) -> Response:
+        limit = _query_int(request, "limit", 100) or 100
+        q = request.query_params
+        rows = await call(
+            lambda: svc.devices(
+                limit=limit,
+                after=q.get("after"),
+                cohort=q.get("cohort") or None,
+                weak=_query_bool(request, "weak"),
+                chip=q.get("chip") or None,
+                flag=q.get("flag") or None,
+            )
+        )
+        return JSONResponse(_page([d.to_json() for d in rows], limit, lambda d: d["device_id"]))
+
+    async def device(request: Request) -> Response:
+        device_id = request.path_params["device_id"]
+        if request.method == "GET":
+            return JSONResponse((await call(svc.device, device_id)).to_json())
+        obj = await _json_body(request, "device assignment")
+        if set(obj) - {"cohort"}:
+            raise FormatError("device assignment: unknown field", field=sorted(set(obj))[0][:64])
+        target = obj.get("cohort")
+        if not isinstance(target, str):
+            raise FormatError("cohort must be a string", field="cohort")
+        await call(svc.set_device_cohort, device_id, target)
+        return JSONResponse({"device_id": device_id, "cohort": target})
+
+    async def reports(request: Request) -> Response:
+        limit = _query_int(request, "limit", 100) or 100
+        rows = await call(
+            lambda: svc.reports(
+                request.query_params.get("device") or None,
+                limit=limit,
+                before=_query_int(request, "before", None),
+            )
+        )
+        return JSONResponse(_page(rows, limit, lambda r: r["id"]))
+
+    async def posture(_: Request) -> Response:
+        return JSONResponse(await call(svc.posture))
+
+    async def rollouts(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(await call(svc.rollouts))
+        obj = await _json_body(request, "rollout")
+        known = {
+            "release_id",
+            "cohort",
+            "steps",
+            "halt_on_failure_rate",
+            "window_s",
+            "step_interval_s",
+            "min_reports",
+        }
+        unknown = set(obj) - known
+        if unknown:
+            raise FormatError("rollout: unknown field", field=sorted(unknown)[0][:64])
+        release_id, cohort_name = obj.get("release_id"), obj.get("cohort", "default")
+        if not isinstance(release_id, str) or not isinstance(cohort_name, str):
+            raise FormatError("rollout: release_id and cohort must be strings", field="release_id")
+        options: dict[str, Any] = {}
+        for key, kind in (
+            ("steps", str),
+            ("halt_on_failure_rate", float),
+            ("window_s", int),
+            ("step_interval_s", int),
+            ("min_reports", int),
+        ):
+            value = obj.get(key)
+            if value is None:
+                continue
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise FormatError(f"rollout: {key} must be a {kind.__name__}", field=key)
+            options[key] = value
+        status = await call(lambda: svc.start_rollout(release_id, cohort_name, **options))
+        return JSONResponse(status, status_code=201)
+
+    async def rollout(request: Request) -> Response:
+        return JSONResponse(await call(svc.rollout_status, _rollout_id(request)))
+
+    async def rollout_action(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in ("pause", "resume", "abort"):
+            raise HttpProblem(404, "no such rollout action (pause, resume, abort)")
+        return JSONResponse(await call(svc.rollout_action, _rollout_id(request), action))
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(svc.stats.to_json())
+
+    async def health(_: Request) -> Response:
+        return JSONResponse(svc.health())
+
+    base = ADMIN_PATH.rstrip("/")
+    return [
+        Route(f"{base}/releases", admin(releases), methods=["GET", "POST"]),
+        Route(f"{base}/cohorts", admin(cohorts), methods=["GET"]),
+        Route(f"{base}/cohorts/{{name}}", admin(cohort), methods=["PUT"]),
+        Route(f"{base}/devices", admin(devices), methods=["GET"]),
+        Route(f"{base}/devices/{{device_id}}", admin(device), methods=["GET", "PUT"]),
+        Route(f"{base}/reports", admin(reports), methods=["GET"]),
+        Route(f"{base}/posture", admin(posture), methods=["GET"]),
+        Route(f"{base}/rollouts", admin(rollouts), methods=["GET", "POST"]),
+        Route(f"{base}/rollouts/{{rollout_id}}", admin(rollout), methods=["GET"]),
+        Route(
+            f"{base}/rollouts/{{rollout_id}}/{{action}}", admin(rollout_action), methods=["POST"]
+        ),
+        Route(f"{base}/stats", admin(stats), methods=["GET"]),
+        Route(f"{base}/health", admin(health), methods=["GET"]),
+    ]
+
+
+def _rollout_id(request: Request) -> int:
+    value = request.path_params["rollout_id"]
+    if not value.isdigit() or len(value) > 12:
+        raise HttpProblem(404, "no such rollout")
+    return int(value)
+
+
+def admin_app(service: FleetService, *, tick: float | None = TICK_S) -> Starlette:
+    """The admin listener's application: the admin API and the dashboard.
+
+    ``tick``: seconds between evaluations of running rollouts (``None``: never, for tests
+    that drive the clock themselves).
+    """
+    from espsec.fleet.dashboard import dashboard_routes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_ticker(service, tick)) if tick else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def root(_: Request) -> Response:
+        return RedirectResponse("/dashboard/", status_code=303)
+
+    routes: list[BaseRoute] = [
+        *admin_routes(service),
+        Mount("/dashboard", routes=dashboard_routes(service)),
+        Route("/", root, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers=_handlers(service), lifespan=lifespan)
+
+
+async def _ticker(service: FleetService, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_in_threadpool(service.tick)
+        except Exception:  # never let the ticker die: log and go on
+            log.exception("rollout evaluation failed")
+
+
+__all__ = [
+    "MAX_ADMIN_JSON",
+    "MAX_DEVICE_BODY",
+    "HttpProblem",
+    "UsageError",
+    "admin_app",
+    "device_app",
+    "read_body",
+]

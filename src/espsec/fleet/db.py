@@ -1,19 +1,36 @@
-"""The fleet's storage: every SQL statement lives here, so another database can replace SQLite.
+"""The fleet's storage: every SQL statement lives here, for SQLite and PostgreSQL alike.
 
-Tables are created with ``CREATE TABLE IF NOT EXISTS`` (no migrations yet). One
-connection, serialised by a lock: the ASGI server runs handlers on one event loop and
-each statement is short. WAL mode keeps readers off the writer's back.
+:func:`open_database` takes a SQLite file path (the embedded default) or a
+``postgresql://`` URL (psycopg 3; several server processes on one database). Both run
+the same statements: they are written with ``?`` placeholders and the few spellings that
+differ (``GREATEST``, ``FOR UPDATE``, column types) come from a :class:`Dialect`.
+
+Every call is blocking and thread-safe: the HTTP layer calls it from a thread pool,
+never on the event loop. Each thread keeps its own connection.
+
+* **SQLite** runs in WAL mode with a short busy timeout: a write that cannot get the lock
+  in time raises :class:`StorageBusy` (answered 503 with ``Retry-After``), never a
+  multi-second stall. Writers in one process queue on a lock first, so SQLite's own
+  busy wait only arbitrates between processes.
+* **Failed writes** (disk full, I/O error, lost database connection) raise
+  :class:`StorageFailed`; the service then goes read-only (``degraded``) for a while.
+* **Migrations**: ``schema_migrations`` records the steps applied; on open, the missing
+  ones run in one transaction (ADR 0008). A database newer than the code is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from espsec.errors import EspsecError, UsageError
 
@@ -21,82 +38,31 @@ if TYPE_CHECKING:
     from espsec.ota.protocol import CheckIn, OutcomeReport
     from espsec.ota.release import ReleaseStatement
 
+DEFAULT_BUSY_TIMEOUT = 0.25
+"""Seconds a write waits for the database lock before answering 503."""
+MAX_REPORTS_PER_DEVICE = 200
+"""Reports kept per device (older ones are pruned as new ones arrive)."""
+MANIFEST_WINDOW = 1024
+"""Offering manifests remembered per device, by counter (a report must name one)."""
+
 
 class AlreadyExists(UsageError):
     """A record with this key exists (answered 409 by the API)."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS releases (
-    id TEXT PRIMARY KEY,
-    project_name TEXT NOT NULL,
-    version TEXT NOT NULL,
-    secure_version INTEGER NOT NULL,
-    chip TEXT NOT NULL,
-    chip_id INTEGER NOT NULL,
-    image_length INTEGER NOT NULL,
-    image_sha256 TEXT NOT NULL,
-    signed_digest TEXT NOT NULL,
-    signers TEXT NOT NULL,
-    statement BLOB NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS payloads (
-    release_id TEXT NOT NULL REFERENCES releases(id),
-    idx INTEGER NOT NULL,
-    encryption TEXT NOT NULL,
-    recipient TEXT,
-    length INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (release_id, idx)
-);
-CREATE INDEX IF NOT EXISTS payloads_sha256 ON payloads(sha256);
-CREATE TABLE IF NOT EXISTS cohorts (
-    name TEXT PRIMARY KEY,
-    release_id TEXT REFERENCES releases(id),
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY,
-    cohort TEXT NOT NULL DEFAULT 'default',
-    chip TEXT,
-    project_name TEXT,
-    version TEXT,
-    secure_version INTEGER,
-    boot_state TEXT,
-    image_sha256 TEXT,
-    enc_key_id TEXT,
-    counter INTEGER NOT NULL DEFAULT 0,
-    offered_release TEXT,
-    blocked_release TEXT,
-    last_outcome TEXT,
-    last_reason TEXT,
-    first_seen INTEGER,
-    last_seen INTEGER
-);
-CREATE TABLE IF NOT EXISTS reports (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id TEXT NOT NULL,
-    release_id TEXT,
-    outcome TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    counter INTEGER,
-    at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reports_device ON reports(device_id);
-CREATE TABLE IF NOT EXISTS manifests (
-    device_id TEXT NOT NULL,
-    counter INTEGER NOT NULL,
-    release_id TEXT,
-    issued_at INTEGER NOT NULL,
-    reported INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (device_id, counter)
-);
-"""
-
-
 class ReportRefused(EspsecError):
     """A report not bound to an unreported manifest issued to the device."""
+
+
+class StorageBusy(EspsecError):
+    """The database is locked by another writer for longer than the busy timeout (503)."""
+
+
+class StorageFailed(EspsecError):
+    """A write failed (disk full, I/O error, connection lost): the fleet goes read-only."""
+
+
+# -- rows -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -156,6 +122,12 @@ class DeviceRow:
     last_reason: str | None
     first_seen: int | None
     last_seen: int | None
+    posture: str | None = None
+    """The last posture the device reported (JSON of :class:`espsec.ota.protocol.Posture`)."""
+    posture_flags: str | None = None
+    """Comma-separated weakness codes the fleet found in that posture ('' = none)."""
+    cert_sha256: str | None = None
+    """SHA-256 of the client certificate the posture came with (mutual TLS)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,12 +145,46 @@ class DeviceRow:
             "last_reason": self.last_reason,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "posture": json.loads(self.posture) if self.posture else None,
+            "posture_flags": self.posture_flags.split(",") if self.posture_flags else [],
+            "cert_sha256": self.cert_sha256,
         }
+
+
+@dataclass(frozen=True)
+class RolloutRow:
+    id: int
+    release_id: str
+    cohort: str
+    steps: str
+    """Percentages, comma-separated (``1,10,50,100``)."""
+    step: int
+    """Index into ``steps`` of the current step."""
+    state: str
+    threshold: float
+    window_s: int
+    step_interval_s: int
+    min_reports: int
+    created_at: int
+    step_started_at: int
+    window_from: int
+    """Outcomes before this time are not counted (start, or the last resume)."""
+    updated_at: int
+    halt_reason: str | None
+
+    @property
+    def percents(self) -> tuple[float, ...]:
+        return tuple(float(s) for s in self.steps.split(","))
+
+    @property
+    def percent(self) -> float:
+        return self.percents[self.step]
 
 
 _DEVICE_COLS = ", ".join(DeviceRow.__dataclass_fields__)
 _RELEASE_COLS = ", ".join(ReleaseRow.__dataclass_fields__)
 _PAYLOAD_COLS = ", ".join(PayloadRow.__dataclass_fields__)
+_ROLLOUT_COLS = ", ".join(RolloutRow.__dataclass_fields__)
 # Column lists are the dataclass fields above (constants, never user input).
 _INSERT_RELEASE = (
     f"INSERT INTO releases ({_RELEASE_COLS}, statement) VALUES ({', '.join('?' * 12)})"  # noqa: S608
@@ -187,6 +193,7 @@ _INSERT_PAYLOAD = f"INSERT INTO payloads ({_PAYLOAD_COLS}) VALUES ({', '.join('?
 _SELECT_RELEASES = f"SELECT {_RELEASE_COLS} FROM releases"  # noqa: S608
 _SELECT_PAYLOADS = f"SELECT {_PAYLOAD_COLS} FROM payloads"  # noqa: S608
 _SELECT_DEVICES = f"SELECT {_DEVICE_COLS} FROM devices"  # noqa: S608
+_SELECT_ROLLOUTS = f"SELECT {_ROLLOUT_COLS} FROM rollouts"  # noqa: S608
 _CHECK_IN_FIELDS = (  # columns named as the CheckIn fields they keep
     "chip",
     "project_name",
@@ -196,50 +203,493 @@ _CHECK_IN_FIELDS = (  # columns named as the CheckIn fields they keep
     "image_sha256",
     "enc_key_id",
 )
+_POSTURE_FIELDS = ("posture", "posture_flags", "cert_sha256")
 _UPSERT_CHECK_IN = (
-    f"INSERT INTO devices (device_id, {', '.join(_CHECK_IN_FIELDS)}, first_seen, last_seen) "  # noqa: S608
-    f"VALUES ({', '.join('?' * (len(_CHECK_IN_FIELDS) + 3))}) ON CONFLICT(device_id) DO UPDATE SET "
+    f"INSERT INTO devices (device_id, {', '.join(_CHECK_IN_FIELDS + _POSTURE_FIELDS)}, "  # noqa: S608
+    f"counter, first_seen, last_seen, posture_at) "
+    f"VALUES ({', '.join('?' * (len(_CHECK_IN_FIELDS) + len(_POSTURE_FIELDS) + 5))}) "
+    "ON CONFLICT(device_id) DO UPDATE SET "
     + ", ".join(f"{k} = excluded.{k}" for k in _CHECK_IN_FIELDS)
+    + ", posture = COALESCE(excluded.posture, devices.posture)"
+    + ", posture_flags = COALESCE(excluded.posture_flags, devices.posture_flags)"
+    + ", cert_sha256 = COALESCE(excluded.cert_sha256, devices.cert_sha256)"
+    + ", posture_at = COALESCE(excluded.posture_at, devices.posture_at)"
+    + ", counter = GREATEST(devices.counter, excluded.counter - 1) + 1"
     + ", last_seen = excluded.last_seen"
+    + f" RETURNING {_DEVICE_COLS}"
+)
+REPORT_KEYS = ("id", "device_id", "release_id", "outcome", "reason", "counter", "at")
+
+
+# -- dialects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one database spells what differs."""
+
+    name: str
+    int_type: str
+    blob_type: str
+    real_type: str
+    serial_pk: str
+    greatest: str
+    for_update: str
+
+    def sql(self, statement: str) -> str:
+        """A statement written for SQLite (``?``, ``GREATEST``) in this dialect."""
+        statement = statement.replace("GREATEST(", self.greatest + "(")
+        statement = statement.replace(" FOR UPDATE", self.for_update)
+        if self.name == "postgresql":
+            statement = statement.replace("%", "%%").replace("?", "%s")
+        return statement
+
+    def schema(self, statement: str) -> str:
+        return (
+            statement.replace("{INT}", self.int_type)
+            .replace("{BLOB}", self.blob_type)
+            .replace("{REAL}", self.real_type)
+            .replace("{SERIAL}", self.serial_pk)
+        )
+
+
+SQLITE = Dialect(
+    "sqlite", "INTEGER", "BLOB", "REAL", "INTEGER PRIMARY KEY AUTOINCREMENT", "MAX", ""
+)
+POSTGRESQL = Dialect(
+    "postgresql",
+    "BIGINT",
+    "BYTEA",
+    "DOUBLE PRECISION",
+    "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    "GREATEST",
+    " FOR UPDATE",
 )
 
 
-class FleetDB:
-    """Releases, payloads, cohorts, devices and outcome reports."""
+# -- migrations -------------------------------------------------------------------------
 
-    def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise EspsecError(f"cannot open the fleet database: {exc}", source=str(path)) from None
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise EspsecError(f"cannot open the fleet database: {exc}", source=str(path)) from None
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "releases, payloads, cohorts, devices, reports, manifests",
+        (
+            """CREATE TABLE IF NOT EXISTS releases (
+                id TEXT PRIMARY KEY,
+                project_name TEXT NOT NULL,
+                version TEXT NOT NULL,
+                secure_version {INT} NOT NULL,
+                chip TEXT NOT NULL,
+                chip_id {INT} NOT NULL,
+                image_length {INT} NOT NULL,
+                image_sha256 TEXT NOT NULL,
+                signed_digest TEXT NOT NULL,
+                signers TEXT NOT NULL,
+                statement {BLOB} NOT NULL,
+                created_at {INT} NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS payloads (
+                release_id TEXT NOT NULL REFERENCES releases(id),
+                idx {INT} NOT NULL,
+                encryption TEXT NOT NULL,
+                recipient TEXT,
+                length {INT} NOT NULL,
+                sha256 TEXT NOT NULL,
+                PRIMARY KEY (release_id, idx)
+            )""",
+            "CREATE INDEX IF NOT EXISTS payloads_sha256 ON payloads(sha256)",
+            """CREATE TABLE IF NOT EXISTS cohorts (
+                name TEXT PRIMARY KEY,
+                release_id TEXT REFERENCES releases(id),
+                updated_at {INT} NOT NULL
+            )""",
+            """CREATE TABLE IF NOT EXISTS devices (
+                device_id TEXT PRIMARY KEY,
+                cohort TEXT NOT NULL DEFAULT 'default',
+                chip TEXT,
+                project_name TEXT,
+                version TEXT,
+                secure_version {INT},
+                boot_state TEXT,
+                image_sha256 TEXT,
+                enc_key_id TEXT,
+                counter {INT} NOT NULL DEFAULT 0,
+                offered_release TEXT,
+                blocked_release TEXT,
+                last_outcome TEXT,
+                last_reason TEXT,
+                first_seen {INT},
+                last_seen {INT}
+            )""",
+            """CREATE TABLE IF NOT EXISTS reports (
+                id {SERIAL},
+                device_id TEXT NOT NULL,
+                release_id TEXT,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                counter {INT},
+                at {INT} NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS reports_device ON reports(device_id)",
+            """CREATE TABLE IF NOT EXISTS manifests (
+                device_id TEXT NOT NULL,
+                counter {INT} NOT NULL,
+                release_id TEXT,
+                issued_at {INT} NOT NULL,
+                reported {INT} NOT NULL DEFAULT 0,
+                PRIMARY KEY (device_id, counter)
+            )""",
+        ),
+    ),
+    (
+        "device posture, staged rollouts",
+        (
+            "ALTER TABLE devices ADD COLUMN posture TEXT",
+            "ALTER TABLE devices ADD COLUMN posture_flags TEXT",
+            "ALTER TABLE devices ADD COLUMN cert_sha256 TEXT",
+            "ALTER TABLE devices ADD COLUMN posture_at {INT}",
+            "CREATE INDEX devices_cohort ON devices(cohort, device_id)",
+            "CREATE INDEX reports_release_at ON reports(release_id, at)",
+            """CREATE TABLE rollouts (
+                id {SERIAL},
+                release_id TEXT NOT NULL REFERENCES releases(id),
+                cohort TEXT NOT NULL,
+                steps TEXT NOT NULL,
+                step {INT} NOT NULL,
+                state TEXT NOT NULL,
+                threshold {REAL} NOT NULL,
+                window_s {INT} NOT NULL,
+                step_interval_s {INT} NOT NULL,
+                min_reports {INT} NOT NULL,
+                created_at {INT} NOT NULL,
+                step_started_at {INT} NOT NULL,
+                window_from {INT} NOT NULL,
+                updated_at {INT} NOT NULL,
+                halt_reason TEXT
+            )""",
+            "CREATE INDEX rollouts_cohort ON rollouts(cohort, state)",
+            """CREATE TABLE rollout_samples (
+                rollout_id {INT} NOT NULL,
+                at {INT} NOT NULL,
+                percent {REAL} NOT NULL,
+                state TEXT NOT NULL,
+                outcomes {INT} NOT NULL,
+                failures {INT} NOT NULL,
+                rollbacks {INT} NOT NULL
+            )""",
+            "CREATE INDEX rollout_samples_id ON rollout_samples(rollout_id, at)",
+        ),
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+_MIGRATION_LOCK = 0x65737073  # "esps": the PostgreSQL advisory lock of the migration
+
+
+# -- connections ------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+Cursor = Any
+
+
+def _sqlite_failure(exc: sqlite3.Error, what: str) -> EspsecError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StorageBusy(f"the fleet database is busy ({what}); retry shortly")
+    return StorageFailed(f"the fleet database failed ({what}): {text}")
+
+
+class _Backend:
+    """Per-thread connections and transactions for one database."""
+
+    dialect: Dialect
+
+    def transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Cursor]:
+        raise NotImplementedError
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        raise NotImplementedError
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+
+class _Sqlite(_Backend):
+    dialect = SQLITE
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        conn = self._conn()  # fail now, with the file's name, if it cannot be opened
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise EspsecError(f"cannot open the fleet database: {exc}", source=str(path)) from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StorageFailed("the fleet database is closed")
+        try:
+            conn = sqlite3.connect(
+                str(self.path),
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=self.busy_timeout,
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise EspsecError(
+                f"cannot open the fleet database: {exc}", source=str(self.path)
+            ) from None
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+        conn = self._conn()
+        if write and not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise StorageBusy("the fleet database is busy (writers queued); retry shortly")
+        try:
             try:
-                yield self._conn
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise _sqlite_failure(exc, "begin") from None
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise _sqlite_failure(exc, "write" if write else "read") from None
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise _sqlite_failure(exc, "commit") from None
+        finally:
+            if write:
+                self._write_lock.release()
 
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+    def backup(self, target: Path) -> None:
+        """A consistent copy of the database file (before a migration)."""
+        with contextlib.closing(sqlite3.connect(str(target))) as dst:
+            self._conn().backup(dst)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+class _Postgres(_Backend):
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise UsageError(
+                "a PostgreSQL fleet database needs psycopg: pip install 'espsec[postgres]'"
+            ) from None
+        self._psycopg = psycopg
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._conn()
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not conn.closed:
+            return conn
+        if self._closed:
+            raise StorageFailed("the fleet database is closed")
+        psycopg = self._psycopg
+        lock_ms = max(1, int(self.busy_timeout * 1000))
+        try:
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                options=f"-c lock_timeout={lock_ms} -c statement_timeout=30000",
+            )
+        except psycopg.Error as exc:
+            raise StorageFailed(
+                f"cannot reach the fleet database: {str(exc).strip().splitlines()[0]}"
+            ) from None
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+        psycopg = self._psycopg
+        conn = self._conn()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except psycopg.errors.LockNotAvailable:
+            raise StorageBusy("the fleet database is busy; retry shortly") from None
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+            raise StorageBusy("the fleet database is busy (conflict); retry shortly") from None
+        except psycopg.errors.UniqueViolation:
+            raise StorageBusy("a concurrent write got there first; retry") from None
+        except psycopg.OperationalError as exc:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise StorageFailed(
+                f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
+            ) from None
+        except psycopg.Error as exc:
+            raise StorageFailed(
+                f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
+            ) from None
+
+    def close(self) -> None:
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def is_database_url(database: str | Path) -> bool:
+    return str(database).startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password (for messages and logs)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# -- the store --------------------------------------------------------------------------
+
+
+class FleetDB:
+    """Releases, payloads, cohorts, devices, reports and rollouts."""
+
+    def __init__(self, database: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.backend: _Backend
+        if is_database_url(database):
+            self.backend = _Postgres(str(database), busy_timeout)
+            self.where = redact_url(str(database))
+        else:
+            self.backend = _Sqlite(Path(database), busy_timeout)
+            self.where = str(database)
+        self.d = self.backend.dialect
+        self._sql: dict[str, str] = {}
+        try:
+            self._migrate()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    @property
+    def dialect(self) -> str:
+        return self.d.name
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def _q(self, statement: str) -> str:
+        cached = self._sql.get(statement)
+        if cached is None:
+            cached = self._sql[statement] = self.d.sql(statement)
+        return cached
+
+    def _x(self, cur: Cursor, statement: str, args: Sequence[Any] = ()) -> Cursor:
+        return cur.execute(self._q(statement), tuple(args))
+
+    def _read(self, fn: Callable[[Cursor], _T]) -> _T:
+        with self.backend.transaction(write=False) as cur:
+            return fn(cur)
+
+    def _all(self, statement: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(lambda c: list(self._x(c, statement, args).fetchall()))
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Cursor]:
+        with self.backend.transaction(write=True) as cur:
+            yield cur
+
+    # -- schema ------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        rows = self._all("SELECT MAX(version) FROM schema_migrations")
+        return int(rows[0][0] or 0)
+
+    def _migrate(self) -> None:
+        d = self.d
+        backend = self.backend
+        if isinstance(backend, _Sqlite):
+            current, legacy = self._sqlite_version()
+            if current < SCHEMA_VERSION and (current or legacy):
+                stamp = time.strftime("%Y%m%d%H%M%S")
+                backup = backend.path.with_name(f"{backend.path.name}.v{current}-{stamp}.bak")
+                backend.backup(backup)
+        with self._write() as cur:
+            if d.name == "postgresql":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute(
+                d.schema(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version {INT} PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at {INT} NOT NULL)"
+                )
+            )
+            row = self._x(cur, "SELECT MAX(version) FROM schema_migrations").fetchone()
+            current = int(row[0] or 0)
+            if current > SCHEMA_VERSION:
+                raise EspsecError(
+                    f"the fleet database is at schema version {current}, newer than this "
+                    f"espsec understands ({SCHEMA_VERSION}): upgrade espsec",
+                    source=self.where,
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                name, statements = MIGRATIONS[version - 1]
+                for statement in statements:
+                    cur.execute(d.schema(statement))
+                self._x(
+                    cur,
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, int(time.time())),
+                )
+
+    def _sqlite_version(self) -> tuple[int, bool]:
+        """(applied version, whether tables from before migrations exist)."""
+
+        def read(cur: Cursor) -> tuple[int, bool]:
+            names = {
+                r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            version = 0
+            if "schema_migrations" in names:
+                version = int(cur.execute("SELECT MAX(version) FROM schema_migrations")
+                              .fetchone()[0] or 0)  # fmt: skip
+            return version, "releases" in names
+
+        return self._read(read)
+
+    def ping_write(self) -> None:
+        """A harmless write: does the database take writes again? (degraded-mode probe)"""
+        with self._write() as cur:
+            self._x(cur, "UPDATE schema_migrations SET applied_at = applied_at WHERE version = 1")
 
     # -- releases -----------------------------------------------------------------------
 
@@ -271,27 +721,34 @@ class FleetDB:
             (release_id, i, p.encryption, p.recipient, p.length, p.sha256)
             for i, p in enumerate(st.payloads)
         ]
-        with self._tx() as c:
-            if c.execute("SELECT 1 FROM releases WHERE id = ?", (release_id,)).fetchone():
+        with self._write() as c:
+            if self._x(c, "SELECT 1 FROM releases WHERE id = ?", (release_id,)).fetchone():
                 raise AlreadyExists(f"release {release_id} was already uploaded")
-            c.execute(_INSERT_RELEASE, (*values, statement_bytes))
-            c.executemany(_INSERT_PAYLOAD, payloads)
-            row = c.execute(_SELECT_RELEASES + " WHERE id = ?", (release_id,)).fetchone()
-        return ReleaseRow(*row)
+            self._x(c, _INSERT_RELEASE, (*values, statement_bytes))
+            c.executemany(self._q(_INSERT_PAYLOAD), payloads)
+        return ReleaseRow(*values)
 
     def release(self, release_id: str) -> ReleaseRow | None:
         rows = self._all(_SELECT_RELEASES + " WHERE id = ?", (release_id,))
         return ReleaseRow(*rows[0]) if rows else None
 
-    def releases(self) -> list[ReleaseRow]:
-        return [ReleaseRow(*r) for r in self._all(_SELECT_RELEASES + " ORDER BY created_at, id")]
+    def releases(self, *, limit: int = 1000, after: str | None = None) -> list[ReleaseRow]:
+        """Releases in upload order; ``after``: the id of the last one of the previous page."""
+        if after is None:
+            rows = self._all(_SELECT_RELEASES + " ORDER BY created_at, id LIMIT ?", (limit,))
+        else:
+            rows = self._all(
+                _SELECT_RELEASES + " WHERE (created_at, id) > (SELECT created_at, id FROM "  # noqa: S608
+                "releases WHERE id = ?) ORDER BY created_at, id LIMIT ?",
+                (after, limit),
+            )
+        return [ReleaseRow(*r) for r in rows]
 
     def payloads(self, release_id: str) -> list[PayloadRow]:
         return [
             PayloadRow(*r)
             for r in self._all(
-                _SELECT_PAYLOADS + " WHERE release_id = ? ORDER BY idx",
-                (release_id,),
+                _SELECT_PAYLOADS + " WHERE release_id = ? ORDER BY idx", (release_id,)
             )
         ]
 
@@ -299,26 +756,79 @@ class FleetDB:
         rows = self._all("SELECT length FROM payloads WHERE sha256 = ? LIMIT 1", (sha256,))
         return int(rows[0][0]) if rows else None
 
+    def release_payload_shas(self, release_id: str) -> set[str]:
+        rows = self._all("SELECT sha256 FROM payloads WHERE release_id = ?", (release_id,))
+        return {r[0] for r in rows}
+
+    def all_payload_shas(self) -> set[str]:
+        return {r[0] for r in self._all("SELECT DISTINCT sha256 FROM payloads")}
+
     # -- cohorts ------------------------------------------------------------------------
 
     def assign_cohort(self, cohort: str, release_id: str | None, now: int) -> None:
-        with self._tx() as c:
-            c.execute(
-                "INSERT INTO cohorts (name, release_id, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET release_id = excluded.release_id, "
-                "updated_at = excluded.updated_at",
-                (cohort, release_id, now),
-            )
-            # A fresh assignment lifts earlier refusals of that release in the cohort.
-            c.execute(
-                "UPDATE devices SET blocked_release = NULL "
-                "WHERE cohort = ? AND blocked_release = ?",
-                (cohort, release_id),
-            )
+        with self._write() as c:
+            self._assign_cohort(c, cohort, release_id, now)
+
+    def _assign_cohort(self, c: Cursor, cohort: str, release_id: str | None, now: int) -> None:
+        self._x(
+            c,
+            "INSERT INTO cohorts (name, release_id, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET release_id = excluded.release_id, "
+            "updated_at = excluded.updated_at",
+            (cohort, release_id, now),
+        )
+        # A fresh assignment lifts earlier refusals of that release in the cohort.
+        self._x(
+            c,
+            "UPDATE devices SET blocked_release = NULL WHERE cohort = ? AND blocked_release = ?",
+            (cohort, release_id),
+        )
 
     def cohort_release(self, cohort: str) -> str | None:
         rows = self._all("SELECT release_id FROM cohorts WHERE name = ?", (cohort,))
         return rows[0][0] if rows else None
+
+    def cohort_plan(
+        self, cohort: str, c: Cursor | None = None
+    ) -> tuple[
+        ReleaseRow | None, list[PayloadRow], RolloutRow | None, ReleaseRow | None, list[PayloadRow]
+    ]:
+        """What ``cohort`` is offered: its release and payloads, and its active rollout
+        with the rollout's release and payloads (read with ``c`` when given)."""
+
+        def read(c: Cursor) -> Any:
+            release = rollout = rollout_release = None
+            payloads: list[PayloadRow] = []
+            rollout_payloads: list[PayloadRow] = []
+            row = self._x(c, "SELECT release_id FROM cohorts WHERE name = ?", (cohort,)).fetchone()
+            if row is not None and row[0] is not None:
+                release, payloads = self._release_and_payloads(c, row[0])
+            row = self._x(
+                c,
+                _SELECT_ROLLOUTS + " WHERE cohort = ? AND state IN ('running', 'paused', "
+                "'halted') ORDER BY id DESC LIMIT 1",
+                (cohort,),
+            ).fetchone()
+            if row is not None:
+                rollout = RolloutRow(*row)
+                rollout_release, rollout_payloads = self._release_and_payloads(
+                    c, rollout.release_id
+                )
+            return release, payloads, rollout, rollout_release, rollout_payloads
+
+        plan: Any = read(c) if c is not None else self._read(read)
+        return plan  # type: ignore[no-any-return]
+
+    def _release_and_payloads(
+        self, c: Cursor, release_id: str
+    ) -> tuple[ReleaseRow | None, list[PayloadRow]]:
+        row = self._x(c, _SELECT_RELEASES + " WHERE id = ?", (release_id,)).fetchone()
+        if row is None:
+            return None, []
+        rows = self._x(
+            c, _SELECT_PAYLOADS + " WHERE release_id = ? ORDER BY idx", (release_id,)
+        ).fetchall()
+        return ReleaseRow(*row), [PayloadRow(*r) for r in rows]
 
     def cohorts(self) -> list[dict[str, Any]]:
         return [
@@ -331,74 +841,139 @@ class FleetDB:
     # -- devices ------------------------------------------------------------------------
 
     def set_device_cohort(self, device_id: str, cohort: str) -> None:
-        with self._tx() as c:
-            c.execute(
+        with self._write() as c:
+            self._x(
+                c,
                 "INSERT INTO devices (device_id, cohort) VALUES (?, ?) "
                 "ON CONFLICT(device_id) DO UPDATE SET cohort = excluded.cohort",
                 (device_id, cohort),
             )
 
-    def devices(self) -> list[DeviceRow]:
-        return [DeviceRow(*r) for r in self._all(_SELECT_DEVICES + " ORDER BY device_id")]
+    def device(self, device_id: str) -> DeviceRow | None:
+        rows = self._all(_SELECT_DEVICES + " WHERE device_id = ?", (device_id,))
+        return DeviceRow(*rows[0]) if rows else None
 
-    def record_check_in(self, request: CheckIn, now: int) -> tuple[DeviceRow, int]:
-        """Upsert the device's reported state; return it and its next manifest counter.
+    def devices(
+        self,
+        *,
+        limit: int = 1000,
+        after: str | None = None,
+        cohort: str | None = None,
+        weak: bool | None = None,
+        chip: str | None = None,
+        flag: str | None = None,
+    ) -> list[DeviceRow]:
+        """Devices by id, a page at a time (``after``: the last id of the previous page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if after is not None:
+            where.append("device_id > ?")
+            args.append(after)
+        if cohort is not None:
+            where.append("cohort = ?")
+            args.append(cohort)
+        if chip is not None:
+            where.append("chip = ?")
+            args.append(chip)
+        if weak is True:
+            where.append("(posture_flags IS NULL OR posture_flags != '')")
+        elif weak is False:
+            where.append("posture_flags = ''")
+        if flag is not None:
+            where.append("(',' || posture_flags || ',') LIKE ?")
+            args.append("%," + flag.replace("%", "").replace("_", "") + ",%")
+        sql = _SELECT_DEVICES
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY device_id LIMIT ?"
+        return [DeviceRow(*r) for r in self._all(sql, (*args, limit))]
 
-        The counter is ``max(stored, last_counter) + 1``: strictly above anything the
-        device has accepted, even after the database was restored from an old backup.
+    def count_devices(self) -> int:
+        return int(self._all("SELECT COUNT(*) FROM devices")[0][0])
+
+    def check_in(
+        self,
+        request: CheckIn,
+        now: int,
+        decide: Callable[[DeviceRow, Cursor], str | None],
+        posture: tuple[str | None, str | None, str | None] = (None, None, None),
+    ) -> DeviceRow:
+        """Record a check-in and the offer made in answer, in one transaction.
+
+        The device's row is upserted with its next manifest counter,
+        ``max(stored, last_counter) + 1``: strictly above anything the device has
+        accepted, even after the database was restored from an old backup. ``decide``
+        gets that row and returns the release to offer (or ``None``); an offer is
+        remembered so that a report can name it, once.
         """
-        device_id = request.device_id
         values = tuple(getattr(request, k) for k in _CHECK_IN_FIELDS)
-        with self._tx() as c:
-            c.execute(_UPSERT_CHECK_IN, (device_id, *values, now, now))
-            c.execute(
-                "UPDATE devices SET counter = MAX(counter, ?) + 1 WHERE device_id = ?",
-                (request.last_counter, device_id),
-            )
-            row = c.execute(_SELECT_DEVICES + " WHERE device_id = ?", (device_id,)).fetchone()
-        device = DeviceRow(*row)
-        return device, device.counter
-
-    def set_offered(self, device_id: str, release_id: str | None) -> None:
-        with self._tx() as c:
-            c.execute(
-                "UPDATE devices SET offered_release = ? WHERE device_id = ?",
-                (release_id, device_id),
-            )
-
-    def record_manifest(
-        self, device_id: str, counter: int, release_id: str | None, now: int
-    ) -> None:
-        """Remember a manifest issued to a device: a report must name it, once."""
-        with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO manifests (device_id, counter, release_id, issued_at) "
-                "VALUES (?, ?, ?, ?)",
-                (device_id, counter, release_id, now),
-            )
+        posture_at = now if posture[0] is not None else None
+        with self._write() as c:
+            row = self._x(
+                c,
+                _UPSERT_CHECK_IN,
+                (request.device_id, *values, *posture, request.last_counter + 1, now, now,
+                 posture_at),
+            ).fetchone()  # fmt: skip
+            device = DeviceRow(*row)
+            offered = decide(device, c)
+            if offered != device.offered_release:
+                self._x(
+                    c,
+                    "UPDATE devices SET offered_release = ? WHERE device_id = ?",
+                    (offered, device.device_id),
+                )
+            if offered is not None:
+                self._x(
+                    c,
+                    "INSERT INTO manifests (device_id, counter, release_id, issued_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(device_id, counter) DO UPDATE SET "
+                    "release_id = excluded.release_id, issued_at = excluded.issued_at, "
+                    "reported = 0",
+                    (device.device_id, device.counter, offered, now),
+                )
+                if device.counter % 64 == 0:  # keep a bounded window of offers per device
+                    self._x(
+                        c,
+                        "DELETE FROM manifests WHERE device_id = ? AND counter < ?",
+                        (device.device_id, device.counter - MANIFEST_WINDOW),
+                    )
+        return device
 
     def offered_release(self, device_id: str) -> str | None:
         rows = self._all("SELECT offered_release FROM devices WHERE device_id = ?", (device_id,))
         return rows[0][0] if rows else None
 
-    def release_payload_shas(self, release_id: str) -> set[str]:
-        rows = self._all("SELECT sha256 FROM payloads WHERE release_id = ?", (release_id,))
-        return {r[0] for r in rows}
-
-    def add_report(self, report: OutcomeReport, now: int, *, block: bool) -> None:
+    def add_report(
+        self,
+        report: OutcomeReport,
+        now: int,
+        *,
+        block: bool,
+        keep: int = MAX_REPORTS_PER_DEVICE,
+    ) -> None:
         """Record a device's report; ``block``: stop offering its release to the device.
 
+        The device must be registered (it checked in, or an admin placed it in a cohort).
         The report must name, by its counter, a manifest issued to that device that has
         not been reported on yet, and the release that manifest offered
         (:class:`ReportRefused` otherwise): a report cannot be replayed or invented. Only a
         report naming neither counter nor release (a device that refused an unverifiable
-        manifest) stands alone: it blocks nothing.
+        manifest) stands alone: it blocks nothing. At most ``keep`` reports are kept per
+        device.
         """
         device_id, release_id = report.device_id, report.release_id
         outcome, reason = report.outcome.value, report.reason
-        with self._tx() as c:
-            row = c.execute(
-                "SELECT release_id, reported FROM manifests WHERE device_id = ? AND counter = ?",
+        with self._write() as c:
+            known = self._x(
+                c, "SELECT 1 FROM devices WHERE device_id = ? FOR UPDATE", (device_id,)
+            ).fetchone()
+            if known is None:
+                raise ReportRefused("reports are taken only from registered devices")
+            row = self._x(
+                c,
+                "SELECT release_id, reported FROM manifests WHERE device_id = ? AND counter = ? "
+                "FOR UPDATE",
                 (device_id, report.counter),
             ).fetchone()
             unbound = report.counter is None and release_id is None
@@ -409,33 +984,240 @@ class FleetDB:
             if row is not None and release_id is not None and row[0] != release_id:
                 raise ReportRefused("the report names a release its manifest did not offer")
             if row is not None:
-                c.execute(
+                self._x(
+                    c,
                     "UPDATE manifests SET reported = 1 WHERE device_id = ? AND counter = ?",
                     (device_id, report.counter),
                 )
-            c.execute(
+            new_id = self._x(
+                c,
                 "INSERT INTO reports (device_id, release_id, outcome, reason, counter, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (device_id, release_id, outcome, reason, report.counter, now),
-            )
-            c.execute(
-                "INSERT INTO devices (device_id, first_seen, last_seen) VALUES (?, ?, ?) "
-                "ON CONFLICT(device_id) DO NOTHING",
-                (device_id, now, now),
-            )
-            c.execute(
+            ).fetchone()[0]
+            self._x(
+                c,
                 "UPDATE devices SET last_outcome = ?, last_reason = ?, "
                 "blocked_release = CASE WHEN ? THEN ? ELSE blocked_release END "
                 "WHERE device_id = ?",
                 (outcome, reason, block, release_id, device_id),
             )
+            if new_id % 16 == 0 or keep < 16:  # prune now and then: the cap holds on average
+                self._x(
+                    c,
+                    "DELETE FROM reports WHERE device_id = ? AND id NOT IN "
+                    "(SELECT id FROM reports WHERE device_id = ? ORDER BY id DESC LIMIT ?)",
+                    (device_id, device_id, keep),
+                )
 
-    def reports(self, device_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql = "SELECT device_id, release_id, outcome, reason, counter, at FROM reports"
-        args: tuple[Any, ...] = ()
+    def reports(
+        self, device_id: str | None = None, *, limit: int = 1000, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Reports, newest first; ``before``: the id of the last one of the previous page."""
+        sql = f"SELECT {', '.join(REPORT_KEYS)} FROM reports"  # noqa: S608 - constant columns
+        where: list[str] = []
+        args: list[Any] = []
         if device_id is not None:
-            sql += " WHERE device_id = ?"
-            args = (device_id,)
+            where.append("device_id = ?")
+            args.append(device_id)
+        if before is not None:
+            where.append("id < ?")
+            args.append(before)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
-        keys = ("device_id", "release_id", "outcome", "reason", "counter", "at")
-        return [dict(zip(keys, r, strict=True)) for r in self._all(sql, (*args, limit))]
+        return [dict(zip(REPORT_KEYS, r, strict=True)) for r in self._all(sql, (*args, limit))]
+
+    def count_reports(self) -> int:
+        return int(self._all("SELECT COUNT(*) FROM reports")[0][0])
+
+    # -- posture ------------------------------------------------------------------------
+
+    def posture_rows(self) -> list[tuple[str, str, str | None, str | None, str | None]]:
+        """(device_id, cohort, chip, posture JSON, flags) of every device."""
+        return [
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in self._all(
+                "SELECT device_id, cohort, chip, posture, posture_flags FROM devices "
+                "ORDER BY device_id"
+            )
+        ]
+
+    # -- rollouts -----------------------------------------------------------------------
+
+    def create_rollout(
+        self,
+        release_id: str,
+        cohort: str,
+        steps: str,
+        *,
+        threshold: float,
+        window_s: int,
+        step_interval_s: int,
+        min_reports: int,
+        now: int,
+    ) -> RolloutRow:
+        with self._write() as c:
+            active = self._x(
+                c,
+                "SELECT id FROM rollouts WHERE cohort = ? AND state IN ('running', 'paused', "
+                "'halted')",
+                (cohort,),
+            ).fetchone()
+            if active is not None:
+                raise AlreadyExists(
+                    f"cohort {cohort!r} already has rollout {active[0]} in progress: abort it first"
+                )
+            new_id = self._x(
+                c,
+                "INSERT INTO rollouts (release_id, cohort, steps, step, state, threshold, "
+                "window_s, step_interval_s, min_reports, created_at, step_started_at, "
+                "window_from, updated_at, halt_reason) "
+                "VALUES (?, ?, ?, 0, 'running', ?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING id",
+                (release_id, cohort, steps, threshold, window_s, step_interval_s, min_reports,
+                 now, now, now, now),
+            ).fetchone()[0]  # fmt: skip
+            # A new rollout gives every device a fresh chance at the release.
+            self._x(
+                c,
+                "UPDATE devices SET blocked_release = NULL "
+                "WHERE cohort = ? AND blocked_release = ?",
+                (cohort, release_id),
+            )
+            row = self._x(c, _SELECT_ROLLOUTS + " WHERE id = ?", (new_id,)).fetchone()
+        return RolloutRow(*row)
+
+    def rollout(self, rollout_id: int) -> RolloutRow | None:
+        rows = self._all(_SELECT_ROLLOUTS + " WHERE id = ?", (rollout_id,))
+        return RolloutRow(*rows[0]) if rows else None
+
+    def rollouts(self, *, limit: int = 100) -> list[RolloutRow]:
+        rows = self._all(_SELECT_ROLLOUTS + " ORDER BY id DESC LIMIT ?", (limit,))
+        return [RolloutRow(*r) for r in rows]
+
+    def active_rollouts(self) -> list[RolloutRow]:
+        """Rollouts not finished (running, paused or halted), by cohort."""
+        rows = self._all(
+            _SELECT_ROLLOUTS + " WHERE state IN ('running', 'paused', 'halted') ORDER BY id"
+        )
+        return [RolloutRow(*r) for r in rows]
+
+    def update_rollout(
+        self,
+        rollout_id: int,
+        change: Callable[[RolloutRow, Cursor], dict[str, Any] | None],
+    ) -> RolloutRow:
+        """Lock a rollout, let ``change`` decide new column values, write them."""
+        with self._write() as c:
+            row = self._x(
+                c, _SELECT_ROLLOUTS + " WHERE id = ? FOR UPDATE", (rollout_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(rollout_id)
+            current = RolloutRow(*row)
+            values = change(current, c)
+            if not values:
+                return current
+            for key in values:
+                if key not in RolloutRow.__dataclass_fields__ or key == "id":
+                    raise ValueError(key)
+            assignments = ", ".join(f"{k} = ?" for k in values)
+            self._x(
+                c,
+                f"UPDATE rollouts SET {assignments} WHERE id = ?",  # noqa: S608 - checked names
+                (*values.values(), rollout_id),
+            )
+            row = self._x(c, _SELECT_ROLLOUTS + " WHERE id = ?", (rollout_id,)).fetchone()
+        return RolloutRow(*row)
+
+    def outcome_counts(self, c: Cursor, release_id: str, cohort: str, since: int) -> dict[str, int]:
+        """Outcomes reported for ``release_id`` by devices of ``cohort`` at or after ``since``."""
+        rows = self._x(
+            c,
+            "SELECT r.outcome, COUNT(*) FROM reports r JOIN devices d ON d.device_id = r.device_id "
+            "WHERE r.release_id = ? AND d.cohort = ? AND r.at >= ? GROUP BY r.outcome",
+            (release_id, cohort, since),
+        ).fetchall()
+        return {str(o): int(n) for o, n in rows}
+
+    def read_outcome_counts(self, release_id: str, cohort: str, since: int) -> dict[str, int]:
+        return self._read(lambda c: self.outcome_counts(c, release_id, cohort, since))
+
+    def add_sample(self, c: Cursor, rollout: RolloutRow, now: int, counts: dict[str, int]) -> None:
+        outcomes = sum(counts.values())
+        self._x(
+            c,
+            "INSERT INTO rollout_samples (rollout_id, at, percent, state, outcomes, failures, "
+            "rollbacks) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                rollout.id,
+                now,
+                rollout.percent,
+                rollout.state,
+                outcomes,
+                counts.get("failed", 0) + counts.get("refused", 0),
+                counts.get("rolled_back", 0),
+            ),
+        )
+
+    def last_sample_at(self, c: Cursor, rollout_id: int) -> int | None:
+        row = self._x(
+            c, "SELECT MAX(at) FROM rollout_samples WHERE rollout_id = ?", (rollout_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def samples(self, rollout_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
+        keys = ("at", "percent", "state", "outcomes", "failures", "rollbacks")
+        rows = self._all(
+            f"SELECT {', '.join(keys)} FROM rollout_samples WHERE rollout_id = ? "  # noqa: S608
+            "ORDER BY at DESC LIMIT ?",
+            (rollout_id, limit),
+        )
+        return [dict(zip(keys, r, strict=True)) for r in reversed(rows)]
+
+    def rollout_progress(self, rollout: RolloutRow) -> dict[str, int]:
+        """Devices of the cohort: total, offered the release, reporting it updated."""
+
+        def read(c: Cursor) -> dict[str, int]:
+            total, offered = self._x(
+                c,
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(CASE WHEN offered_release = ? THEN 1 ELSE 0 END), 0) "
+                "FROM devices WHERE cohort = ?",
+                (rollout.release_id, rollout.cohort),
+            ).fetchone()
+            updated = self._x(
+                c,
+                "SELECT COUNT(DISTINCT r.device_id) FROM reports r JOIN devices d "
+                "ON d.device_id = r.device_id WHERE r.release_id = ? AND d.cohort = ? "
+                "AND r.outcome = 'updated' AND r.at >= ?",
+                (rollout.release_id, rollout.cohort, rollout.created_at),
+            ).fetchone()[0]
+            return {"devices": int(total), "offered": int(offered), "updated": int(updated)}
+
+        return self._read(read)
+
+    def write(self) -> contextlib.AbstractContextManager[Cursor]:
+        """A write transaction for the service's multi-step changes (rollout evaluation)."""
+        return self._write()
+
+    def execute(self, c: Cursor, statement: str, args: Sequence[Any] = ()) -> Cursor:
+        return self._x(c, statement, args)
+
+    def assign_cohort_in(self, c: Cursor, cohort: str, release_id: str | None, now: int) -> None:
+        self._assign_cohort(c, cohort, release_id, now)
+
+
+def open_database(database: str | Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> FleetDB:
+    """Open (and migrate) a fleet database: a SQLite path or a ``postgresql://`` URL."""
+    return FleetDB(database, busy_timeout=busy_timeout)
+
+
+def sqlite_backup_files(path: Path) -> list[Path]:
+    """Backups taken before migrations, oldest first."""
+    return sorted(path.parent.glob(f"{path.name}.v*.bak"))
+
+
+def copy_database(src: Path, dst: Path) -> None:
+    """Copy a SQLite database file (tests: an old database to migrate)."""
+    shutil.copyfile(src, dst)

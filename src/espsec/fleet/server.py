@@ -1,8 +1,30 @@
-"""Running the fleet server: uvicorn over TLS, in the foreground or in a background thread."""
+"""Running the fleet server: uvicorn over TLS, two listeners, one or several processes.
+
+* The **device listener** (``--host``/``--port``) asks for a client certificate from the
+  fleet's device CA (mutual TLS) and serves :func:`espsec.fleet.app.device_app`.
+* The **admin listener** (``--admin-host``/``--admin-port``, default 127.0.0.1) serves
+  the admin API and the dashboard (:func:`espsec.fleet.app.admin_app`).
+
+Both run on one event loop per process. ``workers > 1`` starts that many processes on the
+same listening sockets (the kernel spreads connections between them) and one database
+(PostgreSQL for scale; SQLite works too, its writes then queue between processes); a
+worker that dies is restarted, and devices whose connection it held retry onto another.
+
+Connection hygiene (:class:`Limits`): a cap on open connections per process, a TLS
+handshake timeout, a deadline for the request line and headers, an idle timeout while a
+body arrives and between keep-alive requests, a whole-request deadline, and a bound on
+header size. A connection over the cap is closed at once; the others are closed when
+a deadline passes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import signal
 import socket
 import ssl
 import threading
@@ -12,38 +34,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from espsec import _pem
 from espsec.errors import EspsecError, UsageError
-from espsec.fleet.app import FleetApp
+from espsec.fleet.app import admin_app, device_app
 from espsec.fleet.config import TLS_DIR, load_device_ca
 from espsec.fleet.service import FleetService
-from espsec.fleet.tls import TlsFiles, ensure_tls
+from espsec.fleet.tls import TlsFiles, check_expiry, ensure_tls
+from espsec.identity.tls import device_id_of
+
+log = logging.getLogger("espsec.fleet")
+
+CERT_RELOAD_S = 60.0
+"""Seconds between checks for a renewed server certificate."""
 
 
-def _tls_files(service: FleetService, certfile: Path | None, keyfile: Path | None) -> TlsFiles:
+@dataclass(frozen=True)
+class Limits:
+    """Per-process connection limits and timeouts (seconds)."""
+
+    max_connections: int = 4096
+    """Open device connections per process; more are closed at once."""
+    admin_max_connections: int = 64
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    """From the connection (or the end of the previous request) to complete headers."""
+    idle_timeout: float = 10.0
+    """Silence tolerated while a request body arrives."""
+    keep_alive: int = 30
+    """Idle seconds a kept-alive connection stays open between requests."""
+    request_timeout: float = 300.0
+    """Whole request (headers and body) deadline."""
+    max_header_bytes: int = 16 * 1024
+
+
+def _tls_files(state_dir: Path, hostnames: tuple[str, ...], certfile: Path | None,
+               keyfile: Path | None) -> TlsFiles:  # fmt: skip
     if (certfile is None) != (keyfile is None):
         raise UsageError("give both a certificate and its key, or neither")
     if certfile is not None and keyfile is not None:
         return TlsFiles(certfile, keyfile, None)
-    return ensure_tls(service.state_dir / TLS_DIR, service.config.hostnames)
+    return ensure_tls(state_dir / TLS_DIR, hostnames)
 
 
-def _server_context(files: TlsFiles, device_ca_pem: bytes) -> ssl.SSLContext:
-    """The server's TLS context (TLS >= 1.2), loaded now so a bad file is one clear error.
-
-    Mutual TLS: a client certificate is verified against the device CA (chain, validity);
-    it is optional at the TLS layer because the admin API authenticates by token, and the
-    device API refuses a request without one (:mod:`espsec.fleet.app`).
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    try:
-        ctx.load_verify_locations(cadata=device_ca_pem.decode("ascii"))
-    except (ssl.SSLError, UnicodeDecodeError, ValueError):
-        raise EspsecError("the device CA holds no usable certificate") from None
+def _load_chain(ctx: ssl.SSLContext, files: TlsFiles) -> None:
     try:
         ctx.load_cert_chain(str(files.server_cert), str(files.server_key))
     except (ssl.SSLError, OSError) as exc:
@@ -52,10 +89,35 @@ def _server_context(files: TlsFiles, device_ca_pem: bytes) -> ssl.SSLContext:
             f"({getattr(exc, 'reason', None) or exc.strerror or exc})",
             source=f"{files.server_cert}, {files.server_key}",
         ) from None
+
+
+def _device_context(files: TlsFiles, device_ca_pem: bytes) -> ssl.SSLContext:
+    """The device listener's TLS context (TLS >= 1.2, mutual TLS).
+
+    A client certificate is verified against the device CA (chain, validity). It is
+    optional at the TLS layer so that a device without one gets a clear 401 and the
+    manifest key stays readable; every device endpoint refuses a request without one.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    try:
+        ctx.load_verify_locations(cadata=device_ca_pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        raise EspsecError("the device CA holds no usable certificate") from None
+    _load_chain(ctx, files)
     return ctx
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _admin_context(files: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(ctx, files)
+    return ctx
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (shared by the worker processes)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when
     # the protocol says TCP, and without it every response waits ~40 ms on delayed ACKs.
@@ -67,34 +129,125 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise EspsecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
     return sock
 
 
-class _MutualTlsH11(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol that hands the verified client certificate to the app
-    as the ASGI TLS extension (``scope["extensions"]["tls"]["client_cert_chain"]``)."""
+class _GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with the fleet's connection limits and deadlines, and
+    (on the device listener) the verified client certificate handed to the app as the
+    ASGI TLS extension (``scope["extensions"]["tls"]``), read once per connection."""
+
+    limits: Limits = Limits()
+    cap: int = 4096
+    mutual_tls: bool = False
+    stats: Any = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        chain = [ssl.DER_cert_to_PEM_cert(der)] if der else []
-        inner = self.app
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.cap:
+            self.stats.count("connections_refused")
+            transport.abort()
+            return
+        self._arm_header_timer()
+        if self.mutual_tls:
+            ext = _client_tls(transport)
+            inner = self.app
 
-        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            scope.setdefault("extensions", {})["tls"] = {"client_cert_chain": chain}
-            await inner(scope, receive, send)
+            async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+                scope.setdefault("extensions", {})["tls"] = ext
+                await inner(scope, receive, send)
 
-        self.app = app
+            self.app = app
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._header_timer, self._idle_timer, self._request_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(
+                self.limits.header_timeout, self._expire, "headers"
+            )
+
+    def _expire(self, what: str) -> None:
+        self.stats.count(f"timeouts_{what}")
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE:
+            self._arm_header_timer()
+        super().data_received(data)
+        state = self.conn.their_state
+        if state is not h11.IDLE and self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+            self._request_timer = self.loop.call_later(
+                self.limits.request_timeout, self._expire, "request"
+            )
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if state is h11.SEND_BODY:
+            self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._expire, "body")
+        elif self._request_timer is not None and state is not h11.IDLE:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def on_response_complete(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+        super().on_response_complete()
 
 
-def _config(
-    service: FleetService, files: TlsFiles, *, log_level: str, access_log: bool
-) -> uvicorn.Config:
-    ctx = _server_context(files, load_device_ca(service.state_dir))
-    return uvicorn.Config(
-        FleetApp(service),
-        http=_MutualTlsH11,
+def _client_tls(transport: asyncio.Transport) -> dict[str, Any]:
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return {"client_cert_chain": []}
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    try:
+        device_id = device_id_of(_pem.load_certificate(der, allow_der=True))
+    except _pem.PemError:
+        device_id = None
+    return {
+        "client_cert_chain": [pem],
+        "device_id": device_id,
+        "cert_sha256": hashlib.sha256(der).hexdigest(),
+    }
+
+
+def _protocol(limits: Limits, stats: Any, *, cap: int, mutual_tls: bool) -> type[H11Protocol]:
+    return type(
+        "FleetH11",
+        (_GuardedH11,),
+        {"limits": limits, "cap": cap, "mutual_tls": mutual_tls, "stats": stats},
+    )
+
+
+class _Loop(asyncio.SelectorEventLoop):
+    """The event loop, with a TLS handshake deadline on every server it creates."""
+
+    handshake_timeout = 10.0
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self.handshake_timeout)
+        return await super().create_server(*args, **kwargs)
+
+
+def _uvicorn(app: Any, ctx: ssl.SSLContext, protocol: type[H11Protocol], limits: Limits,
+             *, log_level: str, access_log: bool) -> uvicorn.Server:  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        http=protocol,
         loop="asyncio",
         ws="none",
         lifespan="on",
@@ -103,11 +256,122 @@ def _config(
         log_level=log_level,
         access_log=access_log,
         ssl_context_factory=lambda _config, _default: ctx,
-        timeout_keep_alive=30,
+        timeout_keep_alive=limits.keep_alive,
         timeout_graceful_shutdown=2,
         server_header=False,
         proxy_headers=False,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
+    return uvicorn.Server(config)
+
+
+class FleetRuntime:
+    """One server process: both listeners on one event loop, in a background thread."""
+
+    def __init__(
+        self,
+        service: FleetService,
+        files: TlsFiles,
+        device_sock: socket.socket,
+        admin_sock: socket.socket,
+        *,
+        limits: Limits = Limits(),
+        log_level: str = "warning",
+        access_log: bool = False,
+        tick: float | None = 5.0,
+    ) -> None:
+        self.service = service
+        self.files = files
+        self.limits = limits
+        self._contexts = [
+            _device_context(files, load_device_ca(service.state_dir)),
+            _admin_context(files),
+        ]
+        self._cert_mtime = _mtime(files)
+        self.device_server = _uvicorn(
+            device_app(service),
+            self._contexts[0],
+            _protocol(limits, service.stats, cap=limits.max_connections, mutual_tls=True),
+            limits,
+            log_level=log_level,
+            access_log=access_log,
+        )
+        self.admin_server = _uvicorn(
+            admin_app(service, tick=tick),
+            self._contexts[1],
+            _protocol(limits, service.stats, cap=limits.admin_max_connections, mutual_tls=False),
+            limits,
+            log_level=log_level,
+            access_log=access_log,
+        )
+        self.sockets = (device_sock, admin_sock)
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.device_server.started and self.admin_server.started
+
+    async def _main(self) -> None:
+        _Loop.handshake_timeout = self.limits.handshake_timeout
+        reload = asyncio.create_task(self._reload_certificates())
+        try:
+            await asyncio.gather(
+                self.device_server.serve(sockets=[self.sockets[0]]),
+                self.admin_server.serve(sockets=[self.sockets[1]]),
+            )
+        finally:
+            reload.cancel()
+
+    async def _reload_certificates(self) -> None:
+        """Pick up a certificate renewed by ``espsec fleet tls renew`` (new handshakes)."""
+        while True:
+            await asyncio.sleep(CERT_RELOAD_S)
+            mtime = _mtime(self.files)
+            if mtime != self._cert_mtime:
+                try:
+                    for ctx in self._contexts:
+                        _load_chain(ctx, self.files)
+                    self._cert_mtime = mtime
+                    log.warning("server certificate reloaded from %s", self.files.server_cert)
+                except EspsecError as exc:
+                    log.error("renewed certificate not loaded: %s", exc)
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (blocks; no signal handling: the caller's job)."""
+        try:
+            with asyncio.Runner(loop_factory=_Loop) as runner:
+                runner.run(self._main())
+        except BaseException as exc:  # reported by start_server / serve
+            self.error = exc
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._thread = threading.Thread(target=self.run, name="fleet-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise EspsecError("fleet server failed to start")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.device_server.should_exit = True
+        self.admin_server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            while self._thread.is_alive():
+                self._thread.join(0.5)
+
+
+def _mtime(files: TlsFiles) -> tuple[float, float]:
+    try:
+        return files.server_cert.stat().st_mtime, files.server_key.stat().st_mtime
+    except OSError:
+        return (0.0, 0.0)
 
 
 def _url(host: str, port: int) -> str:
@@ -119,15 +383,20 @@ class RunningServer:
     """A fleet server running in a background thread (tests, benchmarks, demos)."""
 
     url: str
+    """The device listener."""
     port: int
+    admin_url: str
+    admin_port: int
     tls: TlsFiles
     service: FleetService
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
+    warning: str | None
+    _runtime: FleetRuntime = field(repr=False)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        self._runtime.stop(timeout)
+        for sock in self._runtime.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
         self.service.close()
 
     def __enter__(self) -> RunningServer:
@@ -137,38 +406,95 @@ class RunningServer:
         self.stop()
 
 
+def _prepare(service: FleetService, files: TlsFiles) -> str | None:
+    """Checks before serving: the certificate's expiry, orphans from a crash."""
+    warning = check_expiry(files.server_cert)
+    service.sweep_orphans()
+    return warning
+
+
 def start_server(
     state_dir: Path,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    admin_host: str = "127.0.0.1",
+    admin_port: int = 0,
     certfile: Path | None = None,
     keyfile: Path | None = None,
+    database: str | Path | None = None,
     clock: Callable[[], float] = time.time,
+    limits: Limits = Limits(),
     log_level: str = "warning",
+    tick: float | None = 5.0,
     startup_timeout: float = 20.0,
+    **service_options: Any,
 ) -> RunningServer:
-    """Start the fleet server in a thread on ``host:port`` (0: an ephemeral port)."""
-    service = FleetService(state_dir, clock=clock)
+    """Start the fleet server in a thread (port 0: an ephemeral port)."""
+    service = FleetService(state_dir, database=database, clock=clock, **service_options)
+    socks: list[socket.socket] = []
     try:
-        files = _tls_files(service, certfile, keyfile)
-        server = uvicorn.Server(_config(service, files, log_level=log_level, access_log=False))
-        sock = _listen(host, port)
+        files = _tls_files(state_dir, service.config.hostnames, certfile, keyfile)
+        warning = _prepare(service, files)
+        socks.append(listen(host, port))
+        socks.append(listen(admin_host, admin_port))
+        runtime = FleetRuntime(
+            service, files, socks[0], socks[1], limits=limits, log_level=log_level, tick=tick
+        )
+        runtime.start(startup_timeout)
     except BaseException:
+        for sock in socks:
+            sock.close()
         service.close()
         raise
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            service.close()
-            raise EspsecError("fleet server failed to start")
-        time.sleep(0.01)
-    bound = sock.getsockname()[1]
-    return RunningServer(_url(host, bound), bound, files, service, server, thread)
+    bound, admin_bound = socks[0].getsockname()[1], socks[1].getsockname()[1]
+    return RunningServer(
+        _url(host, bound),
+        bound,
+        _url(admin_host, admin_bound),
+        admin_bound,
+        files,
+        service,
+        warning,
+        runtime,
+    )
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything a server process needs (picklable: worker processes get a copy)."""
+
+    state_dir: Path
+    database: str | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    limits: Limits = Limits()
+    log_level: str = "info"
+    access_log: bool = False
+
+
+def _worker(options: ServeOptions, device_sock: socket.socket, admin_sock: socket.socket) -> None:
+    """A worker process: serve on the inherited sockets until SIGTERM/SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    service = FleetService(options.state_dir, database=options.database)
+    try:
+        files = _tls_files(
+            options.state_dir, service.config.hostnames, options.certfile, options.keyfile
+        )
+        runtime = FleetRuntime(
+            service,
+            files,
+            device_sock,
+            admin_sock,
+            limits=options.limits,
+            log_level=options.log_level,
+            access_log=options.access_log,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
+        runtime.start()
+        runtime.wait()
+    finally:
+        service.close()
 
 
 def serve(
@@ -176,20 +502,125 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8443,
+    admin_host: str = "127.0.0.1",
+    admin_port: int = 8444,
     certfile: Path | None = None,
     keyfile: Path | None = None,
+    database: str | None = None,
+    workers: int = 1,
+    limits: Limits = Limits(),
     log_level: str = "info",
     access_log: bool = False,
-    on_ready: Callable[[str, TlsFiles], None] | None = None,
+    on_ready: Callable[[str, str, TlsFiles, str | None], None] | None = None,
 ) -> None:
-    """Run the fleet server in the foreground until interrupted (``espsec fleet serve``)."""
-    service = FleetService(state_dir)
+    """Run the fleet server in the foreground until SIGINT/SIGTERM (``espsec fleet serve``).
+
+    ``on_ready(device_url, admin_url, tls_files, warning)`` is called once listening.
+    """
+    if not 1 <= workers <= 64:
+        raise UsageError("--workers must be between 1 and 64")
+    # Open the database once here: it is migrated, and orphans are swept, before any
+    # worker serves; the certificate's expiry is checked before listening.
+    service = FleetService(state_dir, database=database)
+    socks: list[socket.socket] = []
     try:
-        files = _tls_files(service, certfile, keyfile)
-        server = uvicorn.Server(_config(service, files, log_level=log_level, access_log=access_log))
-        sock = _listen(host, port)
-        if on_ready is not None:
-            on_ready(_url(host, sock.getsockname()[1]), files)
-        server.run(sockets=[sock])
+        files = _tls_files(state_dir, service.config.hostnames, certfile, keyfile)
+        warning = _prepare(service, files)
+        socks.append(listen(host, port))
+        socks.append(listen(admin_host, admin_port))
+        urls = (_url(host, socks[0].getsockname()[1]), _url(admin_host, socks[1].getsockname()[1]))
+        stop = threading.Event()
+        previous = {
+            sig: signal.signal(sig, lambda *_: stop.set())
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            if workers == 1:
+                runtime = FleetRuntime(
+                    service, files, socks[0], socks[1], limits=limits, log_level=log_level,
+                    access_log=access_log,
+                )  # fmt: skip
+                runtime.start()
+                if on_ready is not None:
+                    on_ready(*urls, files, warning)
+                while not stop.wait(0.5) and runtime._thread is not None:
+                    if not runtime._thread.is_alive():
+                        break
+                runtime.stop()
+                if runtime.error is not None and not isinstance(runtime.error, SystemExit):
+                    raise EspsecError(f"fleet server stopped: {runtime.error}")
+            else:
+                service.close()
+                options = ServeOptions(
+                    state_dir, database, certfile, keyfile, limits, log_level, access_log
+                )
+                _supervise(
+                    options,
+                    socks[0],
+                    socks[1],
+                    workers,
+                    stop,
+                    lambda: on_ready and on_ready(*urls, files, warning),
+                )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
+        for sock in socks:
+            sock.close()
         service.close()
+
+
+def _supervise(
+    options: ServeOptions,
+    device_sock: socket.socket,
+    admin_sock: socket.socket,
+    workers: int,
+    stop: threading.Event,
+    ready: Callable[[], object],
+) -> None:
+    """Keep ``workers`` processes serving; restart one that dies; stop them all on ``stop``."""
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[Any] = []
+
+    def spawn() -> Any:
+        proc = ctx.Process(
+            target=_worker, args=(options, device_sock, admin_sock), name="fleet-worker"
+        )
+        proc.start()
+        return proc
+
+    procs = [spawn() for _ in range(workers)]
+    ready()
+    restarts: list[float] = []
+    try:
+        while not stop.wait(0.2):
+            for i, proc in enumerate(procs):
+                if proc.is_alive():
+                    continue
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60]
+                if len(restarts) > 10 * workers:
+                    raise EspsecError("fleet workers keep dying; stopping (see the log above)")
+                restarts.append(now)
+                log.warning("worker %s exited with %s; restarting it", proc.pid, proc.exitcode)
+                procs[i] = spawn()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1)
+
+
+def worker_pids() -> list[int]:
+    """Process ids of this supervisor's live workers (for the benchmark's kill -9)."""
+    return [
+        p.pid
+        for p in multiprocessing.active_children()
+        if p.name == "fleet-worker" and p.pid is not None
+    ]

@@ -1,24 +1,50 @@
-"""The fleet's logic, independent of HTTP: uploads, cohorts, check-ins, reports.
+"""The fleet's logic, independent of HTTP: uploads, cohorts, rollouts, check-ins, reports.
 
-:class:`FleetService` is what the ASGI app (and tests) call. :func:`decide` is the pure
-update policy.
+:class:`FleetService` is what the HTTP layer (and tests) call. Every method blocks (the
+database, signatures, release verification): the HTTP layer runs them in a thread pool.
+:func:`decide` is the pure update policy; :mod:`espsec.fleet.rollout` the staged
+rollout policy; :mod:`espsec.fleet.posture` the posture rules.
+
+When writes to the database fail (a full disk, an I/O error, a lost database server) the
+service goes **read-only** for a few seconds at a time (:attr:`FleetService.degraded`):
+check-ins are still answered, with a signed "no update" manifest and nothing written;
+reports and admin changes answer 503 until a write succeeds again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import hmac
+import json
 import re
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from espsec._io import read_bytes, write_atomic
+from espsec._text import printable
 from espsec.errors import EspsecError, KeyFormatError, UsageError
+from espsec.fleet import posture as posture_rules
+from espsec.fleet import rollout as rollouts
 from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, load_config
-from espsec.fleet.db import DeviceRow, FleetDB, PayloadRow, ReleaseRow
+from espsec.fleet.db import (
+    AlreadyExists,
+    Cursor,
+    DeviceRow,
+    FleetDB,
+    PayloadRow,
+    ReleaseRow,
+    RolloutRow,
+    StorageBusy,
+    StorageFailed,
+    open_database,
+)
 from espsec.ota.manifest import Manifest, load_manifest_private_key, sign_manifest
 from espsec.ota.protocol import (
     DEVICE_ID,
@@ -34,16 +60,47 @@ from espsec.secure_boot.keys import public_key_pem
 
 _COHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_TEMP = re.compile(r"\.[^/]+\.[A-Za-z0-9_]{8}\Z")
+"""A temporary file ``espsec._io.write_atomic`` left behind when its process died."""
 BLOCKING_OUTCOMES = (Outcome.ROLLED_BACK, Outcome.REFUSED)
 """Outcomes after which a release is not offered to that device again until reassigned."""
+DEGRADED_RETRY_S = 5.0
+"""Seconds between write attempts while the fleet is read-only."""
+READ_ONLY_REASON = "the fleet is read-only for now (its storage is failing); check in later"
+PLAN_TTL_S = 0.0
+"""Seconds a cohort's offer may be cached (0: read in each check-in's transaction, so a
+change is seen at once, by every server process)."""
+MAX_PAGE = 1000
+
+_T = TypeVar("_T")
 
 
 class NotFound(EspsecError):
-    """A release, cohort or payload that does not exist."""
+    """A release, cohort, rollout or payload that does not exist."""
 
 
 class Forbidden(EspsecError):
     """An authenticated device asked for something that is not its own (HTTP 403)."""
+
+
+class Conflict(UsageError):
+    """A change that does not fit the current state (HTTP 409)."""
+
+
+class ReadOnly(EspsecError):
+    """The fleet cannot write now (storage failing or busy): retry later (HTTP 503)."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(EspsecError):
+    """A device sent more than its share (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def _same_device(client_id: str, claimed: str, what: str) -> None:
@@ -129,10 +186,71 @@ class Stats:
         }
 
 
-class FleetService:
-    """One fleet, backed by its state folder."""
+class RateLimiter:
+    """A token bucket per device: ``burst`` at once, ``per_minute`` refilled."""
 
-    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, burst: int, per_minute: float, *, keep: int = 100_000) -> None:
+        self.burst = burst
+        self.rate = per_minute / 60.0
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str, now: float) -> float:
+        """0 if ``key`` may go on, else the seconds until it may."""
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate if self.rate > 0 else 3600.0
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self._keep:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one cohort is offered (cached for :data:`PLAN_TTL_S`)."""
+
+    release: ReleaseRow | None
+    payloads: list[PayloadRow]
+    rollout: RolloutRow | None
+    rollout_release: ReleaseRow | None
+    rollout_payloads: list[PayloadRow]
+
+
+@dataclass
+class Degraded:
+    """Why and since when the fleet is read-only."""
+
+    reason: str
+    since: float
+    next_try: float
+
+
+class FleetService:
+    """One fleet, backed by its state folder and its database.
+
+    ``database``: a SQLite file or a ``postgresql://`` URL (default: the state folder's
+    ``fleet.sqlite3``). ``report_burst`` / ``reports_per_minute``: how many reports one
+    device may send.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        database: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float | None = None,
+        report_burst: int = 20,
+        reports_per_minute: float = 6.0,
+        plan_ttl: float = PLAN_TTL_S,
+    ) -> None:
         self.state_dir = state_dir
         self.config = load_config(state_dir)
         key_path = state_dir / MANIFEST_KEY
@@ -149,9 +267,16 @@ class FleetService:
             raise EspsecError(
                 f"cannot make the payload folder: {exc.strerror}", source=str(self._blobs)
             ) from None
-        self.db = FleetDB(state_dir / DB_FILE)
+        options = {} if busy_timeout is None else {"busy_timeout": busy_timeout}
+        self.db: FleetDB = open_database(database or state_dir / DB_FILE, **options)
         self._clock = clock
         self.stats = Stats()
+        self.reports_limiter = RateLimiter(report_burst, reports_per_minute)
+        self._plan_ttl = plan_ttl
+        self._plans: dict[str, tuple[float, _Plan]] = {}
+        self._plans_lock = threading.Lock()
+        self._degraded: Degraded | None = None
+        self._degraded_lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
@@ -166,6 +291,87 @@ class FleetService:
     def _now(self) -> int:
         return int(self._clock())
 
+    # -- read-only mode -----------------------------------------------------------------
+
+    @property
+    def degraded(self) -> Degraded | None:
+        """Why the fleet is read-only, or ``None`` when it takes writes."""
+        return self._degraded
+
+    def _write(self, fn: Callable[[], _T]) -> _T:
+        """Run a write; a storage failure makes the fleet read-only for a while."""
+        now = time.monotonic()
+        state = self._degraded
+        if state is not None and now < state.next_try:
+            raise ReadOnly(
+                f"{READ_ONLY_REASON}: {state.reason}", retry_after=state.next_try - now + 0.5
+            )
+        try:
+            result = fn()
+        except StorageBusy as exc:
+            self.stats.count("storage_busy")
+            raise ReadOnly(exc.message, retry_after=1.0) from None
+        except StorageFailed as exc:
+            self.stats.count("storage_failures")
+            with self._degraded_lock:
+                since = state.since if state is not None else time.time()
+                self._degraded = Degraded(exc.message, since, now + DEGRADED_RETRY_S)
+            raise ReadOnly(
+                f"{READ_ONLY_REASON}: {exc.message}", retry_after=DEGRADED_RETRY_S
+            ) from None
+        if state is not None:
+            with self._degraded_lock:
+                self._degraded = None
+        return result
+
+    def _read(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except StorageBusy as exc:
+            raise ReadOnly(exc.message, retry_after=1.0) from None
+        except StorageFailed as exc:
+            raise ReadOnly(
+                f"the fleet's storage is failing: {exc.message}", retry_after=5.0
+            ) from None
+
+    def health(self) -> dict[str, Any]:
+        state = self._degraded
+        return {
+            "ok": state is None,
+            "read_only": state is not None,
+            "reason": None if state is None else state.reason,
+            "database": self.db.dialect,
+        }
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def sweep_orphans(self) -> dict[str, int]:
+        """Remove what a crash left behind: temporary files and payloads no release names.
+
+        Run once at start, before serving (an upload writes its payloads first and its
+        database rows last, so a payload without rows was never acknowledged).
+        """
+        known = self._read(self.db.all_payload_shas)
+        temps = blobs = 0
+        folders = [self._blobs, self.state_dir, self.state_dir / "tls"]
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                name = path.name
+                try:
+                    if _TEMP.match(name) and path.is_file():
+                        path.unlink()
+                        temps += 1
+                    elif folder == self._blobs and _SHA256.match(name) and name not in known:
+                        path.unlink()
+                        blobs += 1
+                except OSError:
+                    continue
+        if temps or blobs:
+            self.stats.count("orphans_swept", temps + blobs)
+        return {"temporary_files": temps, "payloads": blobs}
+
     # -- admin --------------------------------------------------------------------------
 
     def upload_release(self, data: bytes) -> ReleaseRow:
@@ -174,75 +380,329 @@ class FleetService:
         report = verify_release(
             bundle, key_digests=self.config.key_digests, revoked=self.config.revoked
         )
-        for info, blob in zip(bundle.statement.payloads, bundle.payloads, strict=True):
-            path = self._blobs / info.sha256
-            if not path.exists():
-                write_atomic(path, blob, mode=0o600)
-        row = self.db.add_release(
-            bundle.release_id,
-            bundle.statement,
-            bundle.statement_bytes,
-            signers=",".join(d.hex() for d in report.signers),
-            created_at=self._now(),
-        )
+
+        def store() -> ReleaseRow:
+            for info, blob in zip(bundle.statement.payloads, bundle.payloads, strict=True):
+                path = self._blobs / info.sha256
+                if not path.exists():
+                    try:
+                        write_atomic(path, blob, mode=0o600)
+                    except EspsecError as exc:
+                        raise StorageFailed(f"cannot store a payload: {exc.message}") from None
+            return self.db.add_release(
+                bundle.release_id,
+                bundle.statement,
+                bundle.statement_bytes,
+                signers=",".join(d.hex() for d in report.signers),
+                created_at=self._now(),
+            )
+
+        row = self._write(store)
         self.stats.count("releases_uploaded")
         return row
 
-    def releases(self) -> list[ReleaseRow]:
-        return self.db.releases()
+    def releases(self, *, limit: int = MAX_PAGE, after: str | None = None) -> list[ReleaseRow]:
+        return self._read(lambda: self.db.releases(limit=_page(limit), after=after))
+
+    def release(self, release_id: str) -> ReleaseRow:
+        row = self._read(lambda: self.db.release(release_id))
+        if row is None:
+            raise NotFound(f"no release {release_id}")
+        return row
 
     def assign_cohort(self, cohort: str, release_id: str | None) -> None:
         """Point ``cohort`` at a release (``None``: stop offering updates to it)."""
-        if not _COHORT.match(cohort):
-            raise UsageError(f"cohort name {cohort!r} must match [A-Za-z0-9._-], 1-64 characters")
-        if release_id is not None and self.db.release(release_id) is None:
+        _check_cohort(cohort)
+        if release_id is not None and self._read(lambda: self.db.release(release_id)) is None:
             raise NotFound(f"no release {release_id}")
-        self.db.assign_cohort(cohort, release_id, self._now())
+        self._write(lambda: self.db.assign_cohort(cohort, release_id, self._now()))
+        self._forget_plans()
 
     def cohorts(self) -> list[dict[str, Any]]:
-        return self.db.cohorts()
+        return self._read(self.db.cohorts)
 
     def set_device_cohort(self, device_id: str, cohort: str) -> None:
         if not DEVICE_ID.match(device_id):
-            raise UsageError(f"device id {device_id!r} has characters outside [A-Za-z0-9._:-]")
-        if not _COHORT.match(cohort):
-            raise UsageError(f"cohort name {cohort!r} must match [A-Za-z0-9._-], 1-64 characters")
-        self.db.set_device_cohort(device_id, cohort)
+            raise UsageError(
+                f"device id {printable(device_id)[:128]!r} has characters outside [A-Za-z0-9._:-]"
+            )
+        _check_cohort(cohort)
+        self._write(lambda: self.db.set_device_cohort(device_id, cohort))
 
-    def devices(self) -> list[DeviceRow]:
-        return self.db.devices()
+    def devices(
+        self,
+        *,
+        limit: int = MAX_PAGE,
+        after: str | None = None,
+        cohort: str | None = None,
+        weak: bool | None = None,
+        chip: str | None = None,
+        flag: str | None = None,
+    ) -> list[DeviceRow]:
+        return self._read(
+            lambda: self.db.devices(
+                limit=_page(limit), after=after, cohort=cohort, weak=weak, chip=chip, flag=flag
+            )
+        )
 
-    def reports(self, device_id: str | None = None) -> list[dict[str, Any]]:
-        return self.db.reports(device_id)
+    def device(self, device_id: str) -> DeviceRow:
+        row = self._read(lambda: self.db.device(device_id))
+        if row is None:
+            raise NotFound(f"no device {printable(device_id)[:128]}")
+        return row
+
+    def reports(
+        self, device_id: str | None = None, *, limit: int = MAX_PAGE, before: int | None = None
+    ) -> list[dict[str, Any]]:
+        return self._read(lambda: self.db.reports(device_id, limit=_page(limit), before=before))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the dashboard's first page."""
+        return {
+            "devices": self._read(self.db.count_devices),
+            "reports": self._read(self.db.count_reports),
+            "releases": len(self.releases()),
+            "active_rollouts": len(self._read(self.db.active_rollouts)),
+            **self.health(),
+        }
+
+    # -- posture ------------------------------------------------------------------------
+
+    def posture(self) -> dict[str, Any]:
+        """Fleet-wide posture: counts by field and weakness, and the weak devices."""
+        return posture_rules.aggregate(self._read(self.db.posture_rows))
+
+    # -- rollouts -----------------------------------------------------------------------
+
+    def start_rollout(
+        self,
+        release_id: str,
+        cohort: str,
+        *,
+        steps: str = "1,10,50,100",
+        halt_on_failure_rate: float = 0.05,
+        window_s: int = 3600,
+        step_interval_s: int | None = None,
+        min_reports: int = 1,
+    ) -> dict[str, Any]:
+        """Start offering ``release_id`` to a growing share of ``cohort``."""
+        _check_cohort(cohort)
+        percents = rollouts.parse_steps(steps)
+        if not 0 < halt_on_failure_rate < 1:
+            raise UsageError("the halting failure rate must be between 0 and 1 (0.05 = 5 %)")
+        if not 1 <= window_s <= 30 * 86400:
+            raise UsageError("the window must be between 1 s and 30 days")
+        interval = window_s if step_interval_s is None else step_interval_s
+        if not 0 <= interval <= 30 * 86400:
+            raise UsageError("the step interval must be between 0 s and 30 days")
+        if not 1 <= min_reports <= 1_000_000:
+            raise UsageError("min_reports must be between 1 and 1000000")
+        self.release(release_id)
+        now = self._now()
+        row = self._write(
+            lambda: self.db.create_rollout(
+                release_id,
+                cohort,
+                rollouts.steps_text(percents),
+                threshold=halt_on_failure_rate,
+                window_s=window_s,
+                step_interval_s=interval,
+                min_reports=min_reports,
+                now=now,
+            )
+        )
+        self._forget_plans()
+        self.stats.count("rollouts_started")
+        return self.rollout_status(row.id)
+
+    def rollout_action(self, rollout_id: int, action: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``abort`` a rollout."""
+        now = self._now()
+        allowed = {
+            "pause": ((rollouts.RUNNING,), rollouts.PAUSED),
+            "resume": ((rollouts.PAUSED, rollouts.HALTED), rollouts.RUNNING),
+            "abort": (rollouts.ACTIVE_STATES, rollouts.ABORTED),
+        }
+        if action not in allowed:
+            raise UsageError(f"unknown rollout action {action!r}: pause, resume or abort")
+        from_states, to_state = allowed[action]
+
+        def change(row: RolloutRow, c: Cursor) -> dict[str, Any]:
+            if row.state not in from_states:
+                raise Conflict(f"rollout {row.id} is {row.state}: it cannot {action}")
+            values: dict[str, Any] = {"state": to_state, "updated_at": now}
+            if action == "resume":
+                values.update(window_from=now, step_started_at=now, halt_reason=None)
+            counts = self.db.outcome_counts(
+                c, row.release_id, row.cohort, rollouts.window_start(row, now)
+            )
+            self.db.add_sample(c, dataclasses.replace(row, **values), now, counts)
+            return values
+
+        self._write(lambda: self._update_rollout(rollout_id, change))
+        self._forget_plans()
+        return self.rollout_status(rollout_id)
+
+    def _update_rollout(
+        self, rollout_id: int, change: Callable[[RolloutRow, Cursor], dict[str, Any] | None]
+    ) -> RolloutRow:
+        try:
+            return self.db.update_rollout(rollout_id, change)
+        except KeyError:
+            raise NotFound(f"no rollout {rollout_id}") from None
+
+    def evaluate_rollout(self, rollout_id: int) -> RolloutRow:
+        """Halt, advance or complete a running rollout as its outcomes and clock say."""
+        now = self._now()
+
+        def change(row: RolloutRow, c: Cursor) -> dict[str, Any] | None:
+            if row.state not in rollouts.ACTIVE_STATES:
+                return None
+            counts = self.db.outcome_counts(
+                c, row.release_id, row.cohort, rollouts.window_start(row, now)
+            )
+            values = rollouts.evaluate(row, counts, now)
+            new = dataclasses.replace(row, **values) if values else row
+            if values and values.get("state") == rollouts.COMPLETED:
+                self.db.assign_cohort_in(c, row.cohort, row.release_id, now)
+            last = self.db.last_sample_at(c, row.id)
+            every = max(5, row.window_s // 120)
+            if values or last is None or now - last >= every:
+                self.db.add_sample(c, new, now, counts)
+            return values
+
+        before = self._read(lambda: self.db.rollout(rollout_id))
+        if before is None:
+            raise NotFound(f"no rollout {rollout_id}")
+        if before.state != rollouts.RUNNING:
+            return before
+        after = self._write(lambda: self._update_rollout(rollout_id, change))
+        if after.state != before.state or after.step != before.step:
+            self._forget_plans()
+            self.stats.count(
+                f"rollouts_{after.state}" if after.state != before.state else "rollout_steps"
+            )
+        return after
+
+    def tick(self) -> None:
+        """Evaluate every running rollout (the server calls this every few seconds)."""
+        try:
+            active = self._read(self.db.active_rollouts)
+        except ReadOnly:
+            return
+        for row in active:
+            if row.state == rollouts.RUNNING:
+                try:
+                    self.evaluate_rollout(row.id)
+                except (ReadOnly, NotFound):
+                    continue
+
+    def rollout_status(self, rollout_id: int) -> dict[str, Any]:
+        """A rollout with its progress, outcomes in the window and its history."""
+        row = self._read(lambda: self.db.rollout(rollout_id))
+        if row is None:
+            raise NotFound(f"no rollout {rollout_id}")
+        if row.state == rollouts.RUNNING and self._degraded is None:
+            with contextlib.suppress(ReadOnly):
+                row = self.evaluate_rollout(rollout_id)
+        now = self._now()
+        since = rollouts.window_start(row, now)
+        counts = self._read(lambda: self.db.read_outcome_counts(row.release_id, row.cohort, since))
+        outcomes, failures, rollbacks = rollouts.rates(counts)
+        return {
+            **rollouts.to_json(row),
+            "progress": self._read(lambda: self.db.rollout_progress(row)),
+            "window": {
+                "since": since,
+                "outcomes": outcomes,
+                "failures": failures,
+                "rollbacks": rollbacks,
+                "failure_rate": failures / outcomes if outcomes else 0.0,
+                "rollback_rate": rollbacks / outcomes if outcomes else 0.0,
+                "by_outcome": counts,
+            },
+            "samples": self._read(lambda: self.db.samples(row.id)),
+        }
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        rows = self._read(lambda: self.db.rollouts(limit=100))
+        return [self.rollout_status(r.id) for r in rows]
 
     # -- device -------------------------------------------------------------------------
 
-    def check_in(self, body: bytes, *, client_id: str) -> bytes:
+    def _forget_plans(self) -> None:
+        with self._plans_lock:
+            self._plans.clear()
+
+    def _plan(self, cohort: str, c: Cursor | None) -> _Plan:
+        now = time.monotonic()
+        with self._plans_lock:
+            cached = self._plans.get(cohort)
+        if cached is not None and now - cached[0] < self._plan_ttl:  # pragma: no branch
+            return cached[1]
+        plan = _Plan(*self.db.cohort_plan(cohort, c))
+        with self._plans_lock:
+            if len(self._plans) > 10_000:
+                self._plans.clear()
+            self._plans[cohort] = (now, plan)
+        return plan
+
+    def _offer_for(
+        self, request: CheckIn, device: DeviceRow, c: Cursor | None
+    ) -> tuple[ReleaseRow, PayloadRow] | str:
+        plan = self._plan(device.cohort, c)
+        release, payloads = plan.release, plan.payloads
+        rollout = plan.rollout
+        if rollout is not None and rollouts.selected(rollout, device.device_id):
+            release, payloads = plan.rollout_release, plan.rollout_payloads
+        return decide(request, device.cohort, release, payloads, device.blocked_release)
+
+    def check_in(
+        self, body: bytes, *, client_id: str, client_cert_sha256: str | None = None
+    ) -> bytes:
         """Record a check-in and answer with a signed manifest.
 
         ``client_id`` is the device id the TLS client certificate proves; a check-in for
-        any other device is :class:`Forbidden`.
+        any other device is :class:`Forbidden`. The posture the check-in carries is
+        recorded against that certificate (``client_cert_sha256``).
         """
         started = time.perf_counter()
         request = CheckIn.parse(body)
         _same_device(client_id, request.device_id, "check in")
         now = self._now()
-        device, counter = self.db.record_check_in(request, now)
-        release_id = self.db.cohort_release(device.cohort)
-        release = self.db.release(release_id) if release_id else None
-        payloads = self.db.payloads(release.id) if release else []
-        decision = decide(request, device.cohort, release, payloads, device.blocked_release)
-        target = None
-        reason = ""
-        if isinstance(decision, str):
-            reason = decision
-        else:
-            rel, payload = decision
-            target = ReleaseTarget.from_statement(rel.id, rel, payload)
-        offered = target.release_id if target else None
-        if offered != device.offered_release:
-            self.db.set_offered(request.device_id, offered)
-        self.db.record_manifest(request.device_id, counter, offered, now)
+        posture: tuple[str | None, str | None, str | None] = (None, None, client_cert_sha256)
+        if request.posture is not None:
+            posture = (
+                json.dumps(request.posture.to_json(), sort_keys=True),
+                posture_rules.flags_text(request.posture),
+                client_cert_sha256,
+            )
+        decision: list[tuple[ReleaseRow, PayloadRow] | str] = []
+
+        def offer(device: DeviceRow, c: Cursor) -> str | None:
+            decision.append(self._offer_for(request, device, c))
+            chosen = decision[-1]
+            return None if isinstance(chosen, str) else chosen[0].id
+
+        try:
+            device = self._write(lambda: self.db.check_in(request, now, offer, posture))
+            counter = device.counter
+            target = None
+            reason = ""
+            chosen = decision[-1]
+            if isinstance(chosen, str):
+                reason = chosen
+            else:
+                rel, payload = chosen
+                target = ReleaseTarget.from_statement(rel.id, rel, payload)
+        except ReadOnly:
+            if self._degraded is None:
+                raise  # busy, not failing: the device retries shortly
+            # Read-only: a signed answer that offers nothing and is recorded nowhere.
+            stored = self._read(lambda: self.db.device(request.device_id))
+            counter = max(stored.counter if stored else 0, request.last_counter) + 1
+            target, reason = None, READ_ONLY_REASON
+            self.stats.count("check_ins_read_only")
         manifest = Manifest(
             device_id=request.device_id,
             nonce=request.nonce.hex(),
@@ -261,15 +721,42 @@ class FleetService:
 
     def report(self, body: bytes, *, client_id: str) -> None:
         """Record an update outcome a device reports about itself, bound to a manifest the
-        fleet issued to it (:class:`Forbidden` / ``ReportRefused`` otherwise)."""
+        fleet issued to it (:class:`Forbidden` / ``ReportRefused`` otherwise).
+
+        Reports come only from registered devices, at most ``report_burst`` at once and
+        ``reports_per_minute`` after that (:class:`RateLimited`); control characters in
+        the reason are dropped.
+        """
         report = OutcomeReport.parse(body)
         _same_device(client_id, report.device_id, "report")
-        self.db.add_report(
-            report,
-            self._now(),
-            block=report.outcome in BLOCKING_OUTCOMES and report.release_id is not None,
+        wait = self.reports_limiter.take(client_id, time.monotonic())
+        if wait > 0:
+            self.stats.count("reports_rate_limited")
+            raise RateLimited(
+                "too many reports from this device; slow down", retry_after=max(1.0, wait)
+            )
+        report = dataclasses.replace(report, reason=printable(report.reason))
+        now = self._now()
+        self._write(
+            lambda: self.db.add_report(
+                report,
+                now,
+                block=report.outcome in BLOCKING_OUTCOMES and report.release_id is not None,
+            )
         )
         self.stats.count(f"reports_{report.outcome.value}")
+        if report.release_id is not None and report.outcome is not Outcome.UPDATED:
+            self._evaluate_rollouts_of(report.release_id)
+
+    def _evaluate_rollouts_of(self, release_id: str) -> None:
+        """A failure was reported: let a running rollout of that release halt at once."""
+        try:
+            active = self._read(self.db.active_rollouts)
+            for row in active:
+                if row.release_id == release_id and row.state == rollouts.RUNNING:
+                    self.evaluate_rollout(row.id)
+        except ReadOnly:
+            return
 
     def blob(self, sha256: str, *, client_id: str | None = None) -> tuple[Path, int]:
         """The stored payload with this SHA-256 (:class:`NotFound` otherwise).
@@ -280,12 +767,44 @@ class FleetService:
         if not _SHA256.match(sha256):
             raise NotFound("no such firmware")
         if client_id is not None:
-            offered = self.db.offered_release(client_id)
-            if offered is None or sha256 not in self.db.release_payload_shas(offered):
+            offered = self._read(lambda: self.db.offered_release(client_id))
+            if offered is None or sha256 not in self._read(
+                lambda: self.db.release_payload_shas(offered)
+            ):
                 self.stats.count("downloads_refused")
                 raise Forbidden("this firmware was not offered to this device")
-        length = self.db.payload_length(sha256)
+        length = self._read(lambda: self.db.payload_length(sha256))
         path = self._blobs / sha256
         if length is None or not path.is_file():
             raise NotFound("no such firmware")
         return path, length
+
+
+def _check_cohort(cohort: str) -> None:
+    if not _COHORT.match(cohort):
+        raise UsageError(
+            f"cohort name {printable(cohort)[:64]!r} must match [A-Za-z0-9._-], 1-64 characters"
+        )
+
+
+def _page(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
+
+
+def certificate_sha256(der: bytes) -> str:
+    """The hex SHA-256 of a certificate's DER (how a device's identity is recorded)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+__all__ = [
+    "AlreadyExists",
+    "Conflict",
+    "FleetService",
+    "Forbidden",
+    "NotFound",
+    "RateLimited",
+    "ReadOnly",
+    "decide",
+]

@@ -145,6 +145,120 @@ def _body(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj).encode()
 
 
+FLASH_ENCRYPTION_MODES = ("disabled", "development", "release")
+"""``Posture.flash_encryption``: as :func:`espsec.efuse.security_state` decodes it."""
+JTAG_MODES = ("enabled", "soft-disabled", "hard-disabled")
+DOWNLOAD_MODES = ("normal", "secure", "disabled")
+MAX_KEY_SLOTS = 3
+
+
+def _get_bool(obj: Mapping[str, Any], key: str, *, what: str) -> bool:
+    value = obj.get(key)
+    if not isinstance(value, bool):
+        raise FormatError(
+            f"{what}: {key} must be true or false",
+            field=key,
+            expected="boolean",
+            found=type(value).__name__ if value is not None else "missing",
+        )
+    return value
+
+
+def _get_choice(obj: Mapping[str, Any], key: str, choices: tuple[str, ...], *, what: str) -> str:
+    value = get_str(obj, key, what=what, max_len=32)
+    if value not in choices:
+        raise FormatError(
+            f"{what}: unknown {key}", field=key, expected=", ".join(choices), found=value
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Posture:
+    """A device's security posture, as its eFuses and running app say (sent at check-in).
+
+    The check-in is authenticated by the device's client certificate, so the fleet
+    records the posture against that identity.
+    """
+
+    secure_boot: bool
+    """``SECURE_BOOT_EN``."""
+    flash_encryption: str
+    """``disabled``, ``development`` or ``release`` (``SPI_BOOT_CRYPT_CNT`` and the
+    release-mode protection bits)."""
+    jtag: str
+    """``enabled``, ``soft-disabled`` (``SOFT_DIS_JTAG``) or ``hard-disabled``
+    (``DIS_PAD_JTAG``)."""
+    download_mode: str
+    """``normal``, ``secure`` (``ENABLE_SECURITY_DOWNLOAD``) or ``disabled``
+    (``DIS_DOWNLOAD_MODE``)."""
+    secure_version: int
+    """The eFuse ``secure_version`` (anti-rollback floor)."""
+    app_version: str
+    """``esp_app_desc_t.version`` of the running app."""
+    idf_version: str | None = None
+    """``esp_app_desc_t.idf_ver`` of the running app."""
+    revoked_key_slots: tuple[int, ...] = ()
+    """Secure Boot key slots whose ``SECURE_BOOT_KEY_REVOKEn`` is burned."""
+    usb_jtag_disabled: bool | None = None
+    """``DIS_USB_JTAG``, on chips with a USB-Serial-JTAG."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "secure_boot": self.secure_boot,
+            "flash_encryption": self.flash_encryption,
+            "jtag": self.jtag,
+            "download_mode": self.download_mode,
+            "secure_version": self.secure_version,
+            "app_version": self.app_version,
+            "idf_version": self.idf_version,
+            "revoked_key_slots": list(self.revoked_key_slots),
+            "usb_jtag_disabled": self.usb_jtag_disabled,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Posture:
+        """The posture from its JSON object, strictly."""
+        what = "check-in posture"
+        if not isinstance(obj, dict):
+            raise FormatError(
+                f"{what} must be a JSON object", field="posture", found=type(obj).__name__
+            )
+        check_keys(obj, _members(cls), what=what)
+        slots = obj.get("revoked_key_slots", [])
+        if (
+            not isinstance(slots, list)
+            or len(slots) > MAX_KEY_SLOTS
+            or any(
+                not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < MAX_KEY_SLOTS
+                for n in slots
+            )
+            or len(set(slots)) != len(slots)
+        ):
+            raise FormatError(
+                f"{what}: revoked_key_slots must be distinct slot numbers 0-2",
+                field="revoked_key_slots",
+                expected="[0..2, ...]",
+                found=str(slots)[:64],
+            )
+        usb = obj.get("usb_jtag_disabled")
+        return cls(
+            secure_boot=_get_bool(obj, "secure_boot", what=what),
+            flash_encryption=_get_choice(
+                obj, "flash_encryption", FLASH_ENCRYPTION_MODES, what=what
+            ),
+            jtag=_get_choice(obj, "jtag", JTAG_MODES, what=what),
+            download_mode=_get_choice(obj, "download_mode", DOWNLOAD_MODES, what=what),
+            secure_version=get_int(obj, "secure_version", what=what, hi=MAX_SECURE_VERSION),
+            app_version=get_str(obj, "app_version", what=what, max_len=MAX_NAME),
+            idf_version=get_opt_str(obj, "idf_version", what=what, max_len=MAX_NAME),
+            revoked_key_slots=tuple(sorted(slots)),
+            usb_jtag_disabled=None
+            if usb is None
+            else _get_bool(obj, "usb_jtag_disabled", what=what),
+        )
+
+
 @dataclass(frozen=True)
 class CheckIn:
     """What a device tells the fleet at check-in (``POST /api/v1/device/checkin``)."""
@@ -168,12 +282,14 @@ class CheckIn:
     """Hex SHA-256 of the running signed image, if the device knows it."""
     enc_key_id: str | None = None
     """:func:`espsec.ota.encrypted_image.recipient_id` of the device's decryption key."""
+    posture: Posture | None = None
+    """The device's security posture (eFuses and running app), if it reports one."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "boot_state", _coerce(BootState, "boot_state", self.boot_state))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        obj: dict[str, Any] = {
             "device_id": self.device_id,
             "chip": self.chip,
             "version": self.version,
@@ -185,6 +301,9 @@ class CheckIn:
             "image_sha256": self.image_sha256,
             "enc_key_id": self.enc_key_id,
         }
+        if self.posture is not None:  # absent, not null: the body devices sent before
+            obj["posture"] = self.posture.to_json()
+        return obj
 
     def to_bytes(self) -> bytes:
         return _body(self.to_json())
@@ -215,6 +334,7 @@ class CheckIn:
             project_name=get_opt_str(obj, "project_name", what=what, max_len=MAX_NAME),
             image_sha256=get_opt_hex(obj, "image_sha256", what=what, size=32),
             enc_key_id=get_opt_hex(obj, "enc_key_id", what=what, size=32),
+            posture=None if obj.get("posture") is None else Posture.from_json(obj["posture"]),
         )
 
 
