@@ -86,10 +86,12 @@ class GatedScheme:
 
 def parse_revision(text: str) -> int:
     """A chip revision as ``major * 100 + minor``: ``v3.1``, ``3.1`` or ``301``."""
-    raw = text.strip().lower().removeprefix("v")
+    raw = text.strip().lower()
+    named = raw.startswith("v")  # vMAJOR.MINOR; a bare number is major * 100 + minor
+    raw = raw.removeprefix("v")
     major, dot, minor = raw.partition(".")
     try:
-        if dot:
+        if dot or named:
             if not (major.isdigit() and minor.isdigit() and len(minor) <= 2):
                 raise ValueError
             return int(major) * 100 + int(minor)

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from espsec.efuse.layout import BlockDef, FieldDef, KeyPurpose
+from espsec.chips import revision_name
+from espsec.efuse.layout import BlockDef, EfuseLayout, FieldDef, KeyPurpose, layouts_of
 from espsec.efuse.model import Efuses
 from espsec.errors import EspsecError, UsageError
 
@@ -254,12 +255,44 @@ class _Stage:
             if new == 0 and f.name not in ("WR_DIS", "RD_DIS"):
                 raise UsageError(f"{f.name}: value 0 burns nothing")
         self._check_purpose_value(f, new)
-        self.write_field(f, new)
+        block = self.layout.block_of_purpose_field(f.name)
+        if block is not None and block.purpose_field_high is not None:
+            self.write_purpose(block, new)  # a 5-bit purpose: KEY_PURPOSE_n and its _H bit
+        else:
+            self.write_field(f, new)
+
+    def purpose_value(self, block: BlockDef) -> int:
+        """A key block's purpose as the burn leaves it (``KEY_PURPOSE_n``, with
+        ``KEY_PURPOSE_n_H`` as its top bit where the layout splits it)."""
+        return sum(self.value(f) << shift for f, shift in self.layout.purpose_parts(block))
+
+    def write_purpose(self, block: BlockDef, value: int) -> None:
+        """Ask for ``block``'s purpose to read ``value``: each part of a split purpose
+        gets its bits (espefuse's ``EfuseKeyPurposeField.save``)."""
+        bits = self.layout.purpose_bits(block)
+        if value >> bits:
+            name = block.purpose_field
+            raise UsageError(
+                f"{name}: value {value} does not fit in {bits} bits (the key purpose of "
+                f"{block.name} on {self.layout.chip.display_name} {_revision(self.efuses)})"
+            )
+        parts = [
+            (f, value >> shift & ((1 << f.length) - 1))
+            for f, shift in self.layout.purpose_parts(block)
+        ]
+        for f, part in [p for p in parts if p[1] != self.value(p[0])] or parts[:1]:
+            self.write_field(f, part)
+
+    def _lock_purpose(self, block: BlockDef) -> None:
+        """Write-protect every part of ``block``'s key purpose."""
+        for bit in sorted({f.wr_dis for f, _ in self.layout.purpose_parts(block)} - {None}):
+            assert bit is not None
+            self.set_bit("WR_DIS", bit)
 
     def _check_purpose_value(self, f: FieldDef, value: int) -> None:
         """``KEY_PURPOSE_n`` takes only a purpose the chip defines (as espefuse checks)."""
         block = self.layout.block_of_purpose_field(f.name)
-        if block is None or value >> f.length:
+        if block is None or value >> self.layout.purpose_bits(block):
             return
         purpose = self.layout.purpose_by_id(value)
         if purpose is None and not self.layout.custom_purpose_names:
@@ -346,12 +379,11 @@ class _Stage:
         for block in blocks[i + 1 :] + blocks[:i]:
             if block.index in self.key_blocks or self.pending.get(block.index):
                 continue
-            pf = self.layout.field(block.purpose_field or "")
             if (
                 self.efuses.is_read_protected(block)
                 or self.efuses.is_write_protected(block)
-                or not self.efuses.is_writeable(pf)
-                or self.value(pf) != 0
+                or not self.efuses.key_purpose_writeable(block)
+                or self.purpose_value(block) != 0
                 or self.efuses.block_value(block)
             ):
                 continue
@@ -366,11 +398,12 @@ class _Stage:
         write_protect: bool,
         read_protect: bool,
     ) -> None:
-        pf = self.layout.field(block.purpose_field or "")
-        if purpose.id >> pf.length:
+        bits = self.layout.purpose_bits(block)
+        if purpose.id >> bits:
             raise UsageError(
-                f"key purpose {purpose.name} ({purpose.id}) does not fit {pf.name} "
-                f"({pf.length} bits) on this {self.layout.chip.display_name} eFuse layout"
+                f"key purpose {purpose.name} ({purpose.id}) does not fit {block.purpose_field} "
+                f"({bits} bits) on {self.layout.chip.display_name} {_revision(self.efuses)}"
+                + _wider_purposes(self.layout, purpose.id)
             )
         if purpose.is_xts and block.index in self.layout.facts.xts_forbidden_blocks:
             raise UsageError(
@@ -408,21 +441,22 @@ class _Stage:
                 )
             self.pending[block.index] = new
         # KEY_PURPOSE_n: set it if needed, then lock it (espefuse always does).
-        lock_purpose = self.efuses.is_writeable(pf)
-        if self.value(pf) != purpose.id:
+        lock_purpose = self.efuses.key_purpose_writeable(block)
+        was = self.purpose_value(block)
+        if was != purpose.id:
             if not lock_purpose:
                 raise BurnRefused(
-                    f"{pf.name} is write-protected as "
-                    f"{self.layout.purpose_name(self.value(pf))}; cannot set {purpose.name}"
+                    f"{block.purpose_field} is write-protected as "
+                    f"{self.layout.purpose_name(was)}; cannot set {purpose.name}"
                 )
-            if self.value(pf) and self.value(pf) | purpose.id != purpose.id:
+            if was and was | purpose.id != purpose.id:
                 raise BurnRefused(
-                    f"{pf.name} is already {self.layout.purpose_name(self.value(pf))}; "
+                    f"{block.purpose_field} is already {self.layout.purpose_name(was)}; "
                     f"cannot change it to {purpose.name}"
                 )
-            self.write_field(pf, purpose.id)
-        if lock_purpose and pf.wr_dis is not None:
-            self.set_bit("WR_DIS", pf.wr_dis)
+            self.write_purpose(block, purpose.id)
+        if lock_purpose:
+            self._lock_purpose(block)
         if purpose.read_protect and read_protect and block.rd_dis is not None:
             self.set_bit("RD_DIS", block.rd_dis)
         if write_protect and block.wr_dis is not None:
@@ -446,7 +480,7 @@ class _Stage:
             return
         for block in self.layout.key_blocks:
             if block.rd_dis == bit and block.purpose_field:
-                value = self.value(self.layout.field(block.purpose_field))
+                value = self.purpose_value(block)
                 purpose = self.layout.purpose_by_id(value)
                 if purpose is None or not purpose.read_protect:
                     raise BurnRefused(
@@ -496,6 +530,19 @@ class _Stage:
         if block0 & postponed:
             steps.append(BurnStep(0, block0 & postponed, postponed=True))
         return tuple(steps)
+
+
+def _revision(efuses: Efuses) -> str:
+    return revision_name(efuses.revision)
+
+
+def _wider_purposes(layout: EfuseLayout, purpose: int) -> str:
+    """Which revision of the chip has key purposes wide enough for ``purpose``, if any."""
+    for table, other in zip(layout.chip.efuse_tables, layouts_of(layout.name), strict=True):
+        if not purpose >> other.purpose_bits(other.key_blocks[0]):
+            bits = other.purpose_bits(other.key_blocks[0])
+            return f" ({bits}-bit key purposes: {revision_name(table.since)} and later)"
+    return ""
 
 
 def _bit_list(mask: int) -> str:

@@ -122,14 +122,13 @@ class EcdsaPeripheral:
         )
 
     def _purpose_fits(self, name: str) -> bool:
+        """The chip's ``KEY_PURPOSE_n`` can hold purpose ``name`` (P4 v3: 5 bits)."""
         layout = self.efuses.layout
         try:
             purpose = layout.purpose(name)
         except UsageError:
             return False
-        width = layout.field(layout.key_blocks[0].purpose_field or "").length
-        width += 1 if layout.has_field(f"{layout.key_blocks[0].purpose_field}_H") else 0
-        return purpose.id >= 0 and not purpose.id >> width
+        return purpose.id >= 0 and not purpose.id >> layout.purpose_bits(layout.key_blocks[0])
 
     def purposes_for(self, curve: EcdsaCurve) -> tuple[str, ...]:
         """The ``KEY_PURPOSE_n`` names a key for ``curve`` may have on this chip."""
@@ -150,16 +149,9 @@ class EcdsaPeripheral:
             raise EcdsaError(f"eFuse key id {key_id} out of range 0..{len(blocks) - 1}")
         return blocks[key_id]
 
-    def _purpose(self, block: BlockDef) -> int:
-        value = self.efuses.key_purpose(block)
-        high = f"{block.purpose_field}_H"
-        if self.efuses.layout.has_field(high):
-            value |= self.efuses.get_int(high) << 4
-        return value
-
     def _key_half(self, key_id: int, accepted: tuple[str, ...]) -> int:
         block = self._block(key_id)
-        value = self._purpose(block)
+        value = self.efuses.key_purpose(block)
         name = self.efuses.layout.purpose_name(value)
         ids = {self.efuses.layout.purpose(n).id for n in accepted}
         if value not in ids:
@@ -173,10 +165,11 @@ class EcdsaPeripheral:
 
     def _private(self, key_id: KeyId, curve: EcdsaCurve) -> ec.EllipticCurvePrivateKey:
         if not self.supports(curve):
+            rev = self.efuses.revision
             raise UnsupportedError(
                 f"{curve.value} needs the 5-bit KEY_PURPOSE values ECDSA_KEY_P384_H/L "
-                f"(ESP32-P4 v3.0 eFuses); this {self.efuses.layout.chip.display_name} "
-                "eFuse layout cannot hold them"
+                f"(ESP32-P4 v3.0+ eFuses); this {self.efuses.layout.chip.display_name} "
+                f"v{rev // 100}.{rev % 100} cannot hold them"
             )
         if curve is EcdsaCurve.P384:
             if not isinstance(key_id, tuple):
