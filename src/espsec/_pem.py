@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
@@ -27,6 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from espsec.errors import FormatError, KeyFormatError
+
+if TYPE_CHECKING:  # loaded by the certificate functions: key-only commands skip it
+    from cryptography import x509
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -288,6 +291,8 @@ def load_certificates(data: bytes, *, source: str | None = None) -> list[x509.Ce
     if not any(label in _CERT_LABELS for label in _labels(data)):
         raise _fail("not a usable certificate file", expected, describe(data), source)
     try:
+        from cryptography import x509
+
         return x509.load_pem_x509_certificates(data)
     except ValueError:
         raise _fail(
@@ -301,6 +306,8 @@ def load_certificate(
     """One X.509 certificate: the first of a PEM file, or (``allow_der``) a DER file."""
     if allow_der and not _labels(data):
         try:
+            from cryptography import x509
+
             return x509.load_der_x509_certificate(data)
         except ValueError:
             raise _fail(
