@@ -4,7 +4,7 @@ The signature is detached, Ed25519 over the file's exact bytes, base64 on one li
 (:func:`espsec.audit.advisories.sign`). Only a key whose public half is pinned in
 ``espsec.audit.advisories.PINNED_KEYS`` makes a database espsec will use; the key that
 signed the shipped database was destroyed after signing
-(``docs/adr/0010-signed-advisory-database.md``), so a new database needs a new key pinned
+(``docs/adr/0011-signed-advisory-database.md``), so a new database needs a new key pinned
 in a new release. The private key never enters the repository.
 
 Usage: ``.venv/bin/python tools/sign_advisories.py KEY.pem [DATABASE]``; with

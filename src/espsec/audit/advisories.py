@@ -51,7 +51,7 @@ PINNED_KEYS: tuple[bytes, ...] = (
 )
 """Ed25519 public keys (raw, 32 bytes) a database must be signed by. The private half of
 the first key signed the shipped database and was then destroyed; a database update needs
-a new key pinned here in a new espsec release (``docs/adr/0010-signed-advisory-database.md``)."""
+a new key pinned here in a new espsec release (``docs/adr/0011-signed-advisory-database.md``)."""
 
 
 # -- ESP-IDF versions -------------------------------------------------------------------
@@ -407,9 +407,11 @@ def sign(data: bytes, private_key: Ed25519PrivateKey) -> bytes:
 
 
 def verify(
-    data: bytes, signature_file: bytes, *, keys: Sequence[bytes] = PINNED_KEYS, source: str
+    data: bytes, signature_file: bytes, *, keys: Sequence[bytes] | None = None, source: str
 ) -> None:
-    """Check the detached signature; :class:`VerificationError` unless a pinned key signed."""
+    """Check the detached signature; :class:`VerificationError` unless a pinned key signed
+    (``keys``: the trusted public keys, :data:`PINNED_KEYS` unless given)."""
+    keys = PINNED_KEYS if keys is None else keys
     try:
         signature = base64.b64decode(signature_file.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -434,7 +436,7 @@ def packaged() -> tuple[bytes, bytes]:
     )
 
 
-def load(data_dir: PathLike | None = None, *, keys: Sequence[bytes] = PINNED_KEYS) -> Database:
+def load(data_dir: PathLike | None = None, *, keys: Sequence[bytes] | None = None) -> Database:
     """The newest database that verifies: the packaged one, or one imported into
     ``data_dir`` with a higher serial. A tampered imported file is an error, not a
     silent fallback."""
@@ -450,7 +452,7 @@ def load(data_dir: PathLike | None = None, *, keys: Sequence[bytes] = PINNED_KEY
     return best
 
 
-def _verified_file(path: Path, signature: Path, keys: Sequence[bytes]) -> Database:
+def _verified_file(path: Path, signature: Path, keys: Sequence[bytes] | None) -> Database:
     data = read_bytes(path, what="advisory database")
     sig = read_bytes(signature, what="advisory database signature")
     verify(data, sig, keys=keys, source=str(path))
@@ -462,7 +464,7 @@ def import_database(
     *,
     data_dir: PathLike,
     signature: PathLike | None = None,
-    keys: Sequence[bytes] = PINNED_KEYS,
+    keys: Sequence[bytes] | None = None,
 ) -> Database:
     """Install the database at ``path`` (signature ``path.sig`` unless given) into
     ``data_dir`` after checking it; refuse one not newer than the database in use."""

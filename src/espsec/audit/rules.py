@@ -199,15 +199,6 @@ def _signed_without_secure_boot(s: ConfigSubject) -> Iterator[tuple[str, tuple[s
         )
 
 
-def _secure_boot_v1(s: ConfigSubject) -> Iterator[tuple[str, tuple[str, ...]]]:
-    if _on(s.config, "SECURE_BOOT_V1_ENABLED"):
-        yield (
-            "Secure Boot V1 (AES digest of the bootloader) is used; V2 verifies signatures "
-            "with revocable keys",
-            ("SECURE_BOOT_V1_ENABLED",),
-        )
-
-
 def _ecdsa_192(s: ConfigSubject) -> Iterator[tuple[str, tuple[str, ...]]]:
     c = s.config
     if c.secure_boot and c.secure_boot_ecdsa_key_len is EcdsaKeyLen.BITS_192:
@@ -966,16 +957,6 @@ RULES: tuple[Rule, ...] = (
         _when("SECURE_BOOT_INSECURE", 'the "Allow potentially insecure options" menu is enabled'),
     ),
     _k(
-        "SB004",
-        "secure-boot-allow-rom-basic",
-        "ROM BASIC console stays available",
-        _SB_BP,
-        "Set CONFIG_SECURE_BOOT_ALLOW_ROM_BASIC=n.",
-        S.HIGH,
-        S.LOW,
-        _when("SECURE_BOOT_ALLOW_ROM_BASIC", "the ROM BASIC interpreter is left enabled"),
-    ),
-    _k(
         "SB005",
         "secure-boot-allow-short-app-partition",
         "The app partition padding check is off",
@@ -1024,16 +1005,6 @@ RULES: tuple[Rule, ...] = (
             "the ROM revokes a key digest on any failed verification;"
             " corrupting flash can exhaust the slots",
         ),
-    ),
-    _k(
-        "SB009",
-        "secure-boot-v1",
-        "Secure Boot V1 is used",
-        _guide("Secure Boot"),
-        "Use Secure Boot V2 (CONFIG_SECURE_BOOT_V2_ENABLED=y).",
-        S.MEDIUM,
-        S.LOW,
-        _secure_boot_v1,
     ),
     _k(
         "SB010",
