@@ -139,7 +139,11 @@ def command_group(name: str, help: str, **attrs: Any) -> click.Group:
 
 
 def chip_option(
-    *, chips: tuple[str, ...] | None = None, required: bool = True, default: str | None = None
+    *,
+    chips: tuple[str, ...] | None = None,
+    required: bool = True,
+    default: str | None = None,
+    help: str = "Target chip.",
 ) -> Callable[[Any], Any]:
     """The one ``--chip``: a choice of chip names from :mod:`espsec.chips`.
 
@@ -148,13 +152,14 @@ def chip_option(
     from espsec.chips import CHIPS
 
     names = chips if chips is not None else tuple(sorted(CHIPS))
+    # No default=None: click 8.3+ takes an explicit None as a value given (required unmet).
+    extra: dict[str, Any] = {"default": default, "show_default": True} if default else {}
     return click.option(
         "--chip",
         type=click.Choice(names),
         required=required and default is None,
-        default=default,
-        show_default=default is not None,
-        help="Target chip.",
+        help=help,
+        **extra,
     )
 
 
