@@ -238,3 +238,47 @@ def test_a_generated_secret_is_created_0600_and_never_written_over_anything(
         before = snapshot(kit.folder)
         assert_refused(run(inv, target), before, kit)
     assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize(
+    ("argv", "victim"),
+    [
+        (["secure-boot", "extract-public-key", "{sb}", "-o", "{sb}"], "{sb}"),
+        (
+            ["flash-encryption", "encrypt", "-k", "{fe}", "--address", "0", "-o", "{fe}", "{app}"],
+            "{fe}",
+        ),
+        (["secure-boot", "key-digest", "-o", "{fe}", "{sb}"], "{fe}"),
+        (["ota", "pack", "-k", "{sb}", "-o", "{sb}", "{app}"], "{sb}"),
+        (["nvs", "generate", "{csv}", "--size", "0x3000", "-o", "{csv}"], "{csv}"),
+    ],
+    ids=[
+        "extract-public-key over its private key",
+        "flash-encryption encrypt over its key",
+        "key-digest over an XTS key",
+        "ota pack over its signing key",
+        "nvs generate over its CSV source",
+    ],
+)
+def test_never_destroys_a_key_or_a_source(argv: list[str], victim: str, kit: Kit) -> None:
+    names = {
+        "sb": kit.sb_key(),
+        "fe": kit.fe_key(),
+        "app": kit.app(),
+        "csv": kit.nvs_csv(),
+    }
+    before = snapshot(kit.folder)
+    result = CliRunner().invoke(main, [a.format(**names) for a in argv])
+    assert_refused(result, before, kit)
+    assert str(victim.format(**names)) in result.stderr
+
+
+def test_build_app_to_dev_full_writes_through_and_keeps_the_device_node() -> None:
+    result = CliRunner().invoke(
+        main, ["image", "build-app", "--chip", "esp32s3", "-o", "/dev/full"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: /dev/full: cannot write: No space left on device"
+    ]
+    assert Path("/dev/full").is_char_device()
