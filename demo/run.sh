@@ -7,12 +7,12 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Secure Boot v2 signing keys (RSA-3072, 0600, never overwritten)"
-espsec secure-boot generate-key --scheme rsa3072 "$OUT/signing-key-0.pem"
-espsec secure-boot generate-key --scheme rsa3072 "$OUT/signing-key-1.pem"
+espsec secure-boot generate-key --scheme rsa3072 -o "$OUT/signing-key-0.pem"
+espsec secure-boot generate-key --scheme rsa3072 -o "$OUT/signing-key-1.pem"
 ls -l "$OUT"/*.pem
 
 step "A small synthetic ESP32-S3 app image"
-espsec image build-app --chip esp32s3 --version 1.0.0 --secure-version 1 "$OUT/app.bin"
+espsec image build-app --chip esp32s3 --version 1.0.0 --secure-version 1 -o "$OUT/app.bin"
 espsec image info "$OUT/app.bin"
 
 step "Sign with two keys (two signature blocks)"
@@ -52,7 +52,7 @@ echo "(refused, as it must be)"
 step "Virtual device: a blank ESP32-S3 (every eFuse 0, flash erased)"
 DEV="$OUT/device"
 espsec device create --chip esp32s3 --flash-size 4MB "$DEV"
-espsec image build-bootloader --chip esp32s3 "$OUT/bootloader.bin"
+espsec image build-bootloader --chip esp32s3 -o "$OUT/bootloader.bin"
 espsec secure-boot sign -k "$OUT/signing-key-0.pem" -k "$OUT/signing-key-1.pem" \
     -o "$OUT/bootloader-signed.bin" "$OUT/bootloader.bin"
 cat > "$OUT/partitions.csv" <<'CSV'
@@ -115,7 +115,7 @@ step "Key 1 is retired: the running app revokes SECURE_BOOT_DIGEST1"
 espsec device revoke-key "$DEV" 1
 
 step "Three updates the device refuses"
-espsec image build-app --chip esp32s3 --version 2.0.0 --secure-version 2 "$OUT/app-2.bin" >/dev/null
+espsec image build-app --chip esp32s3 --version 2.0.0 --secure-version 2 -o "$OUT/app-2.bin" >/dev/null
 espsec secure-boot sign -k "$OUT/signing-key-0.pem" -o "$OUT/app-2-signed.bin" "$OUT/app-2.bin" >/dev/null
 python - "$OUT/app-2-signed.bin" "$OUT/app-2-tampered.bin" <<'PY'
 import sys
@@ -125,7 +125,7 @@ data[0x121] ^= 0x01  # only the Secure Boot signature can tell
 open(sys.argv[2], "wb").write(data)
 PY
 espsec secure-boot sign -k "$OUT/signing-key-1.pem" -o "$OUT/app-2-key1.bin" "$OUT/app-2.bin" >/dev/null
-espsec image build-app --chip esp32s3 --version 0.9.0 --secure-version 0 "$OUT/app-old.bin" >/dev/null
+espsec image build-app --chip esp32s3 --version 0.9.0 --secure-version 0 -o "$OUT/app-old.bin" >/dev/null
 espsec secure-boot sign -k "$OUT/signing-key-0.pem" -o "$OUT/app-old-signed.bin" "$OUT/app-old.bin" >/dev/null
 for update in app-2-tampered app-2-key1 app-old-signed; do
     if result=$(espsec device ota "$DEV" "$OUT/$update.bin"); then
@@ -173,7 +173,7 @@ step "The device updates: check in, manifest, app descriptor first, download, de
 espsec device ota "$DEV"
 
 step "3.0.0 fails its self-test after the reboot: the device rolls back to 2.0.0"
-espsec image build-app --chip esp32s3 --version 3.0.0 --secure-version 3 "$OUT/app-3.bin" >/dev/null
+espsec image build-app --chip esp32s3 --version 3.0.0 --secure-version 3 -o "$OUT/app-3.bin" >/dev/null
 espsec ota pack -k "$OUT/signing-key-0.pem" --encrypt-to "$OUT/device-ecies.pub.pem" \
     -o "$OUT/release-3.zip" "$OUT/app-3.bin" >/dev/null
 publish "$OUT/release-3.zip"
@@ -183,7 +183,7 @@ fi
 echo "$result" | grep -E "\[(self-test|confirm|reboot)\]|rolled_back|^running ota"
 
 step "A release with a lower secure_version (1.5.0, secure_version 1): the server does not offer it"
-espsec image build-app --chip esp32s3 --version 1.5.0 --secure-version 1 "$OUT/app-1.5.bin" >/dev/null
+espsec image build-app --chip esp32s3 --version 1.5.0 --secure-version 1 -o "$OUT/app-1.5.bin" >/dev/null
 espsec ota pack -k "$OUT/signing-key-0.pem" --encrypt-to "$OUT/device-ecies.pub.pem" \
     -o "$OUT/release-1.5.zip" "$OUT/app-1.5.bin" >/dev/null
 publish "$OUT/release-1.5.zip"
