@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import selectors
 import socket
 import threading
@@ -33,6 +35,8 @@ class Fleet:
     token: str
     trust: TlsTrust
     manifest_key: object
+    database: str | None = None
+    """``None``: SQLite in the state folder; else a ``postgresql://`` URL."""
 
     @property
     def url(self) -> str:
@@ -106,18 +110,48 @@ def release_factory(
     return make
 
 
+_DB_NUMBER = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """The fleet's database: SQLite in the state folder, or a fresh PostgreSQL database
+    on the session's test server (every fleet test runs on both)."""
+    if request.param == "sqlite":
+        return None
+    from .._pg import fresh_database
+
+    url: str = request.getfixturevalue("postgres_url")
+    return fresh_database(url, f"fleet_{os.getpid()}_{next(_DB_NUMBER)}")
+
+
 @pytest.fixture
-def fleet(tmp_path: Path, signer: secure_boot.PrivateKey) -> Iterator[Fleet]:
-    state = tmp_path / "fleet"
-    token = init_fleet(state, key_digests=[secure_boot.key_digest(signer)])
-    server = start_server(state)
-    assert server.tls.ca_cert is not None
-    trust = TlsTrust.ca(server.tls.ca_cert.read_bytes())
-    key = load_manifest_public_key((state / "manifest-key.pub.pem").read_bytes())
+def make_fleet(
+    tmp_path: Path, signer: secure_boot.PrivateKey, database: str | None
+) -> Iterator[Callable[..., Fleet]]:
+    """Start a fleet server; keyword arguments go to :func:`espsec.fleet.start_server`."""
+    made: list[Fleet] = []
+
+    def make(name: str = "fleet", **options: object) -> Fleet:
+        state = tmp_path / name
+        token = init_fleet(state, key_digests=[secure_boot.key_digest(signer)])
+        server = start_server(state, database=database, **options)  # type: ignore[arg-type]
+        assert server.tls.ca_cert is not None
+        trust = TlsTrust.ca(server.tls.ca_cert.read_bytes())
+        key = load_manifest_public_key((state / "manifest-key.pub.pem").read_bytes())
+        made.append(Fleet(server, state, token, trust, key, database))
+        return made[-1]
+
     try:
-        yield Fleet(server, state, token, trust, key)
+        yield make
     finally:
-        server.stop()
+        for f in made:
+            f.server.stop()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
+    return make_fleet()
 
 
 @dataclass

@@ -537,29 +537,54 @@ class _Postgres(_Backend):
             self._all.append(conn)
         return conn
 
+    def _begin(self) -> Any:
+        """A connection inside ``BEGIN``; a connection found dead is replaced once (nothing
+        of the transaction ran yet, so retrying is safe)."""
+        psycopg = self._psycopg
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN")
+                return conn
+            except psycopg.OperationalError as exc:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise StorageFailed(
+                        f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
+                    ) from None
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def transaction(self, *, write: bool) -> Iterator[Cursor]:
         psycopg = self._psycopg
-        conn = self._conn()
+        conn = self._begin()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with conn.cursor() as cur:
                 yield cur
-        except psycopg.errors.LockNotAvailable:
-            raise StorageBusy("the fleet database is busy; retry shortly") from None
-        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
-            raise StorageBusy("the fleet database is busy (conflict); retry shortly") from None
-        except psycopg.errors.UniqueViolation:
-            raise StorageBusy("a concurrent write got there first; retry") from None
-        except psycopg.OperationalError as exc:
+            conn.execute("COMMIT")
+        except BaseException as exc:
             with contextlib.suppress(Exception):
-                conn.close()
-            raise StorageFailed(
-                f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
-            ) from None
-        except psycopg.Error as exc:
-            raise StorageFailed(
-                f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
-            ) from None
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise StorageBusy("the fleet database is busy; retry shortly") from None
+            if isinstance(
+                exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected
+            ):
+                raise StorageBusy("the fleet database is busy (conflict); retry shortly") from None
+            if isinstance(exc, psycopg.errors.UniqueViolation):
+                raise StorageBusy("a concurrent write got there first; retry") from None
+            if isinstance(exc, psycopg.OperationalError):
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._local.conn = None
+            if isinstance(exc, psycopg.Error):
+                raise StorageFailed(
+                    f"the fleet database failed: {str(exc).strip().splitlines()[0]}"
+                ) from None
+            raise
 
     def close(self) -> None:
         self._closed = True

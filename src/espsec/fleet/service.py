@@ -34,6 +34,7 @@ from espsec.fleet import posture as posture_rules
 from espsec.fleet import rollout as rollouts
 from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, load_config
 from espsec.fleet.db import (
+    MAX_REPORTS_PER_DEVICE,
     AlreadyExists,
     Cursor,
     DeviceRow,
@@ -250,6 +251,8 @@ class FleetService:
         report_burst: int = 20,
         reports_per_minute: float = 6.0,
         plan_ttl: float = PLAN_TTL_S,
+        max_reports_per_device: int = MAX_REPORTS_PER_DEVICE,
+        degraded_retry_s: float = DEGRADED_RETRY_S,
     ) -> None:
         self.state_dir = state_dir
         self.config = load_config(state_dir)
@@ -277,6 +280,8 @@ class FleetService:
         self._plans_lock = threading.Lock()
         self._degraded: Degraded | None = None
         self._degraded_lock = threading.Lock()
+        self._degraded_retry = degraded_retry_s
+        self._max_reports = max_reports_per_device
 
     def close(self) -> None:
         self.db.close()
@@ -315,9 +320,9 @@ class FleetService:
             self.stats.count("storage_failures")
             with self._degraded_lock:
                 since = state.since if state is not None else time.time()
-                self._degraded = Degraded(exc.message, since, now + DEGRADED_RETRY_S)
+                self._degraded = Degraded(exc.message, since, now + self._degraded_retry)
             raise ReadOnly(
-                f"{READ_ONLY_REASON}: {exc.message}", retry_after=DEGRADED_RETRY_S
+                f"{READ_ONLY_REASON}: {exc.message}", retry_after=self._degraded_retry
             ) from None
         if state is not None:
             with self._degraded_lock:
@@ -742,6 +747,7 @@ class FleetService:
                 report,
                 now,
                 block=report.outcome in BLOCKING_OUTCOMES and report.release_id is not None,
+                keep=self._max_reports,
             )
         )
         self.stats.count(f"reports_{report.outcome.value}")
