@@ -334,7 +334,7 @@ def _wifi_nvs_plain(s: ConfigSubject) -> Iterator[tuple[str, tuple[str, ...]]]:
 
 def _nvs_plain(s: ConfigSubject) -> Iterator[tuple[str, tuple[str, ...]]]:
     c = s.config
-    if not c.nvs_encryption:
+    if not c.nvs_encryption and not any(_wifi_nvs_plain(s)):  # NVS001 says it louder
         yield (
             "NVS is not encrypted: device-specific data in NVS can be read from flash "
             "(CONFIG_NVS_ENCRYPTION=n, components/nvs_flash/Kconfig)",
