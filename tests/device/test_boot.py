@@ -203,10 +203,11 @@ def test_boot_refuses_app_for_another_chip():
 
 
 def test_boot_refuses_app_needing_newer_chip_revision():
-    dev = device(PLAIN, boot=bootloader(), apps={OTA0: app(min_chip_rev_full=2)})
+    # A new virtual ESP32-S3 is v0.2, the newest revision the chip data knows.
+    dev = device(PLAIN, boot=bootloader(), apps={OTA0: app(min_chip_rev_full=3)})
     report = dev.boot()
     assert report.outcome is Outcome.REFUSED
-    assert "image needs a newer chip than v0.0" in report.refusal
+    assert "image needs a newer chip than v0.2" in report.refusal
 
 
 def test_boot_refuses_app_with_bad_checksum():
@@ -654,7 +655,8 @@ def test_esp32p4_first_boot_with_ecdsa_secure_boot_and_flash_encryption(sb_keys)
         config,
         chip="esp32p4",
         boot=signed(bootloader("esp32p4"), key),
-        apps={OTA0: signed(app(chip="esp32p4"), key)},
+        # A new virtual ESP32-P4 is v3.1: the app is built for it (ESP-IDF v6.0's default).
+        apps={OTA0: signed(app(chip="esp32p4", min_chip_rev_full=301), key)},
     )
     report = dev.boot()
     assert report.ok, report.refusal

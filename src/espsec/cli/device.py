@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from espsec.chips import EFUSE_MODEL_CHIPS
+from espsec.chips import EFUSE_MODEL_CHIPS, revision_name
 from espsec.cli._common import (
     CHIP_PORT,
     INPUT,
@@ -27,6 +27,7 @@ from espsec.cli._common import (
     emit,
     json_option,
     output_option,
+    revision_option,
     source,
 )
 from espsec.device import (
@@ -95,26 +96,38 @@ def _no_app(ctx: click.Context, exc: NoAppRunning, as_json: bool, verbose: bool 
 @click.option(
     "--flash-size", default="4MB", show_default=True, help="4MB, 16MB, 0x200000 … (up to 128MB)."
 )
+@revision_option(
+    "Chip revision (v3.1); its eFuse layout follows (ESP32-P4 v3.0+: 5-bit key purposes, "
+    "ECDSA-P384 Secure Boot) [default: the newest the chip data knows]."
+)
 @_with_sdkconfig
 @json_option
 @_folder()
 def create(
     chip: str,
     flash_size: str,
+    revision: int | None,
     sdkconfig: Path | None,
     config_options: tuple[str, ...],
     as_json: bool,
     folder: Path,
 ) -> None:
-    """Create a blank virtual chip (all eFuses 0, flash erased) in DIR."""
+    """Create a blank virtual chip (eFuses 0 but the wafer revision, flash erased) in DIR."""
     config = _config(sdkconfig, config_options)
-    dev = workflow.create_device(folder, chip, flash_size, config=config)
-    report = {"device": str(folder), "chip": dev.chip.name, "flash_size": dev.flash_size}
+    dev = workflow.create_device(folder, chip, flash_size, config=config, revision=revision)
+    rev = revision_name(dev.efuses.revision)
+    report = {
+        "device": str(folder),
+        "chip": dev.chip.name,
+        "revision": rev,
+        "flash_size": dev.flash_size,
+    }
     emit(
         report,
         as_json,
         lambda: click.echo(
-            f"{dev.chip.display_name}, {dev.flash_size >> 20} MB flash, blank eFuses -> {folder}"
+            f"{dev.chip.display_name} {rev}, {dev.flash_size >> 20} MB flash, "
+            f"blank eFuses -> {folder}"
         ),
     )
 

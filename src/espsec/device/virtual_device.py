@@ -150,8 +150,19 @@ class VirtualDevice:
     # -- construction ------------------------------------------------------------------
 
     @classmethod
-    def new(cls, chip: str, flash_size: int, *, config: BootloaderConfig | None = None) -> Self:
-        """A blank chip (every eFuse 0) with erased flash, in memory."""
+    def new(
+        cls,
+        chip: str,
+        flash_size: int,
+        *,
+        config: BootloaderConfig | None = None,
+        revision: int | None = None,
+    ) -> Self:
+        """A blank chip (every eFuse 0 but its wafer revision) with erased flash, in memory.
+
+        ``revision`` (major * 100 + minor) defaults to the newest the chip data knows
+        (ESP32-P4: v3.1); the eFuses take that revision's layout.
+        """
         found = get_chip(chip)
         if found.name not in EFUSE_MODEL_CHIPS:
             supported = ", ".join(get_chip(n).display_name for n in EFUSE_MODEL_CHIPS)
@@ -161,7 +172,8 @@ class VirtualDevice:
         name = found.name
         if flash_size <= 0 or flash_size % SECTOR_SIZE:
             raise UsageError(f"flash size must be a positive multiple of 4 KiB, got {flash_size}")
-        dev = cls(new(name), b"\xff" * flash_size, config=config)
+        chosen = found.latest_revision if revision is None else revision
+        dev = cls(new(name, chosen), b"\xff" * flash_size, config=config)
         dev._check_config(config)
         return dev
 
@@ -173,8 +185,10 @@ class VirtualDevice:
         flash_size: int,
         *,
         config: BootloaderConfig | None = None,
+        revision: int | None = None,
     ) -> Self:
-        """A blank chip in a new device folder (refuses a folder that holds a device)."""
+        """A blank chip in a new device folder (refuses a folder that holds a device);
+        ``revision`` as in :meth:`new`."""
         folder = Path(path)
         for name in (DEVICE_FILE, EFUSE_FILE, FLASH_FILE):
             if (folder / name).exists():
@@ -186,13 +200,13 @@ class VirtualDevice:
                 "refusing to overwrite an existing eFuse sidecar",
                 source=str(sidecar_path(folder / EFUSE_FILE)),
             )
+        dev = cls.new(chip, flash_size, config=config, revision=revision)  # checks first
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise EspsecError(
                 f"cannot create the device folder: {exc.strerror}", source=str(folder)
             ) from None
-        dev = cls.new(chip, flash_size, config=config)
         dev.path = folder
         dev.save()
         return dev

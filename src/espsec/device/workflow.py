@@ -98,14 +98,17 @@ def create_device(
     flash_size: int | str,
     *,
     config: BootloaderConfig | None = None,
+    revision: int | None = None,
 ) -> VirtualDevice:
-    """A blank chip (every eFuse 0, flash erased) in a new device ``folder``.
+    """A blank chip (every eFuse 0 but the wafer revision, flash erased) in a new device
+    ``folder``; ``revision`` (major * 100 + minor) defaults to the newest the chip data
+    knows (ESP32-P4: v3.1).
 
     ``flash_size`` in bytes, or as esptool names it (``4MB``, ``0x400000``); a size the
     chip cannot have is refused before anything is written.
     """
     size = parse_flash_size(flash_size)
-    return VirtualDevice.create(folder, chip, size, config=config)
+    return VirtualDevice.create(folder, chip, size, config=config, revision=revision)
 
 
 def open_device(folder: PathLike) -> VirtualDevice:

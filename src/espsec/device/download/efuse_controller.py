@@ -132,9 +132,23 @@ def _operations(efuses: Efuses, block: BlockDef, new: int) -> list[BurnField]:
     current = efuses.block_value(block)
     covered = 0
     operations: list[BurnField] = []
-    fields = sorted(efuses.layout.fields_in(block.index), key=lambda f: (f.start, -f.length))
+    layout = efuses.layout
+    # A key purpose split over KEY_PURPOSE_n and KEY_PURPOSE_n_H (P4 v3) is one request.
+    split = {
+        f.name: key_block
+        for key_block in layout.key_blocks
+        if key_block.purpose_field_high is not None
+        for f, _ in layout.purpose_parts(key_block)
+    }
+    fields = sorted(layout.fields_in(block.index), key=lambda f: (f.start, -f.length))
     for f in fields:
         if f.reserved or not f.mask & new or f.mask & covered:
+            continue
+        if f.name in split:
+            parts = layout.purpose_parts(split[f.name])
+            covered |= sum(part.mask for part, _ in parts)
+            value = sum(((current | new) & p.mask) >> p.start << shift for p, shift in parts)
+            operations.append(BurnField(split[f.name].purpose_field or f.name, value))
             continue
         covered |= f.mask
         value = ((current | new) & f.mask) >> f.start
