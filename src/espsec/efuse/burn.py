@@ -285,8 +285,8 @@ class _Stage:
 
     def _lock_purpose(self, block: BlockDef) -> None:
         """Write-protect every part of ``block``'s key purpose."""
-        for bit in sorted({f.wr_dis for f, _ in self.layout.purpose_parts(block)} - {None}):
-            assert bit is not None
+        parts = self.layout.purpose_parts(block)
+        for bit in sorted({f.wr_dis for f, _ in parts if f.wr_dis is not None}):
             self.set_bit("WR_DIS", bit)
 
     def _check_purpose_value(self, f: FieldDef, value: int) -> None:
