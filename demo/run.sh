@@ -92,7 +92,7 @@ kill "$SERVE" && wait "$SERVE" 2>/dev/null || true
 
 step "Factory: the device's identity for mutual TLS (RSA key in the DS peripheral, cert from the fleet's device CA)"
 FLEET="$OUT/fleet"
-espsec fleet init --sb-key-digest "$DIGEST0" --token-out "$OUT/fleet-admin-token" "$FLEET" \
+espsec fleet init --key-digest "$DIGEST0" --token-output "$OUT/fleet-admin-token" "$FLEET" \
     | grep "admin token"
 espsec device provision-identity "$DEV" --device-id demo-s3-0001 \
     --ca "$FLEET/device-ca.pem" --ca-key "$FLEET/device-ca-key.pem"

@@ -400,7 +400,7 @@ def test_ca_key_can_be_kept_offline(tmp_path: Path, sb_key_dir: Path) -> None:
     state, offline = tmp_path / "fleet", tmp_path / "offline-ca-key.pem"
     key = str(sb_key_dir / "ecdsa256.pub.pem")
     result = CliRunner().invoke(
-        main, ["fleet", "init", "--sb-key", key, "--ca-key-output", str(offline), str(state)]
+        main, ["fleet", "init", "--pub-key", key, "--ca-key-output", str(offline), str(state)]
     )
     assert result.exit_code == 0, result.output
     assert not (state / "tls" / "ca-key.pem").exists() and offline.stat().st_mode & 0o077 == 0

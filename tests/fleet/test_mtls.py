@@ -140,7 +140,7 @@ def test_fleet_init_with_device_ca_trusts_that_ca(
     res = CliRunner().invoke(
         main,
         [
-            "fleet", "init", "--sb-key", str(sb_key_dir / "ecdsa256.pub.pem"),
+            "fleet", "init", "--pub-key", str(sb_key_dir / "ecdsa256.pub.pem"),
             "--device-ca", str(ca_file), "--json", str(state),
         ],
     )  # fmt: skip
@@ -172,7 +172,7 @@ def test_fleet_init_refuses_a_device_ca_that_is_not_a_ca(tmp_path: Path, sb_key_
     res = CliRunner().invoke(
         main,
         [
-            "fleet", "init", "--sb-key", str(sb_key_dir / "ecdsa256.pub.pem"),
+            "fleet", "init", "--pub-key", str(sb_key_dir / "ecdsa256.pub.pem"),
             "--device-ca", str(leaf), str(state),
         ],
     )  # fmt: skip

@@ -15,63 +15,88 @@ import click
 from espsec import secure_boot
 from espsec._io import read_bytes, write_secret
 from espsec._text import printable
-from espsec.cli._common import emit, json_option, key_digest_slots, source
+from espsec.cli._common import (
+    HOST,
+    INPUT,
+    PORT,
+    URL,
+    UrlParam,
+    command_group,
+    emit,
+    json_option,
+    key_digest_slots,
+    output_option,
+    source,
+)
 from espsec.errors import UsageError
 from espsec.fleet import AdminClient, digests_from, init_fleet, serve
 from espsec.fleet.config import DEFAULT_HOSTNAMES, DEVICE_CA, MANIFEST_PUB, TLS_DIR
 from espsec.fleet.tls import TlsFiles
 from espsec.ota import TlsTrust
 
-group = click.Group("fleet", help="Fleet OTA server: releases, cohorts, devices.")
+group = command_group("fleet", "Fleet OTA server: releases, cohorts, devices.")
 
-_path = click.Path(dir_okay=False, path_type=Path)
 _dir = click.Path(file_okay=False, path_type=Path)
 
 
 @group.command("init")
 @click.option(
-    "--sb-key", "sb_keys", type=_path, multiple=True, help="Trusted Secure Boot public key."
+    "--pub-key",
+    "pub_keys",
+    type=INPUT,
+    multiple=True,
+    help="A trusted Secure Boot public key (PEM); repeatable, slot order.",
 )
 @click.option(
-    "--sb-key-digest",
+    "--key-digest",
     "digests",
     multiple=True,
-    help="Trusted eFuse key digest, slot 0, 1, 2 in order (hex; '-' = empty slot).",
+    metavar="HEX_OR_FILE",
+    help="A trusted eFuse key digest, slot 0, 1, 2 in order ('-' = empty slot).",
 )
 @click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
 @click.option(
     "--hostname",
     "hostnames",
+    type=HOST,
     multiple=True,
     help="Name or IP for the server certificate (repeatable; default localhost, 127.0.0.1, ::1).",
 )
 @click.option(
-    "--manifest-ttl", type=int, default=600, show_default=True, help="Manifest lifetime, s."
+    "--manifest-ttl",
+    type=click.IntRange(1, 86400 * 365),
+    default=600,
+    show_default=True,
+    help="Manifest lifetime, s.",
 )
-@click.option(
-    "--token-out",
-    type=_path,
+@output_option(
+    "--token-output",
+    "token_output",
+    required=False,
+    secret=True,
     help="Write the admin token to this new file (0600) [default: print it once, keep no file].",
 )
-@click.option(
+@output_option(
     "--ca-key-output",
-    type=_path,
+    "ca_key_output",
+    required=False,
+    secret=True,
     help="Make the TLS CA now and write its key here, not in STATE_DIR (keep it offline).",
 )
 @click.option(
     "--device-ca",
-    type=_path,
+    type=INPUT,
     help="CA that device client certificates must chain to [default: a new one in STATE_DIR].",
 )
 @json_option
 @click.argument("state_dir", type=_dir)
 def init(
-    sb_keys: tuple[Path, ...],
+    pub_keys: tuple[Path, ...],
     digests: tuple[str, ...],
     revoked: tuple[int, ...],
     hostnames: tuple[str, ...],
     manifest_ttl: int,
-    token_out: Path | None,
+    token_output: Path | None,
     ca_key_output: Path | None,
     device_ca: Path | None,
     as_json: bool,
@@ -84,15 +109,13 @@ def init(
     """
     device_ca_pem = read_bytes(device_ca, what="device CA") if device_ca is not None else None
     keys = []
-    for path in sb_keys:
+    for path in pub_keys:
         with source(str(path)):
             keys.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
     slots = digests_from(keys, key_digest_slots(digests))
-    for wanted, what in ((token_out, "token file"), (ca_key_output, "CA key")):
+    for wanted, what in ((token_output, "token file"), (ca_key_output, "CA key")):
         if wanted is None:
             continue
-        if wanted.exists() or wanted.is_symlink():
-            raise UsageError(f"refusing to overwrite an existing {what}", source=str(wanted))
         if not wanted.parent.is_dir():
             # Checked first: the token is shown only once, so it must not fail to be written.
             raise UsageError(f"no such folder for the {what}", source=str(wanted))
@@ -104,8 +127,8 @@ def init(
         manifest_ttl=manifest_ttl,
         device_ca_pem=device_ca_pem,
     )
-    if token_out is not None:
-        write_secret(token_out, token.encode() + b"\n")
+    if token_output is not None:
+        write_secret(token_output, token.encode() + b"\n")
     if ca_key_output is not None:
         from espsec.fleet.tls import generate_tls
 
@@ -116,11 +139,11 @@ def init(
         "state_dir": str(state_dir),
         "key_digests": [d.hex() if d else None for d in slots],
         "manifest_public_key": str(state_dir / MANIFEST_PUB),
-        "admin_token_file": None if token_out is None else str(token_out),
+        "admin_token_file": None if token_output is None else str(token_output),
         "device_ca": str(state_dir / DEVICE_CA),
         "tls_ca_key": None if ca_key_output is None else str(ca_key_output),
     }
-    if token_out is None:
+    if token_output is None:
         report["admin_token"] = token
 
     def render() -> None:
@@ -129,8 +152,8 @@ def init(
         click.echo(f"  device client certificates must chain to {state_dir / DEVICE_CA}")
         if ca_key_output is not None:
             click.echo(f"  TLS CA key written to {ca_key_output}: keep it offline")
-        if token_out is not None:
-            click.echo(f"  admin token written to {token_out} (keep it secret)")
+        if token_output is not None:
+            click.echo(f"  admin token written to {token_output} (keep it secret)")
         else:
             click.echo("  admin token (shown once, stored only hashed; keep it secret):")
             click.echo(token)
@@ -139,26 +162,30 @@ def init(
 
 
 @group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Device listener address.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8443, show_default=True,
+    "--host", type=HOST, default="127.0.0.1", show_default=True, help="Device listener address."
+)
+@click.option(
+    "--port", type=PORT, default=8443, show_default=True,
     help="Device listener port (mutual TLS; 0: any free port).",
 )  # fmt: skip
 @click.option(
-    "--admin-host", default="127.0.0.1", show_default=True,
+    "--admin-host", type=HOST, default="127.0.0.1", show_default=True,
     help="Admin API and dashboard listener address (keep it private).",
 )  # fmt: skip
 @click.option(
-    "--admin-port", type=click.IntRange(0, 65535), default=8444, show_default=True,
+    "--admin-port", type=PORT, default=8444, show_default=True,
     help="Admin API and dashboard port (0: any free port).",
 )  # fmt: skip
-@click.option("--cert", type=_path, help="Server certificate chain (PEM) [default: generated].")
-@click.option("--key", "key_file", type=_path, help="Server private key (PEM).")
+@click.option("--cert", type=INPUT, help="Server certificate chain (PEM) [default: generated].")
+@click.option("-k", "--key", "key_file", type=INPUT, help="Server private key (PEM).")
 @click.option(
     "--database",
+    type=UrlParam("postgresql", "postgres"),
     envvar="ESPSEC_FLEET_DATABASE",
+    show_envvar=True,
     help="postgresql://USER@HOST/DB (no password in it: libpq reads ~/.pgpass or "
-    "PGPASSFILE) [default: STATE_DIR/fleet.sqlite3]. Env: ESPSEC_FLEET_DATABASE.",
+    "PGPASSFILE) [default: STATE_DIR/fleet.sqlite3].",
 )
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -246,7 +273,7 @@ class AdminTarget:
     def client(self) -> AdminClient:
         token_file, ca, pin = self.token_file, self.ca, self.pin
         if self.state_dir is not None:
-            legacy = self.state_dir / "admin-token"  # written by `fleet init --token-out`
+            legacy = self.state_dir / "admin-token"  # a token file kept in the state folder
             if token_file is None and legacy.exists():
                 token_file = legacy
             if ca is None and pin is None:
@@ -290,24 +317,32 @@ def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
     options = [
         click.option(
             "--url",
+            type=URL,
             envvar="ESPSEC_FLEET_URL",
+            show_envvar=True,
             required=True,
             help="https://host:port of the fleet's admin listener (--admin-port).",
         ),
         click.option(
             "--token-file",
-            type=_path,
+            type=INPUT,
             envvar="ESPSEC_FLEET_TOKEN_FILE",
-            help="Admin token file (or set ESPSEC_FLEET_TOKEN).",
+            show_envvar=True,
+            help="Admin token file (or the token itself in ESPSEC_FLEET_TOKEN).",
         ),
         click.option(
-            "--ca", type=_path, envvar="ESPSEC_FLEET_CA", help="CA certificate to trust (PEM)."
+            "--ca",
+            type=INPUT,
+            envvar="ESPSEC_FLEET_CA",
+            show_envvar=True,
+            help="CA certificate to trust (PEM).",
         ),
-        click.option("--pin", type=_path, help="Exact server certificate to trust (PEM or DER)."),
+        click.option("--pin", type=INPUT, help="Exact server certificate to trust (PEM or DER)."),
         click.option(
             "--state-dir",
             type=_dir,
             envvar="ESPSEC_FLEET_STATE",
+            show_envvar=True,
             help="Fleet state folder: take the CA and token from it.",
         ),
     ]
@@ -317,9 +352,9 @@ def _admin_options(func: Callable[..., None]) -> Callable[..., None]:
     return decorated
 
 
-release = click.Group("release", help="Upload and list releases.")
-cohort = click.Group("cohort", help="Assign releases to cohorts.")
-devices = click.Group("devices", help="List devices, move them between cohorts.")
+release = command_group("release", "Upload and list releases.")
+cohort = command_group("cohort", "Assign releases to cohorts.")
+devices = command_group("devices", "List devices, move them between cohorts.")
 for sub in (release, cohort, devices):
     group.add_command(sub)
 
@@ -327,7 +362,7 @@ for sub in (release, cohort, devices):
 @release.command("upload")
 @_admin_options
 @json_option
-@click.argument("bundle", type=_path)
+@click.argument("bundle", type=INPUT)
 def release_upload(
     admin: AdminTarget,
     as_json: bool,
@@ -461,7 +496,7 @@ def _utc(timestamp: object) -> str:
 
 @group.command("reports")
 @_admin_options
-@click.option("--device", "device_id", help="Only this device.")
+@click.option("--device-id", help="Only this device.")
 @json_option
 def reports(
     admin: AdminTarget,
@@ -494,12 +529,26 @@ def stats(
     """Server counters and check-in latency percentiles."""
     with admin.client() as client:
         result = client.stats()
-    emit(result, True, lambda: None)
+
+    def render() -> None:
+        latency = result.get("check_in_latency_s") or {}
+
+        def ms(value: object) -> str:
+            return f"{value * 1000:.1f} ms" if isinstance(value, int | float) else "-"
+
+        click.echo(
+            f"check-in latency: {latency.get('n', 0)} check-ins, p50 {ms(latency.get('p50'))}, "
+            f"p99 {ms(latency.get('p99'))}"
+        )
+        for name, count in sorted((result.get("counts") or {}).items()):
+            click.echo(printable(f"  {name}: {count}"))
+
+    emit(result, as_json, render)
 
 
 # -- staged rollouts ---------------------------------------------------------------------
 
-rollout = click.Group("rollout", help="Staged rollouts that halt by themselves on failures.")
+rollout = command_group("rollout", "Staged rollouts that halt by themselves on failures.")
 group.add_command(rollout)
 
 
@@ -653,13 +702,13 @@ def posture(admin: AdminTarget, as_json: bool) -> None:
 
 # -- TLS ---------------------------------------------------------------------------------
 
-tls = click.Group("tls", help="The fleet server's TLS certificate.")
+tls = command_group("tls", "The fleet server's TLS certificate.")
 group.add_command(tls)
 
 
 @tls.command("renew")
 @click.option(
-    "--ca-key", type=_path,
+    "--ca-key", type=INPUT,
     help="The TLS CA key, when it is kept offline (see `fleet init --ca-key-output`).",
 )  # fmt: skip
 @click.option(
