@@ -117,6 +117,8 @@ class AdminClient:
         """Start a staged rollout (options: steps, halt_on_failure_rate, window_s,
         step_interval_s, min_reports)."""
         body = {"release_id": release_id, "cohort": cohort, **options}
+        if "halt_on_failure_rate" in body:  # a decimal string: the API takes no floats
+            body["halt_on_failure_rate"] = repr(float(body["halt_on_failure_rate"]))
         result: dict[str, Any] = self._client.json_request(
             "POST", f"{ADMIN_PATH}rollouts", body, ok=(201,)
         )

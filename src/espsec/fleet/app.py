@@ -80,6 +80,7 @@ MAX_DEVICE_BODY = 16 * 1024
 MAX_ADMIN_JSON = 64 * 1024
 MAX_RANGE_HEADER = 128
 _RANGE_NUMBER = re.compile(r"\d{19,}")
+_DECIMAL = re.compile(r"\d{1,3}(\.\d{1,9})?\Z")
 TICK_S = 5.0
 """Seconds between evaluations of running rollouts."""
 
@@ -384,9 +385,16 @@ def admin_routes(service: FleetService) -> list[BaseRoute]:
         if not isinstance(release_id, str) or not isinstance(cohort_name, str):
             raise FormatError("rollout: release_id and cohort must be strings", field="release_id")
         options: dict[str, Any] = {}
+        rate = obj.get("halt_on_failure_rate")
+        if rate is not None:  # a decimal string: the strict JSON carries no floats
+            if not isinstance(rate, str) or not _DECIMAL.match(rate):
+                raise FormatError(
+                    'rollout: halt_on_failure_rate must be a decimal string such as "0.05"',
+                    field="halt_on_failure_rate",
+                )
+            options["halt_on_failure_rate"] = float(rate)
         for key, kind in (
             ("steps", str),
-            ("halt_on_failure_rate", float),
             ("window_s", int),
             ("step_interval_s", int),
             ("min_reports", int),
@@ -394,8 +402,6 @@ def admin_routes(service: FleetService) -> list[BaseRoute]:
             value = obj.get(key)
             if value is None:
                 continue
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise FormatError(f"rollout: {key} must be a {kind.__name__}", field=key)
             options[key] = value

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from espsec.errors import EspsecError, UsageError
+from espsec.fleet.posture import weak_codes
 
 if TYPE_CHECKING:
     from espsec.ota.protocol import CheckIn, OutcomeReport
@@ -146,7 +147,7 @@ class DeviceRow:
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "posture": json.loads(self.posture) if self.posture else None,
-            "posture_flags": self.posture_flags.split(",") if self.posture_flags else [],
+            "posture_flags": list(weak_codes(self.posture_flags)),
             "cert_sha256": self.cert_sha256,
         }
 

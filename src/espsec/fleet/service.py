@@ -536,8 +536,8 @@ class FleetService:
             if row.state not in from_states:
                 raise Conflict(f"rollout {row.id} is {row.state}: it cannot {action}")
             values: dict[str, Any] = {"state": to_state, "updated_at": now}
-            if action == "resume":
-                values.update(window_from=now, step_started_at=now, halt_reason=None)
+            if action == "resume":  # outcomes count from the next second on
+                values.update(window_from=now + 1, step_started_at=now, halt_reason=None)
             counts = self.db.outcome_counts(
                 c, row.release_id, row.cohort, rollouts.window_start(row, now)
             )
