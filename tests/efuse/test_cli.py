@@ -33,7 +33,7 @@ def fingerprint(path: Path) -> str:
 @pytest.fixture(params=["esp32s3", "esp32p4"])
 def efile(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     path = tmp_path / "efuse.bin"
-    code, out, _ = run("new", "--chip", request.param, path)
+    code, out, _ = run("new", "--chip", request.param, "-o", path)
     assert code == 0 and "eFuse file written" in out
     return path
 
@@ -46,7 +46,7 @@ def keyfile(tmp_path: Path) -> Path:
 
 
 def test_new_refuses_to_overwrite(efile):
-    code, _, err = run("new", "--chip", "esp32s3", efile)
+    code, _, err = run("new", "--chip", "esp32s3", "-o", efile)
     assert code == 2 and "refusing to overwrite" in err
 
 
@@ -119,7 +119,7 @@ def test_policy_refusal_exits_1_and_allow_overrides(efile):
 
 def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32s3", path)
+    run("new", "--chip", "esp32s3", "-o", path)
     pub = sb_key_dir / "rsa3072.pub.pem"
     expected = secure_boot.key_digest(secure_boot.load_public_key(pub.read_bytes()))
     code, out, _ = run(
@@ -132,7 +132,7 @@ def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
         "burn-key-digest",
         "--efuse-file",
         path,
-        "--digest",
+        "--key-digest",
         digest,
         "BLOCK_KEY2",
         "SECURE_BOOT_DIGEST1",
@@ -145,17 +145,17 @@ def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
         "burn-key-digest",
         "--efuse-file",
         path,
-        "--digest",
+        "--key-digest",
         digest,
         "BLOCK_KEY3",
         "SECURE_BOOT_DIGEST2",
     )
-    assert code == 2 and "32 bytes, found 5" in err
+    assert code == 1 and "not a key digest (expected 32 bytes, found 5 bytes)" in err
 
 
 def test_p4_ecdsa_key_from_pem(tmp_path):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32p4", path)
+    run("new", "--chip", "esp32p4", "-o", path)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "ecdsa.pem"
     pem.write_bytes(
@@ -246,7 +246,7 @@ def test_file_without_sidecar_needs_chip(tmp_path):
 
 def test_wrong_key_pems_are_one_line_naming_the_file(tmp_path, sb_key_dir):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32p4", path)
+    run("new", "--chip", "esp32p4", "-o", path)
     before = fingerprint(path)
     pub = sb_key_dir / "ecdsa256.pub.pem"
     code, _, err = run("burn-key", "--efuse-file", path, "BLOCK_KEY2", pub, "ECDSA_KEY")
@@ -260,3 +260,36 @@ def test_wrong_key_pems_are_one_line_naming_the_file(tmp_path, sb_key_dir):
     assert code == 1 and err.count("\n") == 1
     assert f"{cert}: not a usable key file" in err and "found an X.509 certificate" in err
     assert fingerprint(path) == before
+
+
+def test_a_random_file_is_not_an_efuse_file_for_any_supported_chip(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 3)
+    code, _, err = run("summary", "--efuse-file", junk)
+    assert code == 1 and err == (
+        f"error: {junk}: not an eFuse file for any supported chip "
+        "(expected 512 bytes, found 768 bytes)\n"
+    )
+
+
+def test_new_writes_with_o_and_never_over_anything(tmp_path, efile):
+    code, out, _ = run("new", "--chip", "esp32s3", "-o", tmp_path / "second.bin", "--json")
+    assert code == 0 and json.loads(out)["efuse_file"] == str(tmp_path / "second.bin")
+    code, _, err = run("new", "--chip", "esp32s3", "-o", "-")
+    assert code == 2 and "give a file name, not -" in err
+
+
+def test_burn_key_digest_takes_the_digest_as_hex(efile):
+    digest = bytes(range(32))
+    code, _, err = run(
+        "burn-key-digest", "--efuse-file", efile, "--key-digest", digest.hex(), "BLOCK_KEY1",
+        "SECURE_BOOT_DIGEST0",
+    )  # fmt: skip
+    assert code == 0, err
+    assert efuse.load(efile).read_block("BLOCK_KEY1") == digest
+
+
+@pytest.mark.parametrize("port", ["socket://[::1", "socket://127.0.0.1:99999", "ftp://x"])
+def test_a_malformed_port_is_a_usage_error(port):
+    code, _, err = run("summary", "--port", port)
+    assert code == 2 and "expected a serial port or socket://HOST:PORT" in err

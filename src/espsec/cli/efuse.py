@@ -18,13 +18,24 @@ import click
 
 from espsec import efuse
 from espsec.chips import EFUSE_MODEL_CHIPS
-from espsec.cli._common import emit, json_option, source
+from espsec.cli._common import (
+    CHIP_PORT,
+    INPUT,
+    chip_option,
+    command_group,
+    emit,
+    json_option,
+    key_digest_slots,
+    output_option,
+    revision_option,
+    source,
+)
 from espsec.efuse import keys, workflow
 from espsec.efuse.plan import build_operations, parse_plan
 from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_plan_file
 from espsec.errors import UsageError
 
-group = click.Group("efuse", help="eFuses: summary, burns, burn plans, security state.")
+group = command_group("efuse", "eFuses: summary, burns, burn plans, security state.")
 
 _path = click.Path(dir_okay=False, path_type=Path)
 
@@ -40,17 +51,18 @@ def _file_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     command = click.option(
         "--port",
-        metavar="PORT",
+        type=CHIP_PORT,
         help="A chip in download mode: serial port or socket://HOST:PORT (device serve).",
     )(command)
     command = click.option(
         "--device",
+        metavar="DIR",
         type=click.Path(file_okay=False, exists=True, path_type=Path),
         help="A virtual device folder, reached through its download mode.",
     )(command)
-    command = click.option(
-        "--chip",
-        type=click.Choice(EFUSE_MODEL_CHIPS),
+    command = chip_option(
+        chips=EFUSE_MODEL_CHIPS,
+        required=False,
         help="Chip (needed only for a file without an espsec sidecar, e.g. from espefuse).",
     )(command)
     return click.option(
@@ -203,12 +215,28 @@ def _emit_burn(result: FileBurn, as_json: bool) -> None:
 
 
 @group.command("new")
-@click.option("--chip", type=click.Choice(EFUSE_MODEL_CHIPS), required=True)
-@click.argument("efuse_file", type=_path)
-def new_cmd(chip: str, efuse_file: Path) -> None:
-    """Create a fresh virtual eFuse FILE (all zeros) and its sidecar."""
-    efuse.create(efuse_file, chip)
-    click.echo(f"{efuse.layout_for(chip).chip.display_name} eFuse file written to {efuse_file}")
+@chip_option(chips=EFUSE_MODEL_CHIPS)
+@revision_option(
+    "Wafer revision: its WAFER_VERSION eFuses are set, so espefuse --virt reads the file "
+    "with that revision's eFuse table (ESP32-P4 v3.0+: esp32p4_v3.0) [default: a blank "
+    "file, v0.0, as espefuse --virt starts]."
+)
+@output_option(help="The new eFuse file (its sidecar is written beside it); never overwritten.")
+@json_option
+def new_cmd(chip: str, revision: int | None, output: Path, as_json: bool) -> None:
+    """Create a fresh virtual eFuse file (all zeros but the wafer revision) and its sidecar."""
+    if str(output) == "-":
+        raise UsageError("an eFuse file is kept beside its sidecar: give a file name, not -")
+    made = efuse.create(output, chip, revision)
+    name = made.layout.chip.display_name
+    version = f"v{made.revision // 100}.{made.revision % 100}"
+    report = {
+        "chip": made.chip,
+        "revision": version,
+        "efuse_file": str(output),
+        "sidecar": str(efuse.sidecar_path(output)),
+    }
+    emit(report, as_json, lambda: click.echo(f"{name} {version} eFuse file written to {output}"))
 
 
 @group.command("summary")
@@ -342,10 +370,10 @@ def burn_key_cmd(
 @_file_options
 @click.argument("args", nargs=-1, required=True, metavar="BLOCK [PUBKEY] PURPOSE")
 @click.option(
-    "--digest",
-    "digest_file",
-    type=_path,
-    help="32 raw digest bytes (espsecure digest-sbv2-public-key) instead of PUBKEY.",
+    "--key-digest",
+    metavar="HEX_OR_FILE",
+    help="The key digest instead of PUBKEY: 64 hex digits, or a file of 32 bytes "
+    "(espsecure digest-sbv2-public-key).",
 )
 @click.option("--no-write-protect", is_flag=True, help="Leave the digest block writable.")
 @_allow
@@ -354,23 +382,26 @@ def burn_key_digest_cmd(
     efuse_file: Path,
     chip: str | None,
     args: tuple[str, ...],
-    digest_file: Path | None,
+    key_digest: str | None,
     no_write_protect: bool,
     allow: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Burn a Secure Boot v2 public key's digest into BLOCK as SECURE_BOOT_DIGESTn."""
-    efuses = _load(efuse_file, chip)
-    if digest_file is not None:
+    if key_digest is not None:
         if len(args) != 2:
-            raise UsageError("with --digest, give BLOCK PURPOSE")
+            raise UsageError("with --key-digest, give BLOCK PURPOSE")
         block, purpose = args
-        digest = keys.read_digest_file(digest_file)
+        if key_digest == "-":
+            raise UsageError("--key-digest: give 64 hex digits or a file, not -")
+        digest = key_digest_slots((key_digest,))[0]
+        assert digest is not None
     else:
         if len(args) != 3:
-            raise UsageError("give BLOCK PUBKEY PURPOSE (or --digest FILE and BLOCK PURPOSE)")
+            raise UsageError("give BLOCK PUBKEY PURPOSE (or --key-digest and BLOCK PURPOSE)")
         block, pub, purpose = args
         digest = keys.read_public_key_digest(pub, _secure_boot_digest)
+    efuses = _load(efuse_file, chip)
     ops = [efuse.BurnKeyDigest(block, digest, purpose, write_protect=not no_write_protect)]
     _emit_burn(burn_file(efuses, efuse_file, ops, allow=allow), as_json)
 
@@ -409,7 +440,7 @@ _protect_command(
 
 @group.command("plan")
 @_file_options
-@click.argument("plan_file", type=_path)
+@click.argument("plan_file", metavar="PLAN", type=INPUT)
 @click.option("--apply", "apply", is_flag=True, help="Burn the plan if nothing refuses it.")
 @_allow
 @json_option
@@ -421,9 +452,9 @@ def plan_cmd(
     allow: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Show every bit a PLAN_FILE would change and what it risks; --apply burns it.
+    """Show every bit a PLAN would change and what it risks; --apply burns it.
 
-    PLAN_FILE has one espefuse-like command per line, e.g.
+    PLAN has one espefuse-like command per line, e.g.
     ``burn-key BLOCK_KEY0 key.bin XTS_AES_128_KEY`` or ``burn-efuse SPI_BOOT_CRYPT_CNT 1``;
     file names are relative to the plan. Exit 1 when the plan is refused.
     """
