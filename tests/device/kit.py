@@ -93,9 +93,11 @@ def device(
     chip: str = "esp32s3",
     flash_size: int = FLASH_SIZE,
     extra: Sequence[tuple[int, bytes, str]] = (),
+    revision: int | None = None,
 ) -> VirtualDevice:
-    """A blank chip with bootloader, table and apps flashed over UART (plaintext)."""
-    dev = VirtualDevice.new(chip, flash_size, config=config)
+    """A blank chip (the newest revision, unless ``revision``) with bootloader, table
+    and apps flashed over UART (plaintext)."""
+    dev = VirtualDevice.new(chip, flash_size, config=config, revision=revision)
     files = [
         (get_chip(chip).bootloader_offset, boot, "bootloader"),
         (TABLE_OFFSET, table.to_bytes(), "partition table"),

@@ -157,6 +157,11 @@ class Chip:
     gated_schemes: tuple[GatedScheme, ...] = ()
     """Schemes of :attr:`secure_boot_schemes` the ROM accepts only on some revisions and
     with an eFuse burned (see :meth:`rom_schemes`)."""
+    xts_pseudo_round_since: int | None = None
+    """``spi_flash_encrypt_ll_is_pseudo_rounds_function_supported`` on an eFuse-modelled
+    chip: the build's minimum chip revision (``CONFIG_ESP_REV_MIN_FULL``, the bootloader
+    header's ``min_chip_rev_full``) from which the first boot burns
+    ``XTS_DPA_PSEUDO_LEVEL`` (ESP32-P4: v3.0); ``None``: it never does."""
     efuse_tables: tuple[EfuseTable, ...] = ()
     """The eFuse layouts espsec models the chip with, oldest first; empty: no eFuse model,
     and so no virtual device."""
@@ -368,6 +373,8 @@ CHIPS: dict[str, Chip] = {
             peripherals=frozenset({"hmac", "ds", "ecdsa"}),
             notes="ECDSA P-384 Secure Boot needs chip revision v3.0+ (SECURE_BOOT_SHA384_EN)",
             gated_schemes=(GatedScheme(ECDSA384, since=300, efuse="SECURE_BOOT_SHA384_EN"),),
+            # esp_hal_mspi/esp32p4/.../spi_flash_encrypted_ll.h: CHIP_SUPPORT_MIN_REV >= 300.
+            xts_pseudo_round_since=300,
             extra_soc_caps=_COMMON_CAPS
             | {
                 "SOC_ECDSA_SUPPORT_CURVE_P384",

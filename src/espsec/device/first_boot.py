@@ -9,14 +9,15 @@ with these features and finds them off in eFuses:
    signed by one of them; revoke the unused digest slots; then
    ``<chip>/secure_boot_secure_features.c: esp_secure_boot_enable_secure_features``
    (``DIS_DIRECT_BOOT``, ROM download mode, JTAG, aggressive revocation,
+   ``SECURE_BOOT_SHA384_EN`` for an ECDSA-P384 build on ESP32-P4 v3.0+,
    ``SECURE_BOOT_EN``, ``WR_DIS_RD_DIS``). One eFuse batch.
 2. ``flash_encryption/flash_encrypt.c``: ``esp_flash_encrypt_init`` (generate the XTS-AES
    key, or use one already burned and protected; ``esp_flash_encryption_enable_secure_
-   features``; one batch), ``esp_flash_encrypt_contents`` (bootloader, partition table,
-   then every partition that must be encrypted, each in place sector by sector: read,
-   erase, write through the engine), then ``esp_flash_encrypt_enable`` (burn
-   ``SPI_BOOT_CRYPT_CNT``: one more bit in development mode, all bits in release mode),
-   and the bootloader resets.
+   features``, with ``XTS_DPA_PSEUDO_LEVEL`` on an ESP32-P4 build for v3.0+; one batch),
+   ``esp_flash_encrypt_contents`` (bootloader, partition table, then every partition
+   that must be encrypted, each in place sector by sector: read, erase, write through
+   the engine), then ``esp_flash_encrypt_enable`` (burn ``SPI_BOOT_CRYPT_CNT``: one more
+   bit in development mode, all bits in release mode), and the bootloader resets.
 
 Everything the real chip does not make power-loss safe is not made so here: a cut after
 the in-place encryption started and before ``SPI_BOOT_CRYPT_CNT`` is burned leaves
@@ -28,6 +29,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from espsec.chips import revision_name
 from espsec.device.hardware import Hardware
 from espsec.device.image_check import (
     LoadedImage,
@@ -266,6 +268,7 @@ def _secure_boot_secure_features(
         notes.append("disabling hardware & software JTAG")
     if config.secure_boot_enable_aggressive_key_revoke:
         tx.burn("SECURE_BOOT_AGGRESSIVE_REVOKE", 1)
+    notes += _secure_boot_scheme_efuse(efuses, config, tx)
     tx.burn("SECURE_BOOT_EN", 1)
     if config.secure_boot_v2_allow_efuse_rd_dis:
         notes.append("allowing read disabling of additional eFuses - SECURITY COMPROMISED")
@@ -273,6 +276,28 @@ def _secure_boot_secure_features(
         tx.write_protect("RD_DIS")
         notes.append("preventing read disabling of additional eFuses (WR_DIS_RD_DIS)")
     return notes
+
+
+def _secure_boot_scheme_efuse(
+    efuses: Efuses, config: BootloaderConfig, tx: Transaction
+) -> list[str]:
+    """``CONFIG_SECURE_BOOT_ECDSA_KEY_LEN_384_BITS``: burn ``SECURE_BOOT_SHA384_EN`` so
+    the ROM verifies ECDSA-P384 (the chip's gated scheme) from the next boot on."""
+    chip = efuses.layout.chip
+    gate = chip.gate(config.secure_boot_scheme)
+    if gate is None:
+        return []
+    revision = efuses.revision
+    if revision < gate.since or not efuses.layout.has_field(gate.efuse):
+        # ESP-IDF offers the scheme only for builds of v3.0+ (Kconfig: depends on
+        # !ESP32P4_SELECTS_REV_LESS_V3), whose bootloader refuses an older chip.
+        raise FirstBootError(
+            f"{gate.scheme} Secure Boot needs {chip.display_name} {revision_name(gate.since)} "
+            f"or later ({gate.efuse}); this chip is {revision_name(revision)}",
+            step="esp_secure_boot_enable_secure_features",
+        )
+    tx.burn(gate.efuse, 1)
+    return [f"enabling {gate.scheme} verification in the ROM ({gate.efuse})"]
 
 
 def _rom_download_mode(efuses: Efuses, config: BootloaderConfig, tx: Transaction) -> list[str]:
@@ -381,6 +406,7 @@ def _flash_encryption_secure_features(
         tx.burn("DIS_PAD_JTAG", 1).burn("DIS_USB_JTAG", 1)
         notes.append("disabling JTAG (DIS_PAD_JTAG, DIS_USB_JTAG)")
     tx.burn("DIS_DIRECT_BOOT", 1)
+    notes += _pseudo_rounds(hw, config, tx)
     if config.secure_boot_v2_enabled and not config.secure_boot_v2_allow_efuse_rd_dis:
         tx.write_protect("RD_DIS")
         notes.append("preventing read disabling of additional eFuses (WR_DIS_RD_DIS)")
@@ -391,6 +417,25 @@ def _flash_encryption_secure_features(
         tx.write_protect("DIS_ICACHE")
         notes.append("write-protecting DIS_ICACHE (WR_DIS bit 2)")
     return notes
+
+
+def _pseudo_rounds(hw: Hardware, config: BootloaderConfig, tx: Transaction) -> list[str]:
+    """``CONFIG_SECURE_FLASH_PSEUDO_ROUND_FUNC``: burn ``XTS_DPA_PSEUDO_LEVEL`` with the
+    configured strength when ``spi_flash_encrypt_ll_is_pseudo_rounds_function_supported``
+    (ESP32-P4: the build's minimum chip revision, ``CHIP_SUPPORT_MIN_REV``, is v3.0+)."""
+    since = hw.chip.xts_pseudo_round_since
+    if not config.secure_flash_pseudo_round_func or since is None:
+        return []
+    bootloader = load_bootloader_image(hw, config, decrypt=False)
+    build_min = bootloader.image.header.min_chip_rev_full if bootloader.image else 0
+    if build_min < since or not hw.efuses.layout.has_field("XTS_DPA_PSEUDO_LEVEL"):
+        return [
+            "XTS-AES pseudo rounds not enabled: the build supports chips before "
+            f"{revision_name(since)} (minimum revision {revision_name(build_min)})"
+        ]
+    level = config.secure_flash_pseudo_round_func_strength
+    tx.burn("XTS_DPA_PSEUDO_LEVEL", level)
+    return [f"enabling the XTS-AES pseudo rounds function (XTS_DPA_PSEUDO_LEVEL = {level})"]
 
 
 def encrypt_region(hw: Hardware, what: str, offset: int, length: int) -> None:

@@ -88,6 +88,19 @@ class Hardware:
     def chip_rev(self) -> int:
         return chip_revision(self.efuses)
 
+    @property
+    def rom_schemes(self) -> frozenset[str]:
+        """The Secure Boot v2 schemes this chip's ROM verifies, for its revision and
+        eFuses (ESP32-P4: ECDSA-P384 from v3.0, and only with ``SECURE_BOOT_SHA384_EN``;
+        with it, only ECDSA-P384)."""
+        efuses = self.efuses
+        burned = frozenset(
+            g.efuse
+            for g in self.chip.gated_schemes
+            if efuses.layout.has_field(g.efuse) and efuses.get_int(g.efuse)
+        )
+        return self.chip.rom_schemes(self.chip_rev, burned)
+
     # -- eFuses ----------------------------------------------------------------------
 
     def burn(

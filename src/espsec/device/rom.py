@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from espsec.chips import revision_name
 from espsec.device.hardware import Hardware
 from espsec.device.image_check import LoadedImage, SignaturePolicy, efuse_trust, load_image
 from espsec.device.image_check import revoked_by_failure as _revoked
@@ -60,8 +61,19 @@ def rom_stage(hw: Hardware, *, dry_run: bool = False) -> RomResult:
     policy = None
     if state.secure_boot_enabled:
         trust = efuse_trust(hw.efuses)
-        policy = SignaturePolicy.of(trust, hw.chip.secure_boot_schemes)
+        schemes = hw.rom_schemes
+        policy = SignaturePolicy.of(trust, schemes)
         log.note(f"SECURE_BOOT_EN = 1: verifying the bootloader against {trust.source}")
+        for gate in hw.chip.gated_schemes:
+            if gate.scheme in schemes:
+                log.note(f"{gate.efuse} = 1: the ROM verifies {gate.scheme} signatures only")
+            elif hw.chip_rev < gate.since:
+                log.note(
+                    f"{hw.chip.display_name} {revision_name(hw.chip_rev)} ROM: no {gate.scheme} "
+                    f"Secure Boot (from {revision_name(gate.since)})"
+                )
+            else:
+                log.note(f"{gate.efuse} = 0: the ROM does not verify {gate.scheme} signatures")
     else:
         log.note("SECURE_BOOT_EN = 0: bootloader not verified")
     try:

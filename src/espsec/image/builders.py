@@ -176,15 +176,18 @@ def build_bootloader_image(
     version: int = 1,
     secure_version: int = 0,
     idf_ver: str = "v5.5",
+    min_chip_rev_full: int = 0,
 ) -> bytes:
     """A valid second-stage bootloader image with an ``esp_bootloader_desc_t`` at 0x20.
 
     ``version`` is ``CONFIG_BOOTLOADER_PROJECT_VER``; ``secure_version`` the one-byte
-    bootloader anti-rollback version.
+    bootloader anti-rollback version; ``min_chip_rev_full`` the build's
+    ``CONFIG_ESP_REV_MIN_FULL`` (e.g. 301 for an ESP-IDF v6.0 ESP32-P4 build).
     """
     addrs = _addresses(chip)
     _check(version, 32, "version")
     _check(secure_version, 8, "secure_version")
+    _check(min_chip_rev_full, 16, "min_chip_rev_full")
     try:
         desc = BootloaderDesc(
             version=version,
@@ -207,7 +210,9 @@ def build_bootloader_image(
         spi_size=FLASH_SIZE_2MB,
         entry_addr=addrs.bootloader_iram + 0x3000 + 0x100,
         chip_id=chip.image_chip_id,
-        max_chip_rev_full=chip.rev_max_full,
+        min_chip_rev=min_chip_rev_full // 100,
+        min_chip_rev_full=min_chip_rev_full,
+        max_chip_rev_full=max(chip.rev_max_full, min_chip_rev_full // 100 * 100 + 99),
         hash_appended=True,
     )
     return EspImage.create(header, segments).to_bytes()

@@ -313,6 +313,10 @@ class BootloaderConfig:
         "SECURE_FLASH_ENCRYPT_ONLY_IMAGE_LEN_IN_APP_PART"
     )
     secure_flash_check_enc_en_in_app = _Bool("SECURE_FLASH_CHECK_ENC_EN_IN_APP")
+    secure_flash_pseudo_round_func = _Bool("SECURE_FLASH_PSEUDO_ROUND_FUNC")
+    """The first boot burns ``XTS_DPA_PSEUDO_LEVEL`` (where the build's chip has it)."""
+    secure_flash_pseudo_round_func_strength = _Int("SECURE_FLASH_PSEUDO_ROUND_FUNC_STRENGTH")
+    """1 low, 2 moderate, 3 high; read only with :attr:`secure_flash_pseudo_round_func`."""
     bootloader_app_rollback_enable = _Bool("BOOTLOADER_APP_ROLLBACK_ENABLE")
     bootloader_app_anti_rollback = _Bool("BOOTLOADER_APP_ANTI_ROLLBACK")
     bootloader_app_secure_version = _Int("BOOTLOADER_APP_SECURE_VERSION")
