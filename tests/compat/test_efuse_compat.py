@@ -253,7 +253,7 @@ def test_espefuse_cli_reads_our_cli_burns(tmp_path):
     def ours(*args: object) -> str:
         return run_tool("espsec", "efuse", *args).stdout
 
-    ours("new", "--chip", "esp32s3", "-o", path)
+    ours("new", "--chip", "esp32s3", "--efuse-file", path)
     ours("burn-key", "--efuse-file", path, "BLOCK_KEY0", key, "XTS_AES_128_KEY")
     ours("burn", "--efuse-file", path, "SPI_BOOT_CRYPT_CNT", "1")
     base = ("--chip", "esp32s3", "--virt", "--path-efuse-file", path, "--do-not-confirm")

@@ -33,7 +33,7 @@ def fingerprint(path: Path) -> str:
 @pytest.fixture(params=["esp32s3", "esp32p4"])
 def efile(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     path = tmp_path / "efuse.bin"
-    code, out, _ = run("new", "--chip", request.param, "-o", path)
+    code, out, _ = run("new", "--chip", request.param, "--efuse-file", path)
     assert code == 0 and "eFuse file written" in out
     return path
 
@@ -46,7 +46,7 @@ def keyfile(tmp_path: Path) -> Path:
 
 
 def test_new_refuses_to_overwrite(efile):
-    code, _, err = run("new", "--chip", "esp32s3", "-o", efile)
+    code, _, err = run("new", "--chip", "esp32s3", "--efuse-file", efile)
     assert code == 2 and "refusing to overwrite" in err
 
 
@@ -119,7 +119,7 @@ def test_policy_refusal_exits_1_and_allow_overrides(efile):
 
 def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32s3", "-o", path)
+    run("new", "--chip", "esp32s3", "--efuse-file", path)
     pub = sb_key_dir / "rsa3072.pub.pem"
     expected = secure_boot.key_digest(secure_boot.load_public_key(pub.read_bytes()))
     code, out, _ = run(
@@ -155,7 +155,7 @@ def test_burn_key_digest_from_pem_and_from_digest_file(tmp_path, sb_key_dir):
 
 def test_p4_ecdsa_key_from_pem(tmp_path):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32p4", "-o", path)
+    run("new", "--chip", "esp32p4", "--efuse-file", path)
     key = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "ecdsa.pem"
     pem.write_bytes(
@@ -246,7 +246,7 @@ def test_file_without_sidecar_needs_chip(tmp_path):
 
 def test_wrong_key_pems_are_one_line_naming_the_file(tmp_path, sb_key_dir):
     path = tmp_path / "e.bin"
-    run("new", "--chip", "esp32p4", "-o", path)
+    run("new", "--chip", "esp32p4", "--efuse-file", path)
     before = fingerprint(path)
     pub = sb_key_dir / "ecdsa256.pub.pem"
     code, _, err = run("burn-key", "--efuse-file", path, "BLOCK_KEY2", pub, "ECDSA_KEY")
@@ -272,11 +272,15 @@ def test_a_random_file_is_not_an_efuse_file_for_any_supported_chip(tmp_path):
     )
 
 
-def test_new_writes_with_o_and_never_over_anything(tmp_path, efile):
-    code, out, _ = run("new", "--chip", "esp32s3", "-o", tmp_path / "second.bin", "--json")
-    assert code == 0 and json.loads(out)["efuse_file"] == str(tmp_path / "second.bin")
-    code, _, err = run("new", "--chip", "esp32s3", "-o", "-")
-    assert code == 2 and "give a file name, not -" in err
+def test_new_makes_the_efuse_file_and_never_writes_over_anything(tmp_path):
+    path = tmp_path / "e.bin"
+    code, out, _ = run("new", "--chip", "esp32s3", "--efuse-file", path, "--json")
+    assert code == 0 and json.loads(out)["efuse_file"] == str(path)
+    assert efuse.sidecar_path(path).stat().st_mode & 0o077 == 0
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    code, _, err = run("new", "--chip", "esp32s3", "--efuse-file", link)
+    assert code == 2 and "refusing to overwrite" in err and not (tmp_path / "nowhere").exists()
 
 
 def test_burn_key_digest_takes_the_digest_as_hex(efile):

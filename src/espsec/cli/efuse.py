@@ -26,7 +26,6 @@ from espsec.cli._common import (
     emit,
     json_option,
     key_digest_slots,
-    output_option,
     revision_option,
     source,
 )
@@ -221,22 +220,29 @@ def _emit_burn(result: FileBurn, as_json: bool) -> None:
     "with that revision's eFuse table (ESP32-P4 v3.0+: esp32p4_v3.0) [default: a blank "
     "file, v0.0, as espefuse --virt starts]."
 )
-@output_option(help="The new eFuse file (its sidecar is written beside it); never overwritten.")
+@click.option(
+    "--efuse-file",
+    "efuse_file",
+    type=_path,
+    required=True,
+    help="The eFuse file to create (its 0600 sidecar beside it); never overwritten.",
+)
 @json_option
-def new_cmd(chip: str, revision: int | None, output: Path, as_json: bool) -> None:
-    """Create a fresh virtual eFuse file (all zeros but the wafer revision) and its sidecar."""
-    if str(output) == "-":
-        raise UsageError("an eFuse file is kept beside its sidecar: give a file name, not -")
-    made = efuse.create(output, chip, revision)
+def new_cmd(chip: str, revision: int | None, efuse_file: Path, as_json: bool) -> None:
+    """Create a fresh virtual eFuse file (all zeros but the wafer revision) and its sidecar:
+    the --efuse-file the other commands act on."""
+    made = efuse.create(efuse_file, chip, revision)
     name = made.layout.chip.display_name
     version = f"v{made.revision // 100}.{made.revision % 100}"
     report = {
         "chip": made.chip,
         "revision": version,
-        "efuse_file": str(output),
-        "sidecar": str(efuse.sidecar_path(output)),
+        "efuse_file": str(efuse_file),
+        "sidecar": str(efuse.sidecar_path(efuse_file)),
     }
-    emit(report, as_json, lambda: click.echo(f"{name} {version} eFuse file written to {output}"))
+    emit(
+        report, as_json, lambda: click.echo(f"{name} {version} eFuse file written to {efuse_file}")
+    )
 
 
 @group.command("summary")
