@@ -21,7 +21,7 @@ from espsec.secure_boot.signature_block import (
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
-def image_digest(content: bytes, scheme: str) -> bytes:
+def image_digest(content: bytes | memoryview, scheme: str) -> bytes:
     """The digest a block of ``scheme`` records for ``content`` (SHA-384 for P-384)."""
     return hashlib.new(hash_name(scheme), content).digest()
 

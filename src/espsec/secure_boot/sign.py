@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from espsec.chips import RSA3072, Chip, chip_by_image_id
 from espsec.errors import FormatError, UsageError, VerificationError
@@ -27,6 +28,8 @@ from espsec.secure_boot.signature_block import (
 )
 from espsec.secure_boot.signer import Signer, as_signers
 
+_Buffer = TypeVar("_Buffer", bytes, memoryview)
+
 
 @dataclass(frozen=True)
 class ExternalSignature:
@@ -45,8 +48,10 @@ def pad_to_sector(image: bytes) -> bytes:
     return image + b"\xff" * (-len(image) % SECTOR_SIZE)
 
 
-def split_signed(signed: bytes) -> tuple[bytes, bytes]:
+def split_signed(signed: _Buffer) -> tuple[_Buffer, _Buffer]:
     """Split a signed image into (signed content, signature sector), checking alignment.
+
+    Given a ``memoryview``, returns views (no copy of megabytes of content).
 
     An image that cannot end in a signature sector (not 4 KiB-aligned, or shorter than
     content plus sector) is reported as not signed.

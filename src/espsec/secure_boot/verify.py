@@ -100,7 +100,7 @@ class _Digests:
     """The content's digest per scheme, each computed once (the content is megabytes;
     every block of a scheme records the same digest)."""
 
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: memoryview) -> None:
         self.content = content
         self._by_hash: dict[str, bytes] = {}
 
@@ -163,11 +163,11 @@ def verify(
     """
     if not keys and key_digests is None:
         raise UsageError("verify needs a key or a set of eFuse key digests to trust")
-    content, sector = split_signed(signed)
+    content, sector = split_signed(memoryview(signed))  # hashed in place, not copied
     trusted: list[tuple[int | None, bytes]] = [(None, key_digest(k)) for k in keys]
     if key_digests is not None:
         trusted += [(n, d) for n, d in enumerate(key_digests) if d is not None]
-    slots = read_sector(sector, offset=len(content))
+    slots = read_sector(bytes(sector), offset=len(content))
     digests = _Digests(content)
     return VerifyReport(tuple(_check_slot(s, digests, trusted, revoked) for s in slots))
 
@@ -198,10 +198,10 @@ class BlockInfo:
 
 def info(signed: bytes) -> list[BlockInfo]:
     """Describe each block position of a signed image's signature sector."""
-    content, sector = split_signed(signed)
+    content, sector = split_signed(memoryview(signed))
     digests = _Digests(content)
     result = []
-    for slot in read_sector(sector, offset=len(content)):
+    for slot in read_sector(bytes(sector), offset=len(content)):
         offset = len(content) + slot.index * BLOCK_SIZE
         block = slot.block
         if block is None:
