@@ -382,3 +382,92 @@ def _secure_cert_pub(kit: Kit) -> Invocation:
 def _cert_bundle_build(kit: Kit) -> Invocation:
     cert = kit.certificate()
     return Invocation(["cert-bundle", "build", "-o", OUT, str(cert)], [cert])
+
+
+# -- device, prov, fleet ----------------------------------------------------------------
+
+
+def device_folder(kit: Kit, name: str = "dev") -> Path:
+    """A virtual ESP32-S3 with a bootloader and a plain app in ota_0 (no Secure Boot, no
+    flash encryption): every app-side command runs on it. Made once per folder."""
+    folder = kit.folder / name
+    if not folder.exists():
+        from espsec.image.partition_table import PartitionTable
+
+        from ..device.kit import OTA0, OTA_TABLE, PLAIN, app, bootloader, device
+
+        csv = OTA_TABLE.to_csv() + "esp_secure_cert, 0x3F, , 0x71000, 0x2000, encrypted\n"
+        table = PartitionTable.from_csv(csv)
+        device(PLAIN, boot=bootloader(), apps={OTA0: app("1.0.0", 1)}, table=table).save(folder)
+    return folder
+
+
+def identity_device(kit: Kit) -> Path:
+    """:func:`device_folder` with a device identity (an RSA key in the DS peripheral)."""
+    folder = kit.folder / "dev-id"
+    if not folder.exists():
+        from espsec.device import VirtualDevice
+        from espsec.device.identity import provision_identity
+
+        device_folder(kit, name="dev-id")
+        dev = VirtualDevice.open(folder)
+        ca_cert, ca_key = _device_ca()
+        provision_identity(dev, "dev-1", ca_cert, ca_key)  # type: ignore[arg-type]
+        dev.save()
+    return folder
+
+
+def hmac_device(kit: Kit) -> Path:
+    """:func:`device_folder` with an ``HMAC_UP`` key in ``BLOCK_KEY5`` (ECIES OTA)."""
+    folder = kit.folder / "dev-hmac"
+    if not folder.exists():
+        from espsec import efuse
+
+        device_folder(kit, name="dev-hmac")
+        chip = efuse.load(folder / "efuse.bin")
+        efuse.burn_key(chip, "BLOCK_KEY5", bytes(range(32)), "HMAC_UP")
+        efuse.save(chip, folder / "efuse.bin")
+    return folder
+
+
+@functools.cache
+def _device_ca() -> tuple[object, object]:
+    from espsec.identity.tls import generate_device_ca
+
+    return generate_device_ca()
+
+
+@case("device sign")
+def _device_sign(kit: Kit) -> Invocation:
+    folder, data = identity_device(kit), kit.data()
+    return Invocation(["device", "sign", str(folder), str(data), "-o", OUT], [data])
+
+
+@case("device provision-ota --pub-key-output")
+def _device_provision_ota(kit: Kit) -> Invocation:
+    folder, ca, manifest = hmac_device(kit), kit.certificate(), kit.sb_pub("ecdsa256")
+    argv = ["device", "provision-ota", str(folder), "--server", "https://fleet.example"]
+    argv += ["--ca", str(ca), "--manifest-key", str(manifest), "--device-id", "dev-1"]
+    argv += ["--hmac-key-block", "BLOCK_KEY5", "--pub-key-output", OUT]
+    return Invocation(argv, [ca, manifest])
+
+
+@case("prov gen-sec2-cred")
+def _prov_gen_sec2_cred(kit: Kit) -> Invocation:
+    password = kit.file("password", b"wifi-password\n", mode=0o600)
+    argv = ["prov", "gen-sec2-cred", "--sec2-username", "wifiprov"]
+    return Invocation([*argv, "--sec2-password-file", str(password), "-o", OUT], [password])
+
+
+@case("fleet init --token-output", secret=True)
+def _fleet_init_token(kit: Kit) -> Invocation:
+    pub = kit.sb_pub()
+    argv = ["fleet", "init", "--pub-key", str(pub), "--token-output", OUT]
+    return Invocation([*argv, str(kit.new("fleet"))], [pub])
+
+
+@case("fleet init --ca-key-output", secret=True)
+def _fleet_init_ca_key(kit: Kit) -> Invocation:
+    pub = kit.sb_pub()
+    argv = ["fleet", "init", "--pub-key", str(pub), "--ca-key-output", OUT]
+    return Invocation([*argv, str(kit.new("fleet"))], [pub])
