@@ -20,6 +20,7 @@ from espsec.errors import EspsecError
 from espsec.identity import ds
 from espsec.identity import secure_cert as sc
 from espsec.identity.cert_bundle import CertBundle
+from espsec.identity.ecdsa import EcdsaCurve
 from espsec.identity.tls import (
     ClientKey,
     ServerTrust,
@@ -283,3 +284,62 @@ def test_device_sign_with_a_ds_blob_for_another_hmac_key_is_one_line_and_writes_
     res = CliRunner().invoke(main, ["device", "sign", str(folder), str(data), "-o", str(out)])
     assert res.exit_code == 1 and not out.exists()
     assert res.output.count("\n") == 1 and "ESP_ERR_HW_CRYPTO_DS_INVALID_DIGEST" in res.output
+
+
+def test_p384_identity_on_p4_v3_is_two_read_protected_key_blocks_and_signs_via_cli(
+    tmp_path: Path, device_ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+) -> None:
+    ca_cert, ca_key = device_ca
+    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ca.key").write_bytes(
+        ca_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    folder = tmp_path / "dev"
+    runner = CliRunner()
+    res = runner.invoke(
+        main, ["device", "create", "--chip", "esp32p4", "--revision", "v3.1", str(folder)]
+    )
+    assert res.exit_code == 0, res.output
+    dev = VirtualDevice.open(folder)
+    dev.write_files([(0x8000, TABLE.to_bytes(), "partition table")])
+    dev.save()
+    res = runner.invoke(
+        main,
+        [
+            "device", "provision-identity", str(folder), "--device-id", "p4-384",
+            "--ca", str(tmp_path / "ca.pem"), "--ca-key", str(tmp_path / "ca.key"),
+            "--key-block", "BLOCK_KEY2", "--curve", "P-384",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    dev = VirtualDevice.open(folder)
+    layout = dev.efuses.layout
+    names = [layout.purpose_name(dev.efuses.key_purpose(b)) for b in layout.key_blocks]
+    assert names[2:4] == ["ECDSA_KEY_P384_H", "ECDSA_KEY_P384_L"]
+    assert dev.efuses.read_block("BLOCK_KEY2") == dev.efuses.read_block("BLOCK_KEY3") == bytes(32)
+    identity = read_identity(dev)
+    assert identity.contents.ecdsa_key_id == 2  # SEC_CFG names the block burn-key was given
+    public = identity.certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp384r1"
+    data, out = tmp_path / "msg.bin", tmp_path / "msg.sig"
+    data.write_bytes(b"rehearsal")
+    res = runner.invoke(main, ["device", "sign", str(folder), str(data), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    public.verify(out.read_bytes(), b"rehearsal", ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(InvalidSignature):
+        public.verify(out.read_bytes(), b"rehearsaL", ec.ECDSA(hashes.SHA384()))
+
+
+def test_p384_identity_is_refused_on_a_p4_before_v3_and_burns_nothing(
+    device_ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+) -> None:
+    dev = VirtualDevice.new("esp32p4", 1 << 20, revision=100)
+    dev.write_files([(0x8000, TABLE.to_bytes(), "partition table")])
+    before = dev.efuses.copy()
+    with pytest.raises(EspsecError, match=r"P-384 needs .* v1\.0 cannot hold them"):
+        provision_identity(dev, "p4-old", *device_ca, curve=EcdsaCurve.P384)
+    assert dev.efuses == before

@@ -101,3 +101,48 @@ def test_refuses_empty_key_block() -> None:
 def test_esp32s3_has_no_ecdsa_peripheral() -> None:
     with pytest.raises(UnsupportedError, match="ESP32-S3 has no ECDSA peripheral"):
         EcdsaPeripheral.of(efuse.new("esp32s3"))
+
+
+def test_p384_key_over_two_blocks_matches_esp_idf_vectors_on_p4_v3() -> None:
+    """ESP32-P4 v3.0+: ``burn-key BLOCK_KEY3 key.pem ECDSA_KEY_P384`` puts the high half in
+    BLOCK_KEY3 (ECDSA_KEY_P384_H) and the low half in the next free block (_L)."""
+    chip = efuse.new("esp32p4", 301)
+    scalar = _key(384).private_numbers().private_value.to_bytes(48, "big")
+    efuse.burn_key(chip, "BLOCK_KEY3", scalar, "ECDSA_KEY_P384")
+    peripheral = EcdsaPeripheral.of(chip)
+    assert peripheral.supports(EcdsaCurve.P384)
+    assert peripheral.p384_key_id(3) == (3, 4)
+    public = peripheral.export_public_key((3, 4), EcdsaCurve.P384)
+    numbers = public.public_numbers()
+    assert (numbers.x, numbers.y) == (_le("ecdsa384_pub_x"), _le("ecdsa384_pub_y"))
+    upstream = encode_dss_signature(_le("ecdsa384_r"), _le("ecdsa384_s"))
+    public.verify(upstream, SHA, ec.ECDSA(Prehashed(hashes.SHA384())))
+    ours = peripheral.sign((3, 4), EcdsaCurve.P384, SHA)
+    public.verify(ours.der(), SHA, ec.ECDSA(Prehashed(hashes.SHA384())))
+    with pytest.raises(EcdsaError, match="key purpose ECDSA_KEY_P384_L; expected ECDSA_KEY_P384_H"):
+        peripheral.export_public_key((4, 3), EcdsaCurve.P384)  # halves swapped
+
+
+def test_p192_has_its_own_purpose_where_purposes_have_5_bits() -> None:
+    assert EcdsaPeripheral.of(efuse.new("esp32p4")).purposes_for(EcdsaCurve.P192) == (
+        "ECDSA_KEY",
+        "ECDSA_KEY_P256",
+    )
+    chip = _p4_with(192)  # v0.0: ECDSA_KEY serves P-192
+    v3 = efuse.new("esp32p4", 301)
+    scalar = _key(192).private_numbers().private_value.to_bytes(24, "big")
+    efuse.burn_key(v3, "BLOCK_KEY1", scalar, "ECDSA_KEY_P192")
+    for efuses in (chip, v3):
+        public = EcdsaPeripheral.of(efuses).export_public_key(1, EcdsaCurve.P192)
+        numbers = public.public_numbers()
+        assert (numbers.x, numbers.y) == (_le("ecdsa192_pub_x"), _le("ecdsa192_pub_y"))
+    # On v3 a P-192 key needs ECDSA_KEY_P192: an ECDSA_KEY (P-256) block is not one.
+    with pytest.raises(EcdsaError, match="expected ECDSA_KEY_P192"):
+        EcdsaPeripheral.of(_v3_with_p256()).export_public_key(1, EcdsaCurve.P192)
+
+
+def _v3_with_p256() -> efuse.Efuses:
+    chip = efuse.new("esp32p4", 301)
+    scalar = _key(256).private_numbers().private_value.to_bytes(32, "big")
+    efuse.burn_key(chip, "BLOCK_KEY1", scalar, "ECDSA_KEY")
+    return chip

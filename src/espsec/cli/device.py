@@ -571,17 +571,31 @@ def sign(folder: Path, data_file: Path, output: Path, as_json: bool) -> None:
 @click.option(
     "--key-block",
     type=click.Choice([f"BLOCK_KEY{n}" for n in range(6)], case_sensitive=False),
-    help="eFuse key block for the identity key (default: a free one).",
+    help="eFuse key block for the identity key (default: a free one; a P-384 key's low "
+    "half goes to the next free block).",
+)
+@click.option(
+    "--curve",
+    type=click.Choice(["P-256", "P-384", "P-192"], case_sensitive=False),
+    default="P-256",
+    show_default=True,
+    help="Curve of an ECDSA-peripheral key (P-384: ESP32-P4 v3.0+).",
 )
 @json_option
 def provision_identity(
-    folder: Path, device_id: str, ca: Path, ca_key: Path, key_block: str | None, as_json: bool
+    folder: Path,
+    device_id: str,
+    ca: Path,
+    ca_key: Path,
+    key_block: str | None,
+    curve: str,
+    as_json: bool,
 ) -> None:
     """Factory step: burn an identity key (DS or ECDSA), write esp_secure_cert."""
     from espsec.cli.device_identity import provision_identity_command
 
     key_id = None if key_block is None else int(key_block[-1])
-    provision_identity_command(folder, device_id, ca, ca_key, key_id, as_json)
+    provision_identity_command(folder, device_id, ca, ca_key, key_id, as_json, curve=curve)
 
 
 # -- rendering ------------------------------------------------------------------------

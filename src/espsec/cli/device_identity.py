@@ -34,22 +34,34 @@ def sign_command(folder: Path, data_file: Path, output: Path, as_json: bool) -> 
 
 
 def provision_identity_command(
-    folder: Path, device_id: str, ca: Path, ca_key: Path, key_block: int | None, as_json: bool
+    folder: Path,
+    device_id: str,
+    ca: Path,
+    ca_key: Path,
+    key_block: int | None,
+    as_json: bool,
+    *,
+    curve: str = "P-256",
 ) -> None:
-    """Give the device in ``folder`` an identity signed by the device CA."""
+    """Give the device in ``folder`` an identity signed by the device CA (``curve``: of
+    an ECDSA-peripheral key)."""
     from espsec._pem import load_certificate, load_private_key
     from espsec.cli._common import source
     from espsec.device import VirtualDevice
     from espsec.device.identity import provision_identity
+    from espsec.identity.ecdsa import EcdsaCurve
 
     with source(str(ca)):
         ca_cert = load_certificate(read_bytes(ca, what="device CA"))
     with source(str(ca_key)):
         key = load_private_key(read_bytes(ca_key, what="device CA key"))
     dev = VirtualDevice.open(folder)
-    cert = provision_identity(dev, device_id, ca_cert, key, key_id=key_block)
+    cert = provision_identity(
+        dev, device_id, ca_cert, key, key_id=key_block, curve=EcdsaCurve(curve.upper())
+    )
     dev.save()
-    source_name = "ECDSA peripheral" if "ecdsa" in dev.chip.peripherals else "DS peripheral"
+    ecdsa = "ecdsa" in dev.chip.peripherals
+    source_name = f"ECDSA peripheral {curve.upper()}" if ecdsa else "DS peripheral"
     report = {
         "device_id": device_id,
         "key": source_name,

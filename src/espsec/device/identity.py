@@ -31,13 +31,14 @@ from espsec.efuse import Efuses, Transaction
 from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.identity import ds as ds_lib
 from espsec.identity import secure_cert as sc
-from espsec.identity.ecdsa import EcdsaCurve, EcdsaPeripheral
+from espsec.identity.ecdsa import EcdsaCurve, EcdsaPeripheral, KeyId
 from espsec.identity.hmac import HmacPeripheral
 from espsec.identity.tls import ClientKey, PrivateKey, chain_of, issue_device_certificate
 
 PARTITION = sc.PARTITION_NAME
 DS_PURPOSE = "HMAC_DOWN_DIGITAL_SIGNATURE"
 ECDSA_PURPOSE = "ECDSA_KEY"
+"""The purpose of a P-256 identity key (other curves: :func:`provision_identity`)."""
 
 
 class IdentityError(EspsecError):
@@ -96,6 +97,13 @@ class DeviceIdentity:
             raise IdentityError("the device certificate is not for an ECDSA key")
         return EcdsaCurve.of(public.curve)
 
+    def _ecdsa_key(self, key_id: int) -> tuple[EcdsaPeripheral, KeyId, EcdsaCurve]:
+        """The peripheral, the key's block(s) and its curve (from the certificate): a
+        P-384 key is two blocks, the SEC_CFG one holding its high half."""
+        curve = self._ecdsa_curve()
+        unit = EcdsaPeripheral.of(self.efuses)
+        return unit, unit.p384_key_id(key_id) if curve is EcdsaCurve.P384 else key_id, curve
+
     def _unlock(self) -> PrivateKey:
         """The private key for Python's TLS stack (where the model stops; ADR 0009)."""
         c = self.contents
@@ -103,7 +111,8 @@ class DeviceIdentity:
             ds_unit = ds_lib.DsPeripheral.of(HmacPeripheral(self.efuses))
             return ds_unit.key_for_tls(c.ds.data, c.ds.efuse_key_id)
         if c.ecdsa_key_id is not None:
-            return EcdsaPeripheral.of(self.efuses).key_for_tls(c.ecdsa_key_id, self._ecdsa_curve())
+            unit, blocks, curve = self._ecdsa_key(c.ecdsa_key_id)
+            return unit.key_for_tls(blocks, curve)
         if c.hmac_encrypted_key is not None:
             peripheral, key_id = self._hmac_up()
             plain = sc.hmac_decrypt(c.hmac_encrypted_key, lambda m: peripheral.calculate(key_id, m))
@@ -127,9 +136,8 @@ class DeviceIdentity:
             signature = ds_unit.sign_pkcs1v15(digest, c.ds.data, c.ds.efuse_key_id, hashes.SHA256())
             return Signature(signature, "rsa-pkcs1v15-sha256", "ds")
         if c.ecdsa_key_id is not None:
-            curve = self._ecdsa_curve()
-            ecdsa_unit = EcdsaPeripheral.of(self.efuses)
-            der = ecdsa_unit.sign_message(c.ecdsa_key_id, curve, data)
+            ecdsa_unit, key_id, curve = self._ecdsa_key(c.ecdsa_key_id)
+            der = ecdsa_unit.sign_message(key_id, curve, data)
             name = "ecdsa-sha384" if curve is EcdsaCurve.P384 else "ecdsa-sha256"
             return Signature(der, name, "ecdsa-peripheral")
         key = self._unlock()
@@ -168,7 +176,7 @@ def _free_key_block(efuses: Efuses) -> int:
             efuses.key_purpose(block) == 0
             and efuses.is_empty(block)
             and not efuses.is_write_protected(block)
-            and efuses.is_writeable(block.purpose_field or "")
+            and efuses.key_purpose_writeable(block)
         ):
             return key_id
     raise IdentityError("no free eFuse key block for the device identity key")
@@ -183,10 +191,14 @@ def provision_identity(
     key_id: int | None = None,
     rsa_bits: int = 2048,
     ca_chain: tuple[x509.Certificate, ...] = (),
+    curve: EcdsaCurve = EcdsaCurve.P256,
 ) -> x509.Certificate:
     """Give ``dev`` an identity for ``device_id``, as a factory line does.
 
-    ESP32-P4 (ECDSA peripheral): a P-256 key burned as ``ECDSA_KEY``. Other chips (DS
+    ESP32-P4 (ECDSA peripheral): an ECDSA key on ``curve`` burned as esp-secure-cert-tool
+    burns it (P-256: ``ECDSA_KEY``; P-192: ``ECDSA_KEY_P192`` where the purpose fits;
+    P-384, ESP32-P4 v3.0+: ``ECDSA_KEY_P384``, its high half in the chosen block and its
+    low half in the next free one). Other chips (DS
     peripheral): an RSA key encrypted as DS data under a random HMAC key burned as
     ``HMAC_DOWN_DIGITAL_SIGNATURE``. Either way the eFuse key is read-protected, the
     certificate is signed by the device CA, the ``esp_secure_cert`` partition is written,
@@ -202,10 +214,13 @@ def provision_identity(
     slot = _free_key_block(efuses) if key_id is None else key_id
     block = efuses.layout.key_blocks[slot].name
     if "ecdsa" in dev.chip.peripherals:
-        key = ec.generate_private_key(ec.SECP256R1())
-        scalar = key.private_numbers().private_value.to_bytes(32, "big")
+        unit = EcdsaPeripheral.of(efuses)
+        unit.require(curve)
+        purpose = "ECDSA_KEY_P384" if curve is EcdsaCurve.P384 else unit.purposes_for(curve)[0]
+        key = ec.generate_private_key(curve.curve)
+        scalar = key.private_numbers().private_value.to_bytes(curve.size, "big")
         cert = issue_device_certificate(ca_cert, ca_key, device_id, key.public_key())
-        Transaction().burn_key(block, scalar, ECDSA_PURPOSE).apply(efuses)
+        Transaction().burn_key(block, scalar, purpose).apply(efuses)
         partition = sc.build(
             ca_certs=[c.public_bytes(serialization.Encoding.PEM) for c in ca_chain],
             device_cert=cert.public_bytes(serialization.Encoding.PEM),

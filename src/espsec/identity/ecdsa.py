@@ -143,6 +143,34 @@ class EcdsaPeripheral:
             return self._purpose_fits("ECDSA_KEY_P384_H")
         return True
 
+    def require(self, curve: EcdsaCurve) -> None:
+        """Raise :class:`UnsupportedError` unless this chip's eFuses can hold a key for
+        ``curve`` (P-384 needs the 5-bit purposes of ESP32-P4 v3.0+)."""
+        if not self.supports(curve):
+            rev = self.efuses.revision
+            raise UnsupportedError(
+                f"{curve.value} needs the 5-bit KEY_PURPOSE values ECDSA_KEY_P384_H/L "
+                f"(ESP32-P4 v3.0+ eFuses); this {self.efuses.layout.chip.display_name} "
+                f"v{rev // 100}.{rev % 100} cannot hold them"
+            )
+
+    def p384_key_id(self, high: int) -> tuple[int, int]:
+        """The two key blocks of the P-384 key whose high half is in key block ``high``.
+
+        The low half is in the first key block after it (wrapping round) with purpose
+        ``ECDSA_KEY_P384_L``: where espefuse's ``burn-key BLOCK_KEYn key.pem
+        ECDSA_KEY_P384`` puts it (esp-secure-cert-tool's SEC_CFG names only block ``n``).
+        """
+        self.require(EcdsaCurve.P384)
+        blocks = self.efuses.layout.key_blocks
+        self._block(high)
+        low = self.efuses.layout.purpose("ECDSA_KEY_P384_L").id
+        for step in range(1, len(blocks)):
+            n = (high + step) % len(blocks)
+            if self.efuses.key_purpose(blocks[n]) == low:
+                return high, n
+        raise EcdsaError(f"no ECDSA_KEY_P384_L key block for the P-384 key in {blocks[high].name}")
+
     def _block(self, key_id: int) -> BlockDef:
         blocks = self.efuses.layout.key_blocks
         if not 0 <= key_id < len(blocks):
@@ -164,13 +192,7 @@ class EcdsaPeripheral:
             raise EcdsaError(exc.message, esp_err="ESP_FAIL") from None
 
     def _private(self, key_id: KeyId, curve: EcdsaCurve) -> ec.EllipticCurvePrivateKey:
-        if not self.supports(curve):
-            rev = self.efuses.revision
-            raise UnsupportedError(
-                f"{curve.value} needs the 5-bit KEY_PURPOSE values ECDSA_KEY_P384_H/L "
-                f"(ESP32-P4 v3.0+ eFuses); this {self.efuses.layout.chip.display_name} "
-                f"v{rev // 100}.{rev % 100} cannot hold them"
-            )
+        self.require(curve)
         if curve is EcdsaCurve.P384:
             if not isinstance(key_id, tuple):
                 raise UsageError("a P-384 key takes two key blocks: (high, low)")
