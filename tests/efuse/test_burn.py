@@ -26,16 +26,64 @@ def refused(e: efuse.Efuses, tx: Transaction, match: str, kind: type = BurnRefus
 
 def test_bits_only_go_up(chip):
     efuse.burn(chip, {"SPI_BOOT_CRYPT_CNT": 1})
-    refused(chip, Transaction().burn("SPI_BOOT_CRYPT_CNT", 2), r"bits only go 0 -> 1 \(bit 0")
+    refused(
+        chip,
+        Transaction().burn("SPI_BOOT_CRYPT_CNT", 2),
+        r"^SPI_BOOT_CRYPT_CNT is 0x1: cannot burn 0x2 \(bit 0 would need 1 -> 0 and eFuse "
+        r"bits only go 0 -> 1; it would read 0x3\)$",
+    )
     efuse.burn(chip, {"SPI_BOOT_CRYPT_CNT": 3})
     assert chip.get("SPI_BOOT_CRYPT_CNT") == 3
 
 
-def test_burning_a_subset_of_burned_bits_is_a_no_op(chip):
+def test_value_with_fewer_bits_than_burned_is_refused_not_a_no_op(chip):
+    """espefuse burns nothing and fails its read-back: the field would not hold 4."""
     efuse.burn(chip, {"SECURE_VERSION": 0b111})
-    staged = efuse.burn(chip, {"SECURE_VERSION": 0b1})
-    assert staged.empty and "already has this value" in staged.notes[0]
+    refused(
+        chip,
+        Transaction().burn("SECURE_VERSION", 0b100),
+        r"^SECURE_VERSION is 0x7: cannot burn 0x4 \(bits 0,1 would need 1 -> 0 .*; "
+        r"it would stay 0x7\)$",
+    )
     assert chip.get("SECURE_VERSION") == 0b111
+
+
+def test_the_value_already_there_is_a_no_op_that_says_so(chip):
+    efuse.burn(chip, {"SECURE_VERSION": 0b111})
+    staged = efuse.burn(chip, {"SECURE_VERSION": 0b111})
+    assert staged.empty
+    assert staged.notes == ("SECURE_VERSION already has this value (0x7); nothing to burn",)
+
+
+def test_counter_zero_is_a_no_op_only_while_no_bit_is_burned(chip):
+    for name in ("SPI_BOOT_CRYPT_CNT", "SECURE_VERSION"):
+        assert efuse.burn(chip, {name: 0}).empty
+        efuse.burn(chip, {name: 1})
+        refused(chip, Transaction().burn(name, 0), f"^{name} is 0x1: cannot burn 0x0")
+
+
+def test_a_refused_pair_refuses_the_whole_burn(chip):
+    """espefuse burns the other pairs, then fails its read-back; espsec burns nothing."""
+    efuse.burn(chip, {"SECURE_VERSION": 0b11})
+    refused(chip, Transaction().burn("DIS_PAD_JTAG", 1).burn("SECURE_VERSION", 1), "0x3")
+    assert not chip.get("DIS_PAD_JTAG")
+
+
+def test_key_material_is_never_shown_in_a_refusal(chip):
+    efuse.burn(chip, {"BLOCK_KEY1": KEY})
+    with pytest.raises(BurnRefused) as exc:
+        Transaction().burn("BLOCK_KEY1", KEY[::-1]).stage(chip)
+    assert exc.value.message == (
+        "BLOCK_KEY1 already holds other data: cannot burn the value asked for "
+        "(eFuse bits only go 0 -> 1)"
+    )
+    with pytest.raises(BurnRefused) as exc:
+        Transaction().burn_key("BLOCK_KEY1", bytes(32), "HMAC_UP").stage(chip)
+    assert KEY.hex()[:8] not in exc.value.message
+
+
+def test_the_factory_mac_cannot_be_burned(chip):
+    refused(chip, Transaction().burn("MAC", bytes(6)), "burn CUSTOM_MAC instead", UsageError)
 
 
 def test_counter_fields_burn_the_next_bit_without_a_value(chip):
@@ -52,7 +100,8 @@ def test_counter_fields_burn_the_next_bit_without_a_value(chip):
         ("NOT_A_FIELD", 1, "unknown eFuse field 'NOT_A_FIELD'"),
         ("SECURE_VERSION", 1 << 16, "SECURE_VERSION: value 0x10000 does not fit in 16 bits"),
         ("SECURE_BOOT_EN", 2, "SECURE_BOOT_EN is a bool"),
-        ("SPI_BOOT_CRYPT_CNT", 0, "value 0 burns nothing"),
+        ("SOFT_DIS_JTAG", 0, "value 0 burns nothing"),
+        ("WR_DIS", 0, "value 0 burns nothing"),
         ("CUSTOM_MAC", b"\x01\x02", "CUSTOM_MAC takes 6 bytes, found 2"),
         ("SECURE_VERSION", b"\x01\x02", "not bytes"),
     ],
@@ -68,13 +117,21 @@ def test_reserved_fields_are_refused():
 
 def test_write_protected_field_refuses_burns(chip):
     efuse.write_protect(chip, ["DIS_DOWNLOAD_MODE"])  # WR_DIS bit 18 locks SECURE_VERSION too
-    refused(chip, Transaction().burn("SECURE_VERSION", 1), r"SECURE_VERSION is write-protected")
+    refused(
+        chip,
+        Transaction().burn("SECURE_VERSION", 1),
+        r"^SECURE_VERSION is write-protected \(WR_DIS bit 18\): cannot burn 0x1 \(it is 0x0\)$",
+    )
     assert not chip.is_writeable("ENABLE_SECURITY_DOWNLOAD")
+    assert efuse.burn(chip, {"SECURE_VERSION": 0}).empty  # asks for what is there
 
 
-def test_wr_dis_and_rd_dis_take_a_mask_of_bits_to_add(chip):
+def test_wr_dis_and_rd_dis_values_are_whole_values_too(chip):
+    """espefuse burns the new bits of a WR_DIS value lacking old ones, then fails its
+    read-back; espsec refuses first."""
     efuse.burn(chip, {"WR_DIS": 1 << 4})
-    efuse.burn(chip, {"WR_DIS": 1 << 5})
+    refused(chip, Transaction().burn("WR_DIS", 1 << 5), r"^WR_DIS is 0x10: cannot burn 0x20")
+    efuse.burn(chip, {"WR_DIS": 0b110000})
     assert chip.get("WR_DIS") == 0b110000
 
 
@@ -129,6 +186,19 @@ def test_512_bit_xts_key_is_split_over_two_blocks(chip):
     assert chip.hardware_block(7) == KEY512[32:][::-1]
     assert (chip.key_purpose(6), chip.key_purpose(7)) == (2, 3)
     assert efuse.security_state(chip).flash_encryption_key == "XTS_AES_256_KEY"
+
+
+def test_512_bit_key_second_half_skips_blocks_the_burn_names(chip):
+    tx = Transaction().burn_key("BLOCK_KEY0", KEY512, "XTS_AES_256_KEY")
+    staged = tx.burn_key("BLOCK_KEY1", KEY, "HMAC_UP").apply(chip)
+    assert "second half goes to BLOCK_KEY2" in staged.notes[0]
+    assert [chip.key_purpose(n) for n in (4, 5, 6)] == [2, 8, 3]
+
+
+def test_one_512_bit_xts_key_per_burn(chip):
+    tx = Transaction().burn_key("BLOCK_KEY0", KEY512, "XTS_AES_256_KEY")
+    tx.burn_key("BLOCK_KEY2", KEY512[::-1], "XTS_AES_256_KEY")
+    refused(chip, tx, "XTS_AES_256_KEY is given twice in one burn", UsageError)
 
 
 def test_512_bit_key_needs_two_free_blocks(chip):
@@ -193,6 +263,8 @@ def test_burn_into_a_used_block_is_refused(chip):
         Transaction().burn_key("BLOCK_KEY0", KEY[::-1], "HMAC_UP", write_protect=False),
         r"BLOCK_KEY0 already holds data \(purpose HMAC_UP\)",
     )
+    again = efuse.burn_key(chip, "BLOCK_KEY0", KEY, "HMAC_UP", read_protect=False)
+    assert again.steps and not again.writes.get(4)  # the same key again: only protection
     refused(
         chip,
         Transaction().burn_key("BLOCK_KEY0", KEY, "HMAC_DOWN_ALL"),
@@ -200,9 +272,20 @@ def test_burn_into_a_used_block_is_refused(chip):
     )
 
 
+def test_key_whose_bits_are_all_set_already_is_refused(chip):
+    """espefuse skips the bits it finds set and reports success: the block keeps its key."""
+    efuse.burn_key(chip, "BLOCK_KEY1", b"\xff" * 32, "HMAC_UP", read_protect=False)
+    refused(
+        chip,
+        Transaction().burn_key("BLOCK_KEY1", KEY, "HMAC_UP", read_protect=False),
+        r"^BLOCK_KEY1 already holds data \(purpose HMAC_UP\) other than this key",
+    )
+
+
 def test_burn_into_read_or_write_protected_block_is_refused(chip):
     efuse.burn_key(chip, "BLOCK_KEY0", KEY, "HMAC_UP")
     refused(chip, Transaction().burn_key("BLOCK_KEY0", KEY, "HMAC_UP"), "read-protected")
+    refused(chip, Transaction().burn_key("BLOCK_KEY0", bytes(32), "HMAC_UP"), "read-protected")
     efuse.write_protect(chip, ["BLOCK_KEY1"])
     refused(chip, Transaction().burn_key("BLOCK_KEY1", KEY, "HMAC_UP"), "write-protected")
 

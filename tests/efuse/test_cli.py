@@ -96,6 +96,65 @@ def test_burn_into_used_block_is_refused_with_one_line(efile, keyfile):
     assert fingerprint(efile) == before
 
 
+def files(path: Path) -> tuple[bytes, bytes]:
+    return path.read_bytes(), efuse.sidecar_path(path).read_bytes()
+
+
+def test_burn_that_needs_a_bit_to_go_back_to_0_exits_1_in_one_line(efile):
+    """``burn SECURE_VERSION 7`` then ``4``: the field would hold 7, so 4 is refused."""
+    assert run("burn", "--efuse-file", efile, "SECURE_VERSION", "7")[0] == 0
+    before = files(efile)
+    code, out, err = run("burn", "--efuse-file", efile, "SECURE_VERSION", "4")
+    assert (code, out) == (1, "")
+    assert err == (
+        "error: SECURE_VERSION is 0x7: cannot burn 0x4 (bits 0,1 would need 1 -> 0 and "
+        "eFuse bits only go 0 -> 1; it would stay 0x7)\n"
+    )
+    assert files(efile) == before
+
+
+def test_counter_value_out_of_reach_exits_1_and_burns_no_other_pair(efile):
+    assert run("burn", "--efuse-file", efile, "SECURE_VERSION", "3")[0] == 0
+    before = files(efile)
+    code, _, err = run("burn", "--efuse-file", efile, "DIS_PAD_JTAG", "1", "SECURE_VERSION", "0x5")
+    assert code == 1 and err.count("\n") == 1
+    assert "SECURE_VERSION is 0x3: cannot burn 0x5" in err and "it would read 0x7" in err
+    assert files(efile) == before
+
+
+def test_burning_the_value_already_there_says_so_and_writes_nothing(efile):
+    assert run("burn", "--efuse-file", efile, "SECURE_VERSION", "7")[0] == 0
+    before = files(efile)
+    code, out, err = run("burn", "--efuse-file", efile, "SECURE_VERSION", "7")
+    assert (code, err) == (0, "")
+    assert "note: SECURE_VERSION already has this value (0x7); nothing to burn" in out
+    assert out.endswith("nothing to burn\n")
+    assert files(efile) == before
+
+
+def test_write_protected_field_refuses_with_its_values(efile):
+    assert run("write-protect", "--efuse-file", efile, "DIS_DOWNLOAD_MODE")[0] == 0
+    before = files(efile)
+    code, _, err = run("burn", "--efuse-file", efile, "SECURE_VERSION", "1")
+    assert code == 1 and err == (
+        "error: SECURE_VERSION is write-protected (WR_DIS bit 18): cannot burn 0x1 (it is 0x0)\n"
+    )
+    assert files(efile) == before
+
+
+def test_key_over_a_key_containing_its_bits_is_refused(efile, tmp_path):
+    ones, key = tmp_path / "ones.bin", tmp_path / "key.bin"
+    ones.write_bytes(b"\xff" * 32)
+    key.write_bytes(KEY)
+    burn = ("burn-key", "--efuse-file", efile, "BLOCK_KEY1")
+    assert run(*burn, ones, "HMAC_UP", "--no-read-protect")[0] == 0
+    before = files(efile)
+    code, _, err = run(*burn, key, "HMAC_UP", "--no-read-protect")
+    assert code == 1 and err.count("\n") == 1
+    assert "BLOCK_KEY1 already holds data (purpose HMAC_UP) other than this key" in err
+    assert files(efile) == before
+
+
 def test_burn_key_output_and_summary_never_show_the_key(efile, keyfile):
     code, out, _ = run("burn-key", "--efuse-file", efile, "BLOCK_KEY0", keyfile, "XTS_AES_128_KEY")
     assert code == 0 and "burned:" in out

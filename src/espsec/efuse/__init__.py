@@ -2,9 +2,11 @@
 
 The model (:class:`Efuses`) is the eFuse controller's register window, stored in the
 same file ``espefuse --virt --path-efuse-file F`` uses. Changes go through a
-:class:`Transaction` (espefuse's rules: bits only go 0 -> 1, protections hold, RS blocks
-burn once, everything validated before anything changes), and a :class:`BurnPlan` adds
-the policy that refuses bricking or weakening combinations.
+:class:`Transaction`: a request is accepted only if its field or key block then reads
+back exactly as asked (bits only go 0 -> 1, protections hold, RS blocks and key blocks
+burn once), everything is validated before anything changes, and a refused request
+changes nothing. A :class:`BurnPlan` adds the policy that refuses bricking or weakening
+combinations.
 
 Example::
 

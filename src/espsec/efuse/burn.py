@@ -4,9 +4,15 @@ The rules are espefuse's (``burn-efuse``, ``burn-key``, ``burn-key-digest``,
 ``write-protect-efuse``, ``read-protect-efuse`` in one batch), checked in full before a
 single bit changes:
 
-* a field's new value must contain every bit already burned (bits only go 0 -> 1);
-  ``WR_DIS`` and ``RD_DIS`` take a mask of bits to add;
+* every request is accepted only if its target then reads back exactly as asked
+  (:meth:`_Stage.write_field` for fields, :meth:`_Stage._burn_one` for key blocks):
+  the value already there is a no-op (said in a note); a value that would need a bit to
+  go 1 -> 0 (fewer bits than are burned, or other bits) is refused whole, naming the
+  field, its value and the value asked for. espefuse finds some of these only by
+  reading back after burning; espsec refuses before a bit changes;
 * write-protected and read-protected fields and blocks refuse burns;
+* a key block takes one key: a block holding other data (even data that contains every
+  bit of the new key), or a read-protected one, refuses ``burn-key``;
 * an RS-coded block (BLOCK1..10) is burned once: new bits in a non-empty block would
   corrupt its check value;
 * ``burn-key`` byte-reverses XTS-AES and ECDSA keys, splits a 512-bit key over two
@@ -18,6 +24,7 @@ single bit changes:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +34,14 @@ from espsec.efuse.model import Efuses
 from espsec.errors import EspsecError, UsageError
 
 KEY_BYTES = 32
+
+FACTORY_FIELDS = ("MAC", "MAC_EXT")
+"""Burned by Espressif at the factory; espefuse refuses to burn them (``CUSTOM_MAC`` is
+the field for a MAC address of one's own)."""
+
+COUNTER_FIELDS = ("SPI_BOOT_CRYPT_CNT", "SECURE_VERSION")
+"""Bit-count fields (espefuse's ``bitcount`` class): a lone name burns the next bit,
+and 0 is a valid request (met only while no bit is burned)."""
 
 
 class BurnRefused(EspsecError):
@@ -172,12 +187,15 @@ class StagedBurn:
 class _Stage:
     """Pending writes of one transaction, checked against the state before it."""
 
-    def __init__(self, efuses: Efuses) -> None:
+    def __init__(self, efuses: Efuses, named_blocks: Iterable[int] = ()) -> None:
         self.efuses = efuses
         self.layout = efuses.layout
         self.pending: dict[int, int] = {}
         self.notes: list[str] = []
+        self.named_blocks = frozenset(named_blocks)
+        """Key blocks the transaction names: never chosen for the second half of a key."""
         self.key_blocks: set[int] = set()
+        self.split_purposes: set[str] = set()
         self.keys: dict[int, int] = {}
         """Block -> the data each key burn asked for (after any byte reversal)."""
 
@@ -194,7 +212,13 @@ class _Stage:
         self.pending[f.block] = self.pending.get(f.block, 0) | (value << f.start)
 
     def write_field(self, f: FieldDef, new: int) -> None:
-        """espefuse's ``EfuseField.save``: ``new`` is the whole new value of ``f``."""
+        """Ask for ``f`` to read ``new`` (its whole new value) once the burn is done.
+
+        The one rule of every burn path: accepted only if the field then reads back
+        exactly as asked. The value already there is a no-op; a value lacking a bit
+        that is burned (or staged) is refused whole, as is any change to a protected
+        field.
+        """
         if new >> f.length:
             raise UsageError(
                 f"{f.name}: value 0x{new:x} does not fit in {f.length} bit"
@@ -202,22 +226,43 @@ class _Stage:
             )
         current = self.efuses.get_int(f)
         old = current | self.pending_int(f)
-        if new == 0 and old == 0:
+        if new == old:
+            if old == current:
+                shown = self._shown(f, old)
+                self.notes.append(
+                    f"{f.name} already has this value{f' ({shown})' if shown else ''}; "
+                    "nothing to burn"
+                )
             return
-        if new == old or new & current == new:
-            self.notes.append(f"{f.name} already has this value; nothing to burn")
-            return
-        if f.name not in ("WR_DIS", "RD_DIS") and new | old != new:
+        if new | old != new:
+            shown = self._shown(f, new)
+            if not shown:  # key material: say neither the values nor the bits
+                raise BurnRefused(
+                    f"{f.name} already holds other data: cannot burn the value asked for "
+                    "(eFuse bits only go 0 -> 1)"
+                )
             cleared = old & ~new
+            bits = f"bit{'s' if cleared & (cleared - 1) else ''} {_bit_list(cleared)}"
+            result = "stay" if new | old == old else "read"
             raise BurnRefused(
-                f"{f.name}: cannot burn 0x{new:x} over 0x{old:x}: eFuse bits only go "
-                f"0 -> 1 (bit{'s' if cleared & (cleared - 1) else ''} "
-                f"{_bit_list(cleared)} would need 1 -> 0)"
+                f"{f.name} is {self._shown(f, old)}: cannot burn {shown} ({bits} would "
+                f"need 1 -> 0 and eFuse bits only go 0 -> 1; it would {result} "
+                f"{self._shown(f, old | new)})"
             )
-        self.require_writable(f)
-        self._add(f, new if f.name not in ("WR_DIS", "RD_DIS") else new & ~current)
+        shown = self._shown(f, new)
+        self.require_writable(f, f"{shown} (it is {self._shown(f, old)})" if shown else "")
+        self._add(f, new)
 
-    def require_writable(self, f: FieldDef) -> None:
+    def _shown(self, f: FieldDef, value: int) -> str:
+        """``value`` as a message shows it; "" for data a key block may hide."""
+        if f.kind != "bytes":
+            return f"0x{value:x}"
+        if self.layout.blocks[f.block].rd_dis is not None:
+            return ""
+        return value.to_bytes(f.length // 8, "little").hex()
+
+    def require_writable(self, f: FieldDef, asked: str = "") -> None:
+        """Refuse a change to a read- or write-protected field (``asked``: the change)."""
         if not self.efuses.is_readable(f):
             raise BurnRefused(
                 f"{f.name} is read-protected (RD_DIS bit {f.rd_dis}): software sees zeros, "
@@ -225,12 +270,22 @@ class _Stage:
             )
         block = self.layout.blocks[f.block]
         if self.efuses.is_write_protected(block):
-            raise BurnRefused(f"{block.name} is write-protected (WR_DIS bit {block.wr_dis})")
+            raise BurnRefused(
+                f"{block.name} is write-protected (WR_DIS bit {block.wr_dis}): "
+                f"cannot burn {f.name}{' ' + asked if asked else ''}"
+            )
         if not self.efuses.is_writeable(f):
-            raise BurnRefused(f"{f.name} is write-protected (WR_DIS bit {f.wr_dis})")
+            raise BurnRefused(
+                f"{f.name} is write-protected (WR_DIS bit {f.wr_dis}): cannot burn {asked or 'it'}"
+            )
 
     def set_bit(self, register: str, bit: int) -> None:
-        self.write_field(self.layout.field(register), 1 << bit)
+        """Add one ``WR_DIS`` / ``RD_DIS`` bit (an operation's side effect, not a value)."""
+        f = self.layout.field(register)
+        if self.value(f) >> bit & 1:
+            return
+        self.require_writable(f)
+        self._add(f, 1 << bit)
 
     # operations ---------------------------------------------------------------------
 
@@ -238,6 +293,10 @@ class _Stage:
         f = self.layout.field(op.name)
         if f.reserved:
             raise UsageError(f"{f.name} is reserved and cannot be burned")
+        if f.name in FACTORY_FIELDS:
+            raise UsageError(
+                f"{f.name} is burned by Espressif at the factory; burn CUSTOM_MAC instead"
+            )
         if isinstance(op.value, bytes):
             if f.kind != "bytes":
                 raise UsageError(f"{f.name} is a {f.efuse_type} field, not bytes")
@@ -252,7 +311,7 @@ class _Stage:
             if f.kind == "bool" and op.value != 1:
                 raise UsageError(f"{f.name} is a bool: the only value to burn is 1")
             new = op.value
-            if new == 0 and f.name not in ("WR_DIS", "RD_DIS"):
+            if new == 0 and f.name not in COUNTER_FIELDS:
                 raise UsageError(f"{f.name}: value 0 burns nothing")
         self._check_purpose_value(f, new)
         block = self.layout.block_of_purpose_field(f.name)
@@ -309,7 +368,7 @@ class _Stage:
     def _default_value(self, f: FieldDef) -> int:
         if f.kind == "bool":
             return 1
-        if f.name in ("SPI_BOOT_CRYPT_CNT", "SECURE_VERSION"):
+        if f.name in COUNTER_FIELDS:
             old = self.value(f)
             free = ~old & ((1 << f.length) - 1)
             if not free:
@@ -336,6 +395,9 @@ class _Stage:
             self._burn_one(block, purpose, op.digest, op.write_protect, False)
             return
         if purpose.virtual:
+            if purpose.is_xts and purpose.name in self.split_purposes:
+                raise UsageError(f"{purpose.name} is given twice in one burn (a chip has one)")
+            self.split_purposes.add(purpose.name)
             first, second = self._halves(purpose)
             key = self._virtual_key(purpose, op.key)
             other = self._free_key_block(block)
@@ -373,11 +435,13 @@ class _Stage:
         return bytes(16) + key
 
     def _free_key_block(self, start: BlockDef) -> BlockDef | None:
-        """espefuse's next free key block after ``start`` (wrapping around)."""
+        """espefuse's next free key block after ``start`` (wrapping around), skipping the
+        blocks the transaction names."""
         blocks = list(self.layout.key_blocks)
         i = blocks.index(start)
         for block in blocks[i + 1 :] + blocks[:i]:
-            if block.index in self.key_blocks or self.pending.get(block.index):
+            used = self.key_blocks | self.named_blocks
+            if block.index in used or self.pending.get(block.index):
                 continue
             if (
                 self.efuses.is_read_protected(block)
@@ -424,21 +488,22 @@ class _Stage:
         new = int.from_bytes(data, "little")
         current = self.efuses.block_value(block) | self.pending.get(block.index, 0)
         self.keys[block.index] = new
-        # As in espefuse, a key whose bits software already sees set (the same key again,
-        # an all-zero key) burns nothing; the plan policy refuses the surprising cases.
-        if new & current != new:
-            if self.efuses.is_read_protected(block):
-                raise BurnRefused(
-                    f"{block.name} is read-protected: it already holds a key software cannot see"
-                )
-            if self.efuses.is_write_protected(block):
-                raise BurnRefused(f"{block.name} is write-protected (WR_DIS bit {block.wr_dis})")
+        # The block must then hold exactly this key. espefuse skips key bits it finds
+        # set, so it "burns" a key over other data containing it and leaves the old one.
+        if self.efuses.is_read_protected(block):
+            raise BurnRefused(
+                f"{block.name} is read-protected: software reads zeros, so a key burned "
+                "into it could damage one already there (a key block takes one key)"
+            )
+        if new != current:
             if current:
                 raise BurnRefused(
                     f"{block.name} already holds data (purpose "
-                    f"{self.layout.purpose_name(self.efuses.key_purpose(block))}); "
-                    "a key block can be burned only once"
+                    f"{self.layout.purpose_name(self.efuses.key_purpose(block))}) other than "
+                    "this key: a key block can be burned only once"
                 )
+            if self.efuses.is_write_protected(block):
+                raise BurnRefused(f"{block.name} is write-protected (WR_DIS bit {block.wr_dis})")
             self.pending[block.index] = new
         # KEY_PURPOSE_n: set it if needed, then lock it (espefuse always does).
         lock_purpose = self.efuses.key_purpose_writeable(block)
@@ -599,7 +664,12 @@ class Transaction:
         (unknown field, value too wide, wrong key length) and :class:`BurnRefused` for
         one the chip's current state forbids. ``efuses`` is never changed.
         """
-        stage = _Stage(efuses)
+        named = []
+        for op in self.operations:
+            if isinstance(op, BurnKey | BurnKeyDigest):
+                with contextlib.suppress(UsageError):  # reported when the op is staged
+                    named.append(efuses.layout.block(op.block).index)
+        stage = _Stage(efuses, named)
         for op in self.operations:
             if isinstance(op, BurnField):
                 stage.burn_field(op)

@@ -24,8 +24,6 @@ refused                   a plan that newly creates the condition is refused
 ``KEY_READABLE_FOREVER``  ``RD_DIS`` write-protected while a hardware-only key is readable
 ``ROM_INCOMPATIBLE``      eFuse pairs the ROM cannot cope with (ESP32-S3: both USB JTAG bits)
 ``KEY_ZERO``              a key (or digest) of all zeros
-``KEY_MISMATCH``          a key whose bits are all set already: espefuse burns nothing and the
-                          chip keeps a different key
 ========================  ===================================================================
 
 Warnings: ``KEY_READABLE`` (a hardware-only key software can read), ``DIGEST_UNREVOKED``
@@ -53,8 +51,8 @@ from espsec.efuse.burn import (
     Transaction,
     WriteProtect,
 )
-from espsec.efuse.layout import BlockDef, EfuseLayout, FieldDef
-from espsec.efuse.model import Efuses, KeyUnavailableError
+from espsec.efuse.layout import EfuseLayout, FieldDef
+from espsec.efuse.model import Efuses
 from espsec.efuse.security import SecurityState, security_state
 from espsec.errors import EspsecError, UsageError
 
@@ -420,30 +418,16 @@ def _effect(
 # -- findings -----------------------------------------------------------------------------
 
 
-def _hardware_int(efuses: Efuses, block: BlockDef) -> int | None:
-    try:
-        return int.from_bytes(efuses.hardware_block(block), "little")
-    except KeyUnavailableError:
-        return None
-
-
 def _key_findings(after: Efuses, staged: StagedBurn) -> list[Finding]:
-    """Keys that would not end up in the chip as given (espefuse burns them silently)."""
-    out = []
-    for index, wanted in staged.keys.items():
-        block = after.layout.blocks[index]
-        if wanted == 0:
-            out.append(Finding("KEY_ZERO", "refuse", f"the key for {block.name} is all zeros"))
-        elif _hardware_int(after, block) != wanted:
-            out.append(
-                Finding(
-                    "KEY_MISMATCH",
-                    "refuse",
-                    f"{block.name} already holds every bit of the new key but not the same "
-                    "key: the chip would keep the old one",
-                )
-            )
-    return out
+    """All-zero keys (espefuse burns their purpose and protection, and no key bit).
+
+    A key the block would not end up holding is refused by the transaction itself.
+    """
+    return [
+        Finding("KEY_ZERO", "refuse", f"the key for {after.layout.blocks[index].name} is all zeros")
+        for index, wanted in staged.keys.items()
+        if wanted == 0
+    ]
 
 
 _Rule = Callable[[Efuses, SecurityState], list[tuple[str, str]]]
