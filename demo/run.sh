@@ -102,6 +102,10 @@ espsec device sign "$DEV" "$OUT/challenge.txt" -o "$OUT/challenge.sig"
 step "First boot: the bootloader turns on Secure Boot v2 and release-mode flash encryption"
 espsec device boot "$DEV"
 
+step "Audit: the device is production-ready (no high finding); SARIF and HTML reports for CI"
+espsec audit "$DEV" --fail-on high --brief -o "$OUT/audit.html" | tail -n 1
+espsec audit "$DEV" -o "$OUT/audit.sarif" > /dev/null
+
 step "Locked: the first boot left the chip in Secure Download Mode; eFuse burns are refused"
 if espsec efuse burn --device "$DEV" SECURE_VERSION 0xffff; then
     echo "a locked chip accepted an eFuse burn: demo FAILED" >&2

@@ -187,3 +187,13 @@ def test_config_with_every_weakness_fails_every_kconfig_family(run):
     families = {f.rule.rstrip("0123456789") for f in report.findings}
     assert families == {"SB", "FE", "DL", "DBG", "MP", "NVS", "TLS", "OTA", "CFG", "WIFI", "PROV"}
     assert len(rule_ids(report)) >= 25
+
+
+def test_docs_list_every_rule():
+    from espsec.audit import RULES
+
+    table = (Path(__file__).parents[2] / "docs" / "audit.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    documented = {row.split("|")[1].strip() for row in rows}
+    ids = {d for d in documented if d[:2].isupper() and d[-3:].isdigit()}
+    assert ids == {r.id for r in RULES}
