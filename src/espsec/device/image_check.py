@@ -388,8 +388,8 @@ def own_key_digests(signed: bytes) -> tuple[tuple[bytes, ...], str | None]:
 
 def _sector_blocks(signed: bytes) -> list[SectorSlot]:
     """The signature sector's three positions, parsed (no image hashing)."""
-    content, sector = split_signed(signed)
-    return read_sector(sector, offset=len(content))
+    content, sector = split_signed(memoryview(signed))  # views: no copy of the image
+    return read_sector(bytes(sector), offset=len(content))
 
 
 def read_app_desc(flash: SpiFlash, offset: int, *, decrypt: bool) -> AppDesc | None:

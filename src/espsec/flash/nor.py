@@ -114,7 +114,7 @@ class NorFlash:
     def read(self, offset: int, length: int) -> bytes:
         """What is stored at ``offset`` (an SPI read)."""
         self._check(offset, length)
-        return bytes(self.data[offset : offset + length])
+        return bytes(memoryview(self.data)[offset : offset + length])  # one copy, not two
 
     def erase_sector(self, offset: int, *, what: str = "") -> None:
         """Erase the 4 KiB sector at ``offset`` to 0xFF (one counted write)."""
