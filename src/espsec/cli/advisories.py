@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from espsec.cli._common import INPUT, command_group, emit, json_option
+from espsec.cli._common import INPUT, chip_option, command_group, emit, json_option
 from espsec.errors import UsageError
 
 group = command_group(
@@ -38,7 +38,7 @@ def _dir(data_dir: Path | None) -> Path:
 
 @group.command("list")
 @data_dir_option
-@click.option("--chip", help="Only advisories that concern this chip (e.g. esp32s3).")
+@chip_option(required=False, help="Only advisories that concern this chip.")
 @json_option
 def list_command(data_dir: Path | None, chip: str | None, as_json: bool) -> None:
     """Every advisory in the database, and the ESP-IDF release table."""
@@ -79,7 +79,7 @@ def list_command(data_dir: Path | None, chip: str | None, as_json: bool) -> None
 
 @group.command("check")
 @click.argument("targets", nargs=-1, required=True, metavar="VERSION_OR_INPUT...")
-@click.option("--chip", help="The chip, for a bare version (e.g. esp32s3).")
+@chip_option(required=False, help="The chip a bare version is built for.")
 @data_dir_option
 @json_option
 def check(targets: tuple[str, ...], chip: str | None, data_dir: Path | None, as_json: bool) -> None:

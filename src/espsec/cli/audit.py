@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 
 from espsec._io import STDIO, declare_input, write_output
-from espsec.cli._common import CHIP_PORT, EspsecCommand, json_option, note, output_option
+from espsec.chips import EFUSE_MODEL_CHIPS
+from espsec.cli._common import (
+    CHIP_PORT,
+    EspsecCommand,
+    chip_option,
+    json_option,
+    note,
+    output_option,
+)
+from espsec.cli.advisories import data_dir_option, default_data_dir
 
 FORMATS = ("text", "json", "sarif", "html")
 _SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -44,7 +53,11 @@ def _format_of(output: Path | None, chosen: str | None) -> str:
     help="A chip in download mode to read eFuses from (serial port or socket://HOST:PORT "
     "of espsec device serve); repeatable.",
 )
-@click.option("--chip", help="Chip of an espefuse eFuse file without an espsec sidecar.")
+@chip_option(
+    chips=EFUSE_MODEL_CHIPS,
+    required=False,
+    help="Chip of an espefuse eFuse file without an espsec sidecar.",
+)
 @click.option(
     "--profile",
     type=click.Choice(("development", "production")),
@@ -65,13 +78,7 @@ def _format_of(output: Path | None, chosen: str | None) -> str:
     help="Exit 1 when a finding is this severe or worse (CI gating).",
 )
 @click.option("--brief", is_flag=True, help="Text: one line per finding, no evidence.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="ESPSEC_DATA_DIR",
-    show_envvar=True,
-    help="Folder of an imported advisory database (default: $XDG_DATA_HOME/espsec).",
-)
+@data_dir_option
 @json_option
 def group(
     inputs: tuple[Path, ...],
@@ -94,7 +101,6 @@ def group(
     """
     from espsec.audit import Profile, Severity, run_audit
     from espsec.audit.report_text import render_text
-    from espsec.cli.advisories import default_data_dir
 
     for path in inputs:
         if path.is_file():
