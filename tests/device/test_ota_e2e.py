@@ -462,19 +462,28 @@ def test_device_refuses_a_lower_secure_version_image_before_downloading_the_rest
 # -- image attacks --------------------------------------------------------------------
 
 
-def test_tampered_download_is_refused_by_the_manifest_hash(
+def test_corrupted_download_is_retried_and_does_not_block_the_release(
     base: VirtualDevice, fleet: Fleet, release: Callable[..., bytes]
 ) -> None:
     bundle = ota.ReleaseBundle.parse(release("2.0.0", 2))
-    fleet.publish(bundle.to_bytes())
+    release_id = fleet.publish(bundle.to_bytes())
     blob = fleet.state / "blobs" / bundle.statement.payloads[0].sha256
-    data = bytearray(blob.read_bytes())
+    good = blob.read_bytes()
+    data = bytearray(good)
     data[-100] ^= 0x01  # one bit of ciphertext, on the server's disk
     blob.write_bytes(bytes(data))
     dev = provision(base, fleet)
     report = run_ota(dev)
-    refused(report, OtaStep.DOWNLOAD, "does not match the manifest's SHA-256")
+    assert report.outcome is OtaOutcome.FAILED and report.step is OtaStep.DOWNLOAD
+    assert "does not match the manifest's SHA-256" in report.reason
+    retries = [e.detail for e in report.events if e.step is OtaStep.DOWNLOAD and not e.ok]
+    assert retries[0].endswith("downloading again")
     still_on_v1(dev)
+    device = fleet.device()
+    assert device is not None and device["blocked_release"] is None  # not refused: retried
+    blob.write_bytes(good)  # the server's copy repaired: the next cycle takes the release
+    again = run_ota(dev)
+    assert again.outcome is OtaOutcome.UPDATED and again.release_id == release_id
 
 
 def test_tampered_image_with_a_matching_manifest_is_refused_by_secure_boot(
@@ -610,3 +619,37 @@ def test_encrypted_nvs_is_never_opened_without_its_keys(
     assert values[("espsec_ota", "device_id")] == DEVICE_ID
     with pytest.raises(OtaStateError):
         run_ota(dev)
+
+
+def test_manifest_gone_stale_during_the_download_is_not_switched_to(
+    base: VirtualDevice, fleet: Fleet, release: Callable[..., bytes]
+) -> None:
+    release_id = fleet.publish(release("2.0.0", 2))
+    dev = provision(base, fleet)
+    calls: list[float] = []
+
+    def clock() -> float:  # the download took two hours (a slow or held-back link)
+        calls.append(time.time() + (7200 if calls else 0))
+        return calls[-1]
+
+    report = run_ota(dev, now=clock)
+    assert report.outcome is OtaOutcome.FAILED and report.step is OtaStep.SET_BOOT
+    assert "manifest expired during the download" in report.reason
+    still_on_v1(dev)
+    device = fleet.device()
+    assert device is not None and device["blocked_release"] is None
+    again = run_ota(dev)  # a fresh manifest: the update goes ahead
+    assert again.outcome is OtaOutcome.UPDATED and again.release_id == release_id
+
+
+def test_device_reports_its_security_posture_at_check_in(base: VirtualDevice, fleet: Fleet) -> None:
+    dev = provision(base, fleet)
+    assert run_ota(dev).outcome is OtaOutcome.NO_UPDATE
+    device = fleet.device()
+    assert device is not None and device["posture"] is not None
+    state = security_state(dev.efuses)
+    assert device["posture"]["secure_boot"] is state.secure_boot_enabled
+    assert device["posture"]["flash_encryption"] == state.flash_encryption_mode
+    assert device["posture"]["secure_version"] == state.secure_version
+    assert device["posture"]["app_version"] == "1.0.0"
+    assert device["cert_sha256"] is not None

@@ -52,7 +52,7 @@ from espsec.device.ota_state import (
     check_server_url,
     decryption_key,
 )
-from espsec.efuse.security import read_secure_version
+from espsec.efuse.security import read_secure_version, security_state
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.flash import PowerCut, WriteKind
 from espsec.identity.tls import ClientKey
@@ -64,6 +64,7 @@ from espsec.ota import (
     DecryptionKey,
     EncryptedImageDecryptor,
     FleetClient,
+    HashMismatch,
     ManifestError,
     ManifestTrust,
     OutcomeReport,
@@ -72,7 +73,7 @@ from espsec.ota import (
     recipient_id,
 )
 from espsec.ota.encrypted_image import scheme_of_key
-from espsec.ota.protocol import MAX_REASON, BootState, Outcome
+from espsec.ota.protocol import MAX_REASON, BootState, Outcome, Posture
 
 if TYPE_CHECKING:
     from espsec.device.app import AppRuntime
@@ -84,6 +85,12 @@ IMAGE_DESC_END = DESC_OFFSET + APP_DESC_SIZE
 WRITE_CHUNK = 4096
 """Bytes per ``esp_ota_write`` (and per HTTPS read): one flash sector."""
 DEFAULT_TIMEOUT = 30.0
+DOWNLOAD_DEADLINE = 600.0
+"""Seconds a whole payload download may take, resumes included."""
+MIN_DOWNLOAD_RATE = 256.0
+"""Bytes per second a download must average after its first 10 s."""
+HASH_RETRIES = 1
+"""Downloads tried again after one arrives corrupted (hash mismatch) in the same cycle."""
 
 SelfTest = Callable[["AppRuntime"], bool]
 """The new app's self-test (the diagnostic of ESP-IDF's rollback example): True passes."""
@@ -379,7 +386,11 @@ class _Cycle:
         timeout: float,
         chunk: int,
         nvs_keys: NvsKeys | None,
+        download_deadline: float = DOWNLOAD_DEADLINE,
+        min_download_rate: float = MIN_DOWNLOAD_RATE,
     ) -> None:
+        self.download_deadline = download_deadline
+        self.min_download_rate = min_download_rate
         self.dev = dev
         self.self_test = self_test
         self.now = now
@@ -440,6 +451,23 @@ class _Cycle:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def posture(self) -> Posture:
+        """The security posture the device reports at check-in (eFuses, running app)."""
+        state = security_state(self.dev.efuses)
+        app = self.running_app()
+        has_usb_jtag = self.dev.efuses.layout.has_field("DIS_USB_JTAG")
+        return Posture(
+            secure_boot=state.secure_boot_enabled,
+            flash_encryption=state.flash_encryption_mode,
+            jtag=state.jtag.mode,
+            download_mode=state.download_mode,
+            secure_version=self.efuse_secure_version(),
+            app_version=((app.version if app is not None else None) or "")[:32],
+            idf_version=(app.idf_ver[:32] if app is not None and app.idf_ver else None),
+            revoked_key_slots=tuple(s.index for s in state.digest_slots if s.revoked),
+            usb_jtag_disabled=state.jtag.usb_jtag_disabled if has_usb_jtag else None,
+        )
 
     def efuse_secure_version(self) -> int:
         bits = self.dev.config.bootloader_app_sec_ver_size_efuse_field
@@ -546,6 +574,7 @@ class _Cycle:
             last_counter=counter.last_counter,
             project_name=app.project_name if app is not None else None,
             enc_key_id=None if key is None else recipient_id(key),
+            posture=self.posture(),
         )
         try:
             raw = self.client().check_in(request)
@@ -593,6 +622,15 @@ class _Cycle:
             from_partition=self.from_partition,
             counter=manifest.counter,
         )
+        now = self.now()
+        ttl = manifest.expires_at - manifest.issued_at
+        if now >= manifest.expires_at or trust.is_stale(now=now, max_age=ttl):
+            raise _Stop(
+                OtaStep.SET_BOOT,
+                OtaOutcome.FAILED,
+                f"the manifest expired during the download (valid until {manifest.expires_at}, "
+                f"now {int(now)}): not switching; the next check-in asks again",
+            )
         self.nvs.set_pending(pending)
         switched = runtime.set_boot_partition(part)
         if not switched.ok:
@@ -643,12 +681,36 @@ class _Cycle:
     def fetch(
         self, target: ReleaseTarget, part: AppPartition, key: DecryptionKey | None, floor: int
     ) -> bytes:
-        """Download into the passive slot; the verified plaintext image's SHA-256."""
-        writer = _SlotWriter(self.runtime, part, target, key, floor, self.chunk, self.event)
+        """Download into the passive slot; the verified plaintext image's SHA-256.
+
+        A download that arrives corrupted (its hash is not the manifest's) is tried again
+        (:data:`HASH_RETRIES`), then reported ``failed``, not ``refused``: the fleet keeps
+        offering the release, so one bad transfer does not block it for the device.
+        """
+        for attempt in range(HASH_RETRIES + 1):
+            writer = _SlotWriter(self.runtime, part, target, key, floor, self.chunk, self.event)
+            try:
+                return self._fetch_once(target, writer)
+            except HashMismatch as exc:
+                self.close()
+                self.download = DownloadStats(target.length, writer.received)
+                if attempt == HASH_RETRIES:
+                    raise _Stop(OtaStep.DOWNLOAD, OtaOutcome.FAILED, exc.message) from None
+                self.event(OtaStep.DOWNLOAD, False, f"{exc.message}: downloading again")
+        raise AssertionError("unreachable")
+
+    def _fetch_once(self, target: ReleaseTarget, writer: _SlotWriter) -> bytes:
         try:
             result = self.client().download(
-                target.url, writer, length=target.length, sha256=bytes.fromhex(target.sha256)
+                target.url,
+                writer,
+                length=target.length,
+                sha256=bytes.fromhex(target.sha256),
+                deadline=self.download_deadline,
+                min_rate=self.min_download_rate,
             )
+        except HashMismatch:
+            raise
         except _Stop:
             self.close()  # abandon the rest of the body
             self.download = DownloadStats(target.length, writer.received)
@@ -806,6 +868,8 @@ def run_ota(
     timeout: float = DEFAULT_TIMEOUT,
     chunk_size: int = WRITE_CHUNK,
     nvs_keys: NvsKeys | None = None,
+    download_deadline: float = DOWNLOAD_DEADLINE,
+    min_download_rate: float = MIN_DOWNLOAD_RATE,
 ) -> OtaReport:
     """One update cycle of the running app's fleet OTA client (see the module docs).
 
@@ -815,7 +879,9 @@ def run_ota(
     for this cycle (the trust anchors stay the provisioned ones); ``now`` is the
     device's clock; ``nvs_keys`` overrides the app's NVS encryption keys (by default
     those its ``nvs_flash_init`` uses: :func:`espsec.device.nvs.app_nvs_keys`).
-    The device is left running; save it afterwards. A power cut armed on the device
+    ``download_deadline`` / ``min_download_rate`` bound the payload download as a whole
+    (a server trickling bytes cannot hold the device forever). The device is left
+    running; save it afterwards. A power cut armed on the device
     propagates as :class:`~espsec.flash.PowerCut`.
     """
     if chunk_size < IMAGE_DESC_END or chunk_size % 16:
@@ -829,4 +895,14 @@ def run_ota(
 
     else:
         test = self_test
-    return _Cycle(dev, test, server_url, now, timeout, chunk_size, nvs_keys).run()
+    return _Cycle(
+        dev,
+        test,
+        server_url,
+        now,
+        timeout,
+        chunk_size,
+        nvs_keys,
+        download_deadline=download_deadline,
+        min_download_rate=min_download_rate,
+    ).run()

@@ -22,6 +22,7 @@ import json
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,15 @@ DEFAULT_TIMEOUT = 30.0
 
 class TransportError(EspsecError):
     """The server could not be reached or answered outside the protocol."""
+
+
+class DownloadTooSlow(TransportError):
+    """A download passed its overall deadline, or fell below its minimum rate."""
+
+
+class HashMismatch(VerificationError):
+    """The downloaded bytes do not hash to what the manifest says (corrupted in transit or
+    on the server): worth another try, not a reason to give up on the release."""
 
 
 class HttpError(TransportError):
@@ -121,6 +131,33 @@ class _Transfer:
     digest: Any
     received: int
     etag: str | None = None
+    started: float = 0.0
+    """``time.monotonic()`` when the download began."""
+    deadline: float | None = None
+    """``time.monotonic()`` by which the whole download must be done."""
+    min_rate: float = 0.0
+    grace: float = 10.0
+    first: int = 0
+    """Bytes held before the download began (not counted in its rate)."""
+
+    def check(self, what: str) -> float | None:
+        """Seconds left before the deadline (:class:`DownloadTooSlow` past it, or when the
+        average rate since the start stays below ``min_rate`` after ``grace`` seconds)."""
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise DownloadTooSlow(
+                f"download of {what} passed its deadline of {self.deadline - self.started:.0f} s "
+                f"at {self.received} bytes"
+            )
+        elapsed = now - self.started
+        if self.min_rate and elapsed > self.grace:
+            rate = (self.received - self.first) / elapsed
+            if rate < self.min_rate:
+                raise DownloadTooSlow(
+                    f"download of {what} too slow: {rate:.0f} B/s, below the minimum "
+                    f"{self.min_rate:.0f} B/s"
+                )
+        return None if self.deadline is None else self.deadline - now
 
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)\Z")
@@ -319,6 +356,9 @@ class FleetClient:
         start: int = 0,
         hasher: Any = None,
         max_resumes: int = 5,
+        deadline: float | None = None,
+        min_rate: float = 0.0,
+        grace: float = 10.0,
     ) -> DownloadResult:
         """Stream ``path`` into ``sink`` chunk by chunk; resume with ``Range`` when cut.
 
@@ -327,6 +367,12 @@ class FleetClient:
         returns, what ``sink`` received is unverified. To continue a transfer the caller
         already holds ``start`` bytes of, pass ``start`` and a ``hashlib.sha256()`` object
         fed with those bytes as ``hasher``.
+
+        ``deadline``: seconds the whole download may take, resumes included; ``min_rate``:
+        bytes per second it must average once ``grace`` seconds have passed. Past either,
+        :class:`DownloadTooSlow` (a server or link that trickles bytes cannot hold the
+        device forever). A transfer that completes but does not hash to ``sha256`` is
+        :class:`HashMismatch`.
         """
         if not path.startswith("/") or path.startswith("//"):
             raise UsageError(f"download path must be a path on the server, got {path!r}")
@@ -334,7 +380,16 @@ class FleetClient:
             raise UsageError("resuming from an offset needs the hash of the bytes already held")
         if not 0 <= start <= length:
             raise UsageError(f"start {start} outside 0..{length}")
-        state = _Transfer(hasher if hasher is not None else hashlib.sha256(), start)
+        began = time.monotonic()
+        state = _Transfer(
+            hasher if hasher is not None else hashlib.sha256(),
+            start,
+            started=began,
+            deadline=None if deadline is None else began + deadline,
+            min_rate=min_rate,
+            grace=grace,
+            first=start,
+        )
         requests = 0
         resumed: list[int] = []
         while state.received < length:
@@ -346,19 +401,25 @@ class FleetClient:
             if requests:
                 resumed.append(state.received)
             requests += 1
+            state.check(path)
             try:
                 self._fetch_from(path, sink, state, length)
             except HttpError as exc:
                 if exc.status < 500 or requests > max_resumes:
                     raise
+            except DownloadTooSlow:
+                self.close()
+                raise
             except TransportError:
                 if requests > max_resumes:
                     raise
+        if self._conn is not None and self._conn.sock is not None:
+            self._conn.sock.settimeout(self._timeout)  # as it was before the deadline
         digest = state.digest.digest()
         if not hmac.compare_digest(digest, sha256):
-            raise VerificationError(
-                f"downloaded {path} does not match the manifest's SHA-256 (tampered in transit "
-                "or on the server)"
+            raise HashMismatch(
+                f"downloaded {path} does not match the manifest's SHA-256 (corrupted or tampered "
+                "in transit or on the server)"
             )
         return DownloadResult(length, digest, requests, tuple(resumed))
 
@@ -401,7 +462,12 @@ class FleetClient:
         state.etag = resp.getheader("ETag") or state.etag
         try:
             while state.received < length:
-                chunk = resp.read(min(self._chunk, length - state.received + skip))
+                left = state.check(path)
+                if left is not None and self._conn is not None and self._conn.sock is not None:
+                    self._conn.sock.settimeout(max(0.001, min(self._timeout, left)))
+                # read1: at most one read from the socket, so the deadline and the rate are
+                # checked between any two arrivals, however slowly the bytes trickle in
+                chunk = resp.read1(min(self._chunk, length - state.received + skip))
                 if not chunk:
                     break
                 if skip:
@@ -415,6 +481,7 @@ class FleetClient:
                 state.received += len(chunk)
         except _NETWORK_ERRORS as exc:
             self.close()
+            state.check(path)  # a timeout at the deadline is the deadline
             raise TransportError(
                 f"download of {path} cut at {state.received} bytes: {exc}"
             ) from None
