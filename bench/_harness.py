@@ -86,6 +86,21 @@ def median_time(fn: Callable[[], object], runs: int, *, warmup: bool = True) -> 
     return median([timed(fn) for _ in range(max(1, runs))])
 
 
+def cpu_timed(fn: Callable[[], object]) -> float:
+    """CPU seconds (all threads) one call of ``fn`` takes: other load on a shared
+    machine delays a call but adds little to its CPU time."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def median_cpu_time(fn: Callable[[], object], runs: int, *, warmup: bool = True) -> float:
+    """Median CPU seconds of ``runs`` calls of ``fn`` (after one untimed call)."""
+    if warmup:
+        fn()
+    return median([cpu_timed(fn) for _ in range(max(1, runs))])
+
+
 def run_command(
     argv: Sequence[str], *, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:

@@ -140,8 +140,11 @@ class SpiFlash(NorFlash):
         start = offset & ~(ENCRYPTED_WRITE_ALIGN - 1)
         end = -(-(offset + length) // ENCRYPTED_WRITE_ALIGN) * ENCRYPTED_WRITE_ALIGN
         end = min(end, self.size)
-        raw = self.read_raw(start, end - start)
-        plain = self.cipher().decrypt(raw, start)
+        self._check(start, end - start)
+        # decrypt straight from the chip's contents: no copy of the ciphertext first
+        plain = self.cipher().decrypt(memoryview(self.data)[start:end], start)
+        if offset == start and length == len(plain):
+            return plain
         return plain[offset - start : offset - start + length]
 
     # -- writes ----------------------------------------------------------------------

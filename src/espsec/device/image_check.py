@@ -207,7 +207,10 @@ def load_image(
                 return done()
             pos += SEGMENT_HEADER_SIZE + data_len
         end = (pos | 0x0F) + 1 + (DIGEST_SIZE if header[23] == 1 else 0)
-        stored = read(0, end)
+        # with a signature to check, read (and decrypt) the image and its signature
+        # sector at once; EspImage.parse keeps what follows the image as its trailer
+        with_sector = -(-end // SECTOR_SIZE) * SECTOR_SIZE + SECTOR_SIZE
+        stored = read(0, with_sector if signature is not None and with_sector <= limit else end)
         image = EspImage.parse(stored)
     except FlashAccessError as exc:
         checks.append(Check("read", False, exc.message))
@@ -264,8 +267,11 @@ def load_image(
             )
             return done(image, desc=desc, length=length)
         try:
-            # the image was read (and decrypted) above: read only the rest
-            signed = stored + read(end, length - end) if length > end else stored[:length]
+            # the image was read (and decrypted) above: read only what is missing
+            if len(stored) >= length:
+                signed = stored if len(stored) == length else stored[:length]
+            else:
+                signed = stored + read(len(stored), length - len(stored))
         except FlashAccessError as exc:
             checks.append(Check("read", False, exc.message))
             return done(image, desc=desc, length=length)
