@@ -25,12 +25,23 @@ from espsec import efuse
 from .conftest import run_tool
 
 #: espefuse's derived read-only fields (computed from two table fields; not in the table).
-CALCULATED = {"WAFER_VERSION_MINOR", "WAFER_VERSION_MAJOR", "PSRAM_CAPACITY"}
+CALCULATED = {
+    "WAFER_VERSION_MINOR",
+    "WAFER_VERSION_MAJOR",
+    "PSRAM_CAPACITY",
+    "RECOVERY_BOOTLOADER_FLASH_SECTOR",  # P4 v3: six table fields put together
+}
 COMPARED = ("value", "raw_value", "readable", "writeable", "block", "word", "pos")
 
 K_XTS = bytes(range(1, 33))
 K_HMAC = bytes(range(40, 72))
 K_512 = bytes(range(100, 164))
+P384_PEM = (
+    Path(__file__).parents[1]
+    / "vectors/esp-idf/components/esp_hal_security/test_apps/crypto/main/ecdsa"
+    / "ecdsa384_priv_key.pem"
+)
+"""ESP-IDF's ECDSA HAL test key (P-384), for the P4 v3 layout's two-block purpose."""
 
 
 class _Text(io.StringIO):
@@ -96,9 +107,15 @@ def _espefuse_step(fn: Callable[[Any], object]) -> Callable[[str, Path], None]:
     return lambda chip, path: espefuse(chip, path, fn)
 
 
-def scenario(chip: str, pub_pem: Path) -> list[tuple[Callable[[str, Path], None], ...]]:
-    """Each step as (espefuse way, espsec way); the same burns either way."""
+def scenario(
+    chip: str, pub_pem: Path, revision: int = 0
+) -> list[tuple[Callable[[str, Path], None], ...]]:
+    """Each step as (espefuse way, espsec way); the same burns either way (ESP32-P4 v3.0+:
+    an ECDSA-P384 key over two blocks where the others burn XTS_AES_256_KEY, and the
+    v3-only eFuses)."""
     pem = pub_pem.read_bytes()
+    v3 = efuse.layout_for(chip, revision).has_field("SECURE_BOOT_SHA384_EN")
+    p384, v3_fields = _v3_steps() if v3 else (None, None)
 
     def digest_cmd(blk: str, slot: int) -> Callable[[Any], object]:
         return lambda c: c.burn_key_digest([blk], [io.BytesIO(pem)], [f"SECURE_BOOT_DIGEST{slot}"])
@@ -143,7 +160,8 @@ def scenario(chip: str, pub_pem: Path) -> list[tuple[Callable[[str, Path], None]
                 )
             ),
         ),
-        (
+        p384
+        or (
             _espefuse_step(
                 lambda c: c.burn_key(["BLOCK_KEY3"], [io.BytesIO(K_512)], ["XTS_AES_256_KEY"])
             ),
@@ -182,15 +200,51 @@ def scenario(chip: str, pub_pem: Path) -> list[tuple[Callable[[str, Path], None]
             _espefuse_step(lambda c: c.burn_efuse({"SPI_BOOT_CRYPT_CNT": "3"})),
             _espsec_step(lambda e: efuse.burn(e, {"SPI_BOOT_CRYPT_CNT": 3})),
         ),
+        *([v3_fields] if v3_fields else []),
     ]
 
 
-@pytest.mark.parametrize("chip,pub", [("esp32s3", "rsa3072"), ("esp32p4", "ecdsa256")])
-def test_alternating_burns_agree_field_by_field(chip, pub, tmp_path, sb_key_dir):
-    steps = scenario(chip, sb_key_dir / f"{pub}.pub.pem")
+_Step = tuple[Callable[[str, Path], None], Callable[[str, Path], None]]
+
+
+def _v3_steps() -> tuple[_Step, _Step]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = P384_PEM.read_bytes()
+    key = serialization.load_pem_private_key(pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    scalar = key.private_numbers().private_value.to_bytes(48, "big")
+    return (
+        (
+            _espefuse_step(
+                lambda c: c.burn_key(["BLOCK_KEY3"], [io.BytesIO(pem)], ["ECDSA_KEY_P384"])
+            ),
+            _espsec_step(lambda e: efuse.burn_key(e, "BLOCK_KEY3", scalar, "ECDSA_KEY_P384")),
+        ),
+        (
+            _espefuse_step(
+                lambda c: c.burn_efuse({"SECURE_BOOT_SHA384_EN": "1", "XTS_DPA_PSEUDO_LEVEL": "2"})
+            ),
+            _espsec_step(
+                lambda e: efuse.burn(e, {"SECURE_BOOT_SHA384_EN": 1, "XTS_DPA_PSEUDO_LEVEL": 2})
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "chip,pub,revision",
+    [("esp32s3", "rsa3072", 0), ("esp32p4", "ecdsa256", 0), ("esp32p4", "ecdsa384", 301)],
+)
+def test_alternating_burns_agree_field_by_field(chip, pub, revision, tmp_path, sb_key_dir):
+    steps = scenario(chip, sb_key_dir / f"{pub}.pub.pem", revision)
     alternating, only_espefuse, only_espsec = (tmp_path / n for n in ("alt", "ef", "es"))
-    efuse.create(only_espsec, chip)
-    layout = efuse.layout_for(chip)
+    efuse.create(only_espsec, chip, revision or None)
+    if revision:  # espefuse has no way to make a chip of another revision: start from ours
+        for path in (alternating, only_espefuse):
+            path.write_bytes(only_espsec.read_bytes())
+    layout = efuse.layout_for(chip, revision)
     for i, (by_espefuse, by_espsec) in enumerate(steps):
         (by_espefuse if i % 2 == 0 else by_espsec)(chip, alternating)
         by_espefuse(chip, only_espefuse)
@@ -209,6 +263,11 @@ def test_alternating_burns_agree_field_by_field(chip, pub, tmp_path, sb_key_dir)
     state = efuse.security_state(e)
     assert state.secure_boot_enabled and not state.flash_encryption_enabled
     assert state.jtag.mode == "soft-disabled" and state.secure_version == 3
+    assert e.layout.table == layout.table
+    if revision:
+        purposes = [e.layout.purpose_name(e.key_purpose(b)) for b in e.layout.key_blocks]
+        assert purposes[3:5] == ["ECDSA_KEY_P384_H", "ECDSA_KEY_P384_L"]
+        assert e.get_int("SECURE_BOOT_SHA384_EN") == 1
 
 
 @pytest.mark.parametrize("chip", ["esp32s3", "esp32p4"])
@@ -260,3 +319,29 @@ def test_espefuse_cli_reads_our_cli_burns(tmp_path):
     report = json.loads(ours("summary", "--efuse-file", path, "--json"))
     assert_same_fields(theirs, report["fields"])
     assert report["security"]["secure_version"] == 2
+
+
+def test_espefuse_reads_a_p4_v3_file_we_made_with_its_v3_table(tmp_path):
+    """``espsec efuse new --revision v3.1``: espefuse loads its ``esp32p4_v3.0`` table for
+    the file, and both tools read each other's 5-bit key purposes."""
+    path = tmp_path / "efuse.bin"
+
+    def ours(*args: object) -> str:
+        return run_tool("espsec", "efuse", *args).stdout
+
+    ours("new", "--chip", "esp32p4", "--revision", "v3.1", "--efuse-file", path)
+    ours("burn-key", "--efuse-file", path, "BLOCK_KEY1", P384_PEM, "ECDSA_KEY_P384")
+    # espefuse's burn-efuse checks a purpose against KEY_PURPOSE_n's 4 bits: ours burns it.
+    ours("burn", "--efuse-file", path, "KEY_PURPOSE_4", "ECDSA_KEY_P192")
+    base = ("--chip", "esp32p4", "--virt", "--path-efuse-file", path, "--do-not-confirm")
+    run_tool("espefuse", *base, "burn-efuse", "SECURE_BOOT_SHA384_EN", "1")
+    out = run_tool("espefuse", *base, "summary", "--format", "json").stdout
+    assert "Loading eFuses for ESP32-P4 v3.1" in out
+    theirs = json.loads(out[out.index("{") :])
+    assert theirs["KEY_PURPOSE_1"]["value"] == "ECDSA_KEY_P384_H"
+    assert theirs["KEY_PURPOSE_2"]["value"] == "ECDSA_KEY_P384_L"
+    assert theirs["KEY_PURPOSE_4"]["value"] == "ECDSA_KEY_P192"
+    assert theirs["SECURE_BOOT_SHA384_EN"]["value"] is True
+    report = json.loads(ours("summary", "--efuse-file", path, "--json"))
+    assert_same_fields(theirs, report["fields"])
+    assert efuse.load(path).layout.table == "esp32p4_v3.0"
