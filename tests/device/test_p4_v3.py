@@ -19,6 +19,7 @@ from espsec import secure_boot
 from espsec.chips import get_chip
 from espsec.device import Outcome
 from espsec.efuse import Transaction, security_state
+from espsec.errors import UsageError
 from espsec.image import build_bootloader_image
 from espsec.sdkconfig import BootloaderConfig
 
@@ -169,3 +170,17 @@ def test_a_build_for_older_chips_leaves_the_pseudo_rounds_off():
     report = dev.boot()
     assert report.ok, report.refusal
     assert dev.efuses.get_int("XTS_DPA_PSEUDO_LEVEL") == 0
+
+
+def test_a_build_for_p4_before_v3_has_neither_p384_secure_boot_nor_pseudo_rounds():
+    """ESP-IDF v6.0 Kconfig: both options depend on !ESP32P4_SELECTS_REV_LESS_V3."""
+    old = {"ESP32P4_SELECTS_REV_LESS_V3": True}
+    with pytest.raises(UsageError, match="ESP32P4_SELECTS_REV_LESS_V3"):
+        p384_config(raw=old)
+    config = BootloaderConfig.from_options(
+        idf_target="esp32p4",
+        secure_flash_enc_enabled=True,
+        secure_flash_encryption_mode="release",
+        raw=old,
+    )
+    assert not config.secure_flash_pseudo_round_func

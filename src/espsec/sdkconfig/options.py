@@ -402,7 +402,11 @@ _BOOTLOADER = _rows(
         "SECURE_BOOT_ECDSA_KEY_LEN_384_BITS",
         BOOL,
         choice="SECURE_BOOT_ECDSA_KEY_LEN_SIZE",
-        depends="SECURE_SIGNED_APPS_ECDSA_V2_SCHEME && SOC_ECDSA_SUPPORT_CURVE_P384",
+        # ESP-IDF v6.0: ESP32-P4 revisions before v3.0 have no P-384 Secure Boot.
+        depends=(
+            "SECURE_SIGNED_APPS_ECDSA_V2_SCHEME && SOC_ECDSA_SUPPORT_CURVE_P384"
+            " && !ESP32P4_SELECTS_REV_LESS_V3"
+        ),
     ),
     Option(
         "SECURE_SIGNED_ON_BOOT_NO_SECURE_BOOT",
@@ -661,7 +665,11 @@ _BOOTLOADER = _rows(
     Option(
         "SECURE_FLASH_PSEUDO_ROUND_FUNC",
         BOOL,
-        depends="SECURE_FLASH_ENC_ENABLED && SOC_FLASH_ENCRYPTION_XTS_AES_SUPPORT_PSEUDO_ROUND",
+        # ESP-IDF v6.0: ESP32-P4 revisions before v3.0 have no pseudo rounds.
+        depends=(
+            "SECURE_FLASH_ENC_ENABLED && SOC_FLASH_ENCRYPTION_XTS_AES_SUPPORT_PSEUDO_ROUND"
+            " && !ESP32P4_SELECTS_REV_LESS_V3"
+        ),
         default=("y if SECURE_FLASH_ENCRYPTION_MODE_RELEASE", "n"),
     ),
     Choice(
