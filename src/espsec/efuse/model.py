@@ -103,10 +103,16 @@ class Efuses:
                 expected=f"{layout.mem_size} bytes",
                 found=f"{len(data)} bytes",
             )
-        regs = bytes(reversed(data))
-        revision = chip_revision(cls(layout, regs))
-        layout = layout_for(chip, revision)
-        return cls(layout, regs, hardware_keys=hardware_keys)
+        return cls.from_registers(chip, bytes(reversed(data)), hardware_keys=hardware_keys)
+
+    @classmethod
+    def from_registers(
+        cls, chip: str, regs: bytes, *, hardware_keys: Mapping[int, bytes] | None = None
+    ) -> Efuses:
+        """The controller's register window of ``chip`` (as a chip's read registers show
+        it), read with the layout of the wafer revision it holds."""
+        revision = chip_revision(cls(layout_for(chip), regs))
+        return cls(layout_for(chip, revision), regs, hardware_keys=hardware_keys)
 
     def to_file_bytes(self) -> bytes:
         """The virtual eFuse file espefuse reads: the register image, byte-reversed."""

@@ -109,7 +109,7 @@ def read_efuses(port: str) -> Efuses:
                 struct.pack("<I", esp.read_reg(base + offset))
                 for offset in range(0, layout.mem_size, 4)
             )
-            return Efuses(layout, regs)
+            return Efuses.from_registers(layout.name, regs)  # the revision's layout
         finally:
             esp._port.close()
 
@@ -150,7 +150,7 @@ def _apply(cmds: Any, op: Operation) -> None:
     elif isinstance(op, BurnKey):
         cmds.burn_key(
             [op.block],
-            [io.BytesIO(op.key)],
+            [io.BytesIO(_espefuse_key_file(op))],
             [op.purpose],
             no_write_protect=not op.write_protect,
             no_read_protect=not op.read_protect,
@@ -168,6 +168,30 @@ def _apply(cmds: Any, op: Operation) -> None:
         cmds.write_protect_efuse([op.name])
     elif isinstance(op, ReadProtect):
         cmds.read_protect_efuse([op.name])
+
+
+def _espefuse_key_file(op: BurnKey) -> bytes:
+    """The key file espefuse reads: an ECDSA key as PEM (espefuse's burn-key loads one for
+    every ``ECDSA_KEY*`` purpose but the P-384 halves), other keys as raw bytes."""
+    purpose = op.purpose.upper()
+    if not purpose.startswith("ECDSA_KEY") or purpose.endswith(("_H", "_L")):
+        return op.key
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curves = {24: ec.SECP192R1(), 32: ec.SECP256R1(), 48: ec.SECP384R1()}
+    curve = curves.get(len(op.key))
+    if curve is None:
+        raise UsageError(f"{op.purpose}: a {len(op.key)}-byte key is no ECDSA private key")
+    try:
+        key = ec.derive_private_key(int.from_bytes(op.key, "big"), curve)
+    except ValueError:
+        raise UsageError(f"{op.purpose}: the key is not a valid {curve.name} scalar") from None
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 def write_flash(port: str, files: Sequence[tuple[int, bytes]], *, encrypt: bool = False) -> str:
