@@ -512,8 +512,10 @@ def serve(
     log_level: str = "info",
     access_log: bool = False,
     on_ready: Callable[[str, str, TlsFiles, str | None], None] | None = None,
+    max_seconds: float | None = None,
 ) -> None:
-    """Run the fleet server in the foreground until SIGINT/SIGTERM (``espsec fleet serve``).
+    """Run the fleet server in the foreground until SIGINT/SIGTERM (``espsec fleet serve``),
+    or for ``max_seconds``.
 
     ``on_ready(device_url, admin_url, tls_files, warning)`` is called once listening.
     """
@@ -534,6 +536,10 @@ def serve(
             sig: signal.signal(sig, lambda *_: stop.set())
             for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        deadline = None if max_seconds is None else threading.Timer(max_seconds, stop.set)
+        if deadline is not None:
+            deadline.daemon = True
+            deadline.start()
         try:
             if workers == 1:
                 runtime = FleetRuntime(
@@ -563,6 +569,8 @@ def serve(
                     lambda: on_ready and on_ready(*urls, files, warning),
                 )
         finally:
+            if deadline is not None:
+                deadline.cancel()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
