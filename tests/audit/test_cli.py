@@ -204,3 +204,13 @@ def test_advisories_import_installs_and_refuses_a_rollback(cli, tmp_path, monkey
     assert "serial 5" in cli("advisories", "list")[1]
     code, _, err = cli("advisories", "import", _signed(tmp_path, key, 4))
     assert code == 1 and "rollback" in err
+
+
+def test_importing_the_database_in_use_is_a_no_op(cli, tmp_path):
+    data, sig = advisories.packaged()
+    path = tmp_path / "advisories.json"
+    path.write_bytes(data)
+    Path(str(path) + ".sig").write_bytes(sig)
+    code, out, _ = cli("advisories", "import", path)
+    assert code == 0 and out.startswith("already in use:")
+    assert not (tmp_path / "data" / "advisories.json").exists()

@@ -309,3 +309,8 @@ row("cert-bundle verify-chain", "expired", 1, lambda k: ["cert-bundle", "verify-
     "2040-01-01", _bundle(k), k.certificate()])  # fmt: skip
 row("cert-bundle verify-chain", "bad --at", 2, lambda k: ["cert-bundle", "verify-chain", "--at",
     "yesterday", _bundle(k), k.certificate()], "--at")  # fmt: skip
+
+
+# -- audit and advisories: in their own module ------------------------------------------
+
+from . import exit_cases_audit  # noqa: E402, F401  (registers its rows)

@@ -471,3 +471,9 @@ def _fleet_init_ca_key(kit: Kit) -> Invocation:
     pub = kit.sb_pub()
     argv = ["fleet", "init", "--pub-key", str(pub), "--ca-key-output", OUT]
     return Invocation([*argv, str(kit.new("fleet"))], [pub])
+
+
+@case("audit")
+def _audit(kit: Kit) -> Invocation:
+    config = kit.file("sdkconfig", b'CONFIG_IDF_TARGET="esp32s3"\nCONFIG_SECURE_BOOT=y\n')
+    return Invocation(["audit", "--format", "json", "-o", OUT, str(config)], [config])

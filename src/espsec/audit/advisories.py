@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -223,6 +225,8 @@ class Database:
     advisories: tuple[Advisory, ...]
     origin: str
     """Where it was loaded from (``package`` or the imported file)."""
+    sha256: str = ""
+    """SHA-256 of the file's bytes (what its signature covers)."""
 
     @classmethod
     def parse(cls, data: bytes, *, origin: str) -> Database:
@@ -231,7 +235,8 @@ class Database:
             doc = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FormatError("not JSON", found=str(exc), source=origin) from None
-        return _Reader(origin).database(doc)
+        parsed = _Reader(origin).database(doc)
+        return dataclasses.replace(parsed, sha256=hashlib.sha256(data).hexdigest())
 
     def describe(self) -> str:
         return (
@@ -467,10 +472,13 @@ def import_database(
     keys: Sequence[bytes] | None = None,
 ) -> Database:
     """Install the database at ``path`` (signature ``path.sig`` unless given) into
-    ``data_dir`` after checking it; refuse one not newer than the database in use."""
+    ``data_dir`` after checking it; refuse one older than the database in use, or of the
+    same serial with other contents. The database in use itself is accepted as is."""
     sig_path = Path(signature) if signature is not None else Path(str(path) + SIGNATURE_SUFFIX)
     new = _verified_file(Path(path), sig_path, keys)
     current = load(data_dir, keys=keys)
+    if new.sha256 == current.sha256:
+        return current
     if new.serial <= current.serial:
         raise VerificationError(
             f"serial {new.serial} is not newer than the database in use (serial "

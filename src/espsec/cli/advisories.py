@@ -121,7 +121,9 @@ def check(targets: tuple[str, ...], chip: str | None, data_dir: Path | None, as_
         as_json,
         render,
     )
-    if any(f.rule == "ADV001" for f in findings):
+    applying = [f for f in findings if f.rule == "ADV001"]
+    if applying:
+        click.echo(f"failed: {len(applying)} advisory finding(s)", err=True)
         raise SystemExit(1)
 
 
@@ -145,9 +147,11 @@ def import_command(
     from espsec.audit import advisories
 
     folder = _dir(data_dir)
+    before = advisories.load(folder).sha256
     db = advisories.import_database(database, data_dir=folder, signature=signature)
+    verb = "already in use:" if db.sha256 == before else "installed"
     emit(
-        {"installed": str(folder / advisories.DATABASE_FILE), "database": db.describe()},
+        {"installed": db.origin, "database": db.describe()},
         as_json,
-        lambda: click.echo(f"installed {db.describe()}"),
+        lambda: click.echo(f"{verb} {db.describe()}"),
     )
