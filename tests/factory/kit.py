@@ -55,8 +55,12 @@ def write_batch(
     (folder / "partitions.csv").write_text(TABLE_CSV)
     (folder / "nvs.csv").write_text(NVS_CSV)
     target = get_chip(chip)
-    (folder / "bootloader.bin").write_bytes(build_bootloader_image(target))
-    (folder / "app.bin").write_bytes(build_app_image(target, version="1.0.0", code_size=512))
+    # Built for the major revision of the chips the line gets (the newest: ESP32-P4 v3).
+    rev = target.latest_revision // 100 * 100
+    (folder / "bootloader.bin").write_bytes(build_bootloader_image(target, min_chip_rev_full=rev))
+    (folder / "app.bin").write_bytes(
+        build_app_image(target, version="1.0.0", code_size=512, min_chip_rev_full=rev)
+    )
     sb = secure_boot.load_private_key(secure_boot.generate_private_key("ecdsa256"))
     (folder / "sb.pub.pem").write_bytes(secure_boot.public_key_pem(sb))
     ca_line = f'uri = "{ca_uri}"' if ca_uri else 'key = "ca.key.pem"'

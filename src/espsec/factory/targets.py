@@ -124,11 +124,11 @@ class VirtualTarget:
             if (path / DEVICE_FILE).is_file():
                 return VirtualChip(VirtualDevice.open(path), name)
             dev = VirtualDevice.create(path, batch.chip.name, batch.flash_size, config=batch.config)
-        # As the chip leaves Espressif: a factory MAC (one PGM command on its block, as
-        # Espressif's own line does; espsec's burn rules keep MAC for that line only).
+        # As the chip leaves Espressif: a factory MAC, in the same program as the wafer
+        # revision (espsec's burn rules keep MAC for that line only).
         mac_field = dev.efuses.field("MAC")
         mac = int.from_bytes(virtual_mac(batch.spec.name, serial), "little")
-        dev.efuses.program(mac_field.block, mac << (mac_field.word * 32 + mac_field.pos))
+        dev.efuses.factory_program(mac_field.block, mac << mac_field.start)
         chip = VirtualChip(dev, name)
         chip._save()
         return chip
