@@ -196,6 +196,11 @@ def init(
     help="Open device connections per process; more are closed at once.",
 )  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(0, None),
+    help="Stop after this long (default: until interrupted).",
+)
 @click.argument("state_dir", type=_dir)
 def serve_cmd(
     host: str,
@@ -208,6 +213,7 @@ def serve_cmd(
     workers: int,
     max_connections: int,
     access_log: bool,
+    max_seconds: float | None,
     state_dir: Path,
 ) -> None:
     """Run the fleet HTTPS server (TLS certificate generated on first start).
@@ -241,6 +247,7 @@ def serve_cmd(
         limits=Limits(max_connections=max_connections),
         access_log=access_log,
         on_ready=ready,
+        max_seconds=max_seconds,
     )
 
 
