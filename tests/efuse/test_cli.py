@@ -233,10 +233,10 @@ def test_p4_ecdsa_key_from_pem(tmp_path):
 
 
 def test_write_and_read_protect_commands(efile, keyfile):
-    code, out, _ = run(
+    code, out, err = run(
         "burn-key", "--efuse-file", efile, "BLOCK_KEY0", keyfile, "HMAC_UP", "--no-read-protect"
     )
-    assert code == 0 and "KEY_READABLE" in out
+    assert code == 0 and "burned:" in out and "warning KEY_READABLE" in err
     code, out, _ = run("read-protect", "--efuse-file", efile, "BLOCK_KEY0")
     assert code == 0 and "RD_DIS[0] hides BLOCK_KEY0" in out
     code, out, _ = run("write-protect", "--efuse-file", efile, "DIS_DOWNLOAD_MODE")
@@ -253,10 +253,10 @@ def test_plan_dry_run_then_apply(efile, tmp_path, keyfile):
         "burn-efuse SPI_BOOT_CRYPT_CNT 1\n"
     )
     before = fingerprint(efile)
-    code, out, _ = run("plan", "--efuse-file", efile, plan)
+    code, out, err = run("plan", "--efuse-file", efile, plan)
     assert code == 0 and "plan ok: nothing burned" in out
     assert "SPI_BOOT_CRYPT_CNT (BLOCK0) bit 82: 0x0 -> 0x1" in out
-    assert "! KEY_PURPOSE_0" in out and "warning FE_DEVELOPMENT" in out
+    assert "! KEY_PURPOSE_0" in out and "warning FE_DEVELOPMENT" in err  # warnings: stderr
     assert fingerprint(efile) == before
     code, out, _ = run("plan", "--efuse-file", efile, plan, "--apply", "--json")
     report = json.loads(out)
@@ -356,3 +356,37 @@ def test_burn_key_digest_takes_the_digest_as_hex(efile):
 def test_a_malformed_port_is_a_usage_error(port):
     code, _, err = run("summary", "--port", port)
     assert code == 2 and "expected a serial port or socket://HOST:PORT" in err
+
+
+def test_an_ecdsa_key_digest_on_an_rsa_only_rom_burns_with_a_warning(tmp_path, sb_key_dir):
+    path = tmp_path / "e.bin"
+    run("new", "--chip", "esp32s3", "--efuse-file", path)
+    pub = sb_key_dir / "ecdsa256.pub.pem"
+    code, out, err = run(
+        "burn-key-digest", "--efuse-file", path, "BLOCK_KEY1", pub, "SECURE_BOOT_DIGEST0"
+    )
+    assert code == 0 and "burned:" in out
+    assert "warning SB_SCHEME_UNSUPPORTED: BLOCK_KEY1: an ecdsa256 key digest on ESP32-S3" in err
+    code, out, _ = run(
+        "burn-key-digest", "--efuse-file", path, "BLOCK_KEY2", pub, "SECURE_BOOT_DIGEST1", "--json"
+    )
+    findings = json.loads(out)["findings"]
+    assert {"SB_SCHEME_UNSUPPORTED"} <= {f["code"] for f in findings}
+
+
+def test_a_digest_into_a_revoked_slot_burns_with_a_warning(efile):
+    assert run("burn", "--efuse-file", efile, "SECURE_BOOT_KEY_REVOKE2", "1")[0] == 0
+    code, out, err = run(
+        "burn-key-digest", "--efuse-file", efile, "--key-digest", "ab" * 32, "BLOCK_KEY3",
+        "SECURE_BOOT_DIGEST2", "--json",
+    )  # fmt: skip
+    assert code == 0 and "warning DIGEST_REVOKED" in err
+    assert "DIGEST_REVOKED" in {f["code"] for f in json.loads(out)["findings"]}
+
+
+def test_an_unknown_allow_code_is_a_usage_error_naming_the_valid_codes(efile):
+    before = fingerprint(efile)
+    code, _, err = run("burn", "--efuse-file", efile, "SECURE_BOOT_EN", "1", "--allow", "SB_NOPE")
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown --allow code SB_NOPE (refusal codes: " in err and "SB_NO_DIGEST" in err
+    assert fingerprint(efile) == before

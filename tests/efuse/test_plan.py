@@ -25,6 +25,9 @@ class Files:
     def digest(self, path: str) -> bytes:
         return self.files[path]
 
+    def scheme(self, path: str) -> str | None:
+        return None
+
 
 def codes(report: efuse.PlanReport, severity: str | None = None) -> set[str]:
     return {f.code for f in report.findings if severity is None or f.severity == severity}
@@ -247,3 +250,52 @@ def test_all_zero_key_is_refused_though_espefuse_accepts_it():
     assert "other than this key" in report.findings[0].message
     same = BurnKey("BLOCK_KEY1", b"\xff" * 32, "HMAC_UP", read_protect=False)
     assert not BurnPlan([same]).check(e).refused
+
+
+DIGEST = bytes(range(1, 33))
+
+
+def test_an_ecdsa_key_digest_on_a_chip_whose_rom_takes_only_rsa_warns():
+    burn = BurnKeyDigest("BLOCK_KEY1", DIGEST, "SECURE_BOOT_DIGEST0", scheme="ecdsa256")
+    report = BurnPlan([burn]).check(efuse.new("esp32s3"))
+    (warning,) = [f for f in report.findings if f.code == "SB_SCHEME_UNSUPPORTED"]
+    assert warning.severity == "warn" and not report.refused
+    assert "ecdsa256 key digest on ESP32-S3, whose ROM verifies only rsa3072" in warning.message
+    for chip, scheme in (("esp32p4", "ecdsa256"), ("esp32s3", "rsa3072"), ("esp32s3", None)):
+        burn = BurnKeyDigest("BLOCK_KEY1", DIGEST, "SECURE_BOOT_DIGEST0", scheme=scheme)
+        assert "SB_SCHEME_UNSUPPORTED" not in codes(BurnPlan([burn]).check(efuse.new(chip)))
+
+
+def test_a_digest_burned_into_a_revoked_slot_warns():
+    e = efuse.new("esp32s3")
+    efuse.burn(e, {"SECURE_BOOT_KEY_REVOKE1": 1})
+    burn = BurnKeyDigest("BLOCK_KEY2", DIGEST, "SECURE_BOOT_DIGEST1")
+    report = BurnPlan([burn]).check(e)
+    (warning,) = [f for f in report.findings if f.code == "DIGEST_REVOKED"]
+    assert "SECURE_BOOT_DIGEST1, which is revoked (SECURE_BOOT_KEY_REVOKE1)" in warning.message
+    assert not report.refused
+    other = BurnKeyDigest("BLOCK_KEY2", DIGEST, "SECURE_BOOT_DIGEST0")
+    assert "DIGEST_REVOKED" not in codes(BurnPlan([other]).check(e))
+
+
+def test_a_secure_version_above_every_app_on_the_device_warns():
+    e = efuse.new("esp32s3")
+    burn = BurnField("SECURE_VERSION", 0b111)  # secure version 3
+    report = BurnPlan([burn], app_secure_versions=[1, 2]).check(e)
+    (warning,) = [f for f in report.findings if f.code == "SECURE_VERSION_ABOVE_APPS"]
+    assert "eFuse secure version 3 is above every app on the device" in warning.message
+    assert "highest app secure version is 2" in warning.message and not report.refused
+    assert "SECURE_VERSION_ABOVE_APPS" not in codes(
+        BurnPlan([burn], app_secure_versions=[3, 1]).check(e)
+    )
+    assert "SECURE_VERSION_ABOVE_APPS" not in codes(BurnPlan([burn]).check(e))  # apps unknown
+
+
+def test_an_unknown_allow_code_is_a_usage_error_naming_the_valid_codes():
+    with pytest.raises(UsageError, match=r"unknown --allow code NOPE .*SB_NO_DIGEST"):
+        BurnPlan([BurnField("SECURE_BOOT_EN", 1)], allow=["NOPE"])
+    assert "SB_NO_DIGEST" in efuse.plan.REFUSAL_CODES
+    report = BurnPlan([BurnField("SECURE_BOOT_EN", 1)], allow=["sb_no_digest"]).check(
+        efuse.new("esp32s3")
+    )
+    assert not report.refused

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from espsec import efuse
+from espsec._io import read_bytes
 from espsec.chips import EFUSE_MODEL_CHIPS
 from espsec.cli._common import (
     CHIP_PORT,
@@ -30,7 +31,7 @@ from espsec.cli._common import (
     source,
 )
 from espsec.efuse import keys, workflow
-from espsec.efuse.plan import build_operations, parse_plan
+from espsec.efuse.plan import REFUSAL_CODES, build_operations, check_allow, parse_plan
 from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_plan_file
 from espsec.errors import UsageError
 
@@ -72,8 +73,9 @@ def _file_options(f: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-_PORT: list[tuple[str, str]] = []
-"""The chip the running command talks to: (port URL, name shown), when not a file."""
+_PORT: list[tuple[str, str, Path | None]] = []
+"""The chip the running command talks to, when not a file: (port URL, name shown, the
+virtual device folder behind it if any)."""
 
 
 @contextlib.contextmanager
@@ -87,9 +89,8 @@ def _chip_target(efuse_file: Path | None, device: Path | None, port: str | None)
 
     with contextlib.ExitStack() as stack:
         url = port if port is not None else stack.enter_context(host.serve_folder(device or ""))
-        _PORT.append(
-            (url, str(device) if device is not None else f"the chip on {port}".replace("//", ""))
-        )
+        name = str(device) if device is not None else f"the chip on {port}".replace("//", "")
+        _PORT.append((url, name, device))
         try:
             with source(str(device or port)):
                 yield
@@ -120,11 +121,30 @@ def burn_file(
     if _PORT:
         from espsec.device.download.host import burn_checked
 
-        url, name = _PORT[-1]
-        return burn_checked(url, ops, allow=allow, apply=apply, target=name)
+        url, name, folder = _PORT[-1]
+        apps = None if folder is None else _app_secure_versions(folder)
+        return burn_checked(
+            url, ops, allow=allow, apply=apply, target=name, app_secure_versions=apps
+        )
     assert path is not None
     _device_folder_refusal(path)
     return workflow.burn_file(efuses, path, ops, allow=allow, apply=apply)
+
+
+def _app_secure_versions(folder: Path) -> list[int]:
+    """The secure versions of the apps in a virtual device's flash (those that load)."""
+    from espsec.device import workflow as device_workflow
+
+    return [
+        app.secure_version
+        for app in device_workflow.read_status(folder).apps
+        if app.ok and app.secure_version is not None
+    ]
+
+
+def _check_allow(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    check_allow(value)  # an unknown code is a usage error naming the valid ones
+    return value
 
 
 _allow = click.option(
@@ -132,7 +152,8 @@ _allow = click.option(
     "allow",
     multiple=True,
     metavar="CODE",
-    help="Accept a refusal finding by its code (e.g. SB_NO_DIGEST); repeatable.",
+    callback=_check_allow,
+    help=f"Accept a refusal by its code; repeatable ({', '.join(sorted(REFUSAL_CODES))}).",
 )
 
 
@@ -152,6 +173,13 @@ def _secure_boot_digest(pem: bytes) -> bytes:
     from espsec import secure_boot
 
     return secure_boot.key_digest(secure_boot.load_public_key(pem))
+
+
+def _secure_boot_scheme(pem: bytes) -> str:
+    """The Secure Boot v2 scheme of a PEM key (the plan warns if the ROM cannot use it)."""
+    from espsec import secure_boot
+
+    return secure_boot.scheme_of(secure_boot.load_public_key(pem))
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -191,7 +219,8 @@ def _render_report(report: efuse.PlanReport, outcome: str) -> None:
         click.echo(f"  note: {note}")
     for f in report.findings:
         label = "ALLOWED" if f.allowed else ("REFUSED" if f.severity == "refuse" else "warning")
-        click.echo(f"{label} {f.code}: {f.message}")
+        # A warning does not block the burn: it goes to standard error, as warnings do.
+        click.echo(f"{label} {f.code}: {f.message}", err=label == "warning")
     click.echo(outcome)
 
 
@@ -206,6 +235,10 @@ def _emit_burn(result: FileBurn, as_json: bool) -> None:
     """Report a burn; exit 1 when the policy refused it."""
     outcome = _OUTCOMES.get(result.outcome, f"burned: {result.path} updated")
     emit(result.to_dict(), as_json, lambda: _render_report(result.report, outcome))
+    if as_json:  # the warnings are in the JSON, and said on standard error as well
+        for f in result.report.findings:
+            if f.severity == "warn" and not f.allowed:
+                click.echo(f"warning {f.code}: {f.message}", err=True)
     if result.outcome is BurnOutcome.REFUSED:
         raise SystemExit(1)
 
@@ -394,6 +427,7 @@ def burn_key_digest_cmd(
     as_json: bool,
 ) -> None:
     """Burn a Secure Boot v2 public key's digest into BLOCK as SECURE_BOOT_DIGESTn."""
+    scheme = None
     if key_digest is not None:
         if len(args) != 2:
             raise UsageError("with --key-digest, give BLOCK PURPOSE")
@@ -407,8 +441,11 @@ def burn_key_digest_cmd(
             raise UsageError("give BLOCK PUBKEY PURPOSE (or --key-digest and BLOCK PURPOSE)")
         block, pub, purpose = args
         digest = keys.read_public_key_digest(pub, _secure_boot_digest)
+        with source(pub):
+            scheme = _secure_boot_scheme(read_bytes(pub, what="public key file"))
     efuses = _load(efuse_file, chip)
-    ops = [efuse.BurnKeyDigest(block, digest, purpose, write_protect=not no_write_protect)]
+    write_protect = not no_write_protect
+    ops = [efuse.BurnKeyDigest(block, digest, purpose, write_protect, scheme)]
     _emit_burn(burn_file(efuses, efuse_file, ops, allow=allow), as_json)
 
 
@@ -469,14 +506,22 @@ def plan_cmd(
         with source(str(plan_file)):
             lines = parse_plan(plan_file.read_text())
             ops = build_operations(
-                efuses.layout, lines, keys.KeyFiles(plan_file.parent, _secure_boot_digest)
+                efuses.layout,
+                lines,
+                keys.KeyFiles(plan_file.parent, _secure_boot_digest, _secure_boot_scheme),
             )
         result = burn_file(efuses, None, ops, allow=allow, apply=apply)
     else:
         if apply:
             _device_folder_refusal(efuse_file)
         result = burn_plan_file(
-            efuses, efuse_file, plan_file, _secure_boot_digest, allow=allow, apply=apply
+            efuses,
+            efuse_file,
+            plan_file,
+            _secure_boot_digest,
+            allow=allow,
+            apply=apply,
+            pem_scheme=_secure_boot_scheme,
         )
     _emit_burn(result, as_json)
 

@@ -97,6 +97,9 @@ class BurnKeyDigest:
     digest: bytes
     purpose: str
     write_protect: bool = True
+    scheme: str | None = None
+    """The Secure Boot scheme of the key the digest is of (``rsa3072``, ``ecdsa256``…),
+    when known: the plan warns when the chip's ROM cannot verify it."""
 
     def describe(self) -> str:
         flag = "" if self.write_protect else " --no-write-protect"
@@ -366,6 +369,11 @@ class _Stage:
             )
 
     def _default_value(self, f: FieldDef) -> int:
+        purpose = any(
+            f.name in (b.purpose_field, b.purpose_field_high) for b in self.layout.key_blocks
+        )
+        if purpose:  # even the 1-bit KEY_PURPOSE_n_H: espefuse takes no lone name
+            raise UsageError(f"{f.name}: a value is required (a key purpose)")
         if f.kind == "bool":
             return 1
         if f.name in COUNTER_FIELDS:

@@ -25,6 +25,8 @@ from espsec.errors import KeyFormatError, UsageError, with_source
 
 PemDigest = Callable[[bytes], bytes]
 """The Secure Boot v2 key digest of a PEM public or private key."""
+PemScheme = Callable[[bytes], str]
+"""The Secure Boot v2 scheme (``rsa3072``, ``ecdsa256``…) of a PEM public or private key."""
 
 _ECDSA_KINDS = tuple(_pem.ecdsa_kind(c) for c in (ec.SECP192R1(), ec.SECP256R1(), ec.SECP384R1()))
 
@@ -81,9 +83,12 @@ class KeyFiles:
     """Reads the key and digest files a burn plan names, relative to ``folder``
     (a :class:`~espsec.efuse.PlanResolver`)."""
 
-    def __init__(self, folder: PathLike, pem_digest: PemDigest) -> None:
+    def __init__(
+        self, folder: PathLike, pem_digest: PemDigest, pem_scheme: PemScheme | None = None
+    ) -> None:
         self.folder = Path(folder)
         self._pem_digest = pem_digest
+        self._pem_scheme = pem_scheme
 
     def key(self, path: str, purpose: str) -> bytes:
         return read_key_file(self.folder / path, purpose)
@@ -93,3 +98,12 @@ class KeyFiles:
         data = read_bytes(where, what="key file")
         with with_source(str(where)):
             return digest_bytes(data, self._pem_digest)
+
+    def scheme(self, path: str) -> str | None:
+        """The scheme of a key file (``None`` for a raw digest, or with no ``pem_scheme``)."""
+        where = self.folder / path
+        data = read_bytes(where, what="key file")
+        if self._pem_scheme is None or not _pem.is_pem(data):
+            return None
+        with with_source(str(where)):
+            return self._pem_scheme(data)

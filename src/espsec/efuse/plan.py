@@ -132,6 +132,9 @@ class PlanResolver(Protocol):
     def digest(self, path: str) -> bytes:
         """The 32-byte Secure Boot digest for a public key, private key or digest file."""
 
+    def scheme(self, path: str) -> str | None:
+        """The Secure Boot scheme of the key file (``None`` for a raw digest file)."""
+
 
 def parse_field_value(layout: EfuseLayout, name: str, text: str | None) -> int | bytes | None:
     """A value for ``burn-efuse`` as espefuse reads it from the command line.
@@ -201,7 +204,8 @@ def _line_operations(
             rp = "--no-read-protect" not in line.options
             ops.append(BurnKey(block, resolver.key(path, purpose), purpose, wp, rp))
         else:
-            ops.append(BurnKeyDigest(block, resolver.digest(path), purpose, wp))
+            digest, scheme = resolver.digest(path), resolver.scheme(path)
+            ops.append(BurnKeyDigest(block, digest, purpose, wp, scheme))
     return ops
 
 
@@ -272,11 +276,26 @@ class PlanReport:
 
 
 class BurnPlan:
-    """A transaction plus the policy that refuses bricking or weakening combinations."""
+    """A transaction plus the policy that refuses bricking or weakening combinations.
 
-    def __init__(self, operations: Iterable[Operation], *, allow: Iterable[str] = ()) -> None:
+    ``allow``: refusal codes accepted (:data:`REFUSAL_CODES`; any other is a usage
+    error). ``app_secure_versions``: the secure versions of the apps the device holds,
+    when known (a burn through ``--device``): a ``SECURE_VERSION`` above all of them is
+    warned about, as the next boot would find nothing to boot.
+    """
+
+    def __init__(
+        self,
+        operations: Iterable[Operation],
+        *,
+        allow: Iterable[str] = (),
+        app_secure_versions: Iterable[int] | None = None,
+    ) -> None:
         self.transaction = Transaction(operations)
-        self.allow = frozenset(a.upper() for a in allow)
+        self.allow = check_allow(allow)
+        self.app_secure_versions = (
+            None if app_secure_versions is None else tuple(app_secure_versions)
+        )
 
     def check(self, efuses: Efuses, *, strict: bool = False) -> PlanReport:
         """Stage the burn on a copy and report changes and findings (nothing is burned).
@@ -296,7 +315,12 @@ class BurnPlan:
         after = staged.result(efuses)
         found = tuple(
             f if f.code not in self.allow else Finding(f.code, f.severity, f.message, True)
-            for f in (*_key_findings(after, staged), *findings(efuses, after))
+            for f in (
+                *_key_findings(after, staged),
+                *findings(efuses, after),
+                *_burn_warnings(efuses, after, self.transaction.operations),
+                *_secure_version_warning(efuses, after, self.app_secure_versions),
+            )
         )
         changes = _changes(efuses, after, staged)
         return PlanReport(efuses.chip, ops, changes, found, staged.notes, staged)
@@ -570,6 +594,91 @@ _RULES: tuple[tuple[str, Severity, _Rule], ...] = (
     ("SECURE_VERSION_CODE", "warn", _secure_version_code),
     ("AGGRESSIVE_REVOKE", "warn", _aggressive),
 )
+
+
+REFUSAL_CODES: tuple[str, ...] = (
+    *(code for code, severity, _ in _RULES if severity == "refuse"),
+    "FE_TURNED_OFF",
+    "KEY_ZERO",
+)
+"""The refusals a caller can accept by code (``allow=``, ``--allow CODE``)."""
+
+FINDING_CODES: frozenset[str] = frozenset(
+    (
+        *REFUSAL_CODES,
+        *(code for code, _, _ in _RULES),
+        "SB_SCHEME_UNSUPPORTED",
+        "DIGEST_REVOKED",
+        "SECURE_VERSION_ABOVE_APPS",
+    )
+)
+"""Every code a finding can have (a warning needs no ``allow``, but naming one is no error)."""
+
+
+def check_allow(codes: Iterable[str]) -> frozenset[str]:
+    """``codes`` as accepted finding codes; a code that names no finding is a usage error."""
+    wanted = frozenset(c.upper() for c in codes)
+    unknown = sorted(wanted - FINDING_CODES)
+    if unknown:
+        raise UsageError(
+            f"unknown --allow code {', '.join(unknown)} (refusal codes: "
+            f"{', '.join(sorted(REFUSAL_CODES))})"
+        )
+    return wanted
+
+
+def _burn_warnings(before: Efuses, after: Efuses, operations: Iterable[Operation]) -> list[Finding]:
+    """Burns that succeed but hurt: a key digest the ROM cannot use."""
+    out: list[Finding] = []
+    chip = after.layout.chip
+    slots = {d.index: d for d in security_state(after).digest_slots}
+    old = {d.index: d for d in security_state(before).digest_slots}
+    for op in operations:
+        if not isinstance(op, BurnKeyDigest):
+            continue
+        block = after.layout.block(op.block).name
+        if op.scheme is not None and op.scheme not in chip.secure_boot_schemes:
+            accepted = "/".join(sorted(chip.secure_boot_schemes)) or "no"
+            out.append(
+                Finding(
+                    "SB_SCHEME_UNSUPPORTED",
+                    "warn",
+                    f"{block}: an {op.scheme} key digest on {chip.display_name}, whose ROM "
+                    f"verifies only {accepted} signatures: nothing signed with this key boots",
+                )
+            )
+        for index, slot in slots.items():
+            if slot.block == block and slot.revoked and old[index].block != block:
+                out.append(
+                    Finding(
+                        "DIGEST_REVOKED",
+                        "warn",
+                        f"{block} becomes SECURE_BOOT_DIGEST{index}, which is revoked "
+                        f"(SECURE_BOOT_KEY_REVOKE{index}): the ROM never trusts this key",
+                    )
+                )
+    return out
+
+
+def _secure_version_warning(
+    before: Efuses, after: Efuses, app_versions: tuple[int, ...] | None
+) -> list[Finding]:
+    """A ``SECURE_VERSION`` above every app on the device: the next boot finds nothing."""
+    if app_versions is None:
+        return []
+    old, new = security_state(before).secure_version, security_state(after).secure_version
+    highest = max(app_versions, default=None)
+    if new <= old or (highest is not None and new <= highest):
+        return []
+    held = "no app" if highest is None else f"the highest app secure version is {highest}"
+    return [
+        Finding(
+            "SECURE_VERSION_ABOVE_APPS",
+            "warn",
+            f"eFuse secure version {new} is above every app on the device ({held}): "
+            "anti-rollback refuses them all and the next boot finds nothing bootable",
+        )
+    ]
 
 
 def findings(before: Efuses, after: Efuses) -> list[Finding]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from espsec._io import PathLike, read_bytes
 from espsec.efuse.burn import Operation
-from espsec.efuse.keys import KeyFiles, PemDigest
+from espsec.efuse.keys import KeyFiles, PemDigest, PemScheme
 from espsec.efuse.model import Efuses, save
 from espsec.efuse.plan import BurnPlan, PlanReport, build_operations, parse_plan
 from espsec.errors import UsageError, with_source
@@ -97,12 +97,13 @@ def burn_plan_file(
     *,
     allow: Iterable[str] = (),
     apply: bool = False,
+    pem_scheme: PemScheme | None = None,
 ) -> FileBurn:
     """:func:`burn_file` with the operations of a plan file (one espefuse-like command a
     line; key files relative to the plan). Errors in the plan name the plan file.
 
     ``pem_digest`` computes the Secure Boot digest of a PEM key a ``burn-key-digest``
-    line names (see :mod:`espsec.efuse.keys`).
+    line names, ``pem_scheme`` its scheme (see :mod:`espsec.efuse.keys`).
     """
     plan = Path(plan_file)
     text = read_bytes(plan, what="plan file")
@@ -111,6 +112,7 @@ def burn_plan_file(
             lines = parse_plan(text.decode())
         except UnicodeDecodeError:
             raise UsageError("a plan file is text (UTF-8)") from None
-        ops = build_operations(efuses.layout, lines, KeyFiles(plan.parent, pem_digest))
+        files = KeyFiles(plan.parent, pem_digest, pem_scheme)
+        ops = build_operations(efuses.layout, lines, files)
         # A request the chip refuses on staging is an error in the plan.
         return burn_file(efuses, path, ops, allow=allow, apply=apply)

@@ -68,3 +68,31 @@ def test_device_flash_is_refused_when_download_mode_is_disabled(tmp_path: Path):
     code, out = run_device("flash", tmp_path / "dev", "--write", "0x20000", tmp_path / "data.bin")
     assert code == 1 and "Failed to connect" in out
     assert VirtualDevice.open(tmp_path / "dev").flash.read_raw(0x20000, 64) == b"\xff" * 64
+
+
+def test_secure_version_above_every_app_on_the_device_burns_with_a_warning(tmp_path: Path):
+    """``--device``: the apps in flash are known, so a SECURE_VERSION none of them reaches
+    is warned about; the burn is not blocked, and the next boot indeed finds nothing."""
+    from ..kit import OTA0, ROLLBACK, app, bootloader, device
+
+    dev = device(ROLLBACK, boot=bootloader(), apps={OTA0: app("1.0.0", 1)})
+    dev.save(tmp_path / "dev")
+    result = CliRunner().invoke(
+        main, ["efuse", "burn", "--device", str(tmp_path / "dev"), "SECURE_VERSION", "0x3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning SECURE_VERSION_ABOVE_APPS: eFuse secure version 2 is above every app" in (
+        result.stderr
+    )
+    assert "highest app secure version is 1" in result.stderr
+    code, out = run_device("boot", tmp_path / "dev")
+    assert code == 1 and "refused" in out
+
+
+def test_secure_version_the_apps_reach_burns_without_a_warning(tmp_path: Path):
+    from ..kit import OTA0, ROLLBACK, app, bootloader, device
+
+    device(ROLLBACK, boot=bootloader(), apps={OTA0: app("1.0.0", 2)}).save(tmp_path / "dev")
+    code, out = run("burn", "--device", tmp_path / "dev", "SECURE_VERSION", "0x3")
+    assert code == 0 and "SECURE_VERSION_ABOVE_APPS" not in out
+    assert run_device("boot", tmp_path / "dev")[0] == 0

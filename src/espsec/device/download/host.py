@@ -224,15 +224,18 @@ def burn_checked(
     allow: Sequence[str] = (),
     apply: bool = True,
     target: str | None = None,
+    app_secure_versions: Sequence[int] | None = None,
 ) -> FileBurn:
     """:func:`espsec.efuse.workflow.burn_file` for a chip on ``port``: the same plan
     policy on a snapshot of its eFuses, then (unless refused) the burn through espefuse.
 
-    ``target`` names the chip in the result (default: ``port``). The chip's own rules
-    apply on top: in Secure Download Mode nothing is read or burned.
+    ``target`` names the chip in the result (default: ``port``); ``app_secure_versions``
+    are those of the apps in its flash, when known (see :class:`~espsec.efuse.BurnPlan`).
+    The chip's own rules apply on top: in Secure Download Mode nothing is read or burned.
     """
     snapshot = read_efuses(port)
-    report = BurnPlan(operations, allow=allow).check(snapshot, strict=True)
+    plan = BurnPlan(operations, allow=allow, app_secure_versions=app_secure_versions)
+    report = plan.check(snapshot, strict=True)
     if report.refused:
         outcome = BurnOutcome.REFUSED
     elif not apply:
