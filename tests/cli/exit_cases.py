@@ -311,6 +311,6 @@ row("cert-bundle verify-chain", "bad --at", 2, lambda k: ["cert-bundle", "verify
     "yesterday", _bundle(k), k.certificate()], "--at")  # fmt: skip
 
 
-# -- audit and advisories: in their own module ------------------------------------------
+# -- device, efuse, factory, fleet, prov, local-ctrl; audit, advisories: in their own modules
 
-from . import exit_cases_audit  # noqa: E402, F401  (registers its rows)
+from . import exit_cases_apps, exit_cases_audit  # noqa: E402, F401  (register their rows)
