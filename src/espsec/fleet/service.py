@@ -46,7 +46,12 @@ from espsec.fleet.db import (
     StorageFailed,
     open_database,
 )
-from espsec.ota.manifest import Manifest, load_manifest_private_key, sign_manifest
+from espsec.ota.manifest import (
+    Manifest,
+    load_manifest_private_key,
+    manifest_key_id,
+    sign_manifest,
+)
 from espsec.ota.protocol import (
     DEVICE_ID,
     BootState,
@@ -263,6 +268,7 @@ class FleetService:
             exc.source = str(key_path)
             raise
         self._manifest_pub = public_key_pem(self._key)
+        self._key_id = manifest_key_id(self._key)
         self._blobs = state_dir / BLOB_DIR
         try:
             self._blobs.mkdir(mode=0o700, exist_ok=True)
@@ -717,7 +723,7 @@ class FleetService:
             release=target,
             reason=reason,
         )
-        envelope = sign_manifest(manifest, self._key)
+        envelope = sign_manifest(manifest, self._key, key_id=self._key_id)
         self.stats.count("check_ins")
         if target is not None:
             self.stats.count("updates_offered")

@@ -186,8 +186,14 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(t), t, len(payload), payload)
 
 
-def sign_manifest(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The envelope bytes the fleet sends: payload and its ECDSA P-256 signature."""
+def sign_manifest(
+    manifest: Manifest, key: ec.EllipticCurvePrivateKey, *, key_id: str | None = None
+) -> bytes:
+    """The envelope bytes the fleet sends: payload and its ECDSA P-256 signature.
+
+    ``key_id``: :func:`manifest_key_id` of ``key``, when the caller keeps it (a server
+    signing thousands of manifests a second need not re-encode its public key each time).
+    """
     if not isinstance(key.curve, ec.SECP256R1):
         raise KeyFormatError("the manifest key must be an ECDSA P-256 key")
     payload = manifest.to_bytes()
@@ -199,7 +205,7 @@ def sign_manifest(manifest: Manifest, key: ec.EllipticCurvePrivateKey) -> bytes:
         "payload": base64.b64encode(payload).decode("ascii"),
         "signatures": [
             {
-                "keyid": manifest_key_id(key),
+                "keyid": key_id or manifest_key_id(key),
                 "sig": base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode(),
             }
         ],
