@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 
 from espsec import _pem
+from espsec._text import printable
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.identity.tls import ClientKey
 from espsec.ota.manifest import MAX_MANIFEST_SIZE
@@ -505,13 +506,14 @@ class FleetClient:
 
 
 def _error_text(data: bytes) -> str:
+    """The server's error message, without control characters (it reaches a terminal)."""
     try:
         obj = json.loads(data)
         if isinstance(obj, dict) and isinstance(obj.get("error"), str):
-            return str(obj["error"])[:500]
+            return printable(obj["error"])[:500]
     except ValueError:
         pass
-    return data[:200].decode("utf-8", "replace") or "no details"
+    return printable(data[:200].decode("utf-8", "replace")) or "no details"
 
 
 def decode_json(status: int, data: bytes, path: str, ok: tuple[int, ...]) -> Any:
