@@ -195,6 +195,10 @@ def init(
     "--max-connections", type=click.IntRange(16, 1_000_000), default=4096, show_default=True,
     help="Open device connections per process; more are closed at once.",
 )  # fmt: skip
+@click.option(
+    "--keep-alive", type=click.IntRange(1, 3600), default=30, show_default=True,
+    help="Seconds an idle device connection is kept open between requests.",
+)  # fmt: skip
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option(
     "--max-seconds",
@@ -212,6 +216,7 @@ def serve_cmd(
     database: str | None,
     workers: int,
     max_connections: int,
+    keep_alive: int,
     access_log: bool,
     max_seconds: float | None,
     state_dir: Path,
@@ -244,7 +249,7 @@ def serve_cmd(
         keyfile=key_file,
         database=database,
         workers=workers,
-        limits=Limits(max_connections=max_connections),
+        limits=Limits(max_connections=max_connections, keep_alive=keep_alive),
         access_log=access_log,
         on_ready=ready,
         max_seconds=max_seconds,
