@@ -96,6 +96,8 @@ def start(state: Path, token: str, *, workers: int, database: str | None) -> Ser
     cmd = [
         str(Path(sys.executable).parent / "espsec"), "fleet", "serve", "--port", "0",
         "--admin-port", "0", "--workers", str(workers), "--max-connections", "20000",
+        # connecting 10,000 devices takes minutes here: keep the first ones' connections
+        "--keep-alive", "900",
     ]  # fmt: skip
     if database is not None:
         cmd += ["--database", database]
