@@ -1,6 +1,6 @@
 """Run every bench in ``bench/`` to the end and print one table of all their results.
 
-Each ``bench/*.py`` (not this file, not ``_*.py``) runs in its own process with
+Each bench script in ``bench/`` (:func:`benches`) runs in its own process with
 ``--rows FILE``; its own output streams through as it runs. At the end one table lists
 every metric: the reference tool's figure, espsec's, the ratio, the target, met or
 MISSED, and which benches crashed.
@@ -41,9 +41,15 @@ class Outcome:
 
 
 def benches(folder: Path = HERE) -> list[Path]:
-    """The bench scripts in ``folder``, by name."""
+    """The bench scripts in ``folder``, by name: every ``*.py`` that runs as a script
+    (has a ``__main__`` block), except this runner and ``_*.py``. Modules a bench
+    imports (``_harness.py``, ``fleet_scale.py``) are not benches."""
     return sorted(
-        p for p in folder.glob("*.py") if not p.name.startswith("_") and p.name != "run.py"
+        p
+        for p in folder.glob("*.py")
+        if not p.name.startswith("_")
+        and p.name != "run.py"
+        and 'if __name__ == "__main__":' in p.read_text()
     )
 
 
