@@ -18,27 +18,80 @@ Format: ESP-IDF ``components/nvs_flash/src/nvs_page.cpp``, ``nvs_types.cpp``,
 
 from __future__ import annotations
 
-from espsec.nvs.csv_format import (
-    DataRow,
-    NamespaceRow,
-    Row,
-    dump_csv,
-    load_csv,
-    parse_csv,
-    rows_from_entries,
-)
-from espsec.nvs.encryption import decrypt_partition, encrypt_partition
-from espsec.nvs.generator import (
-    generate_csv_file,
-    generate_csv_partition,
-    generate_partition,
-)
-from espsec.nvs.item import Item, ItemType
-from espsec.nvs.nvs_keys import NvsKeys, generate_hmac_key
-from espsec.nvs.page import EntryState, PageHeader, PageImage, PageState
-from espsec.nvs.reader import NvsContents, read_partition
-from espsec.nvs.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
-from espsec.nvs.value import NvsEntry, Value, ValueType
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from espsec.nvs.csv_format import (
+        DataRow,
+        NamespaceRow,
+        Row,
+        dump_csv,
+        load_csv,
+        parse_csv,
+        rows_from_entries,
+    )
+    from espsec.nvs.encryption import decrypt_partition, encrypt_partition
+    from espsec.nvs.generator import (
+        generate_csv_file,
+        generate_csv_partition,
+        generate_partition,
+    )
+    from espsec.nvs.item import Item, ItemType
+    from espsec.nvs.nvs_keys import NvsKeys, generate_hmac_key
+    from espsec.nvs.page import EntryState, PageHeader, PageImage, PageState
+    from espsec.nvs.reader import NvsContents, read_partition
+    from espsec.nvs.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
+    from espsec.nvs.value import NvsEntry, Value, ValueType
+
+_LAZY = {
+    "DataRow": "espsec.nvs.csv_format",
+    "EntryState": "espsec.nvs.page",
+    "Item": "espsec.nvs.item",
+    "ItemType": "espsec.nvs.item",
+    "NamespaceRow": "espsec.nvs.csv_format",
+    "NvsContents": "espsec.nvs.reader",
+    "NvsEntry": "espsec.nvs.value",
+    "NvsError": "espsec.nvs.runtime",
+    "NvsHandle": "espsec.nvs.runtime",
+    "NvsKeys": "espsec.nvs.nvs_keys",
+    "NvsStats": "espsec.nvs.runtime",
+    "NvsStore": "espsec.nvs.runtime",
+    "OpenMode": "espsec.nvs.runtime",
+    "PageHeader": "espsec.nvs.page",
+    "PageImage": "espsec.nvs.page",
+    "PageState": "espsec.nvs.page",
+    "Row": "espsec.nvs.csv_format",
+    "Value": "espsec.nvs.value",
+    "ValueType": "espsec.nvs.value",
+    "decrypt_partition": "espsec.nvs.encryption",
+    "dump_csv": "espsec.nvs.csv_format",
+    "encrypt_partition": "espsec.nvs.encryption",
+    "generate_csv_file": "espsec.nvs.generator",
+    "generate_csv_partition": "espsec.nvs.generator",
+    "generate_hmac_key": "espsec.nvs.nvs_keys",
+    "generate_partition": "espsec.nvs.generator",
+    "load_csv": "espsec.nvs.csv_format",
+    "parse_csv": "espsec.nvs.csv_format",
+    "read_partition": "espsec.nvs.reader",
+    "rows_from_entries": "espsec.nvs.csv_format",
+}
+"""Where each public name lives, loaded on first use: generating a plain partition
+does not import NumPy, the XTS engine or the runtime store."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DataRow",

@@ -37,8 +37,6 @@ import struct
 from collections.abc import Callable, Iterable
 from zlib import crc32
 
-import numpy as np
-
 from espsec._io import PathLike
 from espsec.chips import MAX_FLASH_SIZE
 from espsec.errors import EspsecError, FormatError, UsageError
@@ -50,7 +48,6 @@ from espsec.nvs.csv_format import (
     file_reader,
     read_csv_text,
 )
-from espsec.nvs.encryption import encrypt_pages_in_place
 from espsec.nvs.item import (
     CHUNK_ANY,
     ENTRY_SIZE,
@@ -463,6 +460,10 @@ class _Builder:
 
     def _encrypt(self, keys: NvsKeys, counts: list[int]) -> None:
         """Encrypt the entry area of every used page in place, then re-erase empty slots."""
+        import numpy as np  # only encryption needs NumPy: plain images start faster
+
+        from espsec.nvs.encryption import encrypt_pages_in_place
+
         used = len(counts)
         pages = np.frombuffer(self.buf, dtype=np.uint8).reshape(-1, PAGE_SIZE)[:used]
         encrypt_pages_in_place(keys, pages)
