@@ -234,6 +234,17 @@ def test_a_malformed_service_name_is_a_usage_error(command, address):
     assert "Traceback" not in err
 
 
+def test_local_ctrl_with_a_ca_file_that_holds_no_certificate_is_one_line(tmp_path):
+    junk = _write(tmp_path / "ca.pem", b"not a certificate")
+    code, _, err = run(
+        "local-ctrl", "list", "--service-name", "127.0.0.1:1", "--sec-ver", "0", "--ca", junk
+    )
+    assert code == 1 and err == (
+        f"error: {junk}: not a usable certificate file "
+        "(expected an X.509 certificate in PEM, found no PEM data)\n"
+    )
+
+
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_provision_serve_refuses_a_port_out_of_range(device_dir, port):
     code, _, err = run("device", "provision-serve", device_dir, "--sec-ver", "0", "--port", port)

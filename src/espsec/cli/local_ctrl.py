@@ -74,7 +74,12 @@ def _client(opts: dict[str, Any]) -> Any:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if opts["ca"] is not None:
-        context.load_verify_locations(cadata=read_bytes(opts["ca"], what="CA").decode())
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        cas = _pem.load_certificates(read_bytes(opts["ca"], what="CA"), source=str(opts["ca"]))
+        context.load_verify_locations(
+            cadata="".join(c.public_bytes(Encoding.PEM).decode() for c in cas)
+        )
     else:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # checked below, before any protocomm byte
