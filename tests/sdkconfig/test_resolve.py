@@ -97,6 +97,18 @@ def test_chip_symbols_come_from_the_chip_record():
     assert toy("", target="esp32s3").values["TOY_OFFSET"] == 0
 
 
+def test_target_architecture_symbols_come_from_the_chip_record():
+    """``IDF_TARGET_ARCH_RISCV`` / ``_XTENSA`` (components/soc Kconfig) are not chip names."""
+    from espsec.sdkconfig.resolve import chip_symbol
+
+    p4, s3 = get_chip("esp32p4"), get_chip("esp32s3")
+    assert chip_symbol(p4, "IDF_TARGET_ARCH_RISCV") is True
+    assert chip_symbol(p4, "IDF_TARGET_ARCH_XTENSA") is False
+    assert chip_symbol(s3, "IDF_TARGET_ARCH_XTENSA") is True
+    assert chip_symbol(s3, "IDF_TARGET_ARCH") == "xtensa"
+    assert chip_symbol(s3, "IDF_TARGET_ESP32S3") is True
+
+
 def test_range_is_checked():
     assert toy("CONFIG_TOY_SLOT=5\n").values["TOY_SLOT"] == 5
     refused("CONFIG_TOY_SLOT=6\n", r"must be -1\.\.5 on ESP32-S3, got 6", line=2)

@@ -134,6 +134,8 @@ class Chip:
     partition_table_offset: int = 0x8000
     peripherals: frozenset[str] = frozenset({"hmac", "ds"})
     notes: str = ""
+    arch: str = "riscv"
+    """CPU architecture, as Kconfig's ``IDF_TARGET_ARCH`` (``xtensa`` or ``riscv``)."""
     memory_map: tuple[MemoryRegion, ...] = ()
     """Address ranges by memory type, in esptool's ``MEMORY_MAP`` order (``image info``)."""
     flash_freqs: tuple[tuple[str, int], ...] = _FLASH_FREQS_DEFAULT
@@ -324,6 +326,7 @@ CHIPS: dict[str, Chip] = {
         Chip(
             "esp32s3",
             "ESP32-S3",
+            arch="xtensa",
             memory_map=_S3_MEMORY_MAP,
             rev_max_full=99,
             load_addresses=LoadAddresses(

@@ -145,6 +145,10 @@ def chip_symbol(chip: Chip, name: str) -> Value | None:
     """The value of a symbol the chip record supplies (``None``: undefined)."""
     if name == TARGET:
         return chip.name
+    if name == "IDF_TARGET_ARCH":
+        return chip.arch
+    if name.startswith("IDF_TARGET_ARCH_"):
+        return name == f"IDF_TARGET_ARCH_{chip.arch.upper()}"
     if name.startswith("IDF_TARGET_"):
         return name == f"IDF_TARGET_{chip.name.upper()}"
     if name.startswith("SOC_"):
