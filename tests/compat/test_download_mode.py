@@ -21,7 +21,7 @@ import pytest
 from esptool.util import FatalError, UnsupportedCommandError
 
 from espsec import efuse, secure_boot
-from espsec.chips import get_chip
+from espsec.chips import Chip, get_chip
 from espsec.device import Stage, VirtualDevice
 from espsec.device.download import DownloadServer
 from espsec.image import build_app_image, build_bootloader_image
@@ -98,6 +98,11 @@ def blank(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         yield served
 
 
+def _rev(chip: Chip) -> int:
+    """A build for the major revision of a new virtual chip (the newest: ESP32-P4 v3)."""
+    return chip.latest_revision // 100 * 100
+
+
 def image(size: int, seed: int = 0) -> bytes:
     """Half-compressible data, like firmware: random words between runs of zeros."""
     out = bytearray()
@@ -149,9 +154,9 @@ def test_write_verify_read_and_erase_flash_round_trip(blank, tmp_path, stub, com
 def test_write_flash_then_device_boot_boots_what_was_written(blank, tmp_path):
     chip = get_chip(blank.device().efuses.chip)
     files = {
-        chip.bootloader_offset: build_bootloader_image(chip),
+        chip.bootloader_offset: build_bootloader_image(chip, min_chip_rev_full=_rev(chip)),
         0x8000: TABLE.to_bytes(),
-        0x10000: build_app_image(chip, version="4.2.0"),
+        0x10000: build_app_image(chip, version="4.2.0", min_chip_rev_full=_rev(chip)),
     }
     args = []
     for offset, data in files.items():
@@ -251,9 +256,19 @@ def locked(request, tmp_path_factory, sb_keys) -> Path:
     dev = VirtualDevice.create(tmp / "dev", chip.name, FLASH, config=locked_config(chip.name))
     dev.write_files(
         [
-            (chip.bootloader_offset, secure_boot.sign(build_bootloader_image(chip), [key]), "bl"),
+            (
+                chip.bootloader_offset,
+                secure_boot.sign(build_bootloader_image(chip, min_chip_rev_full=_rev(chip)), [key]),
+                "bl",
+            ),
             (0x8000, TABLE.to_bytes(), "table"),
-            (0x10000, secure_boot.sign(build_app_image(chip, version="1.0.0"), [key]), "app"),
+            (
+                0x10000,
+                secure_boot.sign(
+                    build_app_image(chip, version="1.0.0", min_chip_rev_full=_rev(chip)), [key]
+                ),
+                "app",
+            ),
         ]
     )
     report = dev.boot()
@@ -285,7 +300,9 @@ def test_secure_download_mode_accepts_a_plaintext_write_that_the_boot_then_refus
 ):
     dev = VirtualDevice.open(locked)
     chip = dev.chip
-    app = build_app_image(chip, version="6.6.6")  # plaintext, unsigned
+    app = build_app_image(
+        chip, version="6.6.6", min_chip_rev_full=_rev(chip)
+    )  # plaintext, unsigned
     (tmp_path / "app.bin").write_bytes(app)
     with serve(locked) as served:
         out = served.esptool(
