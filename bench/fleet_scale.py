@@ -137,7 +137,9 @@ class Device:
     port: int
     last_counter: int = 0
     acked: int = 0
+    """The last manifest counter the server answered after recording the check-in."""
     reconnects: int = 0
+    read_only: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
@@ -154,7 +156,9 @@ class Device:
         self.reader = self.writer = None
 
     async def check_in(self) -> int:
-        """One check-in; the HTTP status (connection losses are retried on a new one)."""
+        """One check-in; the HTTP status. As a device does: a lost connection is retried
+        on a new one, a 503 after its Retry-After (at most 1 s here)."""
+        status = 0
         async with self.lock:
             for attempt in range(4):
                 try:
@@ -162,11 +166,14 @@ class Device:
                         if attempt or self.reconnects:
                             self.reconnects += 1
                         await self.connect()
-                    return await self._request()
+                    status = await self._request()
+                    if status != 503:
+                        return status
+                    await asyncio.sleep(0.2 * (attempt + 1))
                 except (OSError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
                     self.drop()
                     await asyncio.sleep(0.05 * attempt)
-            return 0
+            return status
 
     async def _request(self) -> int:
         assert self.reader is not None and self.writer is not None
@@ -193,7 +200,11 @@ class Device:
             self.drop()
         if status == 200:
             payload = json.loads(base64.b64decode(json.loads(data)["payload"]))
-            self.last_counter = self.acked = int(payload["counter"])
+            self.last_counter = int(payload["counter"])
+            if "read-only" not in payload.get("reason", ""):
+                self.acked = self.last_counter  # a read-only answer records nothing
+            else:
+                self.read_only += 1
         return status
 
 
@@ -350,6 +361,7 @@ def run_config(
                 step = await open_loop(devices, rate, seconds * 2, 0)
                 result["kill"] = {
                     "rate": rate,
+                    "read_only": sum(d.read_only for d in devices),
                     "errors": step.errors,
                     "p99": step.p99,
                     "reconnected": sum(d.reconnects for d in devices) - before,
@@ -405,7 +417,8 @@ def run_scale(args: Any) -> dict[str, tuple[float, str]]:
     k = pg["kill"]
     print(
         f"  kill -9 of worker {k['victim']} at {k['rate']:.0f}/s: {k['reconnected']} device "
-        f"connection(s) re-established on the other worker, {k['errors']} check-in(s) "
+        f"connection(s) re-established on the other worker, {k['read_only']} read-only "
+        f"answer(s), {k['errors']} check-in(s) "
         f"failed after retries, p99 {k['p99'] * 1e3:.0f} ms, worker restarted: "
         f"{k['restarted']}, acknowledged lost: {pg['lost']}"
     )

@@ -530,8 +530,10 @@ class _Postgres(_Backend):
                 options=f"-c lock_timeout={lock_ms} -c statement_timeout=30000",
             )
         except psycopg.Error as exc:
-            raise StorageFailed(
-                f"cannot reach the fleet database: {str(exc).strip().splitlines()[0]}"
+            # Not a failed write: the server is down, restarting or out of connection
+            # slots. Answered 503 with Retry-After; the fleet does not go read-only.
+            raise StorageBusy(
+                f"cannot reach the fleet database now: {str(exc).strip().splitlines()[0]}"
             ) from None
         self._local.conn = conn
         with self._all_lock:

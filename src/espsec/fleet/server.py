@@ -69,6 +69,8 @@ class Limits:
     request_timeout: float = 300.0
     """Whole request (headers and body) deadline."""
     max_header_bytes: int = 16 * 1024
+    threads: int = 16
+    """Threads running service calls (each holds at most one database connection)."""
 
 
 def _tls_files(state_dir: Path, hostnames: tuple[str, ...], certfile: Path | None,
@@ -313,7 +315,12 @@ class FleetRuntime:
         return self.device_server.started and self.admin_server.started
 
     async def _main(self) -> None:
+        import anyio.to_thread
+
         _Loop.handshake_timeout = self.limits.handshake_timeout
+        # Service calls run in this many threads, so a process holds at most this many
+        # database connections (PostgreSQL's default limit is 100 for every worker).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.limits.threads
         reload = asyncio.create_task(self._reload_certificates())
         try:
             await asyncio.gather(
