@@ -122,7 +122,7 @@ def test_usage_errors(folder: Path, fleet: Fleet) -> None:
         "--server", fleet.url.replace("https", "http"), "--ca", folder / "ca.pem",
         "--manifest-key", folder / "manifest.pub.pem", "--device-id", "x",
     )  # fmt: skip
-    assert code == 2 and "https only" in err
+    assert code == 2 and "expected a URL starting https://" in err
     (folder / "app.bin").write_bytes(b"\xe9")
     code, _, err = run("device", "ota", folder / "dev", folder / "app.bin", "--server", fleet.url)
     assert code == 2 and "not both" in err
