@@ -40,8 +40,8 @@ from espsec.flash_encryption import parse_flash_size
 from espsec.image.partition_table import load_partition_table
 from espsec.ota import TlsTrust, load_manifest_public_key
 from espsec.sdkconfig import Assignment, BootloaderConfig, read_name_values, read_sdkconfig
-from espsec.secure_boot.sign import split_signed
 from espsec.secure_boot.signature_block import SlotState, read_sector
+from espsec.secure_boot.signing import split_signed
 
 
 class NoAppRunning(EspsecError):

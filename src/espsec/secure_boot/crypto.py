@@ -16,6 +16,7 @@ from espsec.secure_boot.signature_block import (
     EcdsaPublicParams,
     PublicParams,
     RsaPublicParams,
+    key_digest_of,
 )
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
@@ -41,6 +42,12 @@ def public_params(key: PrivateKey | PublicKey) -> PublicParams:
         return RsaPublicParams(numbers.n, numbers.e)
     point = public.public_numbers()
     return EcdsaPublicParams(scheme, point.x, point.y)
+
+
+def key_digest(key: PrivateKey | PublicKey) -> bytes:
+    """The 32-byte digest burned into ``SECURE_BOOT_DIGESTn`` for ``key``
+    (equal to ``espsecure digest-sbv2-public-key``)."""
+    return key_digest_of(public_params(key))
 
 
 def public_key_of(params: PublicParams) -> PublicKey:

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from espsec.errors import KeyFormatError, UsageError
-from espsec.secure_boot.crypto import check_signature, image_digest, public_key_of, public_params
+from espsec.secure_boot.crypto import check_signature, image_digest, key_digest, public_key_of
 from espsec.secure_boot.keys import PrivateKey, PublicKey, hash_name
-from espsec.secure_boot.sign import split_signed
 from espsec.secure_boot.signature_block import (
     BLOCK_SIZE,
     SectorSlot,
     SlotState,
-    key_digest_of,
     read_sector,
 )
+from espsec.secure_boot.signing import split_signed
 
 
 class BlockVerdict(StrEnum):
@@ -88,12 +87,6 @@ class VerifyReport:
             "verified_block": self.verified.index if self.verified else None,
             "blocks": [b.to_json() for b in self.blocks],
         }
-
-
-def key_digest(key: PrivateKey | PublicKey) -> bytes:
-    """The 32-byte digest burned into ``SECURE_BOOT_DIGESTn`` for ``key``
-    (equal to ``espsecure digest-sbv2-public-key``)."""
-    return key_digest_of(public_params(key))
 
 
 class _Digests:
