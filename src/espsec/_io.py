@@ -24,7 +24,6 @@ import contextvars
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -156,6 +155,8 @@ def atomic_output(
     target = Path(path)
     shown = source or str(path)
     folder = target.parent if str(target.parent) else Path(".")
+    import tempfile  # here, not at the top: ``espsec --version`` starts without it
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
     except OSError as exc:

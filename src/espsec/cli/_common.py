@@ -7,7 +7,6 @@ is the one ``--chip``; ``json_option`` and ``emit`` print reports.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,6 +165,8 @@ def chip_option(
 def emit(report: Any, as_json: bool, render: Callable[[], None]) -> None:
     """Print ``report`` as JSON, or call ``render`` for the human-readable form."""
     if as_json:
+        import json
+
         click.echo(json.dumps(report, indent=2, sort_keys=False))
     else:
         render()

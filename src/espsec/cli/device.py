@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,22 +30,15 @@ from espsec.cli._common import (
     revision_option,
     source,
 )
-from espsec.device import (
-    BootReport,
-    DeviceStatus,
-    FlashWrite,
-    ImageCheck,
-    Outcome,
-    StageReport,
-    WriteMode,
-    workflow,
-)
-from espsec.device.boot_select import OtaOpResult
-from espsec.device.ota_client import OtaOutcome, OtaReport
-from espsec.device.workflow import AppAction, NoAppRunning, op_json
 from espsec.errors import FormatError, UsageError
 from espsec.flash import FaultPlan, WriteKind
-from espsec.sdkconfig import BootloaderConfig
+
+if TYPE_CHECKING:  # the commands import the device code they use: --help loads none of it
+    from espsec.device import BootReport, DeviceStatus, ImageCheck, StageReport
+    from espsec.device.boot_select import OtaOpResult
+    from espsec.device.ota_client import OtaReport
+    from espsec.device.workflow import NoAppRunning
+    from espsec.sdkconfig import BootloaderConfig
 
 group = command_group("device", "A virtual chip: create, flash, boot, update, inspect.")
 
@@ -59,6 +52,8 @@ def _folder(required: bool = True) -> Callable[[Any], Any]:
 
 def _config(sdkconfig: Path | None, options: Sequence[str]) -> BootloaderConfig | None:
     """``--sdkconfig FILE`` and ``--config NAME=VALUE`` as one bootloader configuration."""
+    from espsec.device import workflow
+
     with source("--config"):
         return workflow.bootloader_config(sdkconfig, options)
 
@@ -113,6 +108,8 @@ def create(
     folder: Path,
 ) -> None:
     """Create a blank virtual chip (eFuses 0 but the wafer revision, flash erased) in DIR."""
+    from espsec.device import workflow
+
     config = _config(sdkconfig, config_options)
     dev = workflow.create_device(folder, chip, flash_size, config=config, revision=revision)
     rev = revision_name(dev.efuses.revision)
@@ -186,6 +183,8 @@ def flash(
     options (--sdkconfig/--config, or the build's sdkconfig) are recorded with the
     bootloader, for the boots to come.
     """
+    from espsec.device import WriteMode, workflow
+
     if encrypt and pre_encrypted:
         raise UsageError("--encrypt and --pre-encrypted exclude each other")
     if (folder is None) == (port is None):
@@ -264,6 +263,9 @@ def boot(
 
     Exits 1 when no app runs, or when the app's --mark-valid/--mark-invalid is refused.
     """
+    from espsec.device import workflow
+    from espsec.device.workflow import AppAction
+
     if mark_valid and mark_invalid:
         raise UsageError("--mark-valid and --mark-invalid exclude each other")
     app_action = None
@@ -336,6 +338,9 @@ def ota_update(
 
     Exits 1 when the update is refused, rolled back or fails, or the new app does not run.
     """
+    from espsec.device import workflow
+    from espsec.device.workflow import NoAppRunning
+
     if image is None:
         if slot or confirm:
             raise UsageError("--slot and --confirm go with an IMAGE, not with a fleet update")
@@ -428,6 +433,9 @@ def provision_ota_cmd(
     The running app writes them to its NVS partition (namespace espsec_ota); the
     manifest counter already there is kept. Plain http:// is refused.
     """
+    from espsec.device import workflow
+    from espsec.device.workflow import NoAppRunning
+
     if (ca is None) == (pin is None):
         raise UsageError("give exactly one of --ca or --pin")
     if hmac_key_block and rsa_key:
@@ -479,6 +487,9 @@ def provision_ota_cmd(
 @click.pass_context
 def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> None:
     """The running app revokes SECURE_BOOT_DIGEST<SLOT> (esp_ota_revoke_secure_boot_public_key)."""
+    from espsec.device import workflow
+    from espsec.device.workflow import NoAppRunning, op_json
+
     try:
         result = workflow.revoke_key(folder, slot)
     except NoAppRunning as exc:
@@ -494,6 +505,8 @@ def revoke_key(ctx: click.Context, folder: Path, slot: int, as_json: bool) -> No
 @json_option
 def status(folder: Path, as_json: bool) -> None:
     """The device's security posture: eFuses, JTAG, download mode, what flash holds."""
+    from espsec.device import workflow
+
     report = workflow.read_status(folder)
     emit(report.to_json(), as_json, lambda: _render_status(report))
 
@@ -519,6 +532,8 @@ def jtag(
     as_json: bool,
 ) -> None:
     """Show the JTAG state; re-enable it with the HMAC token, or disable it."""
+    from espsec.device import workflow
+
     if token_file is not None and disable:
         raise UsageError("--token-file and --disable exclude each other")
     if permanent and not disable:
@@ -613,6 +628,8 @@ def _render_op(result: OtaOpResult, *, what: str = "") -> None:
 
 
 def _render_fleet_ota(first: BootReport, report: OtaReport) -> None:
+    from espsec.device.ota_client import OtaOutcome
+
     click.echo(f"running {_app_line(first)}")
     if report.resumed:
         click.echo("finishing the update an earlier cycle switched to")
@@ -668,6 +685,8 @@ def _render_image(image: ImageCheck, verbose: bool) -> None:
 
 
 def _render_stage(stage: StageReport, verbose: bool) -> None:
+    from espsec.device import FlashWrite, ImageCheck
+
     status = click.style("ok", fg="green") if stage.ok else click.style("FAILED", fg="red")
     click.echo(f"  [{stage.stage.value}] {status}")
     for event in stage.events():
@@ -692,6 +711,8 @@ def _render_stage(stage: StageReport, verbose: bool) -> None:
 
 
 def _render_boot(report: BootReport, verbose: bool) -> None:
+    from espsec.device import Outcome
+
     for n, one in enumerate(report.passes, start=1):
         click.echo(f"pass {n} ({one.ended})")
         for stage in one.stages:

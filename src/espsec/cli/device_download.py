@@ -13,8 +13,7 @@ from pathlib import Path
 import click
 
 from espsec.cli._common import HOST, PORT, EspsecCommand
-from espsec.device import VirtualDevice
-from espsec.device.download import DownloadServer, Interface
+from espsec.device.download.policy import Interface
 
 _dir = click.Path(file_okay=False, exists=True, path_type=Path)
 
@@ -48,6 +47,8 @@ def serve(
     command. What the eFuses allow applies: Secure Download Mode answers only its
     commands, DIS_DOWNLOAD_MODE answers nothing.
     """
+    from espsec.device import VirtualDevice
+    from espsec.device.download import DownloadServer
 
     def note(line: str) -> None:
         if not quiet:

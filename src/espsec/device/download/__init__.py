@@ -15,16 +15,50 @@ addresses), :mod:`.efuse_controller` and :mod:`.spi` (registers behind ``READ_RE
 :mod:`.session` (one connection) and :mod:`.server` (TCP).
 """
 
-from espsec.device.download.chip import DownloadChip
-from espsec.device.download.policy import (
-    DownloadPolicy,
-    Interface,
-    download_policies,
-    download_policy,
-)
-from espsec.device.download.server import DownloadServer
-from espsec.device.download.session import DownloadSession
-from espsec.device.download.stub import KNOWN_STUBS, KnownStub
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from espsec.device.download.chip import DownloadChip
+    from espsec.device.download.policy import (
+        DownloadPolicy,
+        Interface,
+        download_policies,
+        download_policy,
+    )
+    from espsec.device.download.server import DownloadServer
+    from espsec.device.download.session import DownloadSession
+    from espsec.device.download.stub import KNOWN_STUBS, KnownStub
+
+_LAZY = {
+    "DownloadChip": "espsec.device.download.chip",
+    "DownloadPolicy": "espsec.device.download.policy",
+    "DownloadServer": "espsec.device.download.server",
+    "DownloadSession": "espsec.device.download.session",
+    "Interface": "espsec.device.download.policy",
+    "KNOWN_STUBS": "espsec.device.download.stub",
+    "KnownStub": "espsec.device.download.stub",
+    "download_policies": "espsec.device.download.policy",
+    "download_policy": "espsec.device.download.policy",
+}
+"""Where each public name lives, loaded on first use: ``espsec device serve --help``
+reads the interface names without loading the server."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "KNOWN_STUBS",
