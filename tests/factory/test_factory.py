@@ -39,7 +39,7 @@ def test_each_device_boots_with_its_identity_and_the_manifest_holds_no_secret(tm
     spec = write_batch(tmp_path, chip=chip, count=2)
     with open_factory(spec) as factory:
         summary = factory.run(VirtualTarget(tmp_path / "devices"))
-    assert summary.ok and len(summary.provisioned) == 2
+    assert summary.ok and summary.provisioned == 2
     records = _manifest(tmp_path)
     assert [r["serial"] for r in records] == ["SN00001", "SN00002"]
     for rec in records:
@@ -154,8 +154,10 @@ def test_two_stations_never_share_a_serial(tmp_path):
         first = a.run(VirtualTarget(tmp_path / "devices"), limit=1)
         second = b.run(VirtualTarget(tmp_path / "devices"), limit=2)
         third = a.run(VirtualTarget(tmp_path / "devices"))
-    serials = first.provisioned + second.provisioned + third.provisioned
-    assert sorted(serials) == ["SN00001", "SN00002", "SN00003", "SN00004"]
+    assert (first.provisioned, second.provisioned, third.provisioned) == (1, 2, 1)
+    records = _manifest(tmp_path)
+    assert [r["serial"] for r in records] == ["SN00001", "SN00002", "SN00003", "SN00004"]
+    assert [r["station"] for r in records] == ["a", "b", "b", "a"]
 
 
 def test_changed_spec_is_refused_for_a_planned_batch(tmp_path):

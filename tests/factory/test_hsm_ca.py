@@ -39,12 +39,7 @@ def test_device_certificates_are_signed_by_the_ca_key_in_the_token(tmp_path, sof
         device_cert.verify_directly_issued_by(cert)
         assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
         assert device_cert.issuer == cert.subject
-        assert (
-            x509.load_der_x509_certificate(
-                (tmp_path / "out" / "devices" / rec["serial"] / "device-cert.der").read_bytes()
-            )
-            == device_cert
-        )
+        assert x509.load_pem_x509_certificate(rec["certificate"].encode()) == device_cert
 
 
 def test_ca_uri_naming_another_key_than_the_certificate_is_refused(tmp_path, softhsm):

@@ -54,7 +54,9 @@ def test_stations_provision_one_batch_through_postgres(tmp_path, postgres_url):
     with open_factory(spec, journal_url=url, station="line-2") as two:
         second = two.run(VirtualTarget(tmp_path / "devices"))
         status = two.status()
-    assert sorted(first.provisioned + second.provisioned) == ["SN00001", "SN00002", "SN00003"]
+    assert (first.provisioned, second.provisioned) == (2, 1)
     assert status["counts"]["done"] == 3
     lines = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
-    assert {json.loads(line)["station"] for line in lines} == {"line-1", "line-2"}
+    records = [json.loads(line) for line in lines]
+    assert [r["serial"] for r in records] == ["SN00001", "SN00002", "SN00003"]
+    assert [r["station"] for r in records] == ["line-1", "line-1", "line-2"]

@@ -105,6 +105,9 @@ def _render_summary(doc: dict[str, Any]) -> None:
         click.echo(f"  {serial}: eFuses partly burned (recorded; needs inspection)")
     for item in doc["failed"]:
         click.echo(f"  {item['serial']}: failed: {item['error']}")
+    unlisted = doc["partial_count"] + doc["failed_count"] - len(doc["partial"]) - len(doc["failed"])
+    if unlisted:
+        click.echo(f"  ... and {unlisted} more (espsec factory status)")
     click.echo(f"manifest: {doc['manifest']}")
 
 
@@ -168,11 +171,13 @@ def run(
                 for target in targets:
                     summaries.append(factory.run(target, limit=1, progress=progress))
     doc = summaries[-1].to_json()
-    doc["provisioned"] = sum(len(s.provisioned) for s in summaries)
+    doc["provisioned"] = sum(s.provisioned for s in summaries)
     doc["partial"] = [p for s in summaries for p in s.partial]
+    doc["partial_count"] = sum(s.partial_count for s in summaries)
     doc["failed"] = [f for s in summaries for f in s.to_json()["failed"]]
+    doc["failed_count"] = sum(s.failed_count for s in summaries)
     emit(doc, as_json, lambda: _render_summary(doc))
-    if doc["partial"] or doc["failed"]:
+    if doc["partial_count"] or doc["failed_count"]:
         sys.exit(1)
 
 

@@ -9,9 +9,18 @@ crash at any point leaves the journal telling exactly what may have happened:
 cannot go on. Serials are rows created with the batch; a station claims a free one in
 one transaction, so no serial is ever handed out twice.
 
-One station: an embedded SQLite file (WAL; a commit survives a killed process). Several
-stations: :class:`espsec.factory.pg.PostgresJournal`, where a claim is a row lock
-(``FOR UPDATE SKIP LOCKED``). No secret is ever written here.
+The journal is the only durable store of a run: a device's own flash parts (ciphertext
+or public) are a blob in its row, written with ``efuse-planned``. Commits are cheap
+(they survive a killed process, not a power cut) except ``efuse-applying``, the one
+commit before an irreversible step: it is forced to disk, and with it every earlier
+commit, so a power cut of the station never leaves a burned chip the journal does not
+know, nor one whose flash parts are lost (docs/adr/0012-factory-journal-and-resume.md).
+
+One station: an embedded SQLite file (WAL, ``synchronous=NORMAL``; ``FULL`` for the
+durable commit). Several stations: :class:`espsec.factory.pg.PostgresJournal`, where a
+claim is a row lock (``FOR UPDATE SKIP LOCKED``) and only the durable commit waits for
+the server's disk (``synchronous_commit``). No secret is ever written here, except
+wrapped to the escrow key.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +80,7 @@ SCHEMA = (
         mac TEXT,
         record TEXT,
         escrow TEXT,
+        artifacts BYTEA,
         updated DOUBLE PRECISION,
         PRIMARY KEY (batch, seq),
         UNIQUE (batch, serial))""",
@@ -113,8 +124,23 @@ class Journal(Protocol):
         """This station's devices that are neither free nor final (to resume)."""
         ...
 
-    def advance(self, batch: str, row: DeviceRow, state: str, *, escrow: str | None = None) -> None:
-        """Commit ``row`` in ``state`` (with its target, MAC and record)."""
+    def advance(
+        self,
+        batch: str,
+        row: DeviceRow,
+        state: str,
+        *,
+        escrow: str | None = None,
+        artifacts: bytes | None = None,
+        durable: bool = False,
+    ) -> None:
+        """Commit ``row`` in ``state`` (with its target, MAC and record; the wrapped
+        secrets and the flash-parts blob when given). ``durable``: on disk when this
+        returns, with every earlier commit (else: survives a killed process only)."""
+        ...
+
+    def artifacts(self, batch: str, serial: str) -> bytes | None:
+        """The flash-parts blob stored with the device (``None``: none yet)."""
         ...
 
     def counts(self, batch: str) -> dict[str, int]:
@@ -144,6 +170,10 @@ class SqlJournal:
         raise NotImplementedError
 
     def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _durability(self, durable: bool) -> AbstractContextManager[None]:
+        """Around one commit: make it durable (or not) as asked."""
         raise NotImplementedError
 
     def _row(self, r: tuple[Any, ...]) -> DeviceRow:
@@ -179,7 +209,16 @@ class SqlJournal:
         self._commit()
         return rows
 
-    def advance(self, batch: str, row: DeviceRow, state: str, *, escrow: str | None = None) -> None:
+    def advance(
+        self,
+        batch: str,
+        row: DeviceRow,
+        state: str,
+        *,
+        escrow: str | None = None,
+        artifacts: bytes | None = None,
+        durable: bool = False,
+    ) -> None:
         row.state = state
         row.stamp(state)
         params: tuple[Any, ...] = (
@@ -191,16 +230,27 @@ class SqlJournal:
         )
         extra = ""
         if escrow is not None:
-            extra = ", escrow = ?"
+            extra += ", escrow = ?"
             params += (escrow,)
-        self._execute(
-            self._sql(
-                "UPDATE factory_devices SET state = ?, target = ?, mac = ?, record = ?, "  # noqa: S608 - constant SQL fragments, values are bound
-                f"updated = ?{extra} WHERE batch = ? AND serial = ?"
-            ),
-            (*params, batch, row.serial),
+        if artifacts is not None:
+            extra += ", artifacts = ?"
+            params += (artifacts,)
+        sql = self._sql(
+            "UPDATE factory_devices SET state = ?, target = ?, mac = ?, record = ?, "  # noqa: S608 - constant SQL fragments, values are bound
+            f"updated = ?{extra} WHERE batch = ? AND serial = ?"
         )
+        with self._durability(durable):
+            self._execute(sql, (*params, batch, row.serial))
+            self._commit()
+
+    def artifacts(self, batch: str, serial: str) -> bytes | None:
+        cur = self._execute(
+            self._sql("SELECT artifacts FROM factory_devices WHERE batch = ? AND serial = ?"),
+            (batch, serial),
+        )
+        found = cur.fetchone()
         self._commit()
+        return None if found is None or found[0] is None else bytes(found[0])
 
     def counts(self, batch: str) -> dict[str, int]:
         cur = self._execute(
@@ -261,6 +311,7 @@ class SqliteJournal(SqlJournal):
             self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit survives the process being killed (the OS has
             # it); only a power cut may lose the newest commits, never corrupt the file.
+            # A durable commit switches to FULL for itself (see _durability).
             self.db.execute("PRAGMA synchronous=NORMAL")
             for statement in SCHEMA:
                 self.db.execute(statement)
@@ -275,6 +326,18 @@ class SqliteJournal(SqlJournal):
 
     def _commit(self) -> None:
         pass  # autocommit: every statement outside BEGIN is its own transaction
+
+    @contextmanager
+    def _durability(self, durable: bool) -> Iterator[None]:
+        if not durable:
+            yield
+            return
+        # FULL in WAL mode: the commit syncs the WAL, and so every frame before it.
+        self._execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._execute("PRAGMA synchronous=NORMAL")
 
     def init_batch(self, name: str, spec_sha256: str, size: int, serials: Iterable[str]) -> bool:
         self._execute("BEGIN IMMEDIATE")

@@ -2,7 +2,8 @@
 
 A claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` on the first free row and its update in
 one transaction: two stations never get the same serial, and neither waits for the
-other. Each state change is its own committed transaction, as in the SQLite journal.
+other. Each state change is its own committed transaction, as in the SQLite journal;
+only the durable one (``efuse-applying``) waits for the server's disk.
 psycopg 3 is imported here only (``pip install 'espsec[postgres]'``).
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from espsec.factory.journal import (
@@ -72,6 +74,15 @@ class PostgresJournal(SqlJournal):
     def _commit(self) -> None:
         self.db.commit()
 
+    @contextmanager
+    def _durability(self, durable: bool) -> Iterator[None]:
+        if not durable:
+            # This transaction's commit does not wait for the server's WAL flush: it
+            # survives this station being killed, not the server losing power. The
+            # next durable commit flushes the WAL up to itself, and so this one too.
+            self._execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
     def init_batch(self, name: str, spec_sha256: str, size: int, serials: Iterable[str]) -> bool:
         self._execute("SELECT pg_advisory_xact_lock(7263012)")
         if self._check_batch(name, spec_sha256):
@@ -89,6 +100,9 @@ class PostgresJournal(SqlJournal):
         return True
 
     def claim(self, batch: str, station: str) -> DeviceRow | None:
+        # Not durable by itself: a claim lost with the server's power frees the serial
+        # again, and no chip is burned before a durable commit, which flushes it too.
+        self._execute("SET LOCAL synchronous_commit TO OFF")
         cur = self._execute(
             f"SELECT {self._COLUMNS} FROM factory_devices WHERE batch = %s AND state = %s "  # noqa: S608 - constant SQL fragments
             "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",

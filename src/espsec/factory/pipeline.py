@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,12 +383,21 @@ def os_random(size: int) -> bytes:
     return secrets.token_bytes(size)
 
 
-def generate_keys(batch: Batch, random: RandomSource = os_random) -> DeviceKeys:
+def needs_rsa_identity(batch: Batch) -> bool:
+    """Each device gets a DS RSA key (made by the host; the slow step of a batch)."""
+    return batch.spec.keys.identity == "host" and "ecdsa" not in batch.chip.peripherals
+
+
+def generate_keys(
+    batch: Batch,
+    random: RandomSource = os_random,
+    rsa_key: Callable[[], rsa.RSAPrivateKey] | None = None,
+) -> DeviceKeys:
     """The device's host-generated keys, as the spec asks.
 
     Symmetric keys come from ``random`` (the OS, or the HSM's generator); an ECDSA
     identity key's scalar too. DS RSA keys are made by OpenSSL's prime search, seeded
-    from the OS.
+    from the OS: by ``rsa_key`` when given (a :class:`RsaKeysAhead`), else here.
     """
     spec = batch.spec
     keys = DeviceKeys()
@@ -398,8 +410,63 @@ def generate_keys(batch: Batch, random: RandomSource = os_random) -> DeviceKeys:
             keys.identity = _ec_key_from(random)
         else:
             keys.ds_hmac = random(32)
-            keys.identity = rsa.generate_private_key(65537, spec.keys.ds_rsa_bits)
+            keys.identity = (
+                rsa_key() if rsa_key is not None else _new_rsa_key(spec.keys.ds_rsa_bits)
+            )
     return keys
+
+
+def _new_rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, bits)
+
+
+def default_key_workers() -> int:
+    """Threads making RSA keys ahead: one per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class RsaKeysAhead:
+    """DS RSA keys made ahead of the devices that need them, on every core.
+
+    OpenSSL's prime search (hundreds of milliseconds for RSA-3072) runs without the
+    GIL, so ``workers`` threads keep the cores busy while the calling thread builds,
+    burns and flashes devices. At most ``2 * workers`` keys wait in memory, and no more
+    than ``budget`` are made in all (the devices the run may still provision); keys
+    never taken are dropped with the pool, never stored.
+    """
+
+    def __init__(self, bits: int, workers: int, budget: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._bits = bits
+        self._budget = budget
+        self._depth = 2 * workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="espsec-rsa-keygen")
+        self._ahead: deque[Future[rsa.RSAPrivateKey]] = deque()
+
+    def _fill(self) -> None:
+        while len(self._ahead) < self._depth and self._budget > 0:
+            self._budget -= 1
+            self._ahead.append(self._pool.submit(_new_rsa_key, self._bits))
+
+    def __call__(self) -> rsa.RSAPrivateKey:
+        """The next key (made ahead; waits only while the cores have none ready)."""
+        if not self._ahead:
+            self._budget = max(self._budget, 1)
+        self._fill()
+        key = self._ahead.popleft().result()
+        self._fill()
+        return key
+
+    def close(self) -> None:
+        """Stop making keys and drop those made ahead."""
+        for future in self._ahead:
+            future.cancel()
+        self._ahead.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -531,6 +598,7 @@ class Artifacts:
     flash: tuple[tuple[int, bytes, str], ...]
     """(offset, data, name) as written to flash (pre-encrypted where the plan says)."""
     public_keys: dict[str, str]
+    certificate_pem: str | None = None
 
     def digest(self) -> str:
         """SHA-256 over the flash writes, in order (binds the journal to the files)."""
@@ -581,7 +649,7 @@ def build_artifacts(
     device_id = device_id_for(batch, serial)
     where = placement(batch)
     public: dict[str, str] = {}
-    cert_der = secure_cert = nvs_image = None
+    cert_der = secure_cert = nvs_image = cert_pem = None
     if keys.identity is not None:
         if ca is None:
             raise FactoryError("a device identity needs the CA ([ca] in the spec)")
@@ -635,7 +703,15 @@ def build_artifacts(
     writes.sort(key=lambda w: w[0])
     if batch.encrypt_flash_on_host and keys.flash_encryption is not None:
         writes = _encrypt_writes(batch, keys.flash_encryption, writes)
-    return Artifacts(device_id, cert_der, secure_cert, nvs_image, tuple(writes), public)
+    return Artifacts(
+        device_id,
+        cert_der,
+        secure_cert,
+        nvs_image,
+        tuple(writes),
+        public,
+        cert_pem.decode() if cert_pem is not None else None,
+    )
 
 
 def _encrypt_writes(
@@ -657,11 +733,10 @@ def _encrypt_writes(
 
 def public_record(batch: Batch, serial: str, mac: bytes, artifacts: Artifacts) -> dict[str, Any]:
     """The manifest's facts about a device: no secret (keys are public halves only)."""
-    fingerprint = (
-        hashlib.sha256(artifacts.certificate_der).hexdigest()
-        if artifacts.certificate_der is not None
-        else None
-    )
+    fingerprint = certificate = None
+    if artifacts.certificate_der is not None:
+        fingerprint = hashlib.sha256(artifacts.certificate_der).hexdigest()
+        certificate = artifacts.certificate_pem
     return {
         "batch": batch.spec.name,
         "serial": serial,
@@ -670,6 +745,7 @@ def public_record(batch: Batch, serial: str, mac: bytes, artifacts: Artifacts) -
         "chip": batch.chip.name,
         "public_keys": artifacts.public_keys,
         "certificate_sha256": fingerprint,
+        "certificate": certificate,
         "secure_boot_digests": [d.hex() for d in batch.sb_digests],
         "flash_sha256": artifacts.digest(),
     }

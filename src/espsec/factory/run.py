@@ -2,21 +2,23 @@
 
 :class:`Factory` drives each device through the journal's states (see
 :mod:`espsec.factory.journal`). Before each step with an effect the journal is
-committed; the artifacts a burned chip still needs (ciphertext and public data) are on
-disk before its eFuses are touched; the keys are dropped once burned. So after a
-``kill -9`` anywhere, :meth:`Factory.resume` finds each of its devices in a state that
-says what to do: start again with fresh keys (nothing burned), read the chip to tell a
-finished burn from none or a partial one, flash from the stored artifacts, verify.
+committed; the flash parts a burned chip still needs (ciphertext and public data) are
+in the journal, on disk, before its eFuses are touched; the keys are dropped once
+burned. So after a ``kill -9`` or a power cut anywhere, :meth:`Factory.resume` finds
+each of its devices in a state that says what to do: start again with fresh keys
+(nothing burned), read the chip to tell a finished burn from none or a partial one,
+flash from the stored parts, verify (docs/adr/0012-factory-journal-and-resume.md).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
-import os
 import socket
+import zlib
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +34,16 @@ from espsec.factory.pipeline import (
     DeviceKeys,
     FactoryError,
     RandomSource,
+    RsaKeysAhead,
     applied_fraction,
     build_artifacts,
     check_plan,
+    default_key_workers,
     efuse_operations,
     expected_efuses,
     generate_keys,
     load_batch,
+    needs_rsa_identity,
     os_random,
     public_record,
 )
@@ -61,6 +66,15 @@ BOUNDARIES = (
 
 Boundary = Callable[[str, str], None]
 """Called as ``(boundary, serial)`` after each step (fault injection in tests)."""
+
+Writes = list[tuple[int, bytes, str]]
+
+MAX_LISTED = 100
+"""How many partly burned or failed serials a :class:`RunSummary` names (the journal
+holds them all: ``espsec factory status``)."""
+
+COLLECT_EVERY = 32
+"""Devices between two full garbage collections (see :func:`_collect_cycles`)."""
 
 
 def spec_digest(spec: BatchSpec) -> str:
@@ -102,27 +116,42 @@ def open_ca(batch: Batch, stack: ExitStack) -> tuple[CaSigner | None, RandomSour
 
 @dataclass
 class RunSummary:
-    """What a run or resume did."""
+    """What a run or resume did: counts, and the first :data:`MAX_LISTED` serials that
+    need attention (its size does not grow with the batch)."""
 
     batch: str
     station: str
-    provisioned: list[str] = field(default_factory=list)
+    provisioned: int = 0
     partial: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    partial_count: int = 0
+    failed_count: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     manifest: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.partial and not self.failed
+        return not self.partial_count and not self.failed_count
+
+    def add_partial(self, serial: str) -> None:
+        self.partial_count += 1
+        if len(self.partial) < MAX_LISTED:
+            self.partial.append(serial)
+
+    def add_failed(self, serial: str, error: str) -> None:
+        self.failed_count += 1
+        if len(self.failed) < MAX_LISTED:
+            self.failed.append((serial, error))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "batch": self.batch,
             "station": self.station,
-            "provisioned": len(self.provisioned),
+            "provisioned": self.provisioned,
             "partial": self.partial,
+            "partial_count": self.partial_count,
             "failed": [{"serial": s, "error": e} for s, e in self.failed],
+            "failed_count": self.failed_count,
             "counts": self.counts,
             "manifest": self.manifest,
         }
@@ -138,8 +167,12 @@ class Factory:
         journal_url: str | None = None,
         station: str | None = None,
         boundary: Boundary | None = None,
+        key_workers: int | None = None,
     ) -> None:
+        """``key_workers``: threads making DS RSA keys ahead (default: one per core;
+        0: each key made when its device needs it)."""
         self.spec = spec
+        self.key_workers = default_key_workers() if key_workers is None else key_workers
         self.batch = load_batch(spec)
         self.station = station or default_station()
         self.boundary = boundary or (lambda name, serial: None)
@@ -148,6 +181,8 @@ class Factory:
         self._stack.callback(self.journal.close)
         self.ca: CaSigner | None = None
         self.random: RandomSource = os_random
+        self._rsa_keys: RsaKeysAhead | None = None
+        self._shared: dict[int, str] | None = None
 
     def __enter__(self) -> Factory:
         return self
@@ -208,7 +243,8 @@ class Factory:
         summary = RunSummary(self.spec.name, self.station)
         todo = limit if limit is not None else self.spec.size
         rows = self.journal.in_flight(self.spec.name, self.station)
-        total = min(todo, self.spec.size)
+        free = self.journal.counts(self.spec.name)[j.FREE]
+        total = min(todo, len(rows) + free)
 
         def next_rows() -> Iterator[DeviceRow]:
             yield from rows
@@ -219,12 +255,15 @@ class Factory:
                 self.boundary("allocated", row.serial)
                 yield row
 
-        for done, row in enumerate(next_rows(), start=1):
-            self._one(row, target, summary)
-            if progress is not None:
-                progress(done, total)
-            if done >= todo:
-                break
+        with self._keys_ahead(total):
+            for done, row in enumerate(next_rows(), start=1):
+                self._one(row, target, summary)
+                if progress is not None:
+                    progress(done, total)
+                if done % COLLECT_EVERY == 0:
+                    _collect_cycles()
+                if done >= todo:
+                    break
         self._finish(summary)
         return summary
 
@@ -233,10 +272,25 @@ class Factory:
         self._ensure_planned()
         self._open_ca()
         summary = RunSummary(self.spec.name, self.station)
-        for row in self.journal.in_flight(self.spec.name, self.station):
-            self._one(row, target, summary)
+        rows = self.journal.in_flight(self.spec.name, self.station)
+        with self._keys_ahead(len(rows)):
+            for row in rows:
+                self._one(row, target, summary)
         self._finish(summary)
         return summary
+
+    @contextmanager
+    def _keys_ahead(self, budget: int) -> Iterator[None]:
+        """DS RSA keys made on every core ahead of the devices (for ``budget`` devices)."""
+        if self.key_workers < 1 or budget < 2 or not needs_rsa_identity(self.batch):
+            yield
+            return
+        self._rsa_keys = RsaKeysAhead(self.spec.keys.ds_rsa_bits, self.key_workers, budget)
+        try:
+            yield
+        finally:
+            self._rsa_keys.close()
+            self._rsa_keys = None
 
     def _one(self, row: DeviceRow, target: Target, summary: RunSummary) -> None:
         try:
@@ -246,13 +300,13 @@ class Factory:
                 # Nothing was burned: the serial is spent (never reused), the chip is not.
                 row.record["error"] = exc.message
                 self.journal.advance(self.spec.name, row, j.FAILED)
-                summary.failed.append((row.serial, exc.message))
+                summary.add_failed(row.serial, exc.message)
                 return
             raise
         if final == j.DONE:
-            summary.provisioned.append(row.serial)
+            summary.provisioned += 1
         elif final == j.PARTIAL:
-            summary.partial.append(row.serial)
+            summary.add_partial(row.serial)
 
     def _finish(self, summary: RunSummary) -> None:
         summary.counts = self.journal.counts(self.spec.name)
@@ -260,15 +314,13 @@ class Factory:
 
     # -- one device -----------------------------------------------------------------
 
-    def _folder(self, serial: str) -> Path:
-        return self.spec.output / "devices" / serial
-
     def provision(self, row: DeviceRow, target: Target) -> str:
         """Drive one device from its journal state to ``done`` (or ``efuse-partial``)."""
         name = self.spec.name
         chip = target.attach(row.serial, self.batch)
         if row.state == j.ALLOCATED and row.mac is None:
             row.target = chip.name
+            self._check_revision(chip)
             row.mac = chip.mac().hex()
         elif row.mac is not None and chip.mac().hex() != row.mac:
             raise FactoryError(
@@ -285,14 +337,16 @@ class Factory:
                 row.record["efuse_applied"] = f"{done}/{total}"
                 self.journal.advance(name, row, j.PARTIAL)
                 return j.PARTIAL
+        writes: Writes | None = None
         if row.state in (j.ALLOCATED, j.KEYS, j.PLANNED):
-            keys = generate_keys(self.batch, self.random)
+            keys = generate_keys(self.batch, self.random, self._rsa_keys)
             try:
-                self._keys_to_burn(row, chip, keys)
+                writes = self._keys_to_burn(row, chip, keys)
             finally:
                 keys.destroy()
         if row.state == j.APPLIED:
-            writes = self._load_writes(row)
+            if writes is None:  # resumed: the parts stored before the burn
+                writes = self._load_writes(row)
             chip.write_flash(writes)
             self.boundary("written", row.serial)
             self.journal.advance(name, row, j.FLASHED)
@@ -306,7 +360,23 @@ class Factory:
             self.boundary("done", row.serial)
         return row.state
 
-    def _keys_to_burn(self, row: DeviceRow, chip: Any, keys: DeviceKeys) -> None:
+    def _check_revision(self, chip: Any) -> None:
+        """Refuse silicon older than ``[batch] min_revision`` (before anything is done)."""
+        least = self.spec.min_revision
+        if least is None:
+            return
+        found = chip.read_efuses().revision
+        if found < least:
+            from espsec.chips import revision_name
+
+            raise FactoryError(
+                f"the chip on {chip.name} is {self.batch.chip.display_name} "
+                f"{revision_name(found)}; [batch] min_revision: expected at least "
+                f"{revision_name(least)}, found {revision_name(found)}"
+            )
+
+    def _keys_to_burn(self, row: DeviceRow, chip: Any, keys: DeviceKeys) -> Writes:
+        """Keys to burned eFuses: the flash parts and the plan are durable first."""
         name = self.spec.name
         index = row.seq
         mac = bytes.fromhex(row.mac or "")
@@ -317,7 +387,7 @@ class Factory:
         artifacts = build_artifacts(self.batch, row.serial, index, mac, keys, self.ca)
         row.record.update(public_record(self.batch, row.serial, mac, artifacts))
         row.record["expected_efuses"] = expected_efuses(self.batch, ops)
-        row.record["flash"] = self._store(row.serial, artifacts)
+        row.record["flash"], blob = self._pack(artifacts)
         escrow = None
         if self.batch.escrow_key is not None:
             import base64
@@ -327,48 +397,60 @@ class Factory:
             escrow = base64.b64encode(
                 wrap(self.batch.escrow_key, keys.secret_blob(), row.serial)
             ).decode()
-        self.journal.advance(name, row, j.PLANNED, escrow=escrow)
+        # The flash parts and the wrapped secrets go in with the plan; the commit before
+        # the burn is forced to disk, and with it that one: a power cut after this
+        # point leaves a journal that knows the chip may be burned and can finish it.
+        self.journal.advance(name, row, j.PLANNED, escrow=escrow, artifacts=blob)
         self.boundary("efuse-planned", row.serial)
-        self.journal.advance(name, row, j.APPLYING)
+        self.journal.advance(name, row, j.APPLYING, durable=True)
         self.boundary("efuse-applying", row.serial)
         chip.burn(ops, checked)
         self.boundary("burned", row.serial)
         self.journal.advance(name, row, j.APPLIED)
         self.boundary("efuse-applied", row.serial)
+        return list(artifacts.flash)
 
-    def _store(self, serial: str, artifacts: Artifacts) -> list[dict[str, Any]]:
-        """Write the device's own flash parts (ciphertext or public) before any burn."""
-        folder = self._folder(serial)
-        folder.mkdir(parents=True, exist_ok=True)
-        shared = {(o, hashlib.sha256(d).hexdigest()) for o, d, _ in self.batch.firmware}
+    def _pack(self, artifacts: Artifacts) -> tuple[list[dict[str, Any]], bytes]:
+        """The journal's flash entries, and the device's own parts as one blob
+        (zlib over their concatenation; parts the batch shares are not repeated)."""
+        shared = self._shared_parts()
         entries = []
+        own = []
         for offset, data, label in artifacts.flash:
             digest = hashlib.sha256(data).hexdigest()
             entry: dict[str, Any] = {"offset": offset, "name": label, "sha256": digest}
-            if (offset, digest) not in shared:
-                file = f"{offset:08x}.bin"
-                _durable_write(folder / file, data)
-                entry["file"] = file
+            if shared.get(offset) != digest:
+                entry["size"] = len(data)
+                own.append(data)
             entries.append(entry)
-        if artifacts.certificate_der is not None:
-            _durable_write(folder / "device-cert.der", artifacts.certificate_der)
-        return entries
+        return entries, zlib.compress(b"".join(own), 1)
 
-    def _load_writes(self, row: DeviceRow) -> list[tuple[int, bytes, str]]:
-        folder = self._folder(row.serial)
+    def _shared_parts(self) -> dict[int, str]:
+        if self._shared is None:
+            self._shared = {o: hashlib.sha256(d).hexdigest() for o, d, _ in self.batch.firmware}
+        return self._shared
+
+    def _load_writes(self, row: DeviceRow) -> Writes:
+        """The flash writes stored before the burn (checked against their digests)."""
+        blob = self.journal.artifacts(self.spec.name, row.serial)
+        try:
+            own = zlib.decompress(blob) if blob is not None else b""
+        except zlib.error:
+            own = b""
         shared = {o: d for o, d, _ in self.batch.firmware}
-        writes = []
+        writes: Writes = []
+        pos = 0
         for entry in row.record["flash"]:
             offset = entry["offset"]
-            data = (
-                (folder / entry["file"]).read_bytes()
-                if "file" in entry
-                else shared.get(offset, b"")
-            )
+            if "size" in entry:
+                data = own[pos : pos + entry["size"]]
+                pos += entry["size"]
+            else:
+                data = shared.get(offset, b"")
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise FactoryError(
-                    f"stored flash part at 0x{offset:x} does not match the journal",
-                    source=str(folder),
+                    f"serial {row.serial}: the stored flash part at 0x{offset:x} does not "
+                    "match its digest in the journal"
                 )
             writes.append((offset, data, entry["name"]))
         return writes
@@ -392,6 +474,7 @@ class Factory:
     def export_manifest(self) -> Path:
         """``manifest.jsonl``: one record per finished device (no secret), batch order;
         ``escrow.jsonl`` beside it when secrets were escrowed."""
+        self.spec.output.mkdir(parents=True, exist_ok=True)
         out = self.spec.output / "manifest.jsonl"
         with atomic_output(out) as fh:  # streamed: memory stays flat in the batch size
             for row in self.journal.records(self.spec.name):
@@ -410,16 +493,15 @@ class Factory:
         return out
 
 
-def _durable_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (a temporary file renamed into place).
+def _collect_cycles() -> None:
+    """Free the reference cycles the finished devices left (a full garbage collection).
 
-    Whole or absent after a killed process, like the journal's commits (SQLite WAL,
-    ``synchronous=NORMAL``): neither forces the disk, so a power cut of the station
-    itself may lose the newest device, which resume then redoes or reports.
+    A virtual device and its runtime refer to each other, and live long enough to be
+    promoted to the oldest generation, which Python collects rarely: without this the
+    resident size of a run grows with the batch although nothing is kept. One full
+    collection takes milliseconds; every :data:`COLLECT_EVERY` devices it is noise.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    gc.collect()
 
 
 def open_factory(
@@ -428,8 +510,13 @@ def open_factory(
     journal_url: str | None = None,
     station: str | None = None,
     boundary: Boundary | None = None,
+    key_workers: int | None = None,
 ) -> Factory:
-    """Load the spec at ``spec_path`` and open its journal."""
+    """Load the spec at ``spec_path`` and open its journal (options as :class:`Factory`)."""
     return Factory(
-        load_spec(spec_path), journal_url=journal_url, station=station, boundary=boundary
+        load_spec(spec_path),
+        journal_url=journal_url,
+        station=station,
+        boundary=boundary,
+        key_workers=key_workers,
     )

@@ -5,7 +5,7 @@
     [batch]
     name = "line-a-0519"
     chip = "esp32s3"            # a chip of espsec.chips
-    min_revision = "v0.1"       # optional: refuse older silicon (--port)
+    min_revision = "v0.1"       # optional: refuse a chip of an older wafer revision
     count = 1000                # or: serials = ["SN-A1", "SN-A2"]
     serial_format = "SN{n:06d}" # with count; n counts from serial_start
     serial_start = 1
@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from espsec.chips import Chip, get_chip
+from espsec.chips import Chip, get_chip, parse_revision
 from espsec.errors import EspsecError, UsageError
 
 PROFILES = ("development", "production")
@@ -126,7 +126,8 @@ class BatchSpec:
     serials: tuple[str, ...] = ()
     serial_format: str = "{n:06d}"
     serial_start: int = 1
-    min_revision: str | None = None
+    min_revision: int | None = None
+    """The oldest wafer revision accepted (major * 100 + minor), or ``None``."""
     sb_digests: tuple[str, ...] = ()
     nvs: NvsSpec | None = None
     ca_chain: tuple[Path, ...] = ()
@@ -263,7 +264,14 @@ def parse_spec(text: str, path: Path) -> BatchSpec:
     profile = b.choice("profile", PROFILES, "development")
     output = rel(b.get("output", str, f"{name}-out"))
     assert output is not None
-    min_revision = b.get("min_revision", str)
+    min_revision_text = b.get("min_revision", str)
+    min_revision = None
+    if min_revision_text is not None:
+        try:
+            min_revision = parse_revision(min_revision_text)
+        except UsageError:
+            expected = "a chip revision vMAJOR.MINOR"
+            raise b.fail("min_revision", expected, min_revision_text) from None
     b.finish()
 
     k = t["keys"]

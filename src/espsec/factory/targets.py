@@ -110,20 +110,24 @@ class VirtualChip:
 class VirtualTarget:
     """Virtual chips: ``folder/<serial>`` device folders, or in memory (``folder=None``)."""
 
-    def __init__(self, folder: Path | None) -> None:
+    def __init__(self, folder: Path | None, *, revision: int | None = None) -> None:
+        """``revision``: the wafer revision of new chips (major * 100 + minor; default:
+        the newest espsec knows)."""
         self.folder = folder
+        self.revision = revision
         self.name = str(folder) if folder is not None else "memory"
 
     def attach(self, serial: str, batch: Batch) -> VirtualChip:
+        kind, size, config, rev = batch.chip.name, batch.flash_size, batch.config, self.revision
         if self.folder is None:
-            dev = VirtualDevice.new(batch.chip.name, batch.flash_size, config=batch.config)
+            dev = VirtualDevice.new(kind, size, config=config, revision=rev)
             name = f"memory:{serial}"
         else:
             path = self.folder / serial
             name = str(path)
             if (path / DEVICE_FILE).is_file():
                 return VirtualChip(VirtualDevice.open(path), name)
-            dev = VirtualDevice.create(path, batch.chip.name, batch.flash_size, config=batch.config)
+            dev = VirtualDevice.create(path, kind, size, config=config, revision=rev)
         # As the chip leaves Espressif: a factory MAC, in the same program as the wafer
         # revision (espsec's burn rules keep MAC for that line only).
         mac_field = dev.efuses.field("MAC")
