@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,10 +29,10 @@ from espsec.cli._common import (
     source,
 )
 from espsec.errors import UsageError
-from espsec.fleet import AdminClient, digests_from, init_fleet, serve
-from espsec.fleet.config import DEFAULT_HOSTNAMES, DEVICE_CA, MANIFEST_PUB, TLS_DIR
-from espsec.fleet.tls import TlsFiles
-from espsec.ota import TlsTrust
+
+if TYPE_CHECKING:  # each command imports the fleet code it uses: --help loads no server
+    from espsec.fleet import AdminClient
+    from espsec.fleet.tls import TlsFiles
 
 group = command_group("fleet", "Fleet OTA server: releases, cohorts, devices.")
 
@@ -107,6 +107,9 @@ def init(
     Devices authenticate with mutual TLS: their client certificates must chain to the
     device CA and name their device id.
     """
+    from espsec.fleet import digests_from, init_fleet
+    from espsec.fleet.config import DEFAULT_HOSTNAMES, DEVICE_CA, MANIFEST_PUB, TLS_DIR
+
     device_ca_pem = read_bytes(device_ca, what="device CA") if device_ca is not None else None
     keys = []
     for path in pub_keys:
@@ -226,6 +229,7 @@ def serve_cmd(
     Devices connect to --port with their client certificates; the admin API and the
     dashboard are on --admin-port (127.0.0.1 by default).
     """
+    from espsec.fleet import serve
     from espsec.fleet.server import Limits
 
     if database is not None:
@@ -283,6 +287,10 @@ class AdminTarget:
     state_dir: Path | None
 
     def client(self) -> AdminClient:
+        from espsec.fleet import AdminClient
+        from espsec.fleet.config import TLS_DIR
+        from espsec.ota import TlsTrust
+
         token_file, ca, pin = self.token_file, self.ca, self.pin
         if self.state_dir is not None:
             legacy = self.state_dir / "admin-token"  # a token file kept in the state folder
@@ -732,7 +740,7 @@ group.add_command(tls)
 def tls_renew(ca_key: Path | None, days: int, as_json: bool, state_dir: Path) -> None:
     """Issue a new server certificate and key from the fleet's TLS CA (devices keep
     trusting the same CA; a running server picks it up within a minute)."""
-    from espsec.fleet.config import load_config
+    from espsec.fleet.config import TLS_DIR, load_config
     from espsec.fleet.tls import days_left, renew_tls
 
     config = load_config(state_dir)

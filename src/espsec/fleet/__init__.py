@@ -8,10 +8,46 @@ several processes), :class:`AdminClient` drives the admin API. The fleet talks t
 devices only over HTTPS; it never imports :mod:`espsec.device`.
 """
 
-from espsec.fleet.admin import AdminClient
-from espsec.fleet.config import FleetConfig, digests_from, init_fleet, load_config
-from espsec.fleet.server import Limits, RunningServer, serve, start_server
-from espsec.fleet.service import FleetService, decide
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from espsec.fleet.admin import AdminClient
+    from espsec.fleet.config import FleetConfig, digests_from, init_fleet, load_config
+    from espsec.fleet.server import Limits, RunningServer, serve, start_server
+    from espsec.fleet.service import FleetService, decide
+
+_LAZY = {
+    "AdminClient": "espsec.fleet.admin",
+    "FleetConfig": "espsec.fleet.config",
+    "FleetService": "espsec.fleet.service",
+    "Limits": "espsec.fleet.server",
+    "RunningServer": "espsec.fleet.server",
+    "decide": "espsec.fleet.service",
+    "digests_from": "espsec.fleet.config",
+    "init_fleet": "espsec.fleet.config",
+    "load_config": "espsec.fleet.config",
+    "serve": "espsec.fleet.server",
+    "start_server": "espsec.fleet.server",
+}
+"""Where each public name lives, loaded on first use: the admin commands load no server, SQL or
+Starlette."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AdminClient",

@@ -15,59 +15,127 @@ For release engineers: :func:`encrypt_image`, :func:`decrypt_image`,
 :func:`device_public_key`, :func:`pack`, :func:`verify_release`, :func:`describe`.
 """
 
-from espsec.ota.client import (
-    DownloadResult,
-    DownloadTooSlow,
-    FleetClient,
-    HashMismatch,
-    HttpError,
-    TlsTrust,
-    TransportError,
-)
-from espsec.ota.encrypted_image import (
-    DecryptionKey,
-    DecryptResult,
-    EncryptedImageDecryptor,
-    EncryptedImageHeader,
-    RecipientKey,
-    Scheme,
-    decrypt_image,
-    device_private_key,
-    device_public_key,
-    encrypt_image,
-    load_decryption_key,
-    load_recipient_key,
-    public_key_pem,
-    recipient_id,
-)
-from espsec.ota.inspect import describe
-from espsec.ota.manifest import (
-    Manifest,
-    ManifestError,
-    ManifestTrust,
-    Refusal,
-    generate_manifest_key,
-    load_manifest_private_key,
-    load_manifest_public_key,
-    new_nonce,
-    sign_manifest,
-    verify_manifest,
-)
-from espsec.ota.protocol import (
-    BootState,
-    CheckIn,
-    Encryption,
-    Outcome,
-    OutcomeReport,
-    ReleaseTarget,
-)
-from espsec.ota.release import (
-    ReleaseBundle,
-    ReleaseReport,
-    ReleaseStatement,
-    pack,
-    verify_release,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from espsec.ota.client import (
+        DownloadResult,
+        DownloadTooSlow,
+        FleetClient,
+        HashMismatch,
+        HttpError,
+        TlsTrust,
+        TransportError,
+    )
+    from espsec.ota.encrypted_image import (
+        DecryptionKey,
+        DecryptResult,
+        EncryptedImageDecryptor,
+        EncryptedImageHeader,
+        RecipientKey,
+        Scheme,
+        decrypt_image,
+        device_private_key,
+        device_public_key,
+        encrypt_image,
+        load_decryption_key,
+        load_recipient_key,
+        public_key_pem,
+        recipient_id,
+    )
+    from espsec.ota.inspect import describe
+    from espsec.ota.manifest import (
+        Manifest,
+        ManifestError,
+        ManifestTrust,
+        Refusal,
+        generate_manifest_key,
+        load_manifest_private_key,
+        load_manifest_public_key,
+        new_nonce,
+        sign_manifest,
+        verify_manifest,
+    )
+    from espsec.ota.protocol import (
+        BootState,
+        CheckIn,
+        Encryption,
+        Outcome,
+        OutcomeReport,
+        ReleaseTarget,
+    )
+    from espsec.ota.release import (
+        ReleaseBundle,
+        ReleaseReport,
+        ReleaseStatement,
+        pack,
+        verify_release,
+    )
+
+_LAZY = {
+    "BootState": "espsec.ota.protocol",
+    "CheckIn": "espsec.ota.protocol",
+    "DecryptResult": "espsec.ota.encrypted_image",
+    "DecryptionKey": "espsec.ota.encrypted_image",
+    "DownloadResult": "espsec.ota.client",
+    "DownloadTooSlow": "espsec.ota.client",
+    "EncryptedImageDecryptor": "espsec.ota.encrypted_image",
+    "EncryptedImageHeader": "espsec.ota.encrypted_image",
+    "Encryption": "espsec.ota.protocol",
+    "FleetClient": "espsec.ota.client",
+    "HashMismatch": "espsec.ota.client",
+    "HttpError": "espsec.ota.client",
+    "Manifest": "espsec.ota.manifest",
+    "ManifestError": "espsec.ota.manifest",
+    "ManifestTrust": "espsec.ota.manifest",
+    "Outcome": "espsec.ota.protocol",
+    "OutcomeReport": "espsec.ota.protocol",
+    "RecipientKey": "espsec.ota.encrypted_image",
+    "Refusal": "espsec.ota.manifest",
+    "ReleaseBundle": "espsec.ota.release",
+    "ReleaseReport": "espsec.ota.release",
+    "ReleaseStatement": "espsec.ota.release",
+    "ReleaseTarget": "espsec.ota.protocol",
+    "Scheme": "espsec.ota.encrypted_image",
+    "TlsTrust": "espsec.ota.client",
+    "TransportError": "espsec.ota.client",
+    "decrypt_image": "espsec.ota.encrypted_image",
+    "describe": "espsec.ota.inspect",
+    "device_private_key": "espsec.ota.encrypted_image",
+    "device_public_key": "espsec.ota.encrypted_image",
+    "encrypt_image": "espsec.ota.encrypted_image",
+    "generate_manifest_key": "espsec.ota.manifest",
+    "load_decryption_key": "espsec.ota.encrypted_image",
+    "load_manifest_private_key": "espsec.ota.manifest",
+    "load_manifest_public_key": "espsec.ota.manifest",
+    "load_recipient_key": "espsec.ota.encrypted_image",
+    "new_nonce": "espsec.ota.manifest",
+    "pack": "espsec.ota.release",
+    "public_key_pem": "espsec.ota.encrypted_image",
+    "recipient_id": "espsec.ota.encrypted_image",
+    "sign_manifest": "espsec.ota.manifest",
+    "verify_manifest": "espsec.ota.manifest",
+    "verify_release": "espsec.ota.release",
+}
+"""Where each public name lives, loaded on first use: packing a release loads no HTTPS client,
+checking in loads no release packer."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BootState",
