@@ -23,15 +23,6 @@ from espsec.cli._common import (
     source,
 )
 from espsec.errors import UsageError
-from espsec.flash_encryption import keys as fe_keys
-from espsec.flash_encryption.cipher import process_file
-from espsec.flash_encryption.whole_flash import (
-    FlashWrite,
-    encrypt_flash,
-    load_build_dir,
-    parse_flash_size,
-)
-from espsec.image.partition_table import load_partition_table
 
 group = command_group(
     "flash-encryption", "Flash encryption (XTS-AES): keys, encrypt/decrypt, whole flash."
@@ -56,6 +47,8 @@ PROGRESS_THRESHOLD = 16 << 20
 @json_option
 def generate_key(bits: str, output: Path, as_json: bool) -> None:
     """Generate a flash-encryption key file from OS entropy."""
+    from espsec.flash_encryption import keys as fe_keys
+
     new = fe_keys.generate_key_file(output, int(bits))
     report = {"output": str(output), "bits": new.bits, "mode": new.mode}
     emit(report, as_json, lambda: click.echo(f"{new.bits}-bit {new.mode} key written to {output}"))
@@ -80,6 +73,9 @@ def _transform_command(decrypt: bool) -> Callable[..., None]:
         as_json: bool,
         input_path: Path,
     ) -> None:
+        from espsec.flash_encryption import keys as fe_keys
+        from espsec.flash_encryption.cipher import process_file
+
         key = fe_keys.load_key(key_path)
         if chip is not None:
             key.check_chip(get_chip(chip))
@@ -156,6 +152,15 @@ def encrypt_flash_cmd(
     flagged `encrypted` are encrypted; everything else is stored plain. The chip comes
     from the build when --chip is not given, else the default (esp32s3).
     """
+    from espsec.flash_encryption import keys as fe_keys
+    from espsec.flash_encryption.whole_flash import (
+        FlashWrite,
+        encrypt_flash,
+        load_build_dir,
+        parse_flash_size,
+    )
+    from espsec.image.partition_table import load_partition_table
+
     key = fe_keys.load_key(key_path)
     file_writes: list[FlashWrite] = []
     size: int | None = parse_flash_size(flash_size) if flash_size else None

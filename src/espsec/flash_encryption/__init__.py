@@ -8,22 +8,22 @@
 * :mod:`~espsec.flash_encryption.whole_flash`: the flash image a device holds after
   flashing a partition table and its files (or an ESP-IDF ``build/`` folder).
 
-The whole-flash names load on first use: encrypting one file (or an NVS partition)
-does not import the image and partition-table code.
+Every name loads on first use (the XTS engine imports NumPy).
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from espsec.flash_encryption.cipher import (
-    FlashCipher,
-    decrypt_flash_data,
-    encrypt_flash_data,
-    process_file,
-)
-from espsec.flash_encryption.keys import FlashEncryptionKey, generate_key_file, load_key
-from espsec.flash_encryption.xts import XtsEngine, tweaks_from_le32, xts_decrypt, xts_encrypt
-
 if TYPE_CHECKING:
+    from espsec.flash_encryption.cipher import (
+        FlashCipher,
+        decrypt_flash_data,
+        encrypt_flash_data,
+        process_file,
+    )
+    from espsec.flash_encryption.keys import FlashEncryptionKey, generate_key_file, load_key
     from espsec.flash_encryption.whole_flash import (
         BuildLayout,
         EncryptedFlash,
@@ -34,27 +34,50 @@ if TYPE_CHECKING:
         parse_flash_size,
         read_partition,
     )
+    from espsec.flash_encryption.xts import (
+        XtsEngine,
+        tweaks_from_le32,
+        xts_decrypt,
+        xts_encrypt,
+    )
 
-_WHOLE_FLASH = frozenset(
-    {
-        "BuildLayout",
-        "EncryptedFlash",
-        "FlashWrite",
-        "PlacedWrite",
-        "encrypt_flash",
-        "load_build_dir",
-        "parse_flash_size",
-        "read_partition",
-    }
-)
+_LAZY = {
+    "BuildLayout": "espsec.flash_encryption.whole_flash",
+    "EncryptedFlash": "espsec.flash_encryption.whole_flash",
+    "FlashCipher": "espsec.flash_encryption.cipher",
+    "FlashEncryptionKey": "espsec.flash_encryption.keys",
+    "FlashWrite": "espsec.flash_encryption.whole_flash",
+    "PlacedWrite": "espsec.flash_encryption.whole_flash",
+    "XtsEngine": "espsec.flash_encryption.xts",
+    "decrypt_flash_data": "espsec.flash_encryption.cipher",
+    "encrypt_flash": "espsec.flash_encryption.whole_flash",
+    "encrypt_flash_data": "espsec.flash_encryption.cipher",
+    "generate_key_file": "espsec.flash_encryption.keys",
+    "load_build_dir": "espsec.flash_encryption.whole_flash",
+    "load_key": "espsec.flash_encryption.keys",
+    "parse_flash_size": "espsec.flash_encryption.whole_flash",
+    "process_file": "espsec.flash_encryption.cipher",
+    "read_partition": "espsec.flash_encryption.whole_flash",
+    "tweaks_from_le32": "espsec.flash_encryption.xts",
+    "xts_decrypt": "espsec.flash_encryption.xts",
+    "xts_encrypt": "espsec.flash_encryption.xts",
+}
+"""Where each public name lives, loaded on first use: a key file loads without NumPy,
+and encrypting one file (or an NVS partition) without the image and partition-table
+code."""
 
 
 def __getattr__(name: str) -> Any:
-    if name in _WHOLE_FLASH:
-        from espsec.flash_encryption import whole_flash
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(whole_flash, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
