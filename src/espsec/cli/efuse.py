@@ -12,7 +12,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,10 +30,11 @@ from espsec.cli._common import (
     revision_option,
     source,
 )
-from espsec.efuse import keys, workflow
 from espsec.efuse.plan import REFUSAL_CODES, build_operations, check_allow, parse_plan
-from espsec.efuse.workflow import BurnOutcome, FileBurn, burn_plan_file
 from espsec.errors import UsageError
+
+if TYPE_CHECKING:  # keys and workflow read PEM keys: imported by the commands that burn
+    from espsec.efuse.workflow import FileBurn
 
 group = command_group("efuse", "eFuses: summary, burns, burn plans, security state.")
 
@@ -118,6 +119,8 @@ def burn_file(
     apply: bool = True,
 ) -> FileBurn:
     """A burn on the file, or on the chip when the command targets one."""
+    from espsec.efuse import workflow
+
     if _PORT:
         from espsec.device.download.host import burn_checked
 
@@ -224,16 +227,16 @@ def _render_report(report: efuse.PlanReport, outcome: str) -> None:
     click.echo(outcome)
 
 
-_OUTCOMES = {
-    BurnOutcome.REFUSED: "refused: nothing burned",
-    BurnOutcome.PLANNED: "plan ok: nothing burned (add --apply to burn)",
-    BurnOutcome.NOTHING: "nothing to burn",
-}
-
-
 def _emit_burn(result: FileBurn, as_json: bool) -> None:
     """Report a burn; exit 1 when the policy refused it."""
-    outcome = _OUTCOMES.get(result.outcome, f"burned: {result.path} updated")
+    from espsec.efuse.workflow import BurnOutcome
+
+    outcomes = {
+        BurnOutcome.REFUSED: "refused: nothing burned",
+        BurnOutcome.PLANNED: "plan ok: nothing burned (add --apply to burn)",
+        BurnOutcome.NOTHING: "nothing to burn",
+    }
+    outcome = outcomes.get(result.outcome, f"burned: {result.path} updated")
     emit(result.to_dict(), as_json, lambda: _render_report(result.report, outcome))
     if as_json:  # the warnings are in the JSON, and said on standard error as well
         for f in result.report.findings:
@@ -389,6 +392,8 @@ def burn_key_cmd(
     as_json: bool,
 ) -> None:
     """Burn keys: BLOCK KEYFILE PURPOSE groups (raw key bytes; ECDSA keys may be PEM)."""
+    from espsec.efuse import keys
+
     if len(groups) % 3:
         raise UsageError("burn-key takes groups of BLOCK KEYFILE PURPOSE")
     efuses = _load(efuse_file, chip)
@@ -427,6 +432,8 @@ def burn_key_digest_cmd(
     as_json: bool,
 ) -> None:
     """Burn a Secure Boot v2 public key's digest into BLOCK as SECURE_BOOT_DIGESTn."""
+    from espsec.efuse import keys
+
     scheme = None
     if key_digest is not None:
         if len(args) != 2:
@@ -501,6 +508,9 @@ def plan_cmd(
     ``burn-key BLOCK_KEY0 key.bin XTS_AES_128_KEY`` or ``burn-efuse SPI_BOOT_CRYPT_CNT 1``;
     file names are relative to the plan. Exit 1 when the plan is refused.
     """
+    from espsec.efuse import keys
+    from espsec.efuse.workflow import burn_plan_file
+
     efuses = _load(efuse_file, chip)
     if _PORT:  # the plan's operations, burned through the chip's download mode
         with source(str(plan_file)):
