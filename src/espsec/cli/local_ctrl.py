@@ -7,8 +7,6 @@ establishes the protocomm session and talks on ``esp_local_ctrl/control``.
 
 from __future__ import annotations
 
-import hashlib
-import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +59,9 @@ def _connection_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _client(opts: dict[str, Any]) -> Any:
+    import hashlib
+    import ssl
+
     from espsec import _pem
     from espsec.provisioning.local_ctrl import LocalCtrlClient
     from espsec.provisioning.protocomm import HttpTransport
