@@ -105,3 +105,16 @@ flash_size = "1MB"
     path = folder / "batch.toml"
     path.write_text(spec)
     return path
+
+
+def write_app_sdkconfig(folder: Path, chip: str, *, hmac_key_id: int = 1) -> str:
+    """An app sdkconfig whose ``nvs_flash_init`` reads the factory NVS (keys derived from
+    the ``HMAC_UP`` key the factory burns in key block ``hmac_key_id``); returns the
+    ``[firmware]`` line naming it."""
+    (folder / "sdkconfig").write_text(
+        f'CONFIG_IDF_TARGET="{chip}"\n'
+        "CONFIG_NVS_ENCRYPTION=y\n"
+        "CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC=y\n"
+        f"CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID={hmac_key_id}\n"
+    )
+    return 'sdkconfig = "sdkconfig"'

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from espsec.device.identity import read_identity
 from espsec.device.virtual_device import VirtualDevice
-from espsec.factory import BOUNDARIES, SpecError, VirtualTarget, open_factory
+from espsec.factory import BOUNDARIES, FactoryError, SpecError, VirtualTarget, open_factory
 from espsec.factory.escrow import unwrap
 from espsec.factory.journal import SqliteJournal
 from espsec.nvs import NvsKeys, read_partition
@@ -215,3 +215,89 @@ def test_kill_9_mid_batch_then_resume_loses_no_record(tmp_path):
     records = _manifest(tmp_path)
     assert [r["serial"] for r in records] == ["SN00001", "SN00002", "SN00003", "SN00004"]
     assert all(r["status"] == "done" for r in records)
+
+
+def test_chip_older_than_min_revision_is_refused_and_journaled(tmp_path):
+    spec = write_batch(tmp_path, chip="esp32p4", count=2, extra="")
+    spec.write_text(spec.read_text().replace('profile = "', 'min_revision = "v3.0"\nprofile = "'))
+    with open_factory(spec) as factory:
+        old = factory.run(VirtualTarget(tmp_path / "old", revision=100), limit=1)
+        new = factory.run(VirtualTarget(tmp_path / "new"))
+        status = factory.status()
+    assert old.failed_count == 1 and old.provisioned == 0
+    ((serial, error),) = old.failed
+    assert serial == "SN00001" and "\n" not in error
+    assert "min_revision: expected at least v3.0, found v1.0" in error
+    assert new.provisioned == 1
+    assert status["attention"] == [
+        {"serial": "SN00001", "state": "failed", "station": factory.station}
+    ]
+    # Nothing was burned on the refused chip: its key blocks are as it left Espressif.
+    dev = VirtualDevice.open(tmp_path / "old" / "SN00001")
+    assert not dev.efuses.hardware_keys()
+
+
+def test_bad_min_revision_is_one_line_naming_the_key(tmp_path):
+    spec = write_batch(tmp_path, count=1)
+    spec.write_text(spec.read_text().replace('profile = "', 'min_revision = "three"\nprofile = "'))
+    with pytest.raises(SpecError, match=r"\[batch\] min_revision: expected a chip revision"):
+        open_factory(spec)
+
+
+def test_resume_after_the_burn_on_esp32p4_v3_finds_the_ecdsa_key_burned(tmp_path):
+    # ESP32-P4 v3 names ECDSA_KEY's purpose value ECDSA_KEY_P256: the same burn.
+    spec = write_batch(tmp_path, chip="esp32p4", count=1)
+    target = VirtualTarget(tmp_path / "devices")
+
+    def crash(name: str, serial: str) -> None:
+        if name == "burned":
+            raise Crash(name)
+
+    with open_factory(spec, boundary=crash) as factory, pytest.raises(Crash):
+        factory.run(target)
+    with open_factory(spec) as factory:
+        summary = factory.resume(target)
+    assert summary.ok and summary.provisioned == 1
+    assert _manifest(tmp_path)[0]["status"] == "done"
+
+
+def test_the_commit_before_the_burn_is_forced_to_disk_with_the_flash_parts(tmp_path):
+    spec = write_batch(tmp_path, count=1)
+    statements: list[str] = []
+    seen: dict[str, list[str]] = {}
+
+    def at(name: str, serial: str) -> None:
+        seen[name] = list(statements)
+
+    with open_factory(spec, boundary=at) as factory:
+        factory.journal.db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        factory.run(VirtualTarget(tmp_path / "devices"))
+    planned = seen["efuse-planned"]
+    assert ", artifacts = " in planned[-1]  # the flash parts go in with the plan
+    applying = seen["efuse-applying"][len(planned) :]
+    full = applying.index("PRAGMA synchronous=FULL")
+    assert "UPDATE factory_devices" in applying[full + 1]
+    assert applying[full + 2] == "PRAGMA synchronous=NORMAL"
+    # Before the plan and after the burn, no commit waits for the disk.
+    assert "PRAGMA synchronous=FULL" not in planned
+    assert statements.count("PRAGMA synchronous=FULL") == 1
+
+
+def test_resume_refuses_flash_parts_that_do_not_match_the_journal(tmp_path):
+    spec = write_batch(tmp_path, count=1)
+
+    def crash(name: str, serial: str) -> None:
+        if name == "efuse-applied":
+            raise Crash(name)
+
+    target = VirtualTarget(tmp_path / "devices")
+    with open_factory(spec, boundary=crash) as factory, pytest.raises(Crash):
+        factory.run(target)
+    journal = SqliteJournal(tmp_path / "out" / "journal.sqlite")
+    journal.db.execute("UPDATE factory_devices SET artifacts = ?", (b"tampered",))
+    journal.close()
+    with open_factory(spec) as factory, pytest.raises(FactoryError) as exc:
+        factory.resume(target)
+    assert "SN00001" in str(exc.value) and "does not match its digest" in str(exc.value)
+    flash = bytes(VirtualDevice.open(tmp_path / "devices" / "SN00001").flash.data[0x9000:0xF000])
+    assert flash == b"\xff" * len(flash)  # nothing written from the bad parts

@@ -320,7 +320,7 @@ def load_batch(spec: BatchSpec) -> Batch:
                 f"[efuses] {name}: no such eFuse on {spec.chip.display_name}",
                 source=str(spec.path),
             ) from None
-    return Batch(
+    batch = Batch(
         spec=spec,
         table=table,
         flash_size=flash_size,
@@ -337,6 +337,42 @@ def load_batch(spec: BatchSpec) -> Batch:
         efuse_extra=tuple(extra),
         template_efuses=new_efuses(spec.chip.name),
     )
+    if fw.sdkconfig is not None and spec.nvs is not None and spec.nvs.encrypt:
+        _check_app_reads_nvs(batch)
+    return batch
+
+
+def _check_app_reads_nvs(batch: Batch) -> None:
+    """The app's ``nvs_flash_init`` (its sdkconfig) must derive its NVS keys from the
+    ``HMAC_UP`` key the factory burns, or the factory NVS is unreadable ciphertext."""
+    from espsec.sdkconfig.config import NvsSecKeyProtection
+
+    spec, config = batch.spec, batch.config
+    assert config is not None and spec.firmware.sdkconfig is not None
+    source = str(spec.firmware.sdkconfig)
+    if not config.nvs_encryption:
+        raise SpecError(
+            "[nvs] encrypt: the app's sdkconfig has CONFIG_NVS_ENCRYPTION off, so it could "
+            "not read the encrypted factory NVS",
+            source=source,
+        )
+    scheme = config.nvs_sec_key_protection_scheme
+    if scheme is not NvsSecKeyProtection.HMAC:
+        found = f"CONFIG_{scheme.value}" if scheme is not None else "no scheme"
+        raise SpecError(
+            "[nvs] encrypt: the factory NVS keys derive from an HMAC_UP eFuse key; the app's "
+            f"sdkconfig: expected CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC, found {found}",
+            source=source,
+        )
+    block = placement(batch).nvs_hmac
+    key_id = [b.name for b in new_efuses(spec.chip.name).layout.key_blocks].index(block or "")
+    if config.nvs_sec_hmac_efuse_key_id != key_id:
+        raise SpecError(
+            f"[nvs] encrypt: the factory burns the NVS HMAC key in {block} (key id {key_id}); "
+            "the app's sdkconfig: expected CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID="
+            f"{key_id}, found {config.nvs_sec_hmac_efuse_key_id}",
+            source=source,
+        )
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -559,7 +595,8 @@ def applied_fraction(efuses: Efuses, expected: dict[str, Any]) -> tuple[int, int
     done = total = 0
     for block, purpose in expected["purposes"].items():
         total += 1
-        if layout.purpose_name(efuses.key_purpose(block)) == purpose:
+        # By value: a purpose may have two names (ESP32-P4 v3: ECDSA_KEY is ECDSA_KEY_P256).
+        if efuses.key_purpose(block) == layout.purpose(purpose).id:
             done += 1
     for block, digest in expected["digests"].items():
         total += 1
