@@ -301,3 +301,18 @@ def test_resume_refuses_flash_parts_that_do_not_match_the_journal(tmp_path):
     assert "SN00001" in str(exc.value) and "does not match its digest" in str(exc.value)
     flash = bytes(VirtualDevice.open(tmp_path / "devices" / "SN00001").flash.data[0x9000:0xF000])
     assert flash == b"\xff" * len(flash)  # nothing written from the bad parts
+
+
+def test_the_spec_in_the_docs_parses():
+    from espsec.factory import parse_spec
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "factory.md"
+    text = docs.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = parse_spec(text, docs.parent / "batch.toml")
+    assert (spec.name, spec.chip.name, spec.size, spec.min_revision) == (
+        "line-a-0519",
+        "esp32s3",
+        1000,
+        2,
+    )
+    assert spec.serial(0) == "SN000001" and spec.efuses == {"DIS_USB_SERIAL_JTAG": 1}

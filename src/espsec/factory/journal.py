@@ -14,7 +14,7 @@ or public) are a blob in its row, written with ``efuse-planned``. Commits are ch
 (they survive a killed process, not a power cut) except ``efuse-applying``, the one
 commit before an irreversible step: it is forced to disk, and with it every earlier
 commit, so a power cut of the station never leaves a burned chip the journal does not
-know, nor one whose flash parts are lost (docs/adr/0012-factory-journal-and-resume.md).
+know, nor one whose flash parts are lost (docs/adr/0015-factory-journal-and-resume.md).
 
 One station: an embedded SQLite file (WAL, ``synchronous=NORMAL``; ``FULL`` for the
 durable commit). Several stations: :class:`espsec.factory.pg.PostgresJournal`, where a

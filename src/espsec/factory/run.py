@@ -7,7 +7,7 @@ in the journal, on disk, before its eFuses are touched; the keys are dropped onc
 burned. So after a ``kill -9`` or a power cut anywhere, :meth:`Factory.resume` finds
 each of its devices in a state that says what to do: start again with fresh keys
 (nothing burned), read the chip to tell a finished burn from none or a partial one,
-flash from the stored parts, verify (docs/adr/0012-factory-journal-and-resume.md).
+flash from the stored parts, verify (docs/adr/0015-factory-journal-and-resume.md).
 """
 
 from __future__ import annotations
