@@ -18,6 +18,7 @@ spare (:func:`default_threads`).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -44,12 +45,11 @@ MIN_BYTES_PER_THREAD = 1 << 20
 
 _U64 = np.dtype("<u8")
 _U64_BE = np.dtype(">u8")
-# 16-byte elements used only to move masks around bit-exactly (never as numbers).
-_BLOCK_LE = np.dtype("<c16")
-_BLOCK_BE = np.dtype(">c16")
-_GF_REDUCTION = np.uint64(0x87)
-_ONE = np.uint64(1)
-_SIXTY_THREE = np.uint64(63)
+# 16-byte elements used only to move whole blocks around bit-exactly (never as numbers).
+_BLOCK = np.dtype("V16")
+#: Masks are built in chunks of this many block positions (``E(K2, tweak) * alpha^j``,
+#: j < 8): the bits the shifts carry out of a chunk's base come from its top byte.
+_CHUNK = 8
 
 U8Array = npt.NDArray[np.uint8]
 U64Array = npt.NDArray[np.uint64]
@@ -301,16 +301,50 @@ def _one_shot(key: bytes, data: bytes, tweaks: U8Array, unit_size: int, *, decry
     return out.tobytes()
 
 
+@functools.cache
+def _carry_table(width: int) -> npt.NDArray[np.uint16]:
+    """What ``T * alpha^j`` (j < ``width`` <= 8) adds to the plain per-word shift of T.
+
+    Multiplying a 128-bit ``T = (lo, hi)`` by ``alpha^j`` is ``(lo << j, hi << j)`` plus
+    two corrections that depend only on the top ``j`` bits of each word: the bits shifted
+    out of ``hi`` fold back into ``lo`` as ``x^7 + x^2 + x + 1`` (``clmul(hi >> (64 - j),
+    0x87)``, at most 14 bits) and the bits shifted out of ``lo`` enter ``hi``
+    (``lo >> (64 - j)``). The table holds both as 16-bit values, ``[index, j, word]``,
+    for ``index = t << (width - 1) | u`` with ``t`` and ``u`` the top ``width - 1`` bits
+    of ``hi`` and ``lo``.
+    """
+    bits = width - 1
+    index = np.arange(1 << (2 * bits), dtype=np.uint16)
+    t, u = index >> bits, index & ((1 << bits) - 1)
+    table = np.zeros((index.size, width, 2), dtype=np.uint16)
+    for j in range(1, width):
+        out_of_hi, out_of_lo = t >> (bits - j), u >> (bits - j)  # j bits each
+        table[:, j, 0] = out_of_hi ^ (out_of_hi << 1) ^ (out_of_hi << 2) ^ (out_of_hi << 7)
+        table[:, j, 1] = out_of_lo
+    table.setflags(write=False)
+    return table
+
+
 class _Workspace:
     """One thread's ECB contexts and scratch buffers, sized for one batch.
 
-    Per batch of ``n`` units of ``m`` blocks: the tweaks are encrypted in one ECB call;
-    the masks ``T * alpha^j`` are built block position by block position in a
-    ``(m, n, 2)`` array of 64-bit words (so every NumPy operation runs over long
-    contiguous rows) and moved into unit order ``(n, m, 2)`` with one copy that treats
-    each 16-byte mask as a single ``complex128`` element (a bit-exact move; for
-    reversed units the copy also byte-swaps each word); then one XOR, one ECB call over
-    every data block, and one XOR.
+    Per batch of ``n`` units of ``m`` blocks, over 64-bit words and in buffers that stay
+    in the CPU cache (the batch's data is read once and written once):
+
+    * one ECB call with the tweak key encrypts every unit's tweak ``T``;
+    * the masks ``T * alpha^j`` (``j < m``), in unit order ``(n, m, 2)``, take three
+      passes at full size: a repeat of each ``T`` ``m`` times, a shift of repeat ``j``
+      by ``j`` bits, and an XOR of the bits the shifts carry between the two words and
+      fold back (gathered per unit from a table indexed by the top bits of each word,
+      :func:`_carry_table`) into the low 16 bits of each word;
+    * one pass reads the input into the ECB buffer and XORs the masks in, one ECB call
+      (in place) covers every data block, one pass XORs the masks again and writes the
+      output.
+
+    For reversed units (the ESP32 flash cipher) the two passes over the data also
+    reverse it: the whole batch is read and written back to front with every 64-bit word
+    byte-swapped, which reverses every unit in place and the order of the units; the
+    tweaks are made in the reversed unit order to match, so no other pass is needed.
     """
 
     def __init__(
@@ -322,7 +356,6 @@ class _Workspace:
         reverse: bool,
     ) -> None:
         self.unit_size = unit_size
-        self.words = unit_size // 8
         self.blocks = unit_size // BLOCK
         self.batch = batch_units
         self.reverse = reverse
@@ -331,23 +364,20 @@ class _Workspace:
         self._data_enc = Cipher(algorithms.AES(data_key), modes.ECB()).encryptor()  # noqa: S305
         self._data_dec = Cipher(algorithms.AES(data_key), modes.ECB()).decryptor()  # noqa: S305
         b = batch_units
+        chunk = min(self.blocks, _CHUNK)
         # update_into needs room for one block more than it writes.
-        self._enc_tweaks = np.empty(b * BLOCK + BLOCK, dtype=np.uint8)
-        self._seq_tweaks = np.zeros((b, BLOCK), dtype=np.uint8)
-        self._iota = np.arange(b, dtype=np.uint32)
-        self._gen = np.empty((self.blocks, b, 2), dtype=_U64)
-        self._carry = np.empty(2 * b, dtype=_U64)
-        self._fold = np.empty(2 * b, dtype=_U64)
-        # In the flat (lo, hi, lo, hi, …) layout the carry out of each hi word goes to
-        # the lo word before it (times the reduction 0x87) and the carry out of each lo
-        # word to the hi word after it: multiply the neighbour's carry by these.
-        self._carry_to_lo = np.zeros(max(2 * b - 1, 0), dtype=_U64)
-        self._carry_to_lo[0::2] = _GF_REDUCTION
-        self._carry_to_hi = np.zeros(max(2 * b - 1, 0), dtype=_U64)
-        self._carry_to_hi[0::2] = _ONE
-        self._masks = np.empty((b, self.words), dtype=_U64)
-        self._work = np.empty((b, self.words), dtype=_U64)
-        self._ecb_out = np.empty(b * unit_size + BLOCK, dtype=np.uint8)
+        self._plain_tweaks = np.zeros(b * BLOCK + BLOCK, dtype=np.uint8)
+        self._tweaks = np.empty(b * BLOCK + BLOCK, dtype=np.uint8)
+        self._up = np.arange(b, dtype=np.uint32)
+        self._down = self._up[::-1].copy()
+        self._carries = _carry_table(chunk)
+        # shift of each word of the repeated tweaks: 0, 0, 1, 1, …, chunk-1, chunk-1, …
+        self._shifts = np.tile(np.repeat(np.arange(chunk, dtype=_U64), 2), b)
+        # whole masks of units longer than one chunk (128 bytes) are put together here
+        self._masks = np.empty((b if self.blocks > chunk else 0, self.blocks, 2), dtype=_U64)
+        self._carry = np.empty((b, chunk, 2), dtype=np.uint16)
+        self._index = np.empty((2, b), dtype=np.intp)  # table indices (take wants intp)
+        self._work = np.empty(b * unit_size + BLOCK, dtype=np.uint8)
 
     def run(self, src: U8Array, out: U8Array, tweaks: _TweakSource, decrypt: bool) -> None:
         u = self.unit_size
@@ -365,58 +395,65 @@ class _Workspace:
     def _batch(
         self, src: U8Array, out: U8Array, tweaks: _TweakSource, n: int, decrypt: bool
     ) -> None:
-        masks = self._compute_masks(tweaks, n)
-        words_in = src.view(_U64).reshape(n, self.words)
-        words_out = out.view(_U64).reshape(n, self.words)
-        work = self._work[:n]
-        ecb = self._data_dec if decrypt else self._data_enc
+        masks = self._compute_masks(tweaks, n).reshape(-1)
         size = n * self.unit_size
-        ecb_in = work.reshape(-1).view(np.uint8).data
-        ecb_out = self._ecb_out[:size].view(_U64).reshape(n, self.words)
+        work = self._work[:size].view(_U64)
+        ecb = self._data_dec if decrypt else self._data_enc
+        words_in, words_out = src.view(_U64), out.view(_U64)
         if self.reverse:
-            # reverse(unit) as words is the word order reversed with each word
-            # byte-swapped. masks hold byte-swapped words, so XOR in the swapped domain
-            # and let the cast to big-endian do the swap on the way in and out.
-            np.bitwise_xor(words_in[:, ::-1], masks, out=work.view(_U64_BE))
-            ecb.update_into(ecb_in, self._ecb_out[: size + BLOCK].data)
-            np.bitwise_xor(ecb_out.view(_U64_BE), masks, out=words_out[:, ::-1])
+            np.bitwise_xor(words_in.view(_U64_BE)[::-1], masks, out=work)
+            ecb.update_into(self._work[:size].data, self._work[: size + BLOCK].data)
+            np.bitwise_xor(work, masks, out=words_out.view(_U64_BE)[::-1])
         else:
             np.bitwise_xor(words_in, masks, out=work)
-            ecb.update_into(ecb_in, self._ecb_out[: size + BLOCK].data)
-            np.bitwise_xor(ecb_out, masks, out=words_out)
+            ecb.update_into(self._work[:size].data, self._work[: size + BLOCK].data)
+            np.bitwise_xor(work, masks, out=words_out)
 
     def _compute_masks(self, tweaks: _TweakSource, n: int) -> U64Array:
-        """``E(K2, tweak) * alpha^j`` for every unit and block, as (n, words) LE words.
+        """``E(K2, tweak) * alpha^j`` for every unit and block, as ``(n, blocks, 2)`` words.
 
-        For reversed units the words are byte-swapped (see :meth:`_batch`).
+        With reversed units, row ``i`` belongs to unit ``n - 1 - i`` (see the class).
         """
+        plain = self._plain_tweaks[: n * BLOCK].reshape(n, BLOCK)
         if isinstance(tweaks, _Sequential):
-            plain = self._seq_tweaks[:n]
             offsets = plain.view("<u4")[:, 0]
-            np.multiply(self._iota[:n], np.uint32(tweaks.stride), out=offsets)
+            order = self._down[self.batch - n :] if self.reverse else self._up[:n]
+            np.multiply(order, np.uint32(tweaks.stride), out=offsets)
             offsets += np.uint32(tweaks.first)
         else:
-            plain = np.ascontiguousarray(tweaks)
+            np.copyto(plain, tweaks[::-1] if self.reverse else tweaks)
         self._tweak_enc.update_into(
-            plain.reshape(-1).data, self._enc_tweaks[: n * BLOCK + BLOCK].data
+            self._plain_tweaks[: n * BLOCK].data, self._tweaks[: n * BLOCK + BLOCK].data
         )
-        gen = self._gen[:, :n, :]
-        gen[0] = self._enc_tweaks[: n * BLOCK].view(_U64).reshape(n, 2)
-        carry = self._carry[: 2 * n]
-        fold = self._fold[: 2 * n - 1]
-        to_lo = self._carry_to_lo[: 2 * n - 1]
-        to_hi = self._carry_to_hi[: 2 * n - 1]
-        for j in range(1, self.blocks):
-            prev, cur = gen[j - 1].reshape(-1), gen[j].reshape(-1)
-            # multiply by alpha: shift each 128-bit (lo, hi) left by one bit, carry lo's
-            # top bit into hi, fold hi's top bit back into lo as x^7 + x^2 + x + 1.
-            np.right_shift(prev, _SIXTY_THREE, out=carry)
-            np.left_shift(prev, _ONE, out=cur)
-            np.multiply(carry[1:], to_lo, out=fold)
-            np.bitwise_xor(cur[:-1], fold, out=cur[:-1])
-            np.multiply(carry[:-1], to_hi, out=fold)
-            np.bitwise_xor(cur[1:], fold, out=cur[1:])
+        base = self._tweaks[: n * BLOCK].view(_U64).reshape(n, 2)
+        chunk = self._carries.shape[1]
+        if self.blocks == chunk:
+            return self._chunk(base)
+        # longer units: chunks of 8 positions, each starting from the last of the one before
         masks = self._masks[:n]
-        as_blocks = masks.view(_BLOCK_BE if self.reverse else _BLOCK_LE).reshape(n, self.blocks)
-        np.copyto(as_blocks, self._gen.view(_BLOCK_LE)[:, :n, 0].T)
+        for first in range(0, self.blocks - 1, chunk - 1):
+            part = self._chunk(base)
+            count = min(chunk, self.blocks - first)
+            np.copyto(masks[:, first : first + count], part[:, :count])
+            base = np.ascontiguousarray(part[:, chunk - 1])
         return masks
+
+    def _chunk(self, base: U64Array) -> U64Array:
+        """``out[i, j] = base[i] * alpha^j`` for ``j < 8`` (or the unit's blocks), in a
+        new ``(n, width, 2)`` array: repeat each ``base``, shift the words of repeat ``j``
+        by ``j`` bits, then XOR the carries (:func:`_carry_table`) into their low 16 bits."""
+        n, width = base.shape[0], self._carries.shape[1]
+        bits = width - 1
+        top_bytes = base.view(np.uint8).reshape(n, BLOCK)
+        index, low = self._index[0, :n], self._index[1, :n]
+        np.right_shift(top_bytes[:, 15], 8 - bits, out=index, casting="unsafe")
+        np.left_shift(index, bits, out=index)
+        np.right_shift(top_bytes[:, 7], 8 - bits, out=low, casting="unsafe")
+        np.bitwise_or(index, low, out=index)
+        carry = self._carry[:n]
+        np.take(self._carries, index, axis=0, out=carry, mode="clip")
+        words = np.repeat(base.view(_BLOCK).reshape(n), width).view(_U64)
+        np.left_shift(words, self._shifts[: words.size], out=words)
+        low_bits = words.view(np.uint16)[::4]
+        np.bitwise_xor(low_bits, carry.reshape(-1), out=low_bits)
+        return words.reshape(n, width, 2)
