@@ -4,7 +4,11 @@ set -euo pipefail
 
 OUT=demo-out
 rm -rf "$OUT" && mkdir -p "$OUT"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then  # bold headings on a terminal only
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n== %s\n' "$*"; }
+fi
 
 step "Secure Boot v2 signing keys (RSA-3072, 0600, never overwritten)"
 espsec secure-boot generate-key --scheme rsa3072 -o "$OUT/signing-key-0.pem"

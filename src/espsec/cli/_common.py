@@ -2,7 +2,8 @@
 
 ``command_group`` makes a group whose commands check their outputs against the output
 rule before any work; ``INPUT``/``output_option`` declare inputs and outputs; ``chip_option``
-is the one ``--chip``; ``json_option`` and ``emit`` print reports.
+is the one ``--chip``; ``json_option`` and ``emit`` print reports; ``colour`` decides
+whether to print escape codes (``style``, progress bars).
 """
 
 from __future__ import annotations
@@ -160,6 +161,26 @@ def chip_option(
         help=help,
         **extra,
     )
+
+
+def colour(*, err: bool = False) -> bool:
+    """The one decision whether to colour text or draw a progress bar: only on a terminal
+    (standard output, or standard error with ``err``), and never when ``NO_COLOR`` is set
+    (no-color.org: any non-empty value). Piped or redirected output gets no escape codes."""
+    import os
+    import sys
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = sys.stderr if err else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def style(text: str, **styles: Any) -> str:
+    """``text`` in ``click.style`` colours (``fg="red"``, ``bold=True``) when standard
+    output is coloured (:func:`colour`), plain otherwise."""
+    return click.style(text, **styles) if colour() else text
 
 
 def emit(report: Any, as_json: bool, render: Callable[[], None]) -> None:

@@ -29,6 +29,7 @@ from espsec.cli._common import (
     output_option,
     revision_option,
     source,
+    style,
 )
 from espsec.errors import FormatError, UsageError
 from espsec.flash import FaultPlan, WriteKind
@@ -622,9 +623,7 @@ def _render_op(result: OtaOpResult, *, what: str = "") -> None:
         click.echo(f"{label}ok" + (f" ({'; '.join(result.reasons)})" if result.reasons else ""))
     else:
         error = result.error.value if result.error else "failed"
-        click.echo(
-            click.style(f"{label}refused: {error}", fg="red") + f" ({'; '.join(result.reasons)})"
-        )
+        click.echo(style(f"{label}refused: {error}", fg="red") + f" ({'; '.join(result.reasons)})")
 
 
 def _render_fleet_ota(first: BootReport, report: OtaReport) -> None:
@@ -634,21 +633,17 @@ def _render_fleet_ota(first: BootReport, report: OtaReport) -> None:
     if report.resumed:
         click.echo("finishing the update an earlier cycle switched to")
     for event in report.events:
-        mark = click.style("ok", fg="green") if event.ok else click.style("FAILED", fg="red")
+        mark = style("ok", fg="green") if event.ok else style("FAILED", fg="red")
         click.echo(f"  [{event.step.value}] {mark}: {event.detail}")
     running = f"{report.partition} {report.version} ({report.ota_state or 'no otadata state'})"
     tail = f"running {running}, eFuse secure version {report.efuse_secure_version}"
     if report.outcome is OtaOutcome.UPDATED:
-        click.echo(
-            click.style(f"updated to {report.target_version}: {tail}", fg="green", bold=True)
-        )
+        click.echo(style(f"updated to {report.target_version}: {tail}", fg="green", bold=True))
     elif report.outcome is OtaOutcome.NO_UPDATE:
-        click.echo(click.style(f"no update: {report.reason}; {tail}", bold=True))
+        click.echo(style(f"no update: {report.reason}; {tail}", bold=True))
     else:
         where = f" at {report.step.value}" if report.step else ""
-        click.echo(
-            click.style(f"{report.outcome.value}{where}: {report.reason}", fg="red", bold=True)
-        )
+        click.echo(style(f"{report.outcome.value}{where}: {report.reason}", fg="red", bold=True))
         click.echo(tail)
 
 
@@ -668,7 +663,7 @@ def _app_line(report: BootReport) -> str:
 
 def _render_image(image: ImageCheck, verbose: bool) -> None:
     read = "decrypted" if image.decrypted else "plain"
-    status = click.style("ok", fg="green") if image.ok else click.style("REFUSED", fg="red")
+    status = style("ok", fg="green") if image.ok else style("REFUSED", fg="red")
     version = f" {image.version}" if image.version else ""
     click.echo(f"    image {image.what}{version} @0x{image.offset:x} ({read} read): {status}")
     for check in image.checks:
@@ -687,7 +682,7 @@ def _render_image(image: ImageCheck, verbose: bool) -> None:
 def _render_stage(stage: StageReport, verbose: bool) -> None:
     from espsec.device import FlashWrite, ImageCheck
 
-    status = click.style("ok", fg="green") if stage.ok else click.style("FAILED", fg="red")
+    status = style("ok", fg="green") if stage.ok else style("FAILED", fg="red")
     click.echo(f"  [{stage.stage.value}] {status}")
     for event in stage.events():
         if isinstance(event, str):
@@ -707,7 +702,7 @@ def _render_stage(stage: StageReport, verbose: bool) -> None:
             for op in event.operations:
                 click.echo(f"      {op}")
     if stage.error:
-        click.echo(click.style(f"    {stage.error}", fg="red"))
+        click.echo(style(f"    {stage.error}", fg="red"))
 
 
 def _render_boot(report: BootReport, verbose: bool) -> None:
@@ -718,13 +713,13 @@ def _render_boot(report: BootReport, verbose: bool) -> None:
         for stage in one.stages:
             _render_stage(stage, verbose)
     if report.outcome is Outcome.RUNNING:
-        click.echo(click.style(f"running {_app_line(report)}", fg="green", bold=True))
+        click.echo(style(f"running {_app_line(report)}", fg="green", bold=True))
     elif report.outcome is Outcome.REFUSED:
-        click.echo(click.style(f"refused: {report.refusal}", fg="red", bold=True))
+        click.echo(style(f"refused: {report.refusal}", fg="red", bold=True))
     else:
         cut = report.power_cut
         assert cut is not None
-        click.echo(click.style(f"power lost after {cut.after_writes} writes", fg="red", bold=True))
+        click.echo(style(f"power lost after {cut.after_writes} writes", fg="red", bold=True))
         click.echo(f"  interrupted: {cut.interrupted}")
         click.echo(f"  during: {cut.during}")
         for line in cut.state:

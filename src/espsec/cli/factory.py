@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from espsec.cli._common import CHIP_PORT, INPUT, UrlParam, command_group, emit, json_option
+from espsec.cli._common import (
+    CHIP_PORT,
+    INPUT,
+    UrlParam,
+    colour,
+    command_group,
+    emit,
+    json_option,
+)
 from espsec.errors import UsageError
 
 group = command_group("factory", "Batch provisioning: keys, eFuses, identity, NVS, journal.")
@@ -73,9 +81,7 @@ def _targets(devices: Path | None, ports: tuple[str, ...]) -> list[Any]:
 @contextmanager
 def _progress(show: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A rich progress bar with ETA on a terminal (never when piped or NO_COLOR)."""
-    import os
-
-    if not show or not sys.stderr.isatty() or os.environ.get("NO_COLOR"):
+    if not show or not colour(err=True):
         yield None
         return
     from rich.console import Console

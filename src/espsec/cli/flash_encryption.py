@@ -15,6 +15,7 @@ from espsec.cli._common import (
     INT,
     InputPath,
     chip_option,
+    colour,
     command_group,
     emit,
     json_option,
@@ -206,8 +207,9 @@ def encrypt_flash_cmd(
 
 @contextmanager
 def _progress(total: int, label: str, *, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr for large inputs; nothing for small ones."""
-    if not enabled or total < PROGRESS_THRESHOLD:
+    """A rich progress bar on stderr for large inputs on a terminal (never when piped
+    or NO_COLOR); nothing for small ones."""
+    if not enabled or total < PROGRESS_THRESHOLD or not colour(err=True):
         yield None
         return
     from rich.console import Console

@@ -26,6 +26,7 @@ from espsec.cli._common import (
     json_option,
     output_option,
     read_secret,
+    style,
 )
 from espsec.errors import UsageError
 
@@ -188,9 +189,7 @@ def _render(doc: dict[str, Any]) -> None:
                 f"connected to {c['ssid']} ({c['auth_mode']}, {c['bssid']}), IP {c['ip4_addr']}"
             )
         else:
-            click.echo(
-                click.style(f"connection {status['state']}: {status['fail_reason']}", fg="red")
-            )
+            click.echo(style(f"connection {status['state']}: {status['fail_reason']}", fg="red"))
 
 
 @group.command("gen-sec2-cred")
