@@ -68,3 +68,7 @@ class EspsecGroup(click.Group):
 def main() -> None:
     """Secure ESP32 products: Secure Boot v2, flash encryption, eFuses, identity,
     provisioning, NVS, OTA, audit and factory provisioning."""
+
+
+if __name__ == "__main__":  # python -m espsec.cli.main (python -X importtime ... --version)
+    main(prog_name="espsec")
