@@ -25,7 +25,7 @@ single bit changes:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from espsec.chips import revision_name
@@ -197,6 +197,8 @@ class _Stage:
         self.notes: list[str] = []
         self.named_blocks = frozenset(named_blocks)
         """Key blocks the transaction names: never chosen for the second half of a key."""
+        self.second_halves: dict[int, BlockDef | None] = {}
+        """Operation index -> the block for the second half of its 512-bit key."""
         self.key_blocks: set[int] = set()
         self.split_purposes: set[str] = set()
         self.keys: dict[int, int] = {}
@@ -384,7 +386,29 @@ class _Stage:
             return old | (free & -free)
         raise UsageError(f"{f.name}: a value is required")
 
-    def burn_key(self, op: BurnKey | BurnKeyDigest) -> None:
+    def plan_second_halves(self, operations: Sequence[Operation]) -> None:
+        """Choose the block for the second half of every 512-bit key, as espefuse does:
+        XTS-AES keys first, then the others in order; each gets the next free key block
+        after its own, skipping the blocks the burn names or has already chosen."""
+        split = []
+        for i, op in enumerate(operations):
+            if not isinstance(op, BurnKey):
+                continue
+            try:
+                purpose, block = self.layout.purpose(op.purpose), self.layout.block(op.block)
+            except UsageError:
+                continue  # reported when the operation is staged
+            if purpose.virtual and block.is_key_block:
+                rank = (0, self.layout.purposes.index(purpose)) if purpose.is_xts else (1, 0)
+                split.append((rank, i, block))
+        taken = set(self.named_blocks)
+        for _, i, block in sorted(split, key=lambda s: (s[0], s[1])):
+            other = self._free_key_block(block, taken)
+            self.second_halves[i] = other
+            if other is not None:
+                taken.add(other.index)
+
+    def burn_key(self, op: BurnKey | BurnKeyDigest, index: int = -1) -> None:
         block = self.layout.block(op.block)
         if not block.is_key_block:
             names = ", ".join(b.name for b in self.layout.key_blocks)
@@ -408,7 +432,7 @@ class _Stage:
             self.split_purposes.add(purpose.name)
             first, second = self._halves(purpose)
             key = self._virtual_key(purpose, op.key)
-            other = self._free_key_block(block)
+            other = self.second_halves.get(index)
             if other is None:
                 raise BurnRefused(f"{purpose.name} needs two free key blocks")
             if second.is_xts and other.index in self.layout.facts.xts_forbidden_blocks:
@@ -442,14 +466,13 @@ class _Stage:
             raise UsageError(f"{purpose.name} needs a 48-byte P-384 key, found {len(key)}")
         return bytes(16) + key
 
-    def _free_key_block(self, start: BlockDef) -> BlockDef | None:
+    def _free_key_block(self, start: BlockDef, taken: set[int]) -> BlockDef | None:
         """espefuse's next free key block after ``start`` (wrapping around), skipping the
-        blocks the transaction names."""
+        blocks ``taken``."""
         blocks = list(self.layout.key_blocks)
         i = blocks.index(start)
         for block in blocks[i + 1 :] + blocks[:i]:
-            used = self.key_blocks | self.named_blocks
-            if block.index in used or self.pending.get(block.index):
+            if block.index in taken or self.pending.get(block.index):
                 continue
             if (
                 self.efuses.is_read_protected(block)
@@ -482,8 +505,8 @@ class _Stage:
                 f"{block.name} cannot hold an XTS-AES key on {self.layout.chip.display_name} "
                 "(hardware quirk SOC_EFUSE_BLOCK9_KEY_PURPOSE_QUIRK)"
             )
-        if purpose.name.startswith("ECDSA_KEY") and len(key) < KEY_BYTES:
-            key = bytes(KEY_BYTES - len(key)) + key  # P-192: zero-padded like espefuse
+        if len(key) == 24 and purpose.name.startswith("ECDSA_KEY") and "P384" not in purpose.name:
+            key = bytes(KEY_BYTES - len(key)) + key  # a P-192 key: zero-padded like espefuse
         if len(key) != block.words * 4:
             raise UsageError(
                 f"key for {block.name} must be {block.words * 4} bytes "
@@ -678,11 +701,12 @@ class Transaction:
                 with contextlib.suppress(UsageError):  # reported when the op is staged
                     named.append(efuses.layout.block(op.block).index)
         stage = _Stage(efuses, named)
-        for op in self.operations:
+        stage.plan_second_halves(self.operations)
+        for i, op in enumerate(self.operations):
             if isinstance(op, BurnField):
                 stage.burn_field(op)
             elif isinstance(op, BurnKey | BurnKeyDigest):
-                stage.burn_key(op)
+                stage.burn_key(op, i)
             elif isinstance(op, WriteProtect):
                 stage.write_protect(op)
             else:
