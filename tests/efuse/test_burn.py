@@ -201,6 +201,29 @@ def test_one_512_bit_xts_key_per_burn(chip):
     refused(chip, tx, "XTS_AES_256_KEY is given twice in one burn", UsageError)
 
 
+def test_512_bit_xts_key_takes_its_second_block_before_a_p384_key():
+    """espefuse splits XTS-AES keys first, whatever the order of the burn."""
+    e = efuse.new("esp32p4", 300)
+    tx = Transaction().burn_key("BLOCK_KEY5", KEY[:16] + KEY, "ECDSA_KEY_P384")
+    tx.burn_key("BLOCK_KEY0", KEY512, "XTS_AES_256_KEY").apply(e)
+    assert [e.key_purpose(n) for n in range(4, 10)] == [2, 3, 17, 0, 0, 18]
+
+
+def test_only_a_p192_key_is_padded():
+    e = efuse.new("esp32p4", 300)
+    refused(
+        e,
+        Transaction().burn_key("BLOCK_KEY0", KEY[:16], "ECDSA_KEY_P384_L"),
+        "must be 32 bytes",
+        UsageError,
+    )
+
+
+def test_a_key_purpose_needs_a_value_even_its_one_bit_high_part():
+    e = efuse.new("esp32p4", 300)
+    refused(e, Transaction().burn("KEY_PURPOSE_0_H"), "a value is required", UsageError)
+
+
 def test_512_bit_key_needs_two_free_blocks(chip):
     for n in range(1, 6):
         efuse.burn_key(chip, f"BLOCK_KEY{n}", KEY, "HMAC_UP")
