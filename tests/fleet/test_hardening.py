@@ -416,3 +416,15 @@ def test_ca_key_can_be_kept_offline(tmp_path: Path, sb_key_dir: Path) -> None:
         main, ["fleet", "tls", "renew", "--ca-key", str(offline), str(state)]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_endless_headers_are_cut_at_the_size_bound(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet(limits=Limits(max_header_bytes=4096))
+    with contextlib.closing(_tls(fleet)) as s:
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        with contextlib.suppress(OSError):
+            for n in range(100):
+                s.sendall(b"X-Filler-%d: %s\r\n" % (n, b"a" * 100))
+        assert _closed(s, 5.0)
+    with fleet.admin() as admin:
+        assert admin.stats()["counts"]["timeouts_header_size"] == 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -34,9 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from espsec import _pem
 from espsec.errors import EspsecError, UsageError
@@ -135,18 +135,21 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _GuardedH11(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with the fleet's connection limits and deadlines, and
-    (on the device listener) the verified client certificate handed to the app as the
-    ASGI TLS extension (``scope["extensions"]["tls"]``), read once per connection."""
+class _Guard:
+    """Connection limits and deadlines for uvicorn's HTTP/1.1 protocol, and (on the
+    device listener) the verified client certificate handed to the app as the ASGI TLS
+    extension (``scope["extensions"]["tls"]``), read once per connection."""
 
     limits: Limits = Limits()
     cap: int = 4096
     mutual_tls: bool = False
     stats: Any = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    connections: set[Any]
+    app: Any
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def _guard_start(self, transport: asyncio.Transport) -> None:
         self._header_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._request_timer: asyncio.TimerHandle | None = None
@@ -165,11 +168,11 @@ class _GuardedH11(H11Protocol):
 
             self.app = app
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _cancel_timers(self) -> None:
         for timer in (self._header_timer, self._idle_timer, self._request_timer):
             if timer is not None:
                 timer.cancel()
-        super().connection_lost(exc)
+        self._header_timer = self._idle_timer = self._request_timer = None
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
@@ -177,36 +180,69 @@ class _GuardedH11(H11Protocol):
                 self.limits.header_timeout, self._expire, "headers"
             )
 
+    def _headers_done(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        if self._request_timer is None:
+            self._request_timer = self.loop.call_later(
+                self.limits.request_timeout, self._expire, "request"
+            )
+
+    def _body_arriving(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._expire, "body")
+
+    def _request_done(self) -> None:
+        for timer in (self._idle_timer, self._request_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._request_timer = None
+
     def _expire(self, what: str) -> None:
         self.stats.count(f"timeouts_{what}")
         if not self.transport.is_closing():
             self.transport.abort()
 
-    def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()
-        super().data_received(data)
-        state = self.conn.their_state
-        if state is not h11.IDLE and self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-            self._request_timer = self.loop.call_later(
-                self.limits.request_timeout, self._expire, "request"
-            )
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if state is h11.SEND_BODY:
-            self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._expire, "body")
-        elif self._request_timer is not None and state is not h11.IDLE:
-            self._request_timer.cancel()
-            self._request_timer = None
 
-    def on_response_complete(self) -> None:
-        if self._request_timer is not None:
-            self._request_timer.cancel()
-            self._request_timer = None
-        super().on_response_complete()
+class _GuardedHttpTools(_Guard, HttpToolsProtocol):
+    """uvicorn's httptools protocol (the C parser: several times cheaper per request than
+    h11), guarded."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._between = True
+        self._header_bytes = 0
+        self._guard_start(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._between:
+            self._arm_header_timer()
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._between and self._header_bytes > self.limits.max_header_bytes:
+            self._expire("header_size")  # still no end of headers
+
+    def on_headers_complete(self) -> None:
+        self._between = False
+        self._header_bytes = 0
+        self._headers_done()
+        self._body_arriving()
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_arriving()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._between = True
+        self._request_done()
+        super().on_message_complete()
 
 
 def _client_tls(transport: asyncio.Transport) -> dict[str, Any]:
@@ -226,10 +262,11 @@ def _client_tls(transport: asyncio.Transport) -> dict[str, Any]:
     }
 
 
-def _protocol(limits: Limits, stats: Any, *, cap: int, mutual_tls: bool) -> type[H11Protocol]:
+def _protocol(limits: Limits, stats: Any, *, cap: int, mutual_tls: bool) -> type[Any]:
+    """The HTTP protocol class of one listener."""
     return type(
-        "FleetH11",
-        (_GuardedH11,),
+        "FleetHttp",
+        (_GuardedHttpTools,),
         {"limits": limits, "cap": cap, "mutual_tls": mutual_tls, "stats": stats},
     )
 
@@ -245,7 +282,7 @@ class _Loop(asyncio.SelectorEventLoop):
         return await super().create_server(*args, **kwargs)
 
 
-def _uvicorn(app: Any, ctx: ssl.SSLContext, protocol: type[H11Protocol], limits: Limits,
+def _uvicorn(app: Any, ctx: ssl.SSLContext, protocol: type[Any], limits: Limits,
              *, log_level: str, access_log: bool) -> uvicorn.Server:  # fmt: skip
     config = uvicorn.Config(
         app,
@@ -262,7 +299,6 @@ def _uvicorn(app: Any, ctx: ssl.SSLContext, protocol: type[H11Protocol], limits:
         timeout_graceful_shutdown=2,
         server_header=False,
         proxy_headers=False,
-        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     return uvicorn.Server(config)
 
@@ -372,6 +408,15 @@ class FleetRuntime:
         if self._thread is not None:
             while self._thread.is_alive():
                 self._thread.join(0.5)
+
+
+def tune_gc() -> None:
+    """For a server process: what exists after start-up is never collected again, and
+    collections run less often. With thousands of open TLS connections, a full cyclic
+    collection otherwise stalls every request for tens to hundreds of milliseconds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def _mtime(files: TlsFiles) -> tuple[float, float]:
@@ -499,6 +544,7 @@ def _worker(options: ServeOptions, device_sock: socket.socket, admin_sock: socke
         )
         signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
         runtime.start()
+        tune_gc()
         runtime.wait()
     finally:
         service.close()
@@ -554,6 +600,7 @@ def serve(
                     access_log=access_log,
                 )  # fmt: skip
                 runtime.start()
+                tune_gc()
                 if on_ready is not None:
                     on_ready(*urls, files, warning)
                 while not stop.wait(0.5) and runtime._thread is not None:
