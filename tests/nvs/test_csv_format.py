@@ -197,3 +197,59 @@ def test_row_reprs_hide_values():
     rows = rows_of("wifi,namespace,,\npass,data,string,hunter2\n")
     assert "hunter2" not in repr(rows)
     assert repr(rows[1]) == "DataRow(key='pass', type='string', line=3)"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from([7, 64, 1000]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_csv_file_read_block_by_block_gives_the_image_of_its_whole_text(
+    make_csv, tmp_path_factory, seed, block, crlf, quoted, bom
+):
+    # line breaks (\r\n split between blocks), comments and quoted values spanning
+    # lines all land on block boundaries somewhere
+    import espsec.nvs.csv_format as csv_format
+    from espsec.nvs import generate_csv_file
+
+    lines = make_csv(seed, 40).splitlines()
+    lines.insert(1, "# a comment")
+    lines.insert(len(lines) // 2, "# another")
+    if quoted:
+        lines.append('late,data,string,"two\nlines"')
+    text = ("\r\n" if crlf else "\n").join(lines) + "\n"
+    path = tmp_path_factory.mktemp("csv") / "in.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    whole = generate_csv_partition(text, 0x40000)
+    previous = csv_format.CSV_BLOCK
+    csv_format.CSV_BLOCK = block
+    try:
+        assert generate_csv_file(path, 0x40000) == whole
+    finally:
+        csv_format.CSV_BLOCK = previous
+
+
+def test_a_csv_file_that_is_not_utf8_names_the_byte(tmp_path, monkeypatch):
+    import espsec.nvs.csv_format as csv_format
+    from espsec.nvs import generate_csv_file
+
+    path = tmp_path / "in.csv"
+    path.write_bytes((HEADER + "ns,namespace,,\n" + "k,data,u8,1\n" * 20).encode() + b"\xff\n")
+    monkeypatch.setattr(csv_format, "CSV_BLOCK", 16)
+    bad = path.stat().st_size - 2
+    with pytest.raises(FormatError, match=rf"offset {bad:#x}: CSV is not UTF-8 text"):
+        generate_csv_file(path, 0x4000)
+
+
+def test_a_bad_row_in_a_later_block_names_its_file_line(tmp_path, monkeypatch):
+    import espsec.nvs.csv_format as csv_format
+    from espsec.nvs import generate_csv_file
+
+    path = tmp_path / "in.csv"
+    path.write_text(HEADER + "# note\nns,namespace,,\n" + "k,data,u8,1\n" * 30 + "bad,data,u8,x\n")
+    monkeypatch.setattr(csv_format, "CSV_BLOCK", 32)
+    with pytest.raises(FormatError, match=r"line 34: value of 'bad' is not an integer"):
+        generate_csv_file(path, 0x4000)

@@ -108,8 +108,9 @@ def test_in_place_page_encryption_matches_one_call_over_every_entry_across_chunk
     keys = NvsKeys.generate()
     count = PAGES_PER_CALL + 3  # a second, partial chunk
     plain = np.frombuffer(hashlib.shake_256(b"pages").digest(count * PAGE_SIZE), dtype=np.uint8)
-    pages = plain.reshape(count, PAGE_SIZE).copy()
-    encrypt_pages_in_place(keys, pages)
+    image = bytearray(plain.tobytes())
+    encrypt_pages_in_place(keys, image)
+    pages = np.frombuffer(image, dtype=np.uint8).reshape(count, PAGE_SIZE)
     offsets = (
         np.arange(count, dtype=np.int64)[:, None] * PAGE_SIZE
         + FIRST_ENTRY_OFFSET

@@ -17,6 +17,7 @@ to get exactly the rows of the file.
 from __future__ import annotations
 
 import binascii
+import codecs
 import csv
 import hashlib
 import io
@@ -28,7 +29,7 @@ from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import NamedTuple
 
-from espsec._io import PathLike, read_bytes
+from espsec._io import STDIO, PathLike, declare_input, read_bytes
 from espsec.errors import EspsecError, FormatError
 from espsec.nvs.item import encode_key
 from espsec.nvs.value import NvsEntry, Value, ValueType, check_value, int_range
@@ -69,44 +70,61 @@ def _fail(line: int, what: str, *, expected: object = None, found: object = None
     return FormatError(what, field=f"line {line}", expected=expected, found=found)
 
 
-def _lines(text: str) -> tuple[list[str], list[int]]:
-    """The non-comment lines of ``text`` (without line breaks) and their line numbers.
+CSV_BLOCK = 1 << 18
+"""Bytes of a CSV file read at a time by :meth:`CsvRecords.from_file`."""
+
+
+def _segment(block: str, number: int) -> tuple[list[str], Iterable[int], int]:
+    """The lines of a piece of CSV text that starts at file line ``number`` (without
+    line breaks and comments), their line numbers, and the number of the line after it.
 
     Line breaks are read as Python's universal newlines read them (``\\r\\n``, ``\\r``
     and ``\\n``), which is how ``nvs_partition_gen.py`` opens the CSV.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
+    if "\r" in block:
+        block = block.replace("\r\n", "\n").replace("\r", "\n")
+    lines = block.split("\n")
     if lines[-1] == "":
         lines.pop()
-    if not text.startswith("#") and "\n#" not in text:
-        return lines, list(range(1, len(lines) + 1))
-    numbers = [n for n, line in enumerate(lines, 1) if not line.startswith("#")]
-    return [line for line in lines if not line.startswith("#")], numbers
+    after = number + len(lines)
+    if not block.startswith("#") and "\n#" not in block:
+        return lines, range(number, after), after
+    numbers = [n for n, line in enumerate(lines, number) if not line.startswith("#")]
+    return [line for line in lines if not line.startswith("#")], numbers, after
 
 
 class CsvRecords:
-    """The lines of a generator CSV, its header parsed.
+    """The records of a generator CSV, its header parsed; read once, front to back.
 
     A line without a double quote (or NUL) is one record split on commas, exactly as
-    ``csv.reader`` would split it, only faster; :meth:`quoted` hands any other record to
-    ``csv.reader``. :attr:`pick` takes ``(key, type, encoding, value)`` from a record
-    of at least :attr:`width` fields.
+    ``csv.reader`` would split it, only faster; any other record goes to ``csv.reader``.
+    :attr:`pick` takes ``(key, type, encoding, value)`` from a record of at least
+    :attr:`width` fields. :meth:`from_file` reads the file a block at a time, so a large
+    CSV is never in memory all at once.
     """
 
     def __init__(self, text: str) -> None:
-        self.lines, self._numbers = _lines(text)
-        self.simple = '"' not in text and "\0" not in text
-        """No record needs ``csv.reader``: every line splits on commas."""
+        self._start(iter([text]))
+
+    @classmethod
+    def from_file(cls, path: PathLike) -> CsvRecords:
+        """The records of a CSV file (UTF-8, with or without a byte-order mark)."""
+        records = cls.__new__(cls)
+        records._start(_read_blocks(path))
+        return records
+
+    def _start(self, blocks: Iterator[str]) -> None:
+        self._stream = self._records(blocks)
         header: list[str] = []
-        self.first = 0
-        while self.first < len(self.lines) and not header:
-            header, used = self.split(self.first)
-            self.first += used
+        line = 1  # the line of the header, or of the last line looked at
+        for number, fields in self._stream:
+            line = number
+            if fields and fields != [""]:
+                header = fields
+                break
         if not header or not all(name in header for name in HEADER):
             raise _fail(
-                self.line(max(self.first - 1, 0)),
+                line,
                 "CSV header must name the columns key,type,encoding,value",
                 expected=",".join(HEADER),
                 found=",".join(header) or "nothing",
@@ -115,58 +133,103 @@ class CsvRecords:
         self.width = max(self.columns) + 1
         self.pick = itemgetter(*self.columns)
 
-    def line(self, index: int) -> int:
-        """File line number of the ``index``-th non-comment line."""
-        numbers = self._numbers
-        if index < len(numbers):
-            return numbers[index]
-        return numbers[-1] + 1 if numbers else 1
+    def _records(self, blocks: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
+        """``(line number, fields)`` of every record (some may be empty)."""
+        return itertools.chain.from_iterable(self._segment_records(blocks))
 
-    def split(self, index: int) -> tuple[list[str], int]:
-        """The record starting at line ``index`` and how many lines it spans."""
-        line = self.lines[index]
-        if '"' in line or "\0" in line:
-            return self.quoted(index)
-        fields = line.split(",")
-        return ([] if fields == [""] else fields), 1
-
-    def quoted(self, index: int) -> tuple[list[str], int]:
-        """A record that needs ``csv.reader`` (quotes, NUL), and its line count."""
-        lines = self.lines
-        reader = csv.reader(lines[j] + "\n" for j in range(index, len(lines)))
-        try:
-            fields = next(reader, [])
-        except csv.Error as exc:
-            raise _fail(self.line(index), f"bad CSV: {exc}") from None
-        return fields, max(reader.line_num, 1)
+    @staticmethod
+    def _segment_records(blocks: Iterator[str]) -> Iterator[Iterator[tuple[int, list[str]]]]:
+        number = 1
+        for block in blocks:
+            if '"' in block or "\0" in block:
+                # a quoted record may run on into the next block: the rest in one piece
+                lines, numbers, _ = _segment("".join([block, *blocks]), number)
+                yield _quoted_records(lines, list(numbers))
+                return
+            lines, numbers, number = _segment(block, number)
+            # lazily, in C: the lists die one by one (no GC churn)
+            yield zip(numbers, map(_SPLIT_COMMAS, lines), strict=True)
 
     def fields(self) -> Iterator[tuple[int, list[str]]]:
-        """``(line index, fields)`` of every record after the header (some may be empty)."""
-        lines, first = self.lines, self.first
-        if self.simple:  # lazily, in C: the lists die one by one (no GC churn)
-            return enumerate(map(_SPLIT_COMMAS, itertools.islice(lines, first, None)), first)
-        return self._quoted_fields()
-
-    def _quoted_fields(self) -> Iterator[tuple[int, list[str]]]:
-        index = self.first
-        while index < len(self.lines):
-            fields, used = self.split(index)
-            yield index, fields
-            index += used
+        """``(line number, fields)`` of every record after the header (some may be empty)."""
+        return self._stream
 
     def records(self) -> Iterator[tuple[int, str, str, str, str | None]]:
-        """``(line index, key, type, encoding, value)`` of every non-empty record."""
+        """``(line number, key, type, encoding, value)`` of every non-empty record."""
         width, pick = self.width, self.pick
-        for index, fields in self.fields():
+        for line, fields in self.fields():
             if len(fields) >= width:
-                yield (index, *pick(fields))
+                yield (line, *pick(fields))
             elif fields and fields != [""]:
-                yield (index, *self.short(fields))
+                yield (line, *self.short(fields))
 
     def short(self, fields: list[str]) -> tuple[str, str, str, str | None]:
         """``(key, type, encoding, value)`` of a record with missing fields."""
         key, rtype, encoding, value = (fields[i] if i < len(fields) else None for i in self.columns)
         return key or "", rtype or "", encoding or "", value
+
+
+def _quoted_records(lines: list[str], numbers: list[int]) -> Iterator[tuple[int, list[str]]]:
+    """Records of lines some of which need ``csv.reader`` (quotes, NUL)."""
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if '"' not in line and "\0" not in line:
+            fields = line.split(",")
+            yield numbers[index], ([] if fields == [""] else fields)
+            index += 1
+            continue
+        reader = csv.reader(lines[j] + "\n" for j in range(index, len(lines)))
+        try:
+            fields = next(reader, [])
+        except csv.Error as exc:
+            raise _fail(numbers[index], f"bad CSV: {exc}") from None
+        yield numbers[index], fields
+        index += max(reader.line_num, 1)
+
+
+def _read_blocks(path: PathLike) -> Iterator[str]:
+    """The text of a CSV file in pieces of about :data:`CSV_BLOCK` bytes, each ending at
+    a line break (the last one at the end of the file)."""
+    if str(path) == STDIO:
+        yield read_csv_text(path)
+        return
+    declare_input(path)
+    try:
+        stream = Path(path).open("rb")  # noqa: SIM115 - closed below, read lazily
+    except FileNotFoundError:
+        raise EspsecError("CSV file not found", source=str(path)) from None
+    except IsADirectoryError:
+        raise EspsecError("expected a CSV file, found a directory", source=str(path)) from None
+    except OSError as exc:
+        raise EspsecError(f"cannot read CSV file: {exc.strerror}", source=str(path)) from None
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    done = 0  # bytes handed to the decoder so far
+    carry = ""
+    with stream:
+        while True:
+            try:
+                chunk = stream.read(CSV_BLOCK)
+            except OSError as exc:
+                raise EspsecError(
+                    f"cannot read CSV file: {exc.strerror}", source=str(path)
+                ) from None
+            pending = len(decoder.getstate()[0])
+            try:
+                text = carry + decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise FormatError(
+                    "CSV is not UTF-8 text", offset=done - pending + exc.start, source=str(path)
+                ) from None
+            done += len(chunk)
+            if not chunk:
+                if text:
+                    yield text
+                return
+            cut = text.rfind("\n") + 1
+            carry = text[cut:]
+            if cut:
+                yield text[:cut]
 
 
 def _decode_value(line: int, key: str, encoding: str, raw: str | bytes) -> tuple[ValueType, Value]:
@@ -303,8 +366,8 @@ def parse_csv(
     records = CsvRecords(text)
     decoder = RowDecoder(read_file, wifi_extras=wifi_extras)
     rows: list[Row] = []
-    for index, key, rtype, encoding, value in records.records():
-        rows += decoder.decode(records.line(index), key, rtype, encoding, value)
+    for line, key, rtype, encoding, value in records.records():
+        rows += decoder.decode(line, key, rtype, encoding, value)
     return rows
 
 

@@ -33,6 +33,7 @@ Where that tool fails or stores something other than the CSV says, this module d
 from __future__ import annotations
 
 import binascii
+import io
 import struct
 from collections.abc import Callable, Iterable
 from zlib import crc32
@@ -46,7 +47,6 @@ from espsec.nvs.csv_format import (
     Row,
     RowDecoder,
     file_reader,
-    read_csv_text,
 )
 from espsec.nvs.item import (
     CHUNK_ANY,
@@ -127,6 +127,7 @@ _VAR_BODY = struct.Struct("<16sHHI")
 _IDX_BODY = struct.Struct("<16sIBBH")
 _PAD7 = b"\xff" * 7
 _FF = [b"\xff" * n for n in range(ENTRY_SIZE)]
+_FF_PAGE = b"\xff" * PAGE_SIZE
 _INT_BODIES = {
     vtype: (
         struct.Struct(_body_format(vtype.item_type)).pack,
@@ -169,7 +170,10 @@ class _Builder:
         self.version = version
         self.read_only = is_read_only_size(size)
         self.data_pages = size // PAGE_SIZE - (0 if self.read_only else 1)
-        self.buf = bytearray(b"\xff") * size
+        # The image is written through a view of a BytesIO's own bytes object, which
+        # getvalue() then hands out as the result without copying it.
+        self.image = io.BytesIO(b"\xff" * size)
+        self.buf = self.image.getbuffer()
         self.page = 0
         self.entry = 0
         self.parts: list[bytes] = []
@@ -356,7 +360,7 @@ class _Builder:
         max_key, count = MAX_KEY_LENGTH, ENTRY_COUNT
         in_order = records.columns == [0, 1, 2, 3]
         value: str | None
-        for index, fields in records.fields():
+        for line, fields in records.fields():
             if in_order and len(fields) == 4:
                 key_text, rtype, encoding, value = fields
             elif len(fields) >= width:
@@ -417,7 +421,7 @@ class _Builder:
                                 entry += span + 1
                                 continue
             self.entry = entry
-            for row in decoder.decode(records.line(index), key_text, rtype, encoding, value):
+            for row in decoder.decode(line, key_text, rtype, encoding, value):
                 self.add(row)
             entry = self.entry
             if self.ns_index != ns:
@@ -454,23 +458,21 @@ class _Builder:
             ) + _TABLES[count]
         if keys is not None:
             self._encrypt(keys, counts)
+        self.buf.release()
         if self.read_only:
-            return bytes(self.buf[: len(counts) * PAGE_SIZE])
-        return bytes(self.buf)
+            self.image.truncate(len(counts) * PAGE_SIZE)
+        return self.image.getvalue()
 
     def _encrypt(self, keys: NvsKeys, counts: list[int]) -> None:
         """Encrypt the entry area of every used page in place, then re-erase empty slots."""
-        import numpy as np  # only encryption needs NumPy: plain images start faster
+        from espsec.nvs.encryption import encrypt_pages_in_place  # no NumPy
 
-        from espsec.nvs.encryption import encrypt_pages_in_place
-
-        used = len(counts)
-        pages = np.frombuffer(self.buf, dtype=np.uint8).reshape(-1, PAGE_SIZE)[:used]
-        encrypt_pages_in_place(keys, pages)
-        area = pages[:, FIRST_ENTRY_OFFSET:]
+        encrypt_pages_in_place(keys, self.buf, len(counts))
         for page, count in enumerate(counts):  # empty entries stay erased
             if count < ENTRY_COUNT:
-                area[page, count * ENTRY_SIZE :] = 0xFF
+                start = page * PAGE_SIZE + FIRST_ENTRY_OFFSET + count * ENTRY_SIZE
+                end = (page + 1) * PAGE_SIZE
+                self.buf[start:end] = _FF_PAGE[: end - start]
 
 
 def generate_partition(
@@ -504,12 +506,7 @@ def generate_csv_partition(
     """
     _check_arguments(size, version)  # before the CSV, as when the builder came first
     decoder = RowDecoder(read_file, wifi_extras=wifi_extras)
-    records = CsvRecords(text)
-    del text  # the lines hold the contents now: memory for one copy of the CSV, not two
-    builder = _Builder(size, version)
-    builder.run_csv(records, decoder)
-    del records
-    return builder.finish(keys)
+    return _generate_records(CsvRecords(text), size, version, keys, decoder)
 
 
 def generate_csv_file(
@@ -521,16 +518,24 @@ def generate_csv_file(
     base_dir: PathLike | None = None,
     wifi_extras: bool = True,
 ) -> bytes:
-    """The partition image for a generator CSV file (see :func:`load_csv`)."""
+    """The partition image for a generator CSV file (see :func:`load_csv`).
+
+    The file is read a block at a time as the partition fills (:meth:`CsvRecords.from_file`),
+    so the memory it takes is about the image's size whatever the CSV's.
+    """
     try:
-        return generate_csv_partition(
-            read_csv_text(path),  # no reference kept here: freed once split into lines
-            size,
-            version=version,
-            keys=keys,
-            read_file=file_reader(base_dir),
-            wifi_extras=wifi_extras,
-        )
+        _check_arguments(size, version)
+        decoder = RowDecoder(file_reader(base_dir), wifi_extras=wifi_extras)
+        return _generate_records(CsvRecords.from_file(path), size, version, keys, decoder)
     except EspsecError as exc:
         exc.source = exc.source or str(path)
         raise
+
+
+def _generate_records(
+    records: CsvRecords, size: int, version: int, keys: NvsKeys | None, decoder: RowDecoder
+) -> bytes:
+    builder = _Builder(size, version)
+    builder.run_csv(records, decoder)
+    del records
+    return builder.finish(keys)
