@@ -239,3 +239,28 @@ def test_signature_sector_must_start_on_the_4k_boundary(demo_app: bytes) -> None
 
 def test_segment_repr_shows_length_not_data() -> None:
     assert repr(Segment(0x3FC88000, b"\xaa" * 8)) == "Segment(load_addr=0x3fc88000, length=8)"
+
+
+@pytest.mark.parametrize("cut", [0, 10, 24 + 4, 24 + 8 + 100, -5])
+def test_layout_refuses_what_parse_refuses(demo_app: bytes, cut: int) -> None:
+    from espsec.image.app_image import image_layout
+
+    data = demo_app[:cut]
+    with pytest.raises(FormatError) as parsed:
+        parse_image(data)
+    with pytest.raises(FormatError) as laid_out:
+        image_layout(data)
+    assert str(laid_out.value) == str(parsed.value)
+
+
+def test_layout_points_at_the_segments_parse_copies(demo_app: bytes) -> None:
+    from espsec.image.app_image import image_layout
+
+    image = parse_image(memoryview(demo_app))
+    layout = image_layout(demo_app)
+    assert layout.header == image.header
+    assert [demo_app[s : s + n] for _, s, n in layout.segments] == [g.data for g in image.segments]
+    assert [a for a, _, _ in layout.segments] == [g.load_addr for g in image.segments]
+    assert layout.end == image.image_length
+    assert image.to_bytes() == demo_app
+    assert image.calculated_digest() == hashlib.sha256(image.hashed_bytes).digest()

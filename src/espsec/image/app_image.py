@@ -134,6 +134,86 @@ def checksum_offset(segments_end: int) -> int:
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """Where the parts of an image are, from :func:`image_layout` (no data copied)."""
+
+    header: ImageHeader
+    segments: tuple[tuple[int, int, int], ...]
+    """``(load_addr, data offset, data length)`` of each segment."""
+    segments_end: int
+    checksum_offset: int
+    end: int
+    """Offset just past the image proper (the checksum, and the SHA-256 if appended)."""
+
+
+def image_layout(data: bytes | bytearray | memoryview) -> ImageLayout:
+    """Check the structure of the image at the start of ``data`` and say where its parts
+    are, without copying them: the rules :meth:`EspImage.parse` enforces (magic, at most
+    16 segments, segment lengths, nothing truncated), for callers that need only the
+    header or the offsets (signing a multi-megabyte image reads just its chip id)."""
+    size = len(data)
+    if size and data[0] != IMAGE_MAGIC:
+        raise FormatError(
+            "not an ESP image", offset=0, field="magic", expected=IMAGE_MAGIC, found=data[0]
+        )
+    if size < HEADER_SIZE:
+        raise FormatError(
+            "truncated image header",
+            offset=size,
+            field="image header",
+            expected=f"{HEADER_SIZE} bytes",
+            found=f"{size} bytes",
+        )
+    header = ImageHeader.parse(bytes(data[:HEADER_SIZE]))
+    check_segment_count(header.segment_count)
+    segments = []
+    pos = HEADER_SIZE
+    for index in range(header.segment_count):
+        if size < pos + SEGMENT_HEADER_SIZE:
+            raise FormatError(
+                "truncated segment header",
+                offset=size,
+                field=f"segment {index} header",
+                expected=f"{SEGMENT_HEADER_SIZE} bytes",
+                found=f"{size - pos} bytes",
+            )
+        load_addr, data_len = _SEGMENT_HEADER.unpack_from(data, pos)
+        check_segment_length(data_len, offset=pos + 4, index=index)
+        start = pos + SEGMENT_HEADER_SIZE
+        if size < start + data_len:
+            raise FormatError(
+                "truncated segment data",
+                offset=size,
+                field=f"segment {index} data",
+                expected=f"{data_len} bytes",
+                found=f"{size - start} bytes",
+            )
+        segments.append((load_addr, start, data_len))
+        pos = start + data_len
+    ck = checksum_offset(pos)
+    if size <= ck:
+        raise FormatError(
+            "truncated before the checksum byte",
+            offset=size,
+            field="checksum",
+            expected=f"image of at least {ck + 1} bytes",
+            found=f"{size} bytes",
+        )
+    end = ck + 1
+    if header.hash_appended:
+        if size < end + DIGEST_SIZE:
+            raise FormatError(
+                "truncated appended SHA-256",
+                offset=size,
+                field="hash",
+                expected=f"{DIGEST_SIZE} bytes",
+                found=f"{size - end} bytes",
+            )
+        end += DIGEST_SIZE
+    return ImageLayout(header, tuple(segments), pos, ck, end)
+
+
+@dataclass(frozen=True)
 class EspImage:
     """An app or bootloader image, parsed.
 
@@ -179,84 +259,58 @@ class EspImage:
         checksum = calculate_checksum(segments)
         digest = None
         if header.hash_appended:
-            body = header.to_bytes() + b"".join(s.to_bytes() for s in segments)
-            digest = hashlib.sha256(body + padding + bytes([checksum])).digest()
+            sha = hashlib.sha256(header.to_bytes())
+            for seg in segments:
+                sha.update(_SEGMENT_HEADER.pack(seg.load_addr, len(seg.data)))
+                sha.update(seg.data)
+            sha.update(padding + bytes([checksum]))
+            digest = sha.digest()
         return cls(header, segments, padding, checksum, digest, trailer)
 
     @classmethod
-    def parse(cls, data: bytes) -> Self:
+    def parse(cls, data: bytes | bytearray | memoryview) -> Self:
         """Parse an image from the start of ``data``; whatever follows it is the trailer.
 
         Structural rules are enforced here (magic, at most 16 segments, segment lengths,
         nothing truncated, ``hash_appended`` 0 or 1). Checksum, digest and chip checks are
         separate (:func:`verify_image`), so a damaged image can still be inspected.
+        Each segment's data is copied once, out of a view of ``data``.
         """
-        data = bytes(data)
-        if data and data[0] != IMAGE_MAGIC:
-            raise FormatError(
-                "not an ESP image", offset=0, field="magic", expected=IMAGE_MAGIC, found=data[0]
-            )
-        if len(data) < HEADER_SIZE:
-            raise FormatError(
-                "truncated image header",
-                offset=len(data),
-                field="image header",
-                expected=f"{HEADER_SIZE} bytes",
-                found=f"{len(data)} bytes",
-            )
-        header = ImageHeader.parse(data[:HEADER_SIZE])
-        check_segment_count(header.segment_count)
-        segments = []
-        pos = HEADER_SIZE
-        for index in range(header.segment_count):
-            if len(data) < pos + SEGMENT_HEADER_SIZE:
-                raise FormatError(
-                    "truncated segment header",
-                    offset=len(data),
-                    field=f"segment {index} header",
-                    expected=f"{SEGMENT_HEADER_SIZE} bytes",
-                    found=f"{len(data) - pos} bytes",
-                )
-            (data_len,) = struct.unpack_from("<I", data, pos + 4)
-            check_segment_length(data_len, offset=pos + 4, index=index)
-            end = pos + SEGMENT_HEADER_SIZE + data_len
-            segments.append(Segment.parse(data[pos:end], offset=pos, index=index))
-            pos = end
-        ck = checksum_offset(pos)
-        if len(data) <= ck:
-            raise FormatError(
-                "truncated before the checksum byte",
-                offset=len(data),
-                field="checksum",
-                expected=f"image of at least {ck + 1} bytes",
-                found=f"{len(data)} bytes",
-            )
-        end = ck + 1
+        view = memoryview(data).cast("B")
+        layout = image_layout(view)
+        segments = tuple(
+            Segment(load_addr, bytes(view[start : start + length]))
+            for load_addr, start, length in layout.segments
+        )
+        ck, end = layout.checksum_offset, layout.end
         digest = None
-        if header.hash_appended:
-            if len(data) < end + DIGEST_SIZE:
-                raise FormatError(
-                    "truncated appended SHA-256",
-                    offset=len(data),
-                    field="hash",
-                    expected=f"{DIGEST_SIZE} bytes",
-                    found=f"{len(data) - end} bytes",
-                )
-            digest = data[end : end + DIGEST_SIZE]
-            end += DIGEST_SIZE
-        return cls(header, tuple(segments), data[pos:ck], data[ck], digest, data[end:])
+        if layout.header.hash_appended:
+            digest = bytes(view[ck + 1 : end])
+        return cls(
+            layout.header,
+            segments,
+            bytes(view[layout.segments_end : ck]),
+            view[ck],
+            digest,
+            bytes(view[end:]),
+        )
 
     def to_bytes(self) -> bytes:
         """The image proper followed by the trailer."""
-        return self.hashed_bytes + (self.digest or b"") + self.trailer
+        return b"".join([*self._hashed_parts(), self.digest or b"", self.trailer])
 
     @cached_property
     def hashed_bytes(self) -> bytes:
         """Offset 0 through the checksum byte: what the appended SHA-256 covers."""
+        return b"".join(self._hashed_parts())
+
+    def _hashed_parts(self) -> list[bytes]:
+        """:attr:`hashed_bytes` in pieces, none of them copied."""
         parts = [self.header.to_bytes()]
-        parts += [s.to_bytes() for s in self.segments]
+        for seg in self.segments:
+            parts += [_SEGMENT_HEADER.pack(seg.load_addr, len(seg.data)), seg.data]
         parts += [self.padding, bytes([self.checksum])]
-        return b"".join(parts)
+        return parts
 
     @property
     def segment_offsets(self) -> tuple[int, ...]:
@@ -293,8 +347,12 @@ class EspImage:
         return calculate_checksum(self.segments)
 
     def calculated_digest(self) -> bytes:
-        """SHA-256 of :attr:`hashed_bytes` (compare with :attr:`digest`)."""
-        return hashlib.sha256(self.hashed_bytes).digest()
+        """SHA-256 of :attr:`hashed_bytes` (compare with :attr:`digest`), hashed piece by
+        piece rather than joined first."""
+        sha = hashlib.sha256()
+        for part in self._hashed_parts():
+            sha.update(part)
+        return sha.digest()
 
     @property
     def checksum_valid(self) -> bool:

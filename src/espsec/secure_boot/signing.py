@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from espsec.chips import RSA3072, Chip, chip_by_image_id
 from espsec.errors import FormatError, UsageError, VerificationError
-from espsec.image import parse_image
+from espsec.image.app_image import image_layout
 from espsec.secure_boot.crypto import (
     check_signature,
     der_to_raw,
     image_digest,
     public_params,
 )
-from espsec.secure_boot.keys import PrivateKey, PublicKey, scheme_of
+from espsec.secure_boot.keys import PrivateKey, PublicKey, hash_name, scheme_of
 from espsec.secure_boot.signature_block import (
     _COORD_LEN,
     BLOCK_SIZE,
@@ -67,8 +68,8 @@ def split_signed(signed: _Buffer) -> tuple[_Buffer, _Buffer]:
 
 def existing_blocks(signed: bytes) -> list[SignatureBlock]:
     """The valid blocks of a signed image's sector (``--append`` keeps these)."""
-    content, sector = split_signed(signed)
-    slots = read_sector(sector, offset=len(content))
+    content, sector = split_signed(memoryview(signed))  # no copy of the content
+    slots = read_sector(bytes(sector), offset=len(content))
     blocks: list[SignatureBlock] = []
     for slot in slots:
         if slot.state is SlotState.VALID and slot.block is not None:
@@ -100,20 +101,19 @@ def _is_signed(data: bytes) -> bool:
     return slots[0].state is SlotState.VALID
 
 
-def _target_chip(content: bytes, chip: Chip | None) -> Chip:
-    image = parse_image(content)
+def _target_chip(content: bytes | memoryview, chip: Chip | None) -> Chip:
+    # the image's structure is checked, but nothing of its megabytes is copied
+    chip_id = image_layout(content).header.chip_id
     if chip is not None:
-        if image.header.chip_id != chip.image_chip_id:
+        if chip_id != chip.image_chip_id:
             raise UsageError(
-                f"image is for chip id {image.header.chip_id}, not {chip.display_name} "
+                f"image is for chip id {chip_id}, not {chip.display_name} "
                 f"(chip id {chip.image_chip_id})"
             )
         return chip
-    found = chip_by_image_id(image.header.chip_id)
+    found = chip_by_image_id(chip_id)
     if found is None:
-        raise UsageError(
-            f"image chip id {image.header.chip_id} is not a chip espsec knows; pass a chip"
-        )
+        raise UsageError(f"image chip id {chip_id} is not a chip espsec knows; pass a chip")
     return found
 
 
@@ -127,7 +127,7 @@ def signing_digest(image: bytes, scheme: str, *, append: bool = False) -> bytes:
     if append:
         content = existing_content(image)
     else:
-        parse_image(image)  # refuse what is no ESP image, as sign() would
+        image_layout(image)  # refuse what is no ESP image, as sign() would
         content = pad_to_sector(image)
     return image_digest(content, scheme)
 
@@ -138,9 +138,32 @@ def existing_content(signed: bytes) -> bytes:
     return signed[:-SECTOR_SIZE]
 
 
-def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
+class _Content:
+    """The content a sector signs, as the pieces it is made of (the image, then its 0xFF
+    padding), with its digest per hash computed once and without joining the pieces."""
+
+    def __init__(self, *pieces: bytes | memoryview) -> None:
+        self.pieces = pieces
+        self.size = sum(len(p) for p in pieces)
+        self._digests: dict[str, bytes] = {}
+
+    def digest(self, scheme: str) -> bytes:
+        """What :func:`~espsec.secure_boot.crypto.image_digest` gives for the joined pieces."""
+        name = hash_name(scheme)
+        if name not in self._digests:
+            if len(self.pieces) == 1:
+                self._digests[name] = image_digest(self.pieces[0], scheme)
+            else:
+                h = hashlib.new(name)
+                for piece in self.pieces:
+                    h.update(piece)
+                self._digests[name] = h.digest()
+        return self._digests[name]
+
+
+def _external_block(content: _Content, ext: ExternalSignature) -> SignatureBlock:
     scheme = scheme_of(ext.public_key)
-    digest = image_digest(content, scheme)
+    digest = content.digest(scheme)
     signature = ext.signature
     if scheme != RSA3072 and len(signature) != 2 * _COORD_LEN[scheme]:
         try:
@@ -167,10 +190,10 @@ def _external_block(content: bytes, ext: ExternalSignature) -> SignatureBlock:
     return SignatureBlock(digest, public_params(ext.public_key), signature)
 
 
-def _key_block(content: bytes, signer: Signer) -> SignatureBlock:
+def _key_block(content: _Content, signer: Signer) -> SignatureBlock:
     public = signer.public_key()
     scheme = scheme_of(public)
-    digest = image_digest(content, scheme)
+    digest = content.digest(scheme)
     signature = signer.sign_digest(digest)
     # Verify what we made: catches a corrupt key, a faulty signer or an HSM that signed
     # with another key than the public one it reported, before the image is released.
@@ -203,7 +226,7 @@ def sign(
     signers = as_signers(keys)
     if append:
         old = existing_blocks(image)
-        content = image[:-SECTOR_SIZE]
+        content = _Content(memoryview(image)[:-SECTOR_SIZE])
     else:
         if _is_signed(image):
             raise UsageError(
@@ -211,8 +234,9 @@ def sign(
                 "or sign the unsigned image"
             )
         old = []
-        content = pad_to_sector(image)
-    target = _target_chip(content, chip)
+        # the padded image is hashed in pieces: the only copy made is the signed image
+        content = _Content(image, b"\xff" * (-len(image) % SECTOR_SIZE))
+    target = _target_chip(content.pieces[0], chip)
     total = len(old) + len(keys) + len(external)
     if total > MAX_BLOCKS:
         raise UsageError(
@@ -236,4 +260,4 @@ def sign(
     digests = [b.key_digest for b in old + new]
     if len(set(digests)) != len(digests):
         raise UsageError("the same key would sign the image twice (duplicate signature block)")
-    return content + build_sector(old + new)
+    return b"".join([*content.pieces, build_sector(old + new)])
