@@ -81,7 +81,7 @@ espsec device flash "$DEV" --sdkconfig "$OUT/sdkconfig" \
     --write 0x0 "$OUT/bootloader-signed.bin" --partition-table "$OUT/partitions.csv" \
     --write 0x10000 "$OUT/app-signed.bin"
 
-step "Factory: a device-unique HMAC_UP key for pre-encrypted OTA, burned before the first boot"
+step "Factory: a device-unique HMAC_UP key and the Secure Boot key digests, burned over download mode"
 # The device in ROM download mode (GPIO0 low) on a socket: the real esptool and the eFuse
 # burns go through the ROM's serial protocol, and the chip's own rules apply.
 espsec device serve "$DEV" --quiet > "$OUT/serve.url" &
@@ -91,6 +91,12 @@ DL_URL=$(head -n 1 "$OUT/serve.url")
 esptool --port "$DL_URL" --no-stub get-security-info | grep -E "^(Chip ID|Secure Boot|Flash Enc)"
 python -c 'import os, sys; sys.stdout.buffer.write(os.urandom(32))' > "$OUT/hmac-key.bin"
 espsec efuse burn-key --port "$DL_URL" BLOCK_KEY5 "$OUT/hmac-key.bin" HMAC_UP | tail -n 1
+# The production Secure Boot key digests, burned over the same port before the first boot
+# (the bootloader then finds them in place rather than burning its own).
+espsec efuse burn-key-digest --port "$DL_URL" --key-digest "$DIGEST0" BLOCK_KEY0 SECURE_BOOT_DIGEST0 \
+    | tail -n 1
+espsec efuse burn-key-digest --port "$DL_URL" --key-digest "$DIGEST1" BLOCK_KEY1 SECURE_BOOT_DIGEST1 \
+    | tail -n 1
 rm "$OUT/hmac-key.bin"  # read-protected in the chip; no copy is kept anywhere
 kill "$SERVE" && wait "$SERVE" 2>/dev/null || true
 
