@@ -23,25 +23,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from espsec import _pem
 from espsec._io import PathLike, read_bytes, write_output
-from espsec.device.app import AppRuntime
 from espsec.device.boot_select import AppPartition, EspErr, OtaOpResult
-from espsec.device.jtag import JtagStatus
-from espsec.device.ota_client import OtaReport, run_ota
-from espsec.device.ota_state import DecryptionScheme, OtaIdentity, OtaProvisioning, provision_ota
 from espsec.device.report import BootReport
-from espsec.device.status import DeviceStatus, device_status
 from espsec.device.virtual_device import FlashedFile, VirtualDevice, WriteMode
 from espsec.errors import EspsecError, FormatError, UsageError, with_source
 from espsec.flash import FaultPlan
-from espsec.flash_encryption import parse_flash_size
-from espsec.image.partition_table import load_partition_table
-from espsec.ota import TlsTrust, load_manifest_public_key
 from espsec.sdkconfig import Assignment, BootloaderConfig, read_name_values, read_sdkconfig
-from espsec.secure_boot.signature_block import SlotState, read_sector
-from espsec.secure_boot.signing import split_signed
+
+if TYPE_CHECKING:
+    # What only some commands need loads in the functions that use it, so a boot
+    # loads no OTA client, TLS, provisioning or status code.
+    from espsec.device.app import AppRuntime
+    from espsec.device.jtag import JtagStatus
+    from espsec.device.ota_client import OtaReport
+    from espsec.device.ota_state import OtaIdentity
+    from espsec.device.status import DeviceStatus
 
 
 class NoAppRunning(EspsecError):
@@ -107,6 +106,8 @@ def create_device(
     ``flash_size`` in bytes, or as esptool names it (``4MB``, ``0x400000``); a size the
     chip cannot have is refused before anything is written.
     """
+    from espsec.flash_encryption import parse_flash_size
+
     size = parse_flash_size(flash_size)
     return VirtualDevice.create(folder, chip, size, config=config, revision=revision)
 
@@ -157,6 +158,7 @@ def flash_device(
     from espsec.device.download import host
     from espsec.device.virtual_device import config_from_build_dir
     from espsec.flash_encryption import load_build_dir
+    from espsec.image.partition_table import load_partition_table
 
     if (folder is None) == (port is None):
         raise UsageError("flash a device folder or a --port, not both")
@@ -324,6 +326,9 @@ def install_image(
 
 def _is_signed(image: bytes) -> bool:
     """``image`` ends with a Secure Boot v2 signature sector holding a valid block."""
+    from espsec.secure_boot.signature_block import SlotState, read_sector
+    from espsec.secure_boot.signing import split_signed
+
     try:
         content, sector = split_signed(image)
     except FormatError:
@@ -351,6 +356,8 @@ def fleet_update(
 ) -> FleetUpdate:
     """Power on and run one cycle of the app's fleet OTA client
     (:func:`~espsec.device.ota_client.run_ota`); ``self_test`` is the new app's verdict."""
+    from espsec.device.ota_client import run_ota
+
     dev = open_device(folder)
     with dev:
         first, _ = boot_app(dev)
@@ -401,6 +408,10 @@ def provision_device_ota(
 
     Every input file is checked before the device is powered on.
     """
+    from espsec import _pem
+    from espsec.device.ota_state import DecryptionScheme, OtaProvisioning, provision_ota
+    from espsec.ota import TlsTrust, load_manifest_public_key
+
     if (ca is None) == (pin is None):
         raise UsageError("trust either a CA certificate or one pinned server certificate")
     if hmac_key_block and rsa_key:
@@ -459,6 +470,8 @@ def revoke_key(folder: PathLike, slot: int) -> OtaOpResult:
 
 def read_status(folder: PathLike) -> DeviceStatus:
     """The device's security posture: eFuses, JTAG, download mode, what flash holds."""
+    from espsec.device.status import device_status
+
     return device_status(open_device(folder))
 
 
