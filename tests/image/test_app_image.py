@@ -7,6 +7,7 @@ import hashlib
 import operator
 import os
 import struct
+import sys
 
 import pytest
 
@@ -264,3 +265,14 @@ def test_layout_points_at_the_segments_parse_copies(demo_app: bytes) -> None:
     assert layout.end == image.image_length
     assert image.to_bytes() == demo_app
     assert image.calculated_digest() == hashlib.sha256(image.hashed_bytes).digest()
+
+
+@pytest.mark.parametrize("numpy_loaded", [True, False])
+def test_checksum_is_the_seed_xor_every_data_byte(numpy_loaded: bool, monkeypatch) -> None:
+    if not numpy_loaded:  # the Python-integer fold a process without NumPy uses
+        monkeypatch.setitem(sys.modules, "numpy", None)
+    for size in (0, 4, 8, 4096, 65536, 65540, 300_000):
+        data = hashlib.shake_256(str(size).encode()).digest(size)
+        segments = [Segment(0x3C000020, data), Segment(0x40370000, b"\x01\x02\x03\x04")]
+        expected = functools.reduce(operator.xor, data + b"\x01\x02\x03\x04", 0xEF)
+        assert calculate_checksum(segments) == expected, size
