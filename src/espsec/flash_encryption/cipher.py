@@ -16,14 +16,16 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from espsec._io import STDIO, PathLike, declare_input, output_file
 from espsec.errors import EspsecError, OutputExistsError, UsageError
 from espsec.flash_encryption.keys import FlashEncryptionKey
-from espsec.flash_encryption.xts import BATCH_BYTES, U8Array, XtsEngine
+
+if TYPE_CHECKING:
+    # The XTS engine (and NumPy) load when a cipher first encrypts or decrypts: a device
+    # whose flash is not encrypted never loads them.
+    from espsec.flash_encryption.xts import U8Array, XtsEngine
 
 UNIT = 128
 """Bytes per XTS data unit in flash encryption."""
@@ -68,12 +70,13 @@ class FlashCipher:
         key: FlashEncryptionKey | bytes,
         *,
         threads: int | None = None,
-        batch_bytes: int = BATCH_BYTES,
+        batch_bytes: int | None = None,
     ) -> None:
         self.key = key if isinstance(key, FlashEncryptionKey) else FlashEncryptionKey(key)
-        self._engine = XtsEngine(
-            self.key.xts_key, UNIT, reverse_units=True, threads=threads, batch_bytes=batch_bytes
-        )
+        self._threads = threads
+        self._batch_bytes = batch_bytes
+        self._xts: XtsEngine | None = None
+        self._xts_lock = threading.Lock()
         # encrypt()/decrypt() work in a scratch buffer kept between calls: fresh memory
         # costs a page fault per 4 KiB, as much as the cipher itself on some machines.
         self._scratch: U8Array | None = None
@@ -81,6 +84,23 @@ class FlashCipher:
 
     def __repr__(self) -> str:
         return f"FlashCipher({self.key.mode})"
+
+    @property
+    def _engine(self) -> XtsEngine:
+        """The XTS engine, made on first use (``batch_bytes`` defaults to the engine's)."""
+        if self._xts is None:
+            from espsec.flash_encryption.xts import BATCH_BYTES, XtsEngine
+
+            with self._xts_lock:
+                if self._xts is None:
+                    self._xts = XtsEngine(
+                        self.key.xts_key,
+                        UNIT,
+                        reverse_units=True,
+                        threads=self._threads,
+                        batch_bytes=self._batch_bytes or BATCH_BYTES,
+                    )
+        return self._xts
 
     @property
     def mode(self) -> str:
@@ -104,6 +124,8 @@ class FlashCipher:
         decrypt: bool,
     ) -> None:
         """Encrypt or decrypt ``data`` into ``out`` (a ``uint8`` array of the same length)."""
+        import numpy as np
+
         src = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
         if src.dtype != np.uint8 or src.ndim != 1:
             raise UsageError("input array must be one-dimensional uint8")
@@ -141,6 +163,8 @@ class FlashCipher:
         Returns the number of bytes written. The total length must be a multiple of 16
         (checked when the stream ends; callers that know the size should check first).
         """
+        import numpy as np
+
         check_range(address, 0)
         chunk_size = max(UNIT, chunk_size // UNIT * UNIT)
         inbuf = np.empty(chunk_size, dtype=np.uint8)
@@ -165,6 +189,8 @@ class FlashCipher:
         return total
 
     def _bytes(self, data: bytes | bytearray | memoryview, address: int, *, decrypt: bool) -> bytes:
+        import numpy as np
+
         src = np.frombuffer(data, dtype=np.uint8)
         size = src.size
         if size > SCRATCH_LIMIT or not self._scratch_lock.acquire(blocking=False):
@@ -181,6 +207,8 @@ class FlashCipher:
             self._scratch_lock.release()
 
     def _partial_unit(self, src: U8Array, address: int, out: U8Array, decrypt: bool) -> None:
+        import numpy as np
+
         base = address & ~(UNIT - 1)
         at = address - base
         unit = np.zeros(UNIT, dtype=np.uint8)
