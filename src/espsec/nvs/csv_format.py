@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import binascii
 import codecs
-import csv
-import hashlib
 import io
 import itertools
 import re
@@ -179,6 +177,8 @@ def _quoted_records(lines: list[str], numbers: list[int]) -> Iterator[tuple[int,
             yield numbers[index], ([] if fields == [""] else fields)
             index += 1
             continue
+        import csv  # only quoted records need it
+
         reader = csv.reader(lines[j] + "\n" for j in range(index, len(lines)))
         try:
             fields = next(reader, [])
@@ -422,6 +422,8 @@ class _WifiExtras:
             if row.key != "ap.authmode" or text != "0":
                 self.ap[row.key] = text
             if all(self.ap.get(k) for k in ("ap.ssid", "ap.passwd", "ap.authmode")):
+                import hashlib
+
                 pmk = hashlib.pbkdf2_hmac(
                     "sha1", self.ap["ap.passwd"].encode(), self.ap["ap.ssid"].encode(), 4096, 32
                 )
@@ -455,6 +457,8 @@ def rows_from_entries(entries: Iterable[NvsEntry]) -> list[Row]:
 
 def dump_csv(rows: Iterable[Row]) -> str:
     """Generator CSV text for ``rows`` (blobs hex-encoded)."""
+    import csv
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)

@@ -36,6 +36,7 @@ import binascii
 import io
 import struct
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 from zlib import crc32
 
 from espsec._io import PathLike
@@ -60,7 +61,6 @@ from espsec.nvs.item import (
     encode_key,
     var_data,
 )
-from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.page import (
     CHUNK_MAX_SIZE,
     ENTRY_COUNT,
@@ -73,6 +73,9 @@ from espsec.nvs.page import (
     encode_entry_states,
 )
 from espsec.nvs.value import ValueType, check_value, int_range, string_payload
+
+if TYPE_CHECKING:
+    from espsec.nvs.nvs_keys import NvsKeys  # loaded by whoever has keys
 
 MAX_V1_BLOB_SIZE = 1984
 """Largest version 1 blob or string (``nvs_partition_gen`` limit: about half a page)."""
