@@ -12,17 +12,22 @@ crashes or espsec's output is wrong (the machine is shared, so timings are noisy
 Whole commands are timed as a user runs them: each run is a fresh process
 (:func:`time_command`), and commands compared with each other run in alternation
 (:func:`paired`) so that a burst of load on the machine hits both sides alike; the
-figure is the median of the runs.
+figure is the median of the runs. Commands run with bytecode cached, as on a user's
+machine after the first run: ``PYTHONDONTWRITEBYTECODE`` (set in some CI and sandbox
+environments) is dropped and the cache goes to a temporary folder (:func:`_user_environment`).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +39,18 @@ BIN = Path(sys.executable).parent
 
 class BenchError(Exception):
     """A command a bench runs failed, or espsec's output is wrong: the bench crashed."""
+
+
+def _user_environment() -> None:
+    """Child commands cache their bytecode, as a user's installed tools do."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if "PYTHONPYCACHEPREFIX" not in os.environ:
+        cache = tempfile.TemporaryDirectory(prefix="espsec-bench-pycache-")
+        atexit.register(cache.cleanup)
+        os.environ["PYTHONPYCACHEPREFIX"] = cache.name
+
+
+_user_environment()
 
 
 def command(name: str) -> str:

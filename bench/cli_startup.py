@@ -10,16 +10,14 @@ same runs' CPU time (user + system) is shown beside: on a loaded machine a proce
 waits for a core, which stretches every wall-clock figure but not its CPU time.
 
 Every command runs with its bytecode cached, as on a user's machine after the first
-run: ``PYTHONDONTWRITEBYTECODE`` is dropped and ``PYTHONPYCACHEPREFIX`` points into a
-temporary folder (the source tree gets no ``__pycache__``). Without a cache, each run
-would compile espsec's modules again (esptool's come compiled by pip).
+run (``bench/_harness.py`` sets that up for every bench). Without a cache, each run would
+compile espsec's modules again (esptool's come compiled by pip).
 
 ``--quick``: one run each.
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import sys
 import tempfile
@@ -64,8 +62,6 @@ def main() -> int:
     runs = 1 if args.quick else 21
     espsec, esptool = command("espsec"), command("esptool")
     with tempfile.TemporaryDirectory(prefix="espsec-bench-startup-") as tmp:
-        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # the commands inherit this
-        os.environ["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         key = Path(tmp) / "sb.pem"
         run_command([espsec, "secure-boot", "generate-key", "--scheme", "rsa3072", "-o", str(key)])
         commands = {
