@@ -110,13 +110,16 @@ def _station(spec: str, station: str, queue: multiprocessing.Queue) -> None:  # 
     from espsec.factory import VirtualTarget, open_factory
 
     with open_factory(Path(spec), station=station) as factory:
+        cpu = time.process_time()  # every thread of the station
         summary = factory.run(VirtualTarget(None))
+        cpu = time.process_time() - cpu
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put((summary.provisioned, summary.failed_count, rss))
+    queue.put((summary.provisioned, summary.failed_count, rss, cpu))
 
 
-def run_factory(spec: Path, count: int, stations: int) -> tuple[float, float]:
-    """(devices per minute, peak RSS MiB of a station) for a whole batch."""
+def run_factory(spec: Path, count: int, stations: int) -> tuple[float, float, float]:
+    """(devices per minute, peak RSS MiB of a station, CPU seconds per device) for a
+    whole batch."""
     from espsec.factory import open_factory
 
     with open_factory(spec, station="planner") as factory:
@@ -137,25 +140,28 @@ def run_factory(spec: Path, count: int, stations: int) -> tuple[float, float]:
     failed = sum(r[1] for r in results)
     if failed or done != count:
         raise BenchError(f"factory provisioned {done} of {count} devices ({failed} failed)")
-    return done / elapsed * 60, max(r[2] for r in results)
+    return done / elapsed * 60, max(r[2] for r in results), sum(r[3] for r in results) / done
 
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def keygen_floor(seconds: float) -> float:
-    """RSA-3072 keys per minute, one OpenSSL keygen thread per core, for ``seconds``."""
+def keygen_floor(seconds: float) -> tuple[float, float]:
+    """(RSA-3072 keys per minute, CPU seconds per key), one OpenSSL keygen thread per
+    core, for ``seconds``."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     workers = cores()
     made = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         while time.perf_counter() - start < seconds:
             keys = pool.map(lambda _: rsa.generate_private_key(65537, 3072), range(workers))
             made += len(list(keys))
-    return made / (time.perf_counter() - start) * 60
+    elapsed = time.perf_counter() - start
+    return made / elapsed * 60, (time.process_time() - cpu) / made
 
 
 def _tool_device(folder: Path, chip: str, i: int, ca: tuple[object, object]) -> None:
@@ -227,10 +233,12 @@ def main() -> int:
             floor = None
             if chip == "esp32s3":
                 before = keygen_floor(floor_seconds)
-                rate, _ = run_factory(spec, count, stations)
-                floor = (before + keygen_floor(floor_seconds)) / 2
+                rate, _, cpu = run_factory(spec, count, stations)
+                after = keygen_floor(floor_seconds)
+                floor = (before[0] + after[0]) / 2
+                key_cpu = (before[1] + after[1]) / 2
             else:
-                rate, _ = run_factory(spec, count, stations)
+                rate, _, cpu = run_factory(spec, count, stations)
             tool = run_tool(folder, chip, tool_runs, stations)
             load.append(os.getloadavg()[0])
             results.rate_share(
@@ -259,6 +267,13 @@ def main() -> int:
                     "keys/min, keygen alone",
                     unit="dev/min",
                     target=0.8,
+                )
+                results.cost_multiple(
+                    "CPU per device, RSA-3072 (every step, all threads)",
+                    cpu,
+                    key_cpu,
+                    "RSA-3072 keygen alone, per key",
+                    at_most=1.25,
                 )
                 results.info(
                     "most the ratio vs tool can be at the keygen floor",
