@@ -16,9 +16,9 @@ Example::
     run_ota(dev, self_test=True)  # one esp_https_ota cycle against the fleet: OtaReport
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from espsec._lazy import lazy_exports
 from espsec.flash import FaultPlan, PowerCut, WriteKind
 
 if TYPE_CHECKING:
@@ -106,17 +106,7 @@ _LAZY = {
 does not import the OTA client, the status report or their TLS and HTTP stacks."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

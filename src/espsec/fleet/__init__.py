@@ -10,8 +10,9 @@ devices only over HTTPS; it never imports :mod:`espsec.device`.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.fleet.admin import AdminClient
@@ -36,17 +37,7 @@ _LAZY = {
 Starlette."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -18,8 +18,9 @@ Format: ESP-IDF ``components/nvs_flash/src/nvs_page.cpp``, ``nvs_types.cpp``,
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.nvs.csv_format import (
@@ -80,17 +81,7 @@ _LAZY = {
 does not import NumPy, the XTS engine or the runtime store."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -17,8 +17,9 @@ For release engineers: :func:`encrypt_image`, :func:`decrypt_image`,
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.ota.client import (
@@ -124,17 +125,7 @@ _LAZY = {
 checking in loads no release packer."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ The same code verifies on the host and in the virtual ROM/bootloader.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.secure_boot.crypto import key_digest
@@ -81,17 +82,7 @@ _LAZY = {
 loads the key and digest code only, not the image parser or the signer."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

@@ -17,8 +17,9 @@ addresses), :mod:`.efuse_controller` and :mod:`.spi` (registers behind ``READ_RE
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.device.download.chip import DownloadChip
@@ -47,17 +48,7 @@ _LAZY = {
 reads the interface names without loading the server."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
