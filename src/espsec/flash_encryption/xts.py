@@ -50,7 +50,8 @@ _U64_BE = np.dtype(">u8")
 # 16-byte elements used only to move whole blocks around bit-exactly (never as numbers).
 _BLOCK = np.dtype("V16")
 #: Masks are built in chunks of this many block positions (``E(K2, tweak) * alpha^j``,
-#: j < 8): the bits the shifts carry out of a chunk's base come from its top byte.
+#: j < 8): what the shifts carry out of a chunk's base comes from the top 7 bits of each
+#: of its two words (:func:`_carry_table`).
 _CHUNK = 8
 
 U8Array = npt.NDArray[np.uint8]
