@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ class Journal(Protocol):
     def close(self) -> None: ...
 
 
-class SqlJournal:
+class SqlJournal(ABC):
     """The journal's SQL, shared by both backends (``?`` placeholders)."""
 
     placeholder = "?"
@@ -166,15 +167,16 @@ class SqlJournal:
     def _sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
 
-    def _commit(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _commit(self) -> None: ...
 
+    @abstractmethod
     def _durability(self, durable: bool) -> AbstractContextManager[None]:
         """Around one commit: make it durable (or not) as asked."""
-        raise NotImplementedError
+        ...
 
     def _row(self, r: tuple[Any, ...]) -> DeviceRow:
         seq, serial, state, station, target, mac, record = r

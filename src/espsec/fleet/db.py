@@ -27,6 +27,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,16 +399,16 @@ def _sqlite_failure(exc: sqlite3.Error, what: str) -> EspsecError:
     return StorageFailed(f"the fleet database failed ({what}): {text}")
 
 
-class _Backend:
+class _Backend(ABC):
     """Per-thread connections and transactions for one database."""
 
     dialect: Dialect
 
-    def transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Cursor]:
-        raise NotImplementedError
+    @abstractmethod
+    def transaction(self, *, write: bool) -> contextlib.AbstractContextManager[Cursor]: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 class _Sqlite(_Backend):

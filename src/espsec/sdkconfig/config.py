@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -113,7 +114,7 @@ T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
 
-class _Option(Generic[T]):
+class _Option(ABC, Generic[T]):
     """A typed read of one table option (checked to exist when the class is made)."""
 
     def __init__(self, option: str) -> None:
@@ -130,8 +131,8 @@ class _Option(Generic[T]):
             return self
         return self.read(obj)
 
-    def read(self, config: BootloaderConfig) -> T:
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, config: BootloaderConfig) -> T: ...
 
 
 class _Bool(_Option[bool]):
