@@ -62,6 +62,8 @@ def test_first_boot_then_second_boot_and_status(files):
     assert report["passes"][0]["stages"][0]["images"][0]["decrypted"] is True
     code, out, _ = run("device", "status", dev)
     assert code == 0 and "production (locked)" in out
+    # every download interface by name, as the eFuses leave it (UART in secure mode here)
+    assert "  uart: secure" in out and "usb-serial-jtag:" in out
     assert json.loads(run("device", "status", dev, "--json")[1])["posture"] == "production (locked)"
 
 

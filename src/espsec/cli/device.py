@@ -750,6 +750,8 @@ def _render_status(status: DeviceStatus) -> None:
         f"(SPI_BOOT_CRYPT_CNT = 0b{s.flash_crypt_cnt:03b}, key {s.flash_encryption_key or 'none'})"
     )
     click.echo(f"ROM download mode: {s.download_mode}")
+    for policy in status.download:
+        click.echo(f"  {policy.interface.value}: {policy.mode} ({policy.reason})")
     click.echo(status.jtag.describe())
     if status.memory_protection is not None:
         click.echo(f"Memory protection: {status.memory_protection.describe()}")
