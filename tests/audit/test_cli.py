@@ -109,6 +109,14 @@ def test_bad_input_is_one_line_naming_file_and_line(cli, tmp_path):
     assert err.count("\n") == 1 and str(config) in err and "line 2" in err
 
 
+def test_malformed_image_is_one_line_naming_the_file(cli, tmp_path):
+    image = tmp_path / "app.bin"
+    image.write_bytes(b"\xe9" + bytes(range(1, 64)))  # an image's magic, then nonsense
+    code, out, err = cli("audit", image)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and f"{image}: offset" in err
+
+
 def test_project_folder(cli, tmp_path):
     project = make_project(tmp_path / "p", PRODUCTION.read_text(), idf="v5.4.1")
     code, out, _ = cli("audit", "--brief", project)

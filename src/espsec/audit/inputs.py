@@ -33,7 +33,7 @@ from espsec.device.download.host import is_device_folder
 from espsec.device.status import AppInfo, device_status
 from espsec.device.virtual_device import VirtualDevice
 from espsec.efuse.espefuse_summary import from_summary, is_summary
-from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.errors import EspsecError, FormatError, UsageError, with_source
 from espsec.flash_encryption.whole_flash import load_build_dir
 from espsec.image import find_app_desc, parse_image
 from espsec.image.descriptors import APP_DESC_SIZE, DESC_OFFSET, AppDesc
@@ -192,9 +192,11 @@ def load_path(path: Path, *, chip: str | None = None) -> Inputs:
     data = read_bytes(path, what="input")
     name = str(path)
     if data.startswith(b"PK\x03\x04"):
-        return _bundle(name, data)
+        with with_source(name):
+            return _bundle(name, data)
     if data[:1] == b"\xe9":
-        return _image(name, data)
+        with with_source(name):
+            return _image(name, data)
     text = _text(data)
     if text is not None:
         stripped = text.lstrip()
