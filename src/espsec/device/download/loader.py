@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from espsec.device.download.chip import RAM_LIMIT, ChipError, DownloadChip
-from espsec.device.download.protocol import DataBlock, Request, checksum, words
+from espsec.device.download.protocol import DataBlock, Op, Request, checksum, words
 from espsec.device.download.slip import SlipFault
 from espsec.device.flash import ENCRYPTED_WRITE_ALIGN
 from espsec.efuse import security_info
@@ -260,6 +260,28 @@ class LoaderBase(ABC):
         return response(op, self.status(fault), value=value, data=b"" if fault else data)
 
     # -- shared command bodies -------------------------------------------------------
+
+    def _ok(self, op: int, *, value: int = 0, data: bytes = b"") -> list[bytes]:
+        return [self.answer(op, value=value, data=data)]
+
+    def _read_reg(self, req: Request) -> list[bytes]:
+        return self._ok(Op.READ_REG, value=self.read_reg(req))
+
+    def _write_reg(self, req: Request) -> list[bytes]:
+        self.write_regs(req)
+        return self._ok(Op.WRITE_REG)
+
+    def _spi_attach(self, req: Request) -> list[bytes]:
+        params(req, 1, optional=1)
+        return self._ok(Op.SPI_ATTACH)
+
+    def _spi_set_params(self, req: Request) -> list[bytes]:
+        params(req, 6)
+        return self._ok(Op.SPI_SET_PARAMS)
+
+    def _change_baudrate(self, req: Request) -> list[bytes]:
+        params(req, 2)
+        return self._ok(Op.CHANGE_BAUDRATE)
 
     def security_info(self) -> bytes:
         return security_info(self.chip.efuses).to_bytes()

@@ -92,28 +92,6 @@ class RomLoader(LoaderBase):
             raise LoaderFault(Fault.BAD_PACKET, "SYNC payload is not 07 07 12 20 55..55")
         return [self.answer(Op.SYNC, value=SYNC_VALUE)] * SYNC_REPLIES
 
-    def _ok(self, op: int, *, value: int = 0, data: bytes = b"") -> list[bytes]:
-        return [self.answer(op, value=value, data=data)]
-
-    def _read_reg(self, req: Request) -> list[bytes]:
-        return self._ok(Op.READ_REG, value=self.read_reg(req))
-
-    def _write_reg(self, req: Request) -> list[bytes]:
-        self.write_regs(req)
-        return self._ok(Op.WRITE_REG)
-
-    def _spi_attach(self, req: Request) -> list[bytes]:
-        params(req, 1, optional=1)
-        return self._ok(Op.SPI_ATTACH)
-
-    def _spi_set_params(self, req: Request) -> list[bytes]:
-        params(req, 6)
-        return self._ok(Op.SPI_SET_PARAMS)
-
-    def _change_baudrate(self, req: Request) -> list[bytes]:
-        params(req, 2)
-        return self._ok(Op.CHANGE_BAUDRATE)
-
     def _flash_begin(self, req: Request) -> list[bytes]:
         return self._begin(req, compressed=False)
 
