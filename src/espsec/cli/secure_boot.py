@@ -45,9 +45,11 @@ pkcs11_option = click.option(
 
 def pkcs11_signers(stack: ExitStack, uris: tuple[str, ...]) -> list[secure_boot.Signer]:
     """Open one token signer per URI; the stack closes their sessions."""
+    signers: list[secure_boot.Signer] = []
+    if not uris:
+        return signers
     from espsec.secure_boot.pkcs11 import Pkcs11Signer
 
-    signers: list[secure_boot.Signer] = []
     for uri in uris:
         with source(uri.split("?", 1)[0]):
             signers.append(stack.enter_context(Pkcs11Signer(uri)))

@@ -27,7 +27,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -418,11 +419,25 @@ class VirtualDevice:
         self.jtag_reenabled = False
         self.running = None
         hw = Hardware(self.efuses, self.flash, defer_wr_dis=self.defer_wr_dis)
-        report, runtime = run_boot(hw, self.config, reboot=self.boot, predict=predict)
+        report, runtime = run_boot(hw, self.config, reboot=self._reboot(), predict=predict)
         self.running = runtime
         self.last_report = report
         self._autosave()
         return report
+
+    def _reboot(self) -> Callable[[], BootReport]:
+        """The runtime's reset: :meth:`boot` through a weak reference, so a device and
+        its running app do not keep each other alive (a dropped device is freed at once,
+        not by the cycle collector)."""
+        boot = weakref.WeakMethod(self.boot)
+
+        def reboot() -> BootReport:
+            method = boot()
+            if method is None:
+                raise EspsecError("the virtual device was closed")
+            return method()
+
+        return reboot
 
     # -- flashing over the ROM's serial protocol ------------------------------------
 

@@ -12,7 +12,6 @@ flash from the stored parts, verify (docs/adr/0015-factory-journal-and-resume.md
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import socket
@@ -72,10 +71,6 @@ Writes = list[tuple[int, bytes, str]]
 MAX_LISTED = 100
 """How many partly burned or failed serials a :class:`RunSummary` names (the journal
 holds them all: ``espsec factory status``)."""
-
-COLLECT_EVERY = 32
-"""Devices between two full garbage collections (see :func:`_collect_cycles`)."""
-
 
 def spec_digest(spec: BatchSpec) -> str:
     """SHA-256 of the spec file: a planned batch's spec cannot change underneath it."""
@@ -260,8 +255,6 @@ class Factory:
                 self._one(row, target, summary)
                 if progress is not None:
                     progress(done, total)
-                if done % COLLECT_EVERY == 0:
-                    _collect_cycles()
                 if done >= todo:
                     break
         self._finish(summary)
@@ -491,17 +484,6 @@ class Factory:
                 for serial, blob in (first, *blobs):
                     fh.write(json.dumps({"serial": serial, "escrow": blob}).encode() + b"\n")
         return out
-
-
-def _collect_cycles() -> None:
-    """Free the reference cycles the finished devices left (a full garbage collection).
-
-    A virtual device and its runtime refer to each other, and live long enough to be
-    promoted to the oldest generation, which Python collects rarely: without this the
-    resident size of a run grows with the batch although nothing is kept. One full
-    collection takes milliseconds; every :data:`COLLECT_EVERY` devices it is noise.
-    """
-    gc.collect()
 
 
 def open_factory(
