@@ -39,6 +39,8 @@ def test_locked_device_after_first_boot_is_production(sb_bootloader, k0):
         0,
     )
     assert status.bootloader == "ok (version 1)"
+    ota1 = status.apps[1]  # never written: erased flash, not the noise it decrypts to
+    assert (ota1.partition, ota1.ok, ota1.reason) == ("ota_1", False, "empty (erased)")
     doc = status.to_json()
     assert doc["security"]["digest_slots"][2]["revoked"] is True
     assert "CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y" in doc["bootloader_config"]

@@ -24,6 +24,9 @@ from espsec.sdkconfig.memprot import MemoryProtection, memory_protection
 if TYPE_CHECKING:
     from espsec.device.virtual_device import VirtualDevice
 
+_HEADER_PROBE = 32
+"""Bytes of an app partition read raw to tell an erased one (all 0xFF) from an image."""
+
 
 @dataclass(frozen=True)
 class AppInfo:
@@ -170,11 +173,19 @@ def device_status(device: VirtualDevice) -> DeviceStatus:
             part = table.app_partition(p)
             if part is None:
                 continue
-            checked = check_app(hw, config, part, p)
             ota_state = None
             if otadata is not None and part.kind.value == "ota" and table.app_count:
                 found = otadata.state_of_slot(part.slot, table.app_count)
                 ota_state = None if found is None else state_name(found)
+            if hw.flash.read_raw(p.offset, _HEADER_PROBE) == b"\xff" * _HEADER_PROBE:
+                # Erased: through the XTS engine it would read as noise, not as "empty".
+                apps.append(
+                    AppInfo(
+                        part.name, p.offset, False, "empty (erased)", None, None, None, ota_state
+                    )
+                )
+                continue
+            checked = check_app(hw, config, part, p)
             apps.append(
                 AppInfo(
                     part.name,
