@@ -88,6 +88,16 @@ def test_bad_input_is_one_line_and_leaves_the_file_untouched(efile, keyfile, arg
     assert fingerprint(efile) == before
 
 
+@pytest.mark.parametrize("purpose", ["HMAC_UP", "XTS_AES_256_KEY"])
+def test_a_key_of_the_wrong_size_is_refused_naming_its_file(efile, tmp_path, purpose):
+    short = tmp_path / "short.bin"
+    short.write_bytes(KEY[:10])
+    before = fingerprint(efile)
+    code, _, err = run("burn-key", "--efuse-file", efile, "BLOCK_KEY0", short, purpose)
+    assert code == 2 and err.startswith(f"error: {short}: ") and "found 10" in err
+    assert fingerprint(efile) == before
+
+
 def test_burn_into_used_block_is_refused_with_one_line(efile, keyfile):
     assert run("burn-key", "--efuse-file", efile, "BLOCK_KEY1", keyfile, "HMAC_UP")[0] == 0
     before = fingerprint(efile)

@@ -404,6 +404,7 @@ def burn_key_cmd(
             groups[i + 2],
             write_protect=not no_write_protect,
             read_protect=not no_read_protect,
+            source=groups[i + 1],
         )
         for i in range(0, len(groups), 3)
     ]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from espsec.chips import revision_name
 from espsec.efuse.layout import BlockDef, EfuseLayout, FieldDef, KeyPurpose, layouts_of
 from espsec.efuse.model import Efuses
-from espsec.errors import EspsecError, UsageError
+from espsec.errors import EspsecError, UsageError, with_source
 
 KEY_BYTES = 32
 
@@ -78,6 +78,8 @@ class BurnKey:
     purpose: str
     write_protect: bool = True
     read_protect: bool = True
+    source: str | None = field(default=None, compare=False)
+    """The key file the key was read from: a refusal of the key's size names it."""
 
     def describe(self) -> str:
         flags = ("" if self.write_protect else " --no-write-protect") + (
@@ -431,7 +433,8 @@ class _Stage:
                 raise UsageError(f"{purpose.name} is given twice in one burn (a chip has one)")
             self.split_purposes.add(purpose.name)
             first, second = self._halves(purpose)
-            key = self._virtual_key(purpose, op.key)
+            with _naming(op.source):
+                key = self._virtual_key(purpose, op.key)
             other = self.second_halves.get(index)
             if other is None:
                 raise BurnRefused(f"{purpose.name} needs two free key blocks")
@@ -446,7 +449,21 @@ class _Stage:
             self._burn_one(block, first, key[:KEY_BYTES], op.write_protect, op.read_protect)
             self._burn_one(other, second, key[KEY_BYTES:], op.write_protect, op.read_protect)
             return
-        self._burn_one(block, purpose, op.key, op.write_protect, op.read_protect)
+        with _naming(op.source):
+            key = self._sized_key(block, purpose, op.key)
+        self._burn_one(block, purpose, key, op.write_protect, op.read_protect)
+
+    def _sized_key(self, block: BlockDef, purpose: KeyPurpose, key: bytes) -> bytes:
+        """``key`` as ``block`` holds it: a P-192 key zero-padded like espefuse; any
+        other size than the block's is refused."""
+        if len(key) == 24 and purpose.name.startswith("ECDSA_KEY") and "P384" not in purpose.name:
+            key = bytes(KEY_BYTES - len(key)) + key
+        if len(key) != block.words * 4:
+            raise UsageError(
+                f"key for {block.name} must be {block.words * 4} bytes "
+                f"({block.bits} bits), found {len(key)}"
+            )
+        return key
 
     def _halves(self, purpose: KeyPurpose) -> tuple[KeyPurpose, KeyPurpose]:
         suffixes = ("_1", "_2") if purpose.is_xts else ("_H", "_L")
@@ -504,13 +521,6 @@ class _Stage:
             raise UsageError(
                 f"{block.name} cannot hold an XTS-AES key on {self.layout.chip.display_name} "
                 "(hardware quirk SOC_EFUSE_BLOCK9_KEY_PURPOSE_QUIRK)"
-            )
-        if len(key) == 24 and purpose.name.startswith("ECDSA_KEY") and "P384" not in purpose.name:
-            key = bytes(KEY_BYTES - len(key)) + key  # a P-192 key: zero-padded like espefuse
-        if len(key) != block.words * 4:
-            raise UsageError(
-                f"key for {block.name} must be {block.words * 4} bytes "
-                f"({block.bits} bits), found {len(key)}"
             )
         if block.index in self.key_blocks:
             raise UsageError(f"{block.name} is used twice in one burn")
@@ -626,6 +636,11 @@ class _Stage:
         if block0 & postponed:
             steps.append(BurnStep(0, block0 & postponed, postponed=True))
         return tuple(steps)
+
+
+def _naming(source: str | None) -> contextlib.AbstractContextManager[None]:
+    """Name ``source`` (a key file) in a refusal raised inside the block, when known."""
+    return with_source(source) if source else contextlib.nullcontext()
 
 
 def _revision(efuses: Efuses) -> str:

@@ -202,7 +202,8 @@ def _line_operations(
         block, path, purpose = a[i : i + 3]
         if line.command == "burn-key":
             rp = "--no-read-protect" not in line.options
-            ops.append(BurnKey(block, resolver.key(path, purpose), purpose, wp, rp))
+            key = resolver.key(path, purpose)
+            ops.append(BurnKey(block, key, purpose, wp, rp, source=path))
         else:
             digest, scheme = resolver.digest(path), resolver.scheme(path)
             ops.append(BurnKeyDigest(block, digest, purpose, wp, scheme))
