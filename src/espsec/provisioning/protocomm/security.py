@@ -19,6 +19,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -121,6 +122,59 @@ class DeviceSecurity(abc.ABC):
             raise ProtocommError(
                 "no secure session established for this request", status=INVALID_SESSION
             )
+
+
+P = TypeVar("P")
+
+
+class HandshakeSecurity(DeviceSecurity, Generic[P]):
+    """A scheme with the two-step handshake of security 1 and 2 (``Command0`` →
+    ``Response0``, ``Command1`` → ``Response1``, then the session is up): the dispatch
+    and the refusals they share. ``P`` is the scheme's payload message."""
+
+    proto: str
+    """The ``SessionData`` field holding the scheme's messages (``sec1``, ``sec2``)."""
+    command0: int
+    command1: int
+    response0: int
+    _state: int
+    """0: no handshake yet; 1: ``Response0`` sent; 2: established."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _response(msg: int, status: int, **fields: bytes) -> bytes:
+        """The scheme's response message ``msg`` with ``status`` and ``fields``."""
+
+    @abc.abstractmethod
+    def _command0(self, payload: P) -> SessionReply: ...
+
+    @abc.abstractmethod
+    def _command1(self, payload: P) -> SessionReply: ...
+
+    def established(self, session_id: int) -> bool:
+        return session_id == self.session_id and self._state == 2
+
+    def refusal(self, status: int) -> bytes:
+        return self._response(self.response0, status)
+
+    def _fail(self, msg: int, status: int, reason: str) -> SessionReply:
+        self._reset()
+        return SessionReply(self._response(msg, status), Outcome.FAILED, status, reason)
+
+    def session_request(self, session_id: int, data: bytes) -> SessionReply:
+        request = parse_session_data(data)
+        if request is None:
+            return self._fail(self.response0, INVALID_PROTO, "not a SessionData")
+        if request.sec_ver != self.version or request.WhichOneof("proto") != self.proto:
+            return self._fail(
+                self.response0, INVALID_SEC_SCHEME, f"client asked for security {request.sec_ver}"
+            )
+        payload: Any = getattr(request, self.proto)
+        if payload.msg == self.command0:
+            return self._command0(payload)
+        if payload.msg == self.command1:
+            return self._command1(payload)
+        return self._fail(self.response0, INVALID_ARGUMENT, "unknown message type")
 
 
 Send = Callable[[bytes], bytes]

@@ -30,17 +30,14 @@ from espsec.provisioning.proto import sec1_pb2, session_pb2
 from espsec.provisioning.protocomm.security import (
     CRYPTO_ERROR,
     INVALID_ARGUMENT,
-    INVALID_PROTO,
-    INVALID_SEC_SCHEME,
     INVALID_SESSION,
     SUCCESS,
     ClientSecurity,
-    DeviceSecurity,
+    HandshakeSecurity,
     Outcome,
     Send,
     SessionReply,
     check_status,
-    parse_session_data,
 )
 
 PUBLIC_KEY_LEN = 32
@@ -77,10 +74,15 @@ def _response(msg: int, status: int, **fields: bytes) -> bytes:
     return reply.SerializeToString()
 
 
-class Security1Device(DeviceSecurity):
+class Security1Device(HandshakeSecurity[sec1_pb2.Sec1Payload]):
     """The device side; ``pop`` is the proof of possession (``None``: none)."""
 
     version = 1
+    proto = "sec1"
+    command0 = sec1_pb2.Session_Command0
+    command1 = sec1_pb2.Session_Command1
+    response0 = sec1_pb2.Session_Response0
+    _response = staticmethod(_response)
 
     def __init__(self, pop: bytes | None = None) -> None:
         super().__init__()
@@ -97,33 +99,6 @@ class Security1Device(DeviceSecurity):
         self._key = b""
         self._random = b""
         self._cipher: CipherContext | None = None
-
-    def established(self, session_id: int) -> bool:
-        return session_id == self.session_id and self._state == 2
-
-    def refusal(self, status: int) -> bytes:
-        return _response(sec1_pb2.Session_Response0, status)
-
-    def _fail(self, msg: int, status: int, reason: str) -> SessionReply:
-        self._reset()
-        return SessionReply(_response(msg, status), Outcome.FAILED, status, reason)
-
-    def session_request(self, session_id: int, data: bytes) -> SessionReply:
-        request = parse_session_data(data)
-        if request is None:
-            return self._fail(sec1_pb2.Session_Response0, INVALID_PROTO, "not a SessionData")
-        if request.sec_ver != self.version or request.WhichOneof("proto") != "sec1":
-            return self._fail(
-                sec1_pb2.Session_Response0,
-                INVALID_SEC_SCHEME,
-                f"client asked for security {request.sec_ver}",
-            )
-        payload = request.sec1
-        if payload.msg == sec1_pb2.Session_Command0:
-            return self._command0(payload)
-        if payload.msg == sec1_pb2.Session_Command1:
-            return self._command1(payload)
-        return self._fail(sec1_pb2.Session_Response0, INVALID_ARGUMENT, "unknown message type")
 
     def _command0(self, payload: sec1_pb2.Sec1Payload) -> SessionReply:
         resp0 = sec1_pb2.Session_Response0

@@ -34,17 +34,15 @@ from espsec.provisioning.protocomm.security import (
     CRYPTO_ERROR,
     INTERNAL_ERROR,
     INVALID_ARGUMENT,
-    INVALID_PROTO,
     INVALID_SEC_SCHEME,
     INVALID_SESSION,
     SUCCESS,
     ClientSecurity,
-    DeviceSecurity,
+    HandshakeSecurity,
     Outcome,
     Send,
     SessionReply,
     check_status,
-    parse_session_data,
 )
 
 KEY_LEN = 32
@@ -108,11 +106,16 @@ def _response(msg: int, status: int, **fields: bytes) -> bytes:
     return reply.SerializeToString()
 
 
-class Security2Device(DeviceSecurity):
+class Security2Device(HandshakeSecurity[sec2_pb2.Sec2Payload]):
     """The device side, given the salt and verifier the firmware stores
     (``protocomm_security2_params_t``)."""
 
     version = 2
+    proto = "sec2"
+    command0 = sec2_pb2.S2Session_Command0
+    command1 = sec2_pb2.S2Session_Command1
+    response0 = sec2_pb2.S2Session_Response0
+    _response = staticmethod(_response)
 
     def __init__(
         self, salt: bytes, verifier: bytes, *, patch_version: int = CURRENT_PATCH_VERSION
@@ -135,33 +138,6 @@ class Security2Device(DeviceSecurity):
         self._srp: srp.SrpServer | None = None
         self._username = b""
         self._stream: GcmStream | None = None
-
-    def established(self, session_id: int) -> bool:
-        return session_id == self.session_id and self._state == 2
-
-    def refusal(self, status: int) -> bytes:
-        return _response(sec2_pb2.S2Session_Response0, status)
-
-    def _fail(self, msg: int, status: int, reason: str) -> SessionReply:
-        self._reset()
-        return SessionReply(_response(msg, status), Outcome.FAILED, status, reason)
-
-    def session_request(self, session_id: int, data: bytes) -> SessionReply:
-        request = parse_session_data(data)
-        if request is None:
-            return self._fail(sec2_pb2.S2Session_Response0, INVALID_PROTO, "not a SessionData")
-        if request.sec_ver != self.version or request.WhichOneof("proto") != "sec2":
-            return self._fail(
-                sec2_pb2.S2Session_Response0,
-                INVALID_SEC_SCHEME,
-                f"client asked for security {request.sec_ver}",
-            )
-        payload = request.sec2
-        if payload.msg == sec2_pb2.S2Session_Command0:
-            return self._command0(payload)
-        if payload.msg == sec2_pb2.S2Session_Command1:
-            return self._command1(payload)
-        return self._fail(sec2_pb2.S2Session_Response0, INVALID_ARGUMENT, "unknown message type")
 
     def _command0(self, payload: sec2_pb2.Sec2Payload) -> SessionReply:
         resp0 = sec2_pb2.S2Session_Response0
