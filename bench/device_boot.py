@@ -12,7 +12,9 @@ burned, flash encrypted in place) is done before anything is timed. Then, in one
 * **bytes written** by that boot (``wchar`` of ``/proc/self/io``): a boot that changes
   nothing writes nothing;
 * **``espsec device boot``** as a command, a fresh process each run, against bare
-  ``python -c pass`` in alternation. Target: at most 100 ms above bare Python.
+  ``python -c pass`` in alternation. Target: at most 100 ms above bare Python. Beside
+  it, the **import floor** of such a command (click, cryptography and NumPy imported,
+  nothing done), for how much of the gap any command built on them must pay.
 
 ``--quick``: a 512 KiB app, one run each.
 """
@@ -30,6 +32,7 @@ from _harness import (
     Results,
     command,
     cpu_timed,
+    import_floor,
     median,
     median_cpu_time,
     paired,
@@ -70,6 +73,10 @@ PRODUCTION = BootloaderConfig.from_options(
     bootloader_app_anti_rollback=True,
 )
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+
+
+FLOOR = ("click", "cryptography.hazmat.primitives.serialization", "numpy")
+"""What booting an encrypted, signed device from a click command imports at least."""
 
 
 def written_bytes() -> int:
@@ -173,6 +180,7 @@ def main() -> int:
             {
                 "python": [sys.executable, "-c", "pass"],
                 "espsec": [command("espsec"), "device", "boot", str(where)],
+                "floor": import_floor(FLOOR),
             },
             runs,
         )
@@ -182,6 +190,12 @@ def main() -> int:
             medians["python"],
             "python -c pass",
             at_most_ms=100,
+        )
+        results.overhead(
+            f"import floor of the command ({', '.join(FLOOR)})",
+            medians["floor"],
+            medians["python"],
+            "python -c pass",
         )
     report(results, args.rows)
     return 0

@@ -5,7 +5,9 @@ For RSA-3072 and ECDSA-P256, in one run:
 * **whole commands**, each run a fresh process as a user runs it, in alternation:
   ``espsec secure-boot sign`` against ``espsecure sign-data --version 2``. Target:
   at least 3x. Both signatures must verify with the other tool's verifier's rules
-  (``espsec`` checks espsecure's signed image, and the reverse);
+  (``espsec`` checks espsecure's signed image, and the reverse). Beside them, the
+  **import floor**: Python starting and importing only click and cryptography, which
+  any such command does before any work; the row shows the most the ratio can be;
 * **in process**: sign and verify through the Python APIs
   (:func:`espsec.secure_boot.sign` / :func:`~espsec.secure_boot.verify` against
   ``espsecure.sign_data`` / ``verify_signature_v2``), loading the key file included,
@@ -23,13 +25,24 @@ import tempfile
 from pathlib import Path
 
 import espsecure
-from _harness import BenchError, Results, command, median_time, paired, parser, report
+from _harness import (
+    BenchError,
+    Results,
+    command,
+    import_floor,
+    median_time,
+    paired,
+    parser,
+    report,
+)
 
 from espsec import secure_boot
 from espsec.chips import get_chip
 from espsec.image import build_app_image
 
 MIB = 1 << 20
+FLOOR = ("click", "cryptography.hazmat.primitives.serialization", "hashlib")
+"""What any espsec command that loads a key imports, whatever else it does."""
 
 
 def make_image(size: int) -> bytes:
@@ -70,6 +83,7 @@ def bench_scheme(results: Results, folder: Path, app: Path, scheme: str, runs: i
                 str(theirs_out),
                 str(app),
             ],
+            "floor": import_floor(FLOOR),
         },
         runs,
     )
@@ -79,6 +93,12 @@ def bench_scheme(results: Results, folder: Path, app: Path, scheme: str, runs: i
         medians["espsecure"],
         "espsecure",
         target=3.0,
+    )
+    results.floor(
+        f"import floor of the command ({', '.join(FLOOR)})",
+        medians["floor"],
+        medians["espsecure"],
+        "espsecure",
     )
     public = secure_boot.load_public_key(pub.read_bytes())
     if not secure_boot.verify(theirs_out.read_bytes(), keys=[public]).ok:
