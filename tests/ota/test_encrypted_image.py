@@ -274,3 +274,18 @@ def test_device_key_from_the_examples_hmac_key_is_the_examples_public_key() -> N
     theirs = ota.load_recipient_key((ecc_key / "public.pem").read_bytes())
     assert isinstance(theirs, ec.EllipticCurvePublicKey)
     assert ours.public_numbers() == theirs.public_numbers()
+
+
+def test_device_key_through_the_hmac_peripheral_is_the_host_derivation() -> None:
+    """The chip chains PBKDF2 through ``esp_hmac_calculate`` with the eFuse key (which
+    stays read-protected); the host derives the same key from the key's bytes."""
+    from espsec import efuse
+    from espsec.identity.hmac import HmacPeripheral
+    from espsec.ota.encrypted_image import derive_device_key
+
+    efuses = efuse.new("esp32s3")
+    efuse.burn_key(efuses, "BLOCK_KEY2", HMAC_KEY, "HMAC_UP")
+    assert efuses.is_read_protected(efuses.layout.block("BLOCK_KEY2"))
+    peripheral = HmacPeripheral(efuses)
+    on_chip = derive_device_key(lambda message: peripheral.calculate(2, message))
+    assert on_chip.private_numbers() == ota.device_private_key(HMAC_KEY).private_numbers()

@@ -24,8 +24,9 @@ pending       string  JSON: the update switched to and not yet confirmed or repo
 ============  ======  ===================================================================
 
 No key material is ever read back into a report or a repr: the HMAC key stays in the
-eFuse block (read through :meth:`espsec.efuse.Efuses.hardware_block`, as the HMAC
-peripheral does), and an RSA key only ever leaves NVS into a decryptor.
+eFuse block and the ECIES key is derived through the HMAC peripheral model
+(:class:`espsec.identity.hmac.HmacPeripheral`), and an RSA key only ever leaves NVS
+into a decryptor.
 """
 
 from __future__ import annotations
@@ -41,19 +42,19 @@ from cryptography.hazmat.primitives import serialization
 
 from espsec import _pem
 from espsec.device.nvs import NvsInitError, open_app_nvs
-from espsec.efuse import KeyUnavailableError, Transaction
+from espsec.efuse import Transaction
 from espsec.errors import EspsecError, FormatError, KeyFormatError, UsageError
+from espsec.identity.hmac import HmacError, HmacPeripheral
 from espsec.nvs import NvsError, NvsKeys, ValueType
 from espsec.nvs.runtime import errors as nvs_errors
 from espsec.ota import (
     DecryptionKey,
     TlsTrust,
-    device_private_key,
     load_manifest_public_key,
     public_key_pem,
     recipient_id,
 )
-from espsec.ota.encrypted_image import HMAC_KEY_SIZE
+from espsec.ota.encrypted_image import HMAC_KEY_SIZE, derive_device_key
 from espsec.ota.manifest import manifest_key_id
 from espsec.ota.protocol import DEVICE_ID, Encryption
 
@@ -364,19 +365,19 @@ def _hmac_block(efuses: Efuses, block: str) -> str:
     return name
 
 
-def hmac_key(efuses: Efuses, block: str) -> bytes:
-    """The ``HMAC_UP`` key in ``block`` as the HMAC peripheral uses it (never shown)."""
+def _ecies_key(efuses: Efuses, block: str) -> DecryptionKey:
+    """The ECIES device key, derived through the HMAC peripheral from the ``HMAC_UP``
+    key in ``block`` (``derive_ota_ecc_device_key``): the key never reaches software."""
     name = _hmac_block(efuses, block)
     purpose = efuses.layout.purpose_name(efuses.key_purpose(name))
     if purpose != HMAC_UP:
         raise OtaStateError(f"{name} has key purpose {purpose}, not {HMAC_UP}")
+    peripheral = HmacPeripheral(efuses)
+    key_id = peripheral.key_id(name)
     try:
-        key = efuses.hardware_block(name)
-    except KeyUnavailableError as exc:
+        return derive_device_key(lambda message: peripheral.calculate(key_id, message))
+    except (HmacError, KeyFormatError) as exc:
         raise OtaStateError(exc.message) from None
-    if len(key) != HMAC_KEY_SIZE:  # pragma: no cover - key blocks are 32 bytes
-        raise OtaStateError(f"{name} does not hold a {HMAC_KEY_SIZE}-byte key")
-    return key
 
 
 def generate_hmac_key(runtime: AppRuntime, block: str) -> None:
@@ -407,11 +408,7 @@ def decryption_key(runtime: AppRuntime, prov: OtaProvisioning) -> DecryptionKey 
     """The key pre-encrypted images are decrypted with (``None``: plain images only)."""
     if prov.decryption is DecryptionScheme.ECIES_P256:
         assert prov.hmac_key_id is not None
-        key = hmac_key(runtime.hw.efuses, prov.hmac_key_id)
-        try:
-            return device_private_key(key)
-        except KeyFormatError as exc:
-            raise OtaStateError(exc.message) from None
+        return _ecies_key(runtime.hw.efuses, prov.hmac_key_id)
     if prov.decryption is DecryptionScheme.RSA3072:
         assert prov.rsa_key_pem is not None
         return _pem.load_private_key(prov.rsa_key_pem, kinds=(_pem.rsa_kind(3072),))

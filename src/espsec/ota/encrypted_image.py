@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -181,7 +182,26 @@ def device_private_key(hmac_key: bytes) -> ec.EllipticCurvePrivateKey:
     if len(hmac_key) != HMAC_KEY_SIZE:
         raise KeyFormatError(f"HMAC eFuse key must be {HMAC_KEY_SIZE} bytes, found {len(hmac_key)}")
     raw = hashlib.pbkdf2_hmac("sha256", hmac_key, PBKDF2_SALT, PBKDF2_ITERATIONS, 32)
-    scalar = int.from_bytes(raw, "big")
+    return _device_key(int.from_bytes(raw, "big"))
+
+
+def derive_device_key(hmac: Callable[[bytes], bytes]) -> ec.EllipticCurvePrivateKey:
+    """:func:`device_private_key` as the chip computes it, the key never in software.
+
+    ``hmac`` is the HMAC peripheral in upstream mode (``esp_hmac_calculate`` with the
+    eFuse key); PBKDF2's one 32-byte block is chained through it, as
+    ``esp_encrypted_img_pbkdf2_hmac_sha256`` does
+    (idf-extra-components ``esp_encrypted_img/src/esp_encrypted_img_utilities.c``).
+    """
+    u = hmac(PBKDF2_SALT + (1).to_bytes(4, "big"))
+    scalar = int.from_bytes(u, "big")
+    for _ in range(PBKDF2_ITERATIONS - 1):
+        u = hmac(u)
+        scalar ^= int.from_bytes(u, "big")
+    return _device_key(scalar)
+
+
+def _device_key(scalar: int) -> ec.EllipticCurvePrivateKey:
     if not 0 < scalar < _P256_ORDER:
         raise KeyFormatError(
             "this HMAC key derives an invalid P-256 scalar; the device would refuse it "
