@@ -30,13 +30,7 @@ from google.protobuf.message import DecodeError
 from espsec.errors import FormatError, UsageError
 from espsec.provisioning.errors import ProtocommError, status_name
 from espsec.provisioning.proto import esp_local_ctrl_pb2 as pb
-from espsec.provisioning.protocomm.client import (
-    ClientSession,
-    Transport,
-    VersionInfo,
-    client_security,
-    read_version,
-)
+from espsec.provisioning.protocomm.client import ServiceClient
 from espsec.provisioning.protocomm.core import Protocomm, SessionLog, SessionPolicy
 from espsec.provisioning.protocomm.security import (
     INVALID_ARGUMENT,
@@ -44,7 +38,6 @@ from espsec.provisioning.protocomm.security import (
     SUCCESS,
     DeviceSecurity,
 )
-from espsec.provisioning.protocomm.security2 import CURRENT_PATCH_VERSION
 
 VERSION_ENDPOINT = "esp_local_ctrl/version"
 SESSION_ENDPOINT = "esp_local_ctrl/session"
@@ -287,34 +280,12 @@ def local_ctrl_protocomm(
     return pc
 
 
-class LocalCtrlClient:
+class LocalCtrlClient(ServiceClient):
     """The client side (ESP-IDF ``tools/esp_local_ctrl.py``): list, get and set."""
 
-    def __init__(self, session: ClientSession, version: VersionInfo) -> None:
-        self.session = session
-        self.version = version
-
-    def __repr__(self) -> str:
-        return f"<LocalCtrlClient {self.session!r}>"
-
-    @classmethod
-    def connect(
-        cls,
-        transport: Transport,
-        sec_ver: int,
-        *,
-        pop: bytes | None = None,
-        username: bytes | None = None,
-        password: bytes | None = None,
-        min_patch_version: int = CURRENT_PATCH_VERSION,
-    ) -> LocalCtrlClient:
-        info = read_version(transport, VERSION_ENDPOINT, "local_ctrl")
-        security = client_security(
-            sec_ver, info, pop=pop, username=username, password=password,
-            min_patch_version=min_patch_version,
-        )  # fmt: skip
-        session = ClientSession(transport, security, session_endpoint=SESSION_ENDPOINT)
-        return cls(session.establish(), info)
+    service = "local_ctrl"
+    version_endpoint = VERSION_ENDPOINT
+    session_endpoint = SESSION_ENDPOINT
 
     def _call(self, request: pb.LocalCtrlMessage) -> pb.LocalCtrlMessage:
         reply = pb.LocalCtrlMessage()

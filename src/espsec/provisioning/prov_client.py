@@ -15,15 +15,8 @@ from espsec.provisioning.proto import (
     wifi_ctrl_pb2,
     wifi_scan_pb2,
 )
-from espsec.provisioning.protocomm.client import (
-    ClientSession,
-    Transport,
-    VersionInfo,
-    client_security,
-    read_version,
-)
+from espsec.provisioning.protocomm.client import ServiceClient
 from espsec.provisioning.protocomm.security import INVALID_PROTO, SUCCESS
-from espsec.provisioning.protocomm.security2 import CURRENT_PATCH_VERSION
 from espsec.provisioning.wifi_prov import (
     CONFIG_ENDPOINT,
     CTRL_ENDPOINT,
@@ -80,39 +73,12 @@ _STATES = {
 }
 
 
-class ProvClient:
+class ProvClient(ServiceClient):
     """A provisioning session with one device."""
 
-    def __init__(self, session: ClientSession, version: VersionInfo) -> None:
-        self.session = session
-        self.version = version
-
-    def __repr__(self) -> str:
-        return f"<ProvClient {self.session!r}>"
-
-    @classmethod
-    def connect(
-        cls,
-        transport: Transport,
-        sec_ver: int,
-        *,
-        pop: bytes | None = None,
-        username: bytes | None = None,
-        password: bytes | None = None,
-        min_patch_version: int = CURRENT_PATCH_VERSION,
-    ) -> ProvClient:
-        """Read ``proto-ver``, pick the scheme (refusing a downgrade), run the handshake."""
-        info = read_version(transport, VERSION_ENDPOINT, "prov")
-        security = client_security(
-            sec_ver,
-            info,
-            pop=pop,
-            username=username,
-            password=password,
-            min_patch_version=min_patch_version,
-        )
-        session = ClientSession(transport, security, session_endpoint=SESSION_ENDPOINT)
-        return cls(session.establish(), info)
+    service = "prov"
+    version_endpoint = VERSION_ENDPOINT
+    session_endpoint = SESSION_ENDPOINT
 
     def scan(self, *, passive: bool = False) -> list[dict[str, object]]:
         """``prov-scan``: start a blocking scan, then read the results in batches of 4."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from espsec.errors import UsageError
 from espsec.provisioning.errors import SessionError
@@ -136,3 +136,45 @@ class ClientSession:
         if not self.established:
             raise SessionError("establish the session first", status=INVALID_SESSION)
         return self.security.decrypt(self.transport.send(endpoint, self.security.encrypt(data)))
+
+
+class ServiceClient:
+    """The client of a service over protocomm (Wi-Fi provisioning, ESP Local Control):
+    :meth:`connect` reads the service's version endpoint, picks the scheme and runs the
+    handshake; subclasses add the service's calls over :attr:`session`."""
+
+    service: ClassVar[str]
+    """The version endpoint's JSON key (``prov``, ``local_ctrl``)."""
+    version_endpoint: ClassVar[str]
+    session_endpoint: ClassVar[str]
+
+    def __init__(self, session: ClientSession, version: VersionInfo) -> None:
+        self.session = session
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.session!r}>"
+
+    @classmethod
+    def connect(
+        cls,
+        transport: Transport,
+        sec_ver: int,
+        *,
+        pop: bytes | None = None,
+        username: bytes | None = None,
+        password: bytes | None = None,
+        min_patch_version: int = CURRENT_PATCH_VERSION,
+    ) -> Self:
+        """Read the version, pick the scheme (refusing a downgrade), run the handshake."""
+        info = read_version(transport, cls.version_endpoint, cls.service)
+        security = client_security(
+            sec_ver,
+            info,
+            pop=pop,
+            username=username,
+            password=password,
+            min_patch_version=min_patch_version,
+        )
+        session = ClientSession(transport, security, session_endpoint=cls.session_endpoint)
+        return cls(session.establish(), info)
