@@ -109,6 +109,23 @@ def test_partition_too_small_names_the_row_that_did_not_fit():
         generate_partition(parse_csv(text), 0x3000)
 
 
+@pytest.mark.parametrize(
+    ("encoding", "value"),
+    [("string", "x" * 100), ("hex2bin", "ab" * 100), ("base64", "q" * 400), ("u8", "7")],
+)
+def test_every_fast_row_kind_names_its_line_when_the_partition_is_full(encoding, value):
+    # the one-pass CSV generator places these rows itself; it must fail as the rows do
+    text = (
+        HEADER + "n,namespace,,\n" + "".join(f"k{i},data,{encoding},{value}\n" for i in range(400))
+    )
+    with pytest.raises(FormatError) as from_rows:
+        generate_partition(parse_csv(text), 0x3000)
+    with pytest.raises(FormatError) as from_csv:
+        generate_csv_partition(text, 0x3000)
+    assert str(from_csv.value) == str(from_rows.value)
+    assert "partition too small" in str(from_csv.value)
+
+
 @pytest.mark.parametrize("size", [-0x1000, 0, 0x800, 0x3001, 0x800_1000, 0x1_0000_1000])
 def test_sizes_that_are_not_whole_pages_are_refused(size):
     with pytest.raises(UsageError, match=r"multiple of 0x1000|at least 0x1000|largest flash"):

@@ -85,7 +85,8 @@ def _segment(block: str, number: int) -> tuple[list[str], Iterable[int], int]:
     if lines[-1] == "":
         lines.pop()
     after = number + len(lines)
-    if not block.startswith("#") and "\n#" not in block:
+    # "#" first: a one-character search is a memchr, "\n#" is several times slower
+    if "#" not in block or (not block.startswith("#") and "\n#" not in block):
         return lines, range(number, after), after
     numbers = [n for n, line in enumerate(lines, number) if not line.startswith("#")]
     return [line for line in lines if not line.startswith("#")], numbers, after
@@ -148,14 +149,33 @@ class CsvRecords:
             # lazily, in C: the lists die one by one (no GC churn)
             yield zip(numbers, map(_SPLIT_COMMAS, lines), strict=True)
 
-    def fields(self) -> Iterator[tuple[int, list[str]]]:
-        """``(line number, fields)`` of every record after the header (some may be empty)."""
-        return self._stream
+    def stream(self) -> Iterator[tuple[int, list[str]]]:
+        """``(line number, fields)`` of the records after the header: four fields are
+        ``key, type, encoding, value``; any other record goes through :meth:`normalise`.
+        """
+        if self.columns == [0, 1, 2, 3]:
+            return self._stream
+        return (
+            (line, [key, rtype, encoding] if value is None else [key, rtype, encoding, value])
+            for line, key, rtype, encoding, value in self.records()
+        )
+
+    def normalise(self, fields: list[str]) -> tuple[str, str, str, str | None] | None:
+        """``(key, type, encoding, value)`` of a record of :meth:`stream` that does not
+        have four fields; ``None`` for an empty one."""
+        if self.columns != [0, 1, 2, 3]:  # a record without a value column
+            key, rtype, encoding = fields
+            return key, rtype, encoding, None
+        if len(fields) >= self.width:
+            return self.pick(fields)  # type: ignore[no-any-return]
+        if fields and fields != [""]:
+            return self.short(fields)
+        return None
 
     def records(self) -> Iterator[tuple[int, str, str, str, str | None]]:
         """``(line number, key, type, encoding, value)`` of every non-empty record."""
         width, pick = self.width, self.pick
-        for line, fields in self.fields():
+        for line, fields in self._stream:
             if len(fields) >= width:
                 yield (line, *pick(fields))
             elif fields and fields != [""]:

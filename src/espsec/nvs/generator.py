@@ -153,6 +153,45 @@ def _head(ns: int, datatype: int, span: int, chunk: int) -> tuple[bytes, int]:
     return head, crc32(head, 0xFFFFFFFF)
 
 
+_IntSpec = tuple[Callable[..., bytes], bytes, int, int, int]
+"""How :meth:`_Builder.run_csv` makes an integer entry: the packer of the entry after its
+CRC, the entry head and its running CRC, and the value range."""
+
+
+class _Heads(dict[int, tuple[bytes, int]]):
+    """Entry heads ``(ns, type, span, chunk)`` and their running CRC by span, each made
+    on first use."""
+
+    def __init__(self, ns: int, datatype: int, chunk: int) -> None:
+        super().__init__()
+        self.ns, self.datatype, self.chunk = ns, datatype, chunk
+
+    def __missing__(self, span: int) -> tuple[bytes, int]:
+        made = self[span] = _head(self.ns, self.datatype, span, self.chunk)
+        return made
+
+
+_FastTables = tuple[dict[str, _IntSpec], _Heads | None, _Heads | None, bytes, int]
+
+
+def _fast_tables(ns: int, version: int) -> _FastTables:
+    """What :meth:`_Builder.run_csv` needs to make the entries of namespace ``ns``: integer
+    specs by CSV encoding, string and (version 2) blob chunk heads by span, and the blob
+    index head with its running CRC. Before the first namespace: nothing (every row
+    takes the slow path, which reports the error)."""
+    if ns < 0:
+        return {}, None, None, b"", 0
+    ints = {
+        str(vtype): (pack, *_head(ns, item_type, 1, CHUNK_ANY), low, high)
+        for vtype, (pack, item_type, low, high) in _INT_BODIES.items()
+    }
+    strings = _Heads(ns, ItemType.SZ, CHUNK_ANY)
+    if version == 1:
+        return ints, strings, None, b"", 0
+    chunks = _Heads(ns, ItemType.BLOB_DATA, 0)
+    return ints, strings, chunks, *_head(ns, ItemType.BLOB_IDX, 1, CHUNK_ANY)
+
+
 def _key_field(key: str) -> bytes:
     raw = key.encode("utf-8", "surrogateescape")
     if 0 < len(raw) <= MAX_KEY_LENGTH and b"\0" not in raw:
@@ -183,13 +222,14 @@ class _Builder:
         self.counts: list[int] = []
         self.namespaces: dict[str, int] = {}
         self.ns_index = -1
-        self.row: Row | None = None
+        self.name = "?"
+        """The key (or namespace) being placed, and its CSV line: for error messages."""
+        self.line: int | None = None
 
     # -- placement ----------------------------------------------------------------------
 
     def _error(self, what: str) -> FormatError:
-        line = self.row.line if self.row else None
-        return FormatError(what, field=f"line {line}" if line else None)
+        return FormatError(what, field=f"line {self.line}" if self.line else None)
 
     def _flush(self) -> None:
         base = self.page * PAGE_SIZE + FIRST_ENTRY_OFFSET
@@ -199,10 +239,9 @@ class _Builder:
 
     def _next_page(self) -> None:
         if self.page + 1 >= self.data_pages:
-            name = self.row[0] if self.row else "?"
             reserved = "" if self.read_only else " plus 1 reserved page"
             raise self._error(
-                f"partition too small: {name!r} does not fit in 0x{self.size:x} bytes "
+                f"partition too small: {self.name!r} does not fit in 0x{self.size:x} bytes "
                 f"({self.data_pages} data pages{reserved})"
             )
         self._flush()
@@ -218,7 +257,7 @@ class _Builder:
     # -- rows ---------------------------------------------------------------------------
 
     def add(self, row: Row) -> None:
-        self.row = row
+        self.name, self.line = row[0], row.line
         if isinstance(row, NamespaceRow):
             self._namespace(row.name)
             return
@@ -249,7 +288,7 @@ class _Builder:
         try:
             check_value(vtype, value)
         except (TypeError, ValueError) as exc:
-            raise self._error(f"{self.row[0]!r}: {exc}") from None  # type: ignore[index]
+            raise self._error(f"{self.name!r}: {exc}") from None
 
     def _namespace(self, name: str) -> None:
         if name in self.namespaces:
@@ -276,8 +315,7 @@ class _Builder:
     def _single_page(self, datatype: ItemType, key: bytes, payload: bytes, limit: int) -> None:
         if len(payload) > limit:
             raise self._error(
-                f"value of {self.row[0]!r} is {len(payload)} bytes, "  # type: ignore[index]
-                f"at most {limit} allowed"
+                f"value of {self.name!r} is {len(payload)} bytes, at most {limit} allowed"
             )
         span = 1 + (len(payload) + ENTRY_SIZE - 1) // ENTRY_SIZE
         # The reference tool moves on when the item would reach the page's last entry;
@@ -314,9 +352,7 @@ class _Builder:
             size = min(tailroom, remaining)
             remaining -= size
             if chunks >= MAX_BLOB_CHUNKS:
-                raise self._error(
-                    f"blob {self.row[0]!r} needs more than {MAX_BLOB_CHUNKS} chunks"  # type: ignore[index]
-                )
+                raise self._error(f"blob {self.name!r} needs more than {MAX_BLOB_CHUNKS} chunks")
             chunk = data[offset : offset + size]
             header = var_data(size, crc32(chunk, 0xFFFFFFFF))
             span = 1 + (size + ENTRY_SIZE - 1) // ENTRY_SIZE
@@ -338,90 +374,98 @@ class _Builder:
     def run_csv(self, records: CsvRecords, decoder: RowDecoder) -> None:
         """Add every record of a CSV.
 
-        Data rows of the common encodings that fit in the current page are turned into
-        entries right here, without building rows; they come out exactly as
-        :meth:`add` would make them. Everything else goes through ``decoder`` and
-        :meth:`add`.
+        Data rows of the common encodings (integers, ``string``, and in version 2
+        ``hex2bin`` and ``base64``) are turned into entries right here, without building
+        rows, and move to the next page here too; they come out exactly as :meth:`add`
+        would make them. A blob that runs on into the next page is chunked by
+        :meth:`_multi_page_blob`. Everything else (namespaces, files, Wi-Fi keys, other
+        encodings, values the fast path does not take) goes through ``decoder`` and
+        :meth:`add`, which also report every error.
         """
         append = self.parts.append
         entry = self.entry
         ns = self.ns_index
-        string_limit = MAX_STRING_SIZE if self.version == 2 else MAX_V1_BLOB_SIZE
-        v2 = self.version == 2
-        # Per namespace: what an integer entry starts with, by CSV encoding, and the
-        # entry heads (ns, type, span, chunk) with their running CRC, by span.
-        ints = self._int_specs(ns)
-        heads_sz: dict[int, tuple[bytes, int]] = {}
-        heads_chunk: dict[int, tuple[bytes, int]] = {}
-        index_head = _head(max(ns, 0), ItemType.BLOB_IDX, 1, CHUNK_ANY)
+        tables = {ns: _fast_tables(ns, self.version)}
+        ints, heads_sz, heads_chunk, index_head, index_crc = tables[ns]
         entry_of = _ENTRY_OF_BODY.pack
         var_body, idx_body = _VAR_BODY.pack, _IDX_BODY.pack
         a2b_hex, a2b_base64, crc = binascii.a2b_hex, binascii.a2b_base64, crc32
+        binascii_error = binascii.Error
+        string_limit = MAX_STRING_SIZE if self.version == 2 else MAX_V1_BLOB_SIZE
         wifi_keys = decoder.wifi_keys
-        pick, width = records.pick, records.width
+        normalise = records.normalise
         pad7, ff = _PAD7, _FF
         max_key, count = MAX_KEY_LENGTH, ENTRY_COUNT
-        in_order = records.columns == [0, 1, 2, 3]
         value: str | None
-        for line, fields in records.fields():
-            if in_order and len(fields) == 4:
+        for line, fields in records.stream():
+            try:
                 key_text, rtype, encoding, value = fields
-            elif len(fields) >= width:
-                key_text, rtype, encoding, value = pick(fields)
-            elif fields == [""] or not fields:
-                continue
+            except ValueError:
+                record = normalise(fields)
+                if record is None:
+                    continue
+                key_text, rtype, encoding, value = record
             else:
-                key_text, rtype, encoding, value = records.short(fields)
-            if rtype == "data" and ns >= 0 and value is not None and key_text not in wifi_keys:
-                key = key_text.encode()
-                if 0 < len(key) <= max_key and "\0" not in key_text:
-                    spec = ints.get(encoding)
-                    if spec is not None:
-                        body_of, head, head_crc32, low, high = spec
-                        try:
-                            number = int(value)
-                        except ValueError:
-                            number = low - 1
-                        if low <= number <= high and entry < count:
-                            body = body_of(key, number, pad7)
-                            append(entry_of(head, crc(body, head_crc32), body))
-                            entry += 1
-                            continue
-                    elif encoding == "string":
-                        payload = value.encode() + b"\0"
-                        size = len(payload)
-                        span = (size + 63) >> 5
-                        if size <= string_limit and entry + span < count:
-                            hc = heads_sz.get(span)
-                            if hc is None:
-                                hc = heads_sz[span] = _head(ns, ItemType.SZ, span, CHUNK_ANY)
-                            body = var_body(key, size, 0xFFFF, crc(payload, 0xFFFFFFFF))
-                            append(entry_of(hc[0], crc(body, hc[1]), body))
-                            pad = -size & 31
-                            append(payload + ff[pad] if pad else payload)
-                            entry += span
-                            continue
-                    elif v2 and (encoding == "hex2bin" or encoding == "base64"):
-                        try:  # anything unusual takes the slow path, which reports errors
-                            data = a2b_base64(value) if encoding == "base64" else a2b_hex(value)
-                        except (binascii.Error, ValueError):
-                            data = None
-                        if data is not None:
-                            size = len(data)
-                            span = (size + 63) >> 5
-                            if entry + span < count:
-                                # One chunk and its index both fit in this page.
-                                hc = heads_chunk.get(span)
-                                if hc is None:
-                                    hc = _head(ns, ItemType.BLOB_DATA, span, 0)
-                                    heads_chunk[span] = hc
-                                body = var_body(key, size, 0xFFFF, crc(data, 0xFFFFFFFF))
-                                append(entry_of(hc[0], crc(body, hc[1]), body))
+                if rtype == "data" and key_text not in wifi_keys:
+                    try:
+                        key = key_text.encode()
+                    except UnicodeEncodeError:  # a lone surrogate (text from the API)
+                        key = b""
+                    if 0 < len(key) <= max_key and "\0" not in key_text:
+                        spec = ints.get(encoding)
+                        if spec is not None:
+                            body_of, head, head_crc32, low, high = spec
+                            try:
+                                number = int(value)
+                            except ValueError:
+                                number = low - 1
+                            if low <= number <= high:
+                                if entry >= count:
+                                    entry = self._turn_page(entry, key_text, line)
+                                body = body_of(key, number, pad7)
+                                append(entry_of(head, crc(body, head_crc32), body))
+                                entry += 1
+                                continue
+                        elif encoding == "string" and heads_sz is not None:
+                            try:
+                                payload = value.encode() + b"\0"
+                            except UnicodeEncodeError:
+                                payload = b""
+                            size = len(payload)
+                            if 0 < size <= string_limit:
+                                span = (size + 63) >> 5
+                                # moves on when it would reach the page's last entry
+                                if entry + span >= count and entry:
+                                    entry = self._turn_page(entry, key_text, line)
+                                head, head_crc32 = heads_sz[span]
+                                body = var_body(key, size, 0xFFFF, crc(payload, 0xFFFFFFFF))
+                                append(entry_of(head, crc(body, head_crc32), body))
                                 pad = -size & 31
-                                append(data + ff[pad] if pad else data)
-                                body = idx_body(key, size, 1, 0, 0xFFFF)
-                                append(entry_of(index_head[0], crc(body, index_head[1]), body))
-                                entry += span + 1
+                                append(payload + ff[pad] if pad else payload)
+                                entry += span
+                                continue
+                        elif encoding in ("hex2bin", "base64") and heads_chunk is not None:
+                            try:  # anything unusual takes the slow path, which reports errors
+                                data = a2b_base64(value) if encoding == "base64" else a2b_hex(value)
+                            except (binascii_error, ValueError):
+                                data = None
+                            if data is not None:
+                                size = len(data)
+                                span = (size + 63) >> 5
+                                if entry + span < count:
+                                    # One chunk and its index both fit in this page.
+                                    head, head_crc32 = heads_chunk[span]
+                                    body = var_body(key, size, 0xFFFF, crc(data, 0xFFFFFFFF))
+                                    append(entry_of(head, crc(body, head_crc32), body))
+                                    pad = -size & 31
+                                    append(data + ff[pad] if pad else data)
+                                    body = idx_body(key, size, 1, 0, 0xFFFF)
+                                    append(entry_of(index_head, crc(body, index_crc), body))
+                                    entry += span + 1
+                                else:
+                                    self.entry, self.name, self.line = entry, key_text, line
+                                    self._multi_page_blob(key + bytes(16 - len(key)), data)
+                                    entry = self.entry
                                 continue
             self.entry = entry
             for row in decoder.decode(line, key_text, rtype, encoding, value):
@@ -429,20 +473,16 @@ class _Builder:
             entry = self.entry
             if self.ns_index != ns:
                 ns = self.ns_index
-                ints = self._int_specs(ns)
-                heads_sz.clear()
-                heads_chunk.clear()
-                index_head = _head(max(ns, 0), ItemType.BLOB_IDX, 1, CHUNK_ANY)
+                if ns not in tables:
+                    tables[ns] = _fast_tables(ns, self.version)
+                ints, heads_sz, heads_chunk, index_head, index_crc = tables[ns]
         self.entry = entry
 
-    @staticmethod
-    def _int_specs(ns: int) -> dict[str, tuple[Callable[..., bytes], bytes, int, int, int]]:
-        """By CSV encoding: entry body packer, entry head and its CRC, value range."""
-        ns = max(ns, 0)  # before the first namespace nothing takes the fast path
-        return {
-            str(vtype): (pack, *_head(ns, item_type, 1, CHUNK_ANY), low, high)
-            for vtype, (pack, item_type, low, high) in _INT_BODIES.items()
-        }
+    def _turn_page(self, entry: int, name: str, line: int) -> int:
+        """:meth:`_next_page` from the fast path of :meth:`run_csv`: the next entry (0)."""
+        self.entry, self.name, self.line = entry, name, line
+        self._next_page()
+        return 0
 
     # -- output -------------------------------------------------------------------------
 
