@@ -24,7 +24,7 @@ from espsec.cli._common import (
     source,
 )
 from espsec.cli.ds import read_hmac_key
-from espsec.cli.secure_boot import pkcs11_option, pkcs11_signers
+from espsec.cli.secure_boot import pkcs11_option, pkcs11_signers, read_public_key, trust_options
 from espsec.errors import UsageError
 
 group = command_group("ota", "Pre-encrypted OTA images and signed release bundles.")
@@ -227,16 +227,7 @@ def inspect(as_json: bool, file: Path) -> None:
 
 
 @group.command("verify-release")
-@click.option(
-    "-k", "--key", "keys", type=INPUT, multiple=True, help="Trusted Secure Boot public key."
-)
-@click.option(
-    "--key-digest",
-    "digests",
-    multiple=True,
-    help="Trusted eFuse key digest, slot 0, 1, 2 in order (hex; '-' = empty slot).",
-)
-@click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
+@trust_options
 @json_option
 @click.argument("bundle", type=INPUT)
 def verify_release(
@@ -247,10 +238,7 @@ def verify_release(
     bundle: Path,
 ) -> None:
     """Check a release bundle as the fleet server will before accepting it."""
-    trusted = []
-    for path in keys:
-        with source(str(path)):
-            trusted.append(secure_boot.load_public_key(read_bytes(path, what="key file")))
+    trusted = [read_public_key(path) for path in keys]
     slots = key_digest_slots(digests) if digests else None
     with source(str(bundle)):
         parsed = ota.ReleaseBundle.parse(read_bytes(bundle, what="release bundle"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -56,7 +57,31 @@ def pkcs11_signers(stack: ExitStack, uris: tuple[str, ...]) -> list[secure_boot.
     return signers
 
 
-def _public_key(path: Path) -> secure_boot.PublicKey:
+def trust_options(func: Callable[..., None]) -> Callable[..., None]:
+    """The trusted-key options of a verifying command, as ``keys``, ``digests`` and
+    ``revoked`` (``secure-boot verify``, ``ota verify-release``)."""
+    for option in reversed(
+        (
+            click.option(
+                "-k", "--key", "keys", type=INPUT, multiple=True,
+                help="Trusted key, public or private.",
+            ),
+            click.option(
+                "--key-digest", "digests", multiple=True,
+                help="Trusted eFuse digest, slot 0, 1, 2 in order (hex or a 32-byte file; "
+                "'-' = empty slot).",
+            ),
+            click.option(
+                "--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number."
+            ),
+        )
+    ):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def read_public_key(path: Path) -> secure_boot.PublicKey:
+    """The public key in the file ``path`` (a private key gives its public half)."""
     with source(str(path)):
         return secure_boot.load_public_key(read_bytes(path, what="key file"))
 
@@ -143,7 +168,7 @@ def sign(
         with source(str(sig_path)):
             external.append(
                 secure_boot.ExternalSignature(
-                    _public_key(pub_path), read_bytes(sig_path, what="signature file")
+                    read_public_key(pub_path), read_bytes(sig_path, what="signature file")
                 )
             )
     target = get_chip(chip) if chip else None
@@ -198,7 +223,7 @@ def digest(
     if (scheme is None) == (pub_key is None):
         raise UsageError("give exactly one of --scheme or --pub-key")
     if pub_key is not None:
-        scheme = secure_boot.scheme_of(_public_key(pub_key))
+        scheme = secure_boot.scheme_of(read_public_key(pub_key))
     assert scheme is not None
     with source(str(image)):
         data = read_bytes(image, what="image")
@@ -227,16 +252,7 @@ def digest(
 
 
 @group.command("verify")
-@click.option(
-    "-k", "--key", "keys", type=INPUT, multiple=True, help="Trusted key, public or private."
-)
-@click.option(
-    "--key-digest",
-    "digests",
-    multiple=True,
-    help="Trusted eFuse digest, slot 0, 1, 2 in order (hex or a 32-byte file; '-' = empty slot).",
-)
-@click.option("--revoked", type=click.IntRange(0, 2), multiple=True, help="Revoked slot number.")
+@trust_options
 @click.option(
     "--efuse-file",
     type=INPUT,
@@ -262,7 +278,7 @@ def verify(
         raise UsageError("--efuse-file already gives the digests and revocations")
     if chip is not None and efuse_file is None:
         raise UsageError("--chip names the chip of --efuse-file: give one")
-    trusted = [_public_key(k) for k in keys]
+    trusted = [read_public_key(k) for k in keys]
     slots = key_digest_slots(digests) if digests else None
     if efuse_file is not None:
         from espsec import efuse
@@ -299,7 +315,7 @@ def verify(
 @click.argument("key", type=INPUT)
 def key_digest(output: Path | None, as_json: bool, key: Path) -> None:
     """The SECURE_BOOT_DIGESTn eFuse value for KEY (public or private), in hex."""
-    public = _public_key(key)
+    public = read_public_key(key)
     value = secure_boot.key_digest(public)
     if output is not None:
         write_output(output, value)
