@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -242,6 +242,32 @@ class Results:
         self.rows.append(row)
         return row
 
+    def _compared(
+        self,
+        metric: str,
+        unit: str,
+        espsec: float,
+        reference: float | None,
+        reference_name: str,
+        ratio: float | None,
+        ratio_unit: str,
+        *,
+        at_least: float | None = None,
+        at_most: float | None = None,
+    ) -> Row:
+        """A row whose target, if any, bounds ``ratio`` from below or from above."""
+        target, met = "", None
+        if ratio is not None and (at_least, at_most) != (None, None):
+            bound = at_least if at_least is not None else at_most
+            shown = f"+{bound:g} ms" if ratio_unit == "ms" else f"{bound:g}{ratio_unit}"
+            if at_least is not None:
+                target, met = f">= {shown}", ratio >= at_least
+            else:
+                assert at_most is not None
+                target, met = f"<= {shown}", ratio <= at_most
+        row = Row(self.bench, metric, unit, espsec, reference, reference_name, ratio, ratio_unit)
+        return self.add(replace(row, target=target, met=met))
+
     def faster(
         self,
         metric: str,
@@ -253,19 +279,8 @@ class Results:
     ) -> Row:
         """Times: espsec should be at least ``target`` times faster than the reference."""
         ratio = reference_s / espsec_s
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                "s",
-                espsec_s,
-                reference_s,
-                reference_name,
-                ratio,
-                "x",
-                f">= {target:g}x" if target is not None else "",
-                None if target is None else ratio >= target,
-            )
+        return self._compared(
+            metric, "s", espsec_s, reference_s, reference_name, ratio, "x", at_least=target
         )
 
     def rate_share(
@@ -280,19 +295,8 @@ class Results:
     ) -> Row:
         """Rates: espsec's rate should be at least ``target`` of the reference's."""
         ratio = espsec_rate / reference_rate
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                unit,
-                espsec_rate,
-                reference_rate,
-                reference_name,
-                ratio,
-                "x",
-                f">= {target:g}x" if target is not None else "",
-                None if target is None else ratio >= target,
-            )
+        return self._compared(
+            metric, unit, espsec_rate, reference_rate, reference_name, ratio, "x", at_least=target
         )
 
     def cost_multiple(
@@ -306,19 +310,8 @@ class Results:
     ) -> Row:
         """espsec's cost as a multiple of a floor (raw crypto): at most ``at_most`` times."""
         ratio = espsec_s / base_s
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                "s",
-                espsec_s,
-                base_s,
-                base_name,
-                ratio,
-                "x cost",
-                f"<= {at_most:g}x cost" if at_most is not None else "",
-                None if at_most is None else ratio <= at_most,
-            )
+        return self._compared(
+            metric, "s", espsec_s, base_s, base_name, ratio, "x cost", at_most=at_most
         )
 
     def overhead(
@@ -333,19 +326,8 @@ class Results:
         """espsec's time above a floor (bare Python start-up): at most ``at_most_ms``
         (no target without one)."""
         extra = (espsec_s - base_s) * 1e3
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                "s",
-                espsec_s,
-                base_s,
-                base_name,
-                extra,
-                "ms",
-                "" if at_most_ms is None else f"<= +{at_most_ms:g} ms",
-                None if at_most_ms is None else extra <= at_most_ms,
-            )
+        return self._compared(
+            metric, "s", espsec_s, base_s, base_name, extra, "ms", at_most=at_most_ms
         )
 
     def no_more_than(
@@ -353,19 +335,8 @@ class Results:
     ) -> Row:
         """A resource (memory): espsec uses no more than the reference."""
         ratio = espsec / reference
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                unit,
-                espsec,
-                reference,
-                reference_name,
-                ratio,
-                "x cost",
-                "<= 1x cost",
-                ratio <= 1.0,
-            )
+        return self._compared(
+            metric, unit, espsec, reference, reference_name, ratio, "x cost", at_most=1.0
         )
 
     def limit(
@@ -424,19 +395,8 @@ class Results:
         reference's growth, if given, is shown beside it."""
         growth = large_s / small_s / factor
         ref = None if reference is None else reference[1] / reference[0] / factor
-        return self.add(
-            Row(
-                self.bench,
-                metric,
-                "x/unit",
-                growth,
-                ref,
-                reference_name,
-                growth,
-                "x cost",
-                f"<= {at_most:g}x cost",
-                growth <= at_most,
-            )
+        return self._compared(
+            metric, "x/unit", growth, ref, reference_name, growth, "x cost", at_most=at_most
         )
 
     def floor(self, metric: str, floor_s: float, reference_s: float, reference_name: str) -> Row:
