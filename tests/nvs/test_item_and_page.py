@@ -23,7 +23,12 @@ from espsec.nvs import (
     read_partition,
 )
 from espsec.nvs.item import crc_a, encode_key, make_item, pack_primitive
-from espsec.nvs.page import decode_entry_states, encode_entry_states
+from espsec.nvs.page import (
+    ENTRY_COUNT,
+    decode_entry_states,
+    encode_entry_states,
+    written_entry_table,
+)
 
 
 def test_page_header_of_first_v2_page_matches_generator_bytes():
@@ -53,6 +58,12 @@ def test_entry_state_table_is_two_bits_per_entry_lsb_first():
     assert table[1] == 0b11110011
     assert table[31] == 0xFF
     assert decode_entry_states(table) == states
+
+
+def test_written_entry_table_is_the_table_of_that_many_written_entries():
+    for count in range(ENTRY_COUNT + 1):
+        states = [EntryState.WRITTEN] * count + [EntryState.EMPTY] * (ENTRY_COUNT - count)
+        assert written_entry_table(count) == encode_entry_states(states)
 
 
 def test_keys_longer_than_15_bytes_are_refused():

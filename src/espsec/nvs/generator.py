@@ -68,9 +68,8 @@ from espsec.nvs.page import (
     PAGE_SIZE,
     VERSION_1,
     VERSION_2,
-    EntryState,
     PageState,
-    encode_entry_states,
+    written_entry_table,
 )
 from espsec.nvs.value import ValueType, check_value, int_range, string_payload
 
@@ -88,8 +87,6 @@ MIN_SIZE = PAGE_SIZE
 MAX_SIZE = MAX_FLASH_SIZE
 """An NVS partition lives in flash: no larger than the largest flash (128 MB)."""
 READ_WRITE_MIN_SIZE = 3 * PAGE_SIZE
-
-_TABLES = [encode_entry_states([EntryState.WRITTEN] * n) for n in range(ENTRY_COUNT + 1)]
 
 
 def check_partition_size(size: int) -> None:
@@ -126,6 +123,7 @@ def _body_format(datatype: ItemType) -> str:
 
 _ENTRY_OF_BODY = struct.Struct("<4sI24s")  # head, CRC, then key and data
 _HEADER_BODY = struct.Struct("<IB19s")  # page header bytes 4..28: seq, version, reserved
+_PAGE_START = struct.Struct("<I24sI32s")  # state, header body, its CRC, entry-state table
 _VAR_BODY = struct.Struct("<16sHHI")
 _IDX_BODY = struct.Struct("<16sIBBH")
 _PAD7 = b"\xff" * 7
@@ -490,15 +488,17 @@ class _Builder:
         self._flush()
         counts = [*self.counts, self.entry]
         version = VERSION_2 if self.version == 2 else VERSION_1
-        last = len(counts) - 1
+        tables = {count: written_entry_table(count) for count in set(counts)}
+        page_start, header_body, ff19 = _PAGE_START.pack, _HEADER_BODY.pack, b"\xff" * 19
         buf = self.buf
         for page, count in enumerate(counts):
-            state = PageState.ACTIVE if page == last else PageState.FULL
-            body = _HEADER_BODY.pack(page, version, b"\xff" * 19)
+            body = header_body(page, version, ff19)
             base = page * PAGE_SIZE
-            buf[base : base + FIRST_ENTRY_OFFSET] = (
-                struct.pack("<I", state) + body + struct.pack("<I", crc32(body, 0xFFFFFFFF))
-            ) + _TABLES[count]
+            buf[base : base + FIRST_ENTRY_OFFSET] = page_start(
+                PageState.FULL, body, crc32(body, 0xFFFFFFFF), tables[count]
+            )
+        # the last page used is the active one
+        buf[base : base + 4] = struct.pack("<I", PageState.ACTIVE)
         if keys is not None:
             self._encrypt(keys, counts)
         self.buf.release()
