@@ -131,11 +131,10 @@ def test_dashboard_shows_releases_rollouts_devices_and_reports(
     page.click("form.filters button")
     rows = page.locator("tbody tr")
     assert rows.count() == 26  # 13 weak and 13 that never reported a posture
-    assert "secure-boot-off" in page.inner_text("tbody") and "no-posture" in page.inner_text(
-        "tbody"
-    )
+    assert "EF001" in page.inner_text("tbody") and "no-posture" in page.inner_text("tbody")
+    assert page.locator("tbody .flag[title='Secure Boot is not enabled in eFuse']").count() == 13
     page.screenshot(path=str(shots / "devices-weak.png"), full_page=True)
-    page.select_option("select[name=flag]", "jtag-enabled")
+    page.select_option("select[name=flag]", "EF007")  # the audit's rule: JTAG enabled
     page.uncheck("input[name=weak]")
     page.click("form.filters button")
     assert page.locator("tbody tr").count() == 13

@@ -377,10 +377,11 @@ def dashboard_routes(service: FleetService) -> list[BaseRoute]:
             f'<option value="{_e(c)}"{" selected" if c == cohort else ""}>{_e(c)}</option>'
             for c in ["", *cohorts]
         )
-        flags = [r.code for r in posture_rules.RULES] + [posture_rules.NO_POSTURE]
+        titles = {r["code"]: r["title"] for r in svc.posture_audit.rules()}
+        flags = [("", ""), *((code, f"{code} {title}") for code, title in titles.items())]
         flag_options = "".join(
-            f'<option value="{_e(f)}"{" selected" if f == flag else ""}>{_e(f)}</option>'
-            for f in ["", *flags]
+            f'<option value="{_e(f)}"{" selected" if f == flag else ""}>{_e(text)}</option>'
+            for f, text in flags
         )
         filters = (
             '<form class="filters" method="get" action="/dashboard/devices">'
@@ -401,9 +402,9 @@ def dashboard_routes(service: FleetService) -> list[BaseRoute]:
                     f"sv {p['secure_version']} · IDF {_e(p.get('idf_version') or '-')}"
                 )
             found = posture_rules.weak_codes(d.posture_flags)
-            flags_html = "".join(f'<span class="flag">{_e(f)}</span>' for f in found) or (
-                '<span class="ok">ok</span>'
-            )
+            flags_html = "".join(
+                f'<span class="flag" title="{_e(titles.get(f, f))}">{_e(f)}</span>' for f in found
+            ) or ('<span class="ok">ok</span>')
             return summary, flags_html
 
         table = _table(

@@ -1072,6 +1072,14 @@ class FleetDB:
             )
         ]
 
+    def set_posture_flags(self, flags: Sequence[tuple[str, str]]) -> None:
+        """Store ``(device_id, flags)`` pairs (postures judged again)."""
+        with self._write() as c:
+            c.executemany(
+                self._q("UPDATE devices SET posture_flags = ? WHERE device_id = ?"),
+                [(f, d) for d, f in flags],
+            )
+
     # -- rollouts -----------------------------------------------------------------------
 
     def create_rollout(

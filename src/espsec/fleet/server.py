@@ -321,6 +321,7 @@ class FleetRuntime:
         self.service = service
         self.files = files
         self.limits = limits
+        service.posture_audit.load()  # not in the first check-in that carries a posture
         self._contexts = [
             _device_context(files, load_device_ca(service.state_dir)),
             _admin_context(files),
@@ -459,9 +460,11 @@ class RunningServer:
 
 
 def _prepare(service: FleetService, files: TlsFiles) -> str | None:
-    """Checks before serving: the certificate's expiry, orphans from a crash."""
+    """Checks before serving: the certificate's expiry, orphans from a crash, postures
+    judged by older rules."""
     warning = check_expiry(files.server_cert)
     service.sweep_orphans()
+    service.refresh_posture_flags()
     return warning
 
 

@@ -3,7 +3,7 @@
 :class:`FleetService` is what the HTTP layer (and tests) call. Every method blocks (the
 database, signatures, release verification): the HTTP layer runs them in a thread pool.
 :func:`decide` is the pure update policy; :mod:`espsec.fleet.rollout` the staged
-rollout policy; :mod:`espsec.fleet.posture` the posture rules.
+rollout policy; :mod:`espsec.fleet.posture` judges postures by the audit's rules.
 
 When writes to the database fail (a full disk, an I/O error, a lost database server) the
 service goes **read-only** for a few seconds at a time (:attr:`FleetService.degraded`):
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -30,7 +31,6 @@ from typing import Any, TypeVar
 from espsec._io import read_bytes, write_atomic
 from espsec._text import printable
 from espsec.errors import EspsecError, KeyFormatError, UsageError
-from espsec.fleet import posture as posture_rules
 from espsec.fleet import rollout as rollouts
 from espsec.fleet.config import BLOB_DIR, DB_FILE, MANIFEST_KEY, load_config
 from espsec.fleet.db import (
@@ -46,6 +46,7 @@ from espsec.fleet.db import (
     StorageFailed,
     open_database,
 )
+from espsec.fleet.posture import PostureAudit
 from espsec.ota.manifest import (
     Manifest,
     load_manifest_private_key,
@@ -59,6 +60,7 @@ from espsec.ota.protocol import (
     Encryption,
     Outcome,
     OutcomeReport,
+    Posture,
     ReleaseTarget,
 )
 from espsec.ota.release import ReleaseBundle, verify_release
@@ -288,6 +290,9 @@ class FleetService:
         self._degraded_lock = threading.Lock()
         self._degraded_retry = degraded_retry_s
         self._max_reports = max_reports_per_device
+        self.posture_audit = PostureAudit(state_dir)
+        """The audit's rules over reported postures (an advisory database imported into
+        the state folder with ``espsec advisories import --data-dir`` is used when newer)."""
 
     def close(self) -> None:
         self.db.close()
@@ -479,9 +484,32 @@ class FleetService:
 
     # -- posture ------------------------------------------------------------------------
 
+    def _as_of(self, now: float) -> dt.date:
+        """The day postures are judged on (ESP-IDF support periods end)."""
+        return dt.datetime.fromtimestamp(now, dt.UTC).date()
+
     def posture(self) -> dict[str, Any]:
         """Fleet-wide posture: counts by field and weakness, and the weak devices."""
-        return posture_rules.aggregate(self._read(self.db.posture_rows))
+        return self.posture_audit.aggregate(self._read(self.db.posture_rows))
+
+    def refresh_posture_flags(self) -> int:
+        """Judge every stored posture again (run at start: the rules, the advisory database
+        or the date may have changed since the device checked in); the number changed."""
+        as_of = self._as_of(self._now())
+        changed = []
+        for device_id, _, chip, posture_json, flags in self._read(self.db.posture_rows):
+            if posture_json is None:
+                continue
+            try:
+                posture = Posture.from_json(json.loads(posture_json))
+            except (EspsecError, ValueError):
+                continue  # not written by this fleet: left as it is
+            new = self.posture_audit.flags(chip, posture, as_of)
+            if new != flags:
+                changed.append((device_id, new))
+        if changed:
+            self._write(lambda: self.db.set_posture_flags(changed))
+        return len(changed)
 
     # -- rollouts -----------------------------------------------------------------------
 
@@ -685,7 +713,7 @@ class FleetService:
         if request.posture is not None:
             posture = (
                 json.dumps(request.posture.to_json(), sort_keys=True),
-                posture_rules.flags_text(request.posture),
+                self.posture_audit.flags(request.chip, request.posture, self._as_of(now)),
                 client_cert_sha256,
             )
         decision: list[tuple[ReleaseRow, PayloadRow] | str] = []
