@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,34 @@ def test_failed_write_leaves_no_partial_output(tmp_path: Path) -> None:
         fh.write(b"half")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_state_is_synced_before_it_replaces_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(_io.os, "fsync", lambda fd: events.append("fsync"))
+    real_replace = os.replace
+    monkeypatch.setattr(
+        _io.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))
+    )
+    _io.write_atomic(tmp_path / "efuses.bin", b"state")
+    assert events == ["fsync", "replace"]
+    events.clear()
+    _io.write_output(tmp_path / "out.bin", b"output")  # an output is not synced, as cp
+    assert events == ["replace"]
+
+
+def test_output_is_written_in_a_private_temporary_file_beside_it(tmp_path: Path) -> None:
+    out = tmp_path / "out.bin"
+    with _io.output_file(out) as fh:
+        fh.write(b"data")
+        (temporary,) = [p for p in tmp_path.iterdir()]
+        # the name the fleet's cleanup recognises (fleet/service.py, _TEMP)
+        assert re.fullmatch(r"\.out\.bin\.[A-Za-z0-9_]{8}", temporary.name)
+        assert temporary.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    assert out.stat().st_mode & 0o777 == 0o644
 
 
 def test_secret_is_never_created_over_a_symlink(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ Two kinds of writes:
   or a read-only file; write *through* a symlink, device node or FIFO as ``cp`` does
   rather than replacing it; ``-`` is standard output; a regular file is replaced
   atomically (a temporary file in the same folder, renamed into place), so a failure never
-  leaves a partial output behind.
+  leaves a partial output behind. Like ``cp``, an output is not synced to the disk.
 * **State** a command owns and updates in place (a device folder, an eFuse file, the
-  fleet's state folder) goes through :func:`write_atomic`: atomic, no output rule.
+  fleet's state folder) goes through :func:`write_atomic`: atomic and synced to the disk
+  (``fsync``) before it replaces the old file, no output rule.
 
 Secret files are created 0600 by :func:`write_secret` and never overwrite anything.
 Inputs read inside :func:`command_scope` (the CLI opens one per command) are remembered,
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import os
 import stat
 import sys
@@ -137,7 +139,7 @@ def output_file(path: PathLike, *, mode: int = 0o644) -> Iterator[BinaryIO]:
         except OSError as exc:
             raise EspsecError(f"cannot write: {exc.strerror}", source=name) from None
         return
-    with atomic_output(real, mode=mode, source=name) as fh:
+    with atomic_output(real, mode=mode, source=name, durable=False) as fh:
         yield fh
 
 
@@ -149,23 +151,27 @@ def write_output(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:
 
 @contextlib.contextmanager
 def atomic_output(
-    path: PathLike, *, mode: int = 0o644, source: str | None = None
+    path: PathLike, *, mode: int = 0o644, source: str | None = None, durable: bool = True
 ) -> Iterator[BinaryIO]:
-    """A file object whose contents replace ``path`` only if the block completes."""
+    """A file object whose contents replace ``path`` only if the block completes.
+
+    ``durable`` (the default, for state) syncs the new file to the disk before it
+    replaces the old one; user-named outputs (:func:`output_file`) skip that, as ``cp``
+    does: a 64 MiB output would wait tens of milliseconds for the disk.
+    """
     target = Path(path)
     shown = source or str(path)
     folder = target.parent if str(target.parent) else Path(".")
-    import tempfile  # here, not at the top: ``espsec --version`` starts without it
-
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+        fd, tmp = _create_temporary(folder, target.name)
     except OSError as exc:
         raise EspsecError(f"cannot write: {exc.strerror}", source=shown) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except OSError as exc:
@@ -176,6 +182,29 @@ def atomic_output(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_TEMPORARY_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+    """A new 0600 file ``.{name}.XXXXXXXX`` in ``folder`` (8 random hex digits), as
+    :func:`tempfile.mkstemp` makes it, without importing :mod:`tempfile` (and
+    :mod:`shutil`, :mod:`random`) into every command that writes a file."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}")
+        try:
+            return os.open(tmp, _TEMPORARY_FLAGS, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no usable temporary name", str(folder))
 
 
 def write_atomic(path: PathLike, data: bytes, *, mode: int = 0o644) -> None:

@@ -11,13 +11,14 @@ reads them (no byte reversal: ``espefuse burn-key`` reverses them when burning):
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from espsec._io import PathLike, read_bytes, write_secret
-from espsec.chips import Chip
 from espsec.errors import KeyFormatError, UsageError
+
+if TYPE_CHECKING:
+    from espsec.chips import Chip
 
 #: Key file sizes in bits and the XTS mode each one selects.
 KEY_BITS = {128: "AES-128-XTS", 256: "AES-128-XTS", 512: "AES-256-XTS"}
@@ -52,6 +53,8 @@ class FlashEncryptionKey:
     def xts_key(self) -> bytes:
         """The XTS key the cipher uses: data key ‖ tweak key (32 or 64 bytes)."""
         if self.bits == 128:
+            import hashlib  # only the 128-bit form is derived (a command loads it when used)
+
             return hashlib.sha256(self.material).digest()
         return self.material
 
@@ -60,6 +63,8 @@ class FlashEncryptionKey:
         """A new random key from the OS entropy source (256 or 512 bits)."""
         if bits not in GENERATE_BITS:
             raise UsageError(f"key size must be 256 or 512 bits, got {bits}")
+        import secrets
+
         return cls(secrets.token_bytes(bits // 8))
 
     def check_chip(self, chip: Chip) -> None:
