@@ -83,6 +83,18 @@ def test_stream_equals_one_shot(address: int, chunk: int) -> None:
     assert out.getvalue() == cipher.encrypt(data, address)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("address", [0x10000, 0x10030])
+def test_encrypts_and_decrypts_in_place(threads: int, address: int) -> None:
+    data = os.urandom(3 << 20)  # several batches, split across threads with 2
+    cipher = FlashCipher(os.urandom(32), threads=threads)
+    buffer = np.frombuffer(bytearray(data), dtype=np.uint8)
+    cipher.process_into(buffer, address, buffer, decrypt=False)
+    assert buffer.tobytes() == cipher.encrypt(data, address)
+    cipher.process_into(buffer, address, buffer, decrypt=True)
+    assert buffer.tobytes() == data
+
+
 class _Zeros(io.RawIOBase):
     """A large input stream that holds no data in memory."""
 
@@ -125,6 +137,95 @@ def test_streaming_memory_is_bounded_by_the_chunk_not_the_input() -> None:
         tracemalloc.stop()
     assert sink.count == size
     assert peak < 16 * chunk, f"peak {peak} bytes for {size} bytes of input"
+
+
+class _FailingSink(io.RawIOBase):
+    """Accepts ``ok`` writes, then fails every later one with ENOSPC (a full disk)."""
+
+    def __init__(self, ok: int) -> None:
+        self.ok = ok
+        self.chunks: list[bytes] = []
+        self.attempts = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object) -> int:
+        self.attempts += 1
+        if len(self.chunks) >= self.ok:
+            raise OSError(28, "No space left on device")
+        chunk = bytes(memoryview(data))  # type: ignore[arg-type]
+        self.chunks.append(chunk)
+        return len(chunk)
+
+
+def test_stream_stops_at_a_failed_write_and_reports_it() -> None:
+    chunk = 4096
+    data = os.urandom(20 * chunk)
+    cipher = FlashCipher(os.urandom(32))
+    sink = _FailingSink(ok=2)
+    with pytest.raises(OSError, match="No space left"):
+        cipher.process_stream(io.BytesIO(data), sink, 0x10000, decrypt=False, chunk_size=chunk)
+    # nothing after the failed write is written (or even tried): no chunk out of order
+    assert sink.attempts == 3
+    assert b"".join(sink.chunks) == cipher.encrypt(data[: 2 * chunk], 0x10000)
+
+
+class _FailingSource(io.RawIOBase):
+    """Gives ``ok`` bytes of zeros, then fails with EIO (a bad disk)."""
+
+    def __init__(self, ok: int) -> None:
+        self.left = ok
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.left == 0:
+            raise OSError(5, "Input/output error")
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def test_stream_reports_a_failed_read() -> None:
+    sink = _Sink()
+    with pytest.raises(OSError, match="Input/output error"):
+        FlashCipher(os.urandom(32)).process_stream(
+            _FailingSource(3 * 4096), sink, 0x10000, decrypt=False, chunk_size=4096
+        )
+    assert sink.count <= 3 * 4096
+
+
+class _EndsOnce(io.RawIOBase):
+    """A terminal-like input: once a read has returned nothing, reading again fails
+    (a terminal would wait for more input)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        assert not self.ended, "read again after the end of the input"
+        n = min(len(buffer), len(self.data))
+        buffer[:n] = self.data[:n]
+        self.data = self.data[n:]
+        self.ended = n == 0
+        return n
+
+
+@pytest.mark.parametrize("size", [16, 4096, 4096 + 16, 3 * 4096, 3 * 4096 + 48])
+def test_stream_reads_no_further_than_the_end_of_its_input(size: int) -> None:
+    data = os.urandom(size)
+    cipher = FlashCipher(os.urandom(32))
+    out = io.BytesIO()
+    written = cipher.process_stream(_EndsOnce(data), out, 0x10000, decrypt=False, chunk_size=4096)
+    assert written == size
+    assert out.getvalue() == cipher.encrypt(data, 0x10000)
 
 
 def test_process_file_writes_nothing_on_error(tmp_path: Path) -> None:

@@ -139,7 +139,8 @@ class XtsEngine:
     ) -> None:
         """Transform ``src`` into ``out`` (a writable ``uint8`` array of the same length).
 
-        ``tweaks`` is a ``uint8`` array of shape ``(n, 16)``, one tweak per unit.
+        ``tweaks`` is a ``uint8`` array of shape ``(n, 16)``, one tweak per unit. ``out``
+        may be ``src`` itself (each batch is read whole before it is written).
         """
         data = _as_u8(src)
         n = check_units(data.size, tweaks, self.unit_size)
