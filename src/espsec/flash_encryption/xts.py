@@ -26,13 +26,14 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from espsec.errors import UsageError
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+
+    import numpy.typing as npt
 
 __all__ = ["XtsEngine", "tweaks_from_le32", "xts_decrypt", "xts_encrypt"]
 
@@ -54,8 +55,9 @@ _BLOCK = np.dtype("V16")
 #: of its two words (:func:`_carry_table`).
 _CHUNK = 8
 
-U8Array = npt.NDArray[np.uint8]
-U64Array = npt.NDArray[np.uint64]
+# npt.NDArray's definition, without loading numpy.typing at run time
+U8Array = np.ndarray[Any, np.dtype[np.uint8]]
+U64Array = np.ndarray[Any, np.dtype[np.uint64]]
 
 
 def xts_encrypt(key: bytes, data: bytes, tweaks: U8Array, unit_size: int) -> bytes:
