@@ -15,13 +15,16 @@ from espsec.nvs import (
     PageImage,
     PageState,
     ValueType,
+    generate_csv_file,
     generate_csv_partition,
     generate_partition,
     load_csv,
     parse_csv,
     read_partition,
+    write_csv_partition,
 )
-from espsec.nvs.page import ENTRY_COUNT
+from espsec.nvs.generator import WINDOW_PAGES
+from espsec.nvs.page import ENTRY_COUNT, PAGE_SIZE
 
 HEADER = "key,type,encoding,value\n"
 
@@ -159,6 +162,34 @@ def test_encrypted_images_keep_headers_and_empty_entries_plain():
     assert cipher[:64] == plain[:64]
     assert cipher[64:128] != plain[64:128]
     assert cipher[128:] == plain[128:]
+
+
+@pytest.mark.parametrize(
+    ("size", "version", "encrypted"),
+    [
+        (0x2000, 2, False),  # read-only: the image stops after the last used page
+        (0x3000, 1, True),
+        (0x40000, 2, True),
+        ((3 * WINDOW_PAGES + 5) * PAGE_SIZE, 2, False),  # several windows, then erased pages
+        ((3 * WINDOW_PAGES + 5) * PAGE_SIZE, 2, True),
+    ],
+)
+def test_a_partition_written_as_it_is_made_is_the_generated_image(
+    make_csv, tmp_path, size, version, encrypted
+):
+    import io
+
+    csv = tmp_path / "in.csv"
+    if size < 0x3000:
+        csv.write_text(HEADER + "n,namespace,,\nk,data,string,one page\n")
+    else:
+        csv.write_text(make_csv(size, size // 0x1000 * 6, version=version))  # ~half full
+    keys = NvsKeys.generate() if encrypted else None
+    image = generate_csv_file(csv, size, version=version, keys=keys)
+    out = io.BytesIO()
+    assert write_csv_partition(csv, out, size, version=version, keys=keys) == len(image)
+    assert out.getvalue() == image
+    assert len(image) == size or size < 0x3000
 
 
 @settings(max_examples=25, deadline=None)

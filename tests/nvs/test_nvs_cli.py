@@ -107,6 +107,26 @@ def test_partition_too_small_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["generate", "encrypt"])
+def test_a_bad_row_after_pages_were_written_leaves_the_output_as_it_was(tmp_path, command):
+    # the image goes out page by page: a late error must still write nothing
+    csv = tmp_path / "in.csv"
+    csv.write_text(
+        CSV + "".join(f"b{i},data,hex2bin,{'ab' * 3000}\n" for i in range(200)) + "x,data,u8,-1\n"
+    )
+    keys = tmp_path / "keys.bin"
+    assert run("nvs", "generate-keys", "-o", keys)[0] == 0
+    out = tmp_path / "nvs.bin"
+    out.write_bytes(b"before")
+    extra = ["--keys", keys] if command == "encrypt" else []
+    code, stdout, stderr = run("nvs", command, csv, "-o", out, "--size", "0x200000", *extra)
+    assert code == 1 and "line 206: value of 'x' does not fit u8" in stderr
+    assert out.read_bytes() == b"before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "keys.bin", "nvs.bin"]
+    code, stdout, _ = run("nvs", command, csv, "-o", "-", "--size", "0x200000", *extra)
+    assert code == 1 and stdout == ""
+
+
 def test_wrong_and_corrupt_keys_are_one_line_errors(tmp_path):
     csv = tmp_path / "in.csv"
     csv.write_text(CSV)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from espsec import nvs as nvs_lib
-from espsec._io import read_bytes, write_output, write_secret
+from espsec._io import STDIO, output_file, read_bytes, write_output, write_secret
 from espsec.cli._common import (
     INPUT,
     INT,
@@ -88,19 +88,33 @@ def _generate(
     base_dir: Path | None,
     as_json: bool,
 ) -> None:
-    image = nvs_lib.generate_csv_file(
-        csv_file,
-        size,
-        version=int(version),
-        keys=keys,
-        base_dir=base_dir,
-        wifi_extras=not no_wifi_extras,
-    )
-    write_output(output, image)
+    wifi_extras = not no_wifi_extras
+    if str(output) == STDIO:  # nothing goes out unless the whole image was made
+        image = nvs_lib.generate_csv_file(
+            csv_file,
+            size,
+            version=int(version),
+            keys=keys,
+            base_dir=base_dir,
+            wifi_extras=wifi_extras,
+        )
+        write_output(output, image)
+        image_size = len(image)
+    else:  # page by page, into a file that replaces the output only once complete
+        with output_file(output) as fh:
+            image_size = nvs_lib.write_csv_partition(
+                csv_file,
+                fh,
+                size,
+                version=int(version),
+                keys=keys,
+                base_dir=base_dir,
+                wifi_extras=wifi_extras,
+            )
     report = {
         "output": str(output),
         "size": size,
-        "image_size": len(image),
+        "image_size": image_size,
         "version": int(version),
         "encrypted": keys is not None,
     }

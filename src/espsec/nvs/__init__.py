@@ -2,7 +2,8 @@
 
 Host side: :func:`generate_partition` builds images byte-identical to
 ``esp-idf-nvs-partition-gen`` from rows (:func:`load_csv` reads its CSV format;
-:func:`generate_csv_file` does both in one fast pass),
+:func:`generate_csv_file` does both in one fast pass, :func:`write_csv_partition`
+writes its image to a file as it is made),
 :func:`read_partition` reads any image back, :class:`NvsKeys` is the ``nvs_keys``
 partition and the HMAC-derived scheme, :func:`encrypt_partition` /
 :func:`decrypt_partition` convert images.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         generate_csv_file,
         generate_csv_partition,
         generate_partition,
+        write_csv_partition,
     )
     from espsec.nvs.item import Item, ItemType
     from espsec.nvs.nvs_keys import NvsKeys, generate_hmac_key
@@ -76,6 +78,7 @@ _LAZY = {
     "parse_csv": "espsec.nvs.csv_format",
     "read_partition": "espsec.nvs.reader",
     "rows_from_entries": "espsec.nvs.csv_format",
+    "write_csv_partition": "espsec.nvs.generator",
 }
 """Where each public name lives, loaded on first use: generating a plain partition
 does not import NumPy, the XTS engine or the runtime store."""
@@ -115,4 +118,5 @@ __all__ = [
     "parse_csv",
     "read_partition",
     "rows_from_entries",
+    "write_csv_partition",
 ]

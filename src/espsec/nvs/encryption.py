@@ -78,10 +78,10 @@ def _lanes(pages: int) -> tuple[int, int, int, int]:
 
 
 def encrypt_pages_in_place(
-    keys: NvsKeys, image: bytearray | memoryview, pages: int | None = None
+    keys: NvsKeys, image: bytearray | memoryview, pages: int | None = None, *, first_page: int = 0
 ) -> None:
-    """Encrypt every entry slot of the first ``pages`` pages of ``image`` (writable, page 0
-    at offset 0; default: all of it).
+    """Encrypt every entry slot of the first ``pages`` pages of ``image`` (writable; default:
+    all of it), whose first page is page ``first_page`` of the partition.
 
     Works through :data:`PAGES_PER_CALL` pages at a time, so the memory it needs does not
     grow with the partition. Headers and entry-state tables are left as they are; the
@@ -97,7 +97,7 @@ def encrypt_pages_in_place(
         lane_bit, low, low_but_bit0, tweaks = _lanes(n)
         size = n * area
         # every entry's tweak, encrypted: T in the low half of its lane
-        plain_tweaks = tweaks + first * PAGE_SIZE * lane_bit  # offsets stay below 2^32
+        plain_tweaks = tweaks + (first_page + first) * PAGE_SIZE * lane_bit  # below 2^32
         t = int.from_bytes(tweak_ecb.update(plain_tweaks.to_bytes(size, "little")), "little")
         t &= low
         # T * alpha: shift left by one within the lane's low half, fold the top bit back

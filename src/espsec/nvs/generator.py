@@ -36,12 +36,12 @@ import binascii
 import io
 import struct
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from zlib import crc32
 
 from espsec._io import PathLike
 from espsec.chips import MAX_FLASH_SIZE
-from espsec.errors import EspsecError, FormatError, UsageError
+from espsec.errors import FormatError, UsageError, with_source
 from espsec.nvs.csv_format import (
     CsvRecords,
     NamespaceRow,
@@ -129,6 +129,11 @@ _IDX_BODY = struct.Struct("<16sIBBH")
 _PAD7 = b"\xff" * 7
 _FF = [b"\xff" * n for n in range(ENTRY_SIZE)]
 _FF_PAGE = b"\xff" * PAGE_SIZE
+_FF19 = b"\xff" * 19
+_TABLES = [written_entry_table(count) for count in range(ENTRY_COUNT + 1)]
+WINDOW_PAGES = 64
+"""Pages :func:`write_csv_partition` composes, encrypts and writes at a time (256 KiB)."""
+_FF_WINDOW = b"\xff" * (WINDOW_PAGES * PAGE_SIZE)
 _INT_BODIES = {
     vtype: (
         struct.Struct(_body_format(vtype.item_type)).pack,
@@ -204,20 +209,38 @@ def _check_arguments(size: int, version: int) -> None:
 
 
 class _Builder:
-    def __init__(self, size: int, version: int) -> None:
+    """Lays out entries page by page. A page is composed (header, entry-state table,
+    entries) when the next one starts, into a window of pages: the whole image, which
+    :meth:`image` returns; or, with ``out``, :data:`WINDOW_PAGES` pages that are
+    encrypted (with ``keys``) and written to ``out`` each time the window is full, so
+    the memory taken does not grow with the partition."""
+
+    def __init__(
+        self, size: int, version: int, keys: NvsKeys | None, out: BinaryIO | None = None
+    ) -> None:
         _check_arguments(size, version)
         self.size = size
         self.version = version
+        self.version_byte = VERSION_2 if version == 2 else VERSION_1
+        self.keys = keys
+        self.out = out
         self.read_only = is_read_only_size(size)
         self.data_pages = size // PAGE_SIZE - (0 if self.read_only else 1)
-        # The image is written through a view of a BytesIO's own bytes object, which
-        # getvalue() then hands out as the result without copying it.
-        self.image = io.BytesIO(b"\xff" * size)
-        self.buf = self.image.getbuffer()
+        self.image_bytes: io.BytesIO | None = None
+        if out is None:
+            # The image is written through a view of a BytesIO's own bytes object, which
+            # getvalue() then hands out as the result without copying it.
+            self.image_bytes = io.BytesIO(b"\xff" * size)
+            self.window = self.image_bytes.getbuffer()
+        else:
+            self.window = memoryview(bytearray(_FF_WINDOW))
+        self.window_first = 0
+        """The page at the start of the window."""
+        self.counts: list[int] = []
+        """Entries used in each page composed since the window's first page."""
         self.page = 0
         self.entry = 0
         self.parts: list[bytes] = []
-        self.counts: list[int] = []
         self.namespaces: dict[str, int] = {}
         self.ns_index = -1
         self.name = "?"
@@ -229,11 +252,46 @@ class _Builder:
     def _error(self, what: str) -> FormatError:
         return FormatError(what, field=f"line {self.line}" if self.line else None)
 
-    def _flush(self) -> None:
-        base = self.page * PAGE_SIZE + FIRST_ENTRY_OFFSET
+    def _compose(self, state: PageState) -> None:
+        """Write the current page (header, table, entries) into the window."""
+        index = self.page - self.window_first
+        if index * PAGE_SIZE >= len(self.window):  # with ``out``: the window is full
+            self._write_window(index)
+            index = 0
+        base = index * PAGE_SIZE
+        body = _HEADER_BODY.pack(self.page, self.version_byte, _FF19)
         data = b"".join(self.parts)
-        self.buf[base : base + len(data)] = data
+        self.window[base : base + FIRST_ENTRY_OFFSET] = _PAGE_START.pack(
+            state, body, crc32(body, 0xFFFFFFFF), _TABLES[self.entry]
+        )
+        start = base + FIRST_ENTRY_OFFSET
+        self.window[start : start + len(data)] = data
         self.parts.clear()
+        self.counts.append(self.entry)
+
+    def _encrypt(self, pages: int) -> None:
+        """Encrypt the entry area of the window's first ``pages`` pages in place, then
+        re-erase their empty slots."""
+        if self.keys is None:
+            return
+        from espsec.nvs.encryption import encrypt_pages_in_place  # no NumPy
+
+        window = self.window
+        encrypt_pages_in_place(self.keys, window, pages, first_page=self.window_first)
+        for index, count in enumerate(self.counts[:pages]):  # empty entries stay erased
+            if count < ENTRY_COUNT:
+                start = index * PAGE_SIZE + FIRST_ENTRY_OFFSET + count * ENTRY_SIZE
+                end = (index + 1) * PAGE_SIZE
+                window[start:end] = _FF_PAGE[: end - start]
+
+    def _write_window(self, pages: int) -> None:
+        """Encrypt and write out the window's first ``pages`` pages; erase the window."""
+        assert self.out is not None
+        self._encrypt(pages)
+        self.out.write(self.window[: pages * PAGE_SIZE])
+        self.window[:] = _FF_WINDOW
+        self.window_first += pages
+        del self.counts[:pages]
 
     def _next_page(self) -> None:
         if self.page + 1 >= self.data_pages:
@@ -242,8 +300,7 @@ class _Builder:
                 f"partition too small: {self.name!r} does not fit in 0x{self.size:x} bytes "
                 f"({self.data_pages} data pages{reserved})"
             )
-        self._flush()
-        self.counts.append(self.entry)
+        self._compose(PageState.FULL)
         self.page += 1
         self.entry = 0
 
@@ -484,38 +541,31 @@ class _Builder:
 
     # -- output -------------------------------------------------------------------------
 
-    def finish(self, keys: NvsKeys | None) -> bytes:
-        self._flush()
-        counts = [*self.counts, self.entry]
-        version = VERSION_2 if self.version == 2 else VERSION_1
-        tables = {count: written_entry_table(count) for count in set(counts)}
-        page_start, header_body, ff19 = _PAGE_START.pack, _HEADER_BODY.pack, b"\xff" * 19
-        buf = self.buf
-        for page, count in enumerate(counts):
-            body = header_body(page, version, ff19)
-            base = page * PAGE_SIZE
-            buf[base : base + FIRST_ENTRY_OFFSET] = page_start(
-                PageState.FULL, body, crc32(body, 0xFFFFFFFF), tables[count]
-            )
-        # the last page used is the active one
-        buf[base : base + 4] = struct.pack("<I", PageState.ACTIVE)
-        if keys is not None:
-            self._encrypt(keys, counts)
-        self.buf.release()
+    def _finish(self) -> int:
+        """Compose the last page used (the active one); the number of pages used."""
+        self._compose(PageState.ACTIVE)
+        return self.page + 1
+
+    def image(self) -> bytes:
+        """The partition image (without ``out``)."""
+        assert self.image_bytes is not None
+        used = self._finish()
+        self._encrypt(used)
+        self.window.release()
         if self.read_only:
-            self.image.truncate(len(counts) * PAGE_SIZE)
-        return self.image.getvalue()
+            self.image_bytes.truncate(used * PAGE_SIZE)
+        return self.image_bytes.getvalue()
 
-    def _encrypt(self, keys: NvsKeys, counts: list[int]) -> None:
-        """Encrypt the entry area of every used page in place, then re-erase empty slots."""
-        from espsec.nvs.encryption import encrypt_pages_in_place  # no NumPy
-
-        encrypt_pages_in_place(keys, self.buf, len(counts))
-        for page, count in enumerate(counts):  # empty entries stay erased
-            if count < ENTRY_COUNT:
-                start = page * PAGE_SIZE + FIRST_ENTRY_OFFSET + count * ENTRY_SIZE
-                end = (page + 1) * PAGE_SIZE
-                self.buf[start:end] = _FF_PAGE[: end - start]
+    def write(self) -> int:
+        """Write the rest of the partition image to ``out``; its size in bytes."""
+        assert self.out is not None
+        used = self._finish()
+        self._write_window(used - self.window_first)
+        total = used if self.read_only else self.size // PAGE_SIZE
+        erased = self.window[: len(_FF_WINDOW)]  # all 0xFF again
+        for first in range(used, total, WINDOW_PAGES):
+            self.out.write(erased[: min(WINDOW_PAGES, total - first) * PAGE_SIZE])
+        return total * PAGE_SIZE
 
 
 def generate_partition(
@@ -528,10 +578,10 @@ def generate_partition(
     :class:`FormatError` naming the row's CSV line for a row that cannot be stored
     (including when the partition is too small), :class:`UsageError` for a bad size.
     """
-    builder = _Builder(size, version)
+    builder = _Builder(size, version, keys)
     for row in rows:
         builder.add(row)
-    return builder.finish(keys)
+    return builder.image()
 
 
 def generate_csv_partition(
@@ -549,7 +599,9 @@ def generate_csv_partition(
     """
     _check_arguments(size, version)  # before the CSV, as when the builder came first
     decoder = RowDecoder(read_file, wifi_extras=wifi_extras)
-    return _generate_records(CsvRecords(text), size, version, keys, decoder)
+    builder = _Builder(size, version, keys)
+    builder.run_csv(CsvRecords(text), decoder)
+    return builder.image()
 
 
 def generate_csv_file(
@@ -566,19 +618,37 @@ def generate_csv_file(
     The file is read a block at a time as the partition fills (:meth:`CsvRecords.from_file`),
     so the memory it takes is about the image's size whatever the CSV's.
     """
-    try:
-        _check_arguments(size, version)
-        decoder = RowDecoder(file_reader(base_dir), wifi_extras=wifi_extras)
-        return _generate_records(CsvRecords.from_file(path), size, version, keys, decoder)
-    except EspsecError as exc:
-        exc.source = exc.source or str(path)
-        raise
+    with with_source(str(path)):
+        builder = _Builder(size, version, keys)
+        _run_csv_file(builder, path, base_dir, wifi_extras)
+        return builder.image()
 
 
-def _generate_records(
-    records: CsvRecords, size: int, version: int, keys: NvsKeys | None, decoder: RowDecoder
-) -> bytes:
-    builder = _Builder(size, version)
-    builder.run_csv(records, decoder)
-    del records
-    return builder.finish(keys)
+def write_csv_partition(
+    path: PathLike,
+    out: BinaryIO,
+    size: int,
+    *,
+    version: int = 2,
+    keys: NvsKeys | None = None,
+    base_dir: PathLike | None = None,
+    wifi_extras: bool = True,
+) -> int:
+    """Write the image :func:`generate_csv_file` makes to ``out`` as it is made; returns
+    its size in bytes.
+
+    Pages go out (encrypted with ``keys``) :data:`WINDOW_PAGES` at a time, so the memory
+    taken stays small whatever the partition's size. An error can come after part of the
+    image was written: give a file that is then discarded (``espsec._io.output_file``).
+    """
+    with with_source(str(path)):
+        builder = _Builder(size, version, keys, out)
+        _run_csv_file(builder, path, base_dir, wifi_extras)
+        return builder.write()
+
+
+def _run_csv_file(
+    builder: _Builder, path: PathLike, base_dir: PathLike | None, wifi_extras: bool
+) -> None:
+    decoder = RowDecoder(file_reader(base_dir), wifi_extras=wifi_extras)
+    builder.run_csv(CsvRecords.from_file(path), decoder)
