@@ -24,7 +24,7 @@ from espsec.nvs import (
     write_csv_partition,
 )
 from espsec.nvs.generator import WINDOW_PAGES
-from espsec.nvs.page import ENTRY_COUNT, PAGE_SIZE
+from espsec.nvs.layout import ENTRY_COUNT, PAGE_SIZE
 
 HEADER = "key,type,encoding,value\n"
 

@@ -22,11 +22,14 @@ from espsec.nvs import (
     parse_csv,
     read_partition,
 )
-from espsec.nvs.item import crc_a, encode_key, make_item, pack_primitive
-from espsec.nvs.page import (
+from espsec.nvs.item import make_item
+from espsec.nvs.layout import (
     ENTRY_COUNT,
+    crc_a,
     decode_entry_states,
     encode_entry_states,
+    encode_key,
+    pack_primitive,
     written_entry_table,
 )
 

@@ -103,7 +103,7 @@ def test_in_place_page_encryption_matches_one_call_over_every_entry_across_chunk
     import numpy as np
 
     from espsec.nvs.encryption import PAGES_PER_CALL, encrypt_entries, encrypt_pages_in_place
-    from espsec.nvs.page import ENTRY_COUNT, FIRST_ENTRY_OFFSET, PAGE_SIZE
+    from espsec.nvs.layout import ENTRY_COUNT, FIRST_ENTRY_OFFSET, PAGE_SIZE
 
     keys = NvsKeys.generate()
     count = PAGES_PER_CALL + 3  # a second, partial chunk

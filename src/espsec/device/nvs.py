@@ -29,7 +29,7 @@ from espsec.errors import EspsecError, FormatError, UsageError
 from espsec.identity.hmac import HmacError, HmacPeripheral
 from espsec.image.partition_table import Partition
 from espsec.nvs import NvsContents, NvsKeys, NvsStore, read_partition
-from espsec.nvs.item import crc_a
+from espsec.nvs.layout import crc_a
 from espsec.nvs.nvs_keys import KEY_SIZE
 from espsec.sdkconfig import NvsSecKeyProtection
 

@@ -34,27 +34,29 @@ if TYPE_CHECKING:
         rows_from_entries,
     )
     from espsec.nvs.encryption import decrypt_partition, encrypt_partition
+    from espsec.nvs.entry import NvsEntry
     from espsec.nvs.generator import (
         generate_csv_file,
         generate_csv_partition,
         generate_partition,
         write_csv_partition,
     )
-    from espsec.nvs.item import Item, ItemType
+    from espsec.nvs.item import Item
+    from espsec.nvs.layout import EntryState, ItemType, PageState
     from espsec.nvs.nvs_keys import NvsKeys, generate_hmac_key
-    from espsec.nvs.page import EntryState, PageHeader, PageImage, PageState
+    from espsec.nvs.page import PageHeader, PageImage
     from espsec.nvs.reader import NvsContents, read_partition
     from espsec.nvs.runtime import NvsError, NvsHandle, NvsStats, NvsStore, OpenMode
-    from espsec.nvs.value import NvsEntry, Value, ValueType
+    from espsec.nvs.value import Value, ValueType
 
 _LAZY = {
     "DataRow": "espsec.nvs.csv_format",
-    "EntryState": "espsec.nvs.page",
+    "EntryState": "espsec.nvs.layout",
     "Item": "espsec.nvs.item",
-    "ItemType": "espsec.nvs.item",
+    "ItemType": "espsec.nvs.layout",
     "NamespaceRow": "espsec.nvs.csv_format",
     "NvsContents": "espsec.nvs.reader",
-    "NvsEntry": "espsec.nvs.value",
+    "NvsEntry": "espsec.nvs.entry",
     "NvsError": "espsec.nvs.runtime",
     "NvsHandle": "espsec.nvs.runtime",
     "NvsKeys": "espsec.nvs.nvs_keys",
@@ -63,7 +65,7 @@ _LAZY = {
     "OpenMode": "espsec.nvs.runtime",
     "PageHeader": "espsec.nvs.page",
     "PageImage": "espsec.nvs.page",
-    "PageState": "espsec.nvs.page",
+    "PageState": "espsec.nvs.layout",
     "Row": "espsec.nvs.csv_format",
     "Value": "espsec.nvs.value",
     "ValueType": "espsec.nvs.value",

@@ -25,12 +25,15 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from espsec._io import STDIO, PathLike, declare_input, read_bytes
 from espsec.errors import EspsecError, FormatError
-from espsec.nvs.item import encode_key
-from espsec.nvs.value import NvsEntry, Value, ValueType, check_value, int_range
+from espsec.nvs.layout import encode_key
+from espsec.nvs.value import Value, ValueType, check_value, int_range
+
+if TYPE_CHECKING:
+    from espsec.nvs.entry import NvsEntry  # what a partition holds: rows_from_entries
 
 HEADER = ("key", "type", "encoding", "value")
 INT_ENCODINGS = ("u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64")

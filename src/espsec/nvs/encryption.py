@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from espsec.errors import FormatError
-from espsec.nvs.item import ENTRY_SIZE
-from espsec.nvs.nvs_keys import NvsKeys
-from espsec.nvs.page import (
+from espsec.nvs.layout import (
     ENTRY_COUNT,
+    ENTRY_SIZE,
     ENTRY_TABLE_OFFSET,
     FIRST_ENTRY_OFFSET,
     PAGE_SIZE,
     EntryState,
     PageState,
 )
+from espsec.nvs.nvs_keys import NvsKeys
 
 if TYPE_CHECKING:
     import numpy as np

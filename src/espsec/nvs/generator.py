@@ -49,26 +49,24 @@ from espsec.nvs.csv_format import (
     RowDecoder,
     file_reader,
 )
-from espsec.nvs.item import (
+from espsec.nvs.layout import (
     CHUNK_ANY,
+    CHUNK_MAX_SIZE,
+    ENTRY_COUNT,
     ENTRY_SIZE,
+    FIRST_ENTRY_OFFSET,
     KEY_FIELD_SIZE,
     MAX_KEY_LENGTH,
     NS_INDEX,
+    PAGE_SIZE,
     PRIMITIVE_FORMATS,
+    VERSION_1,
+    VERSION_2,
     ItemType,
+    PageState,
     blob_index_data,
     encode_key,
     var_data,
-)
-from espsec.nvs.page import (
-    CHUNK_MAX_SIZE,
-    ENTRY_COUNT,
-    FIRST_ENTRY_OFFSET,
-    PAGE_SIZE,
-    VERSION_1,
-    VERSION_2,
-    PageState,
     written_entry_table,
 )
 from espsec.nvs.value import ValueType, check_value, int_range, string_payload

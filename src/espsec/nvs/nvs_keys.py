@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 
 from espsec.errors import FormatError, KeyFormatError
-from espsec.nvs.item import crc_a
+from espsec.nvs.layout import crc_a
 
 KEY_SIZE = 32
 NVS_KEYS_PARTITION_SIZE = 4096

@@ -1,60 +1,31 @@
-"""NVS pages: one 4096-byte flash sector each (``nvs_page.hpp``).
-
-A page is a 32-byte header (state, sequence number, format version, crcA), a 32-byte
-entry-state table (2 bits per entry: ``11`` empty, ``10`` written, ``00`` erased) and
-126 entries of 32 bytes. States only ever clear bits, so they can be updated in place
-on NOR flash.
-"""
+"""NVS pages parsed: :class:`PageHeader` (the first 32 bytes of a page) and
+:class:`PageImage` (a whole page). The page layout and states are in
+:mod:`espsec.nvs.layout`."""
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import IntEnum
 
 from espsec.errors import FormatError
-from espsec.nvs.item import ENTRY_SIZE, Item, crc_a
-
-PAGE_SIZE = 4096
-HEADER_SIZE = 32
-ENTRY_TABLE_OFFSET = 32
-ENTRY_TABLE_SIZE = 32
-FIRST_ENTRY_OFFSET = 64
-ENTRY_COUNT = 126
-CHUNK_MAX_SIZE = (ENTRY_COUNT - 1) * ENTRY_SIZE
-"""Largest payload one item can carry in one page (4000 bytes)."""
-VERSION_1 = 0xFF
-"""Page format version byte of NVS without multi-page blobs."""
-VERSION_2 = 0xFE
-"""Page format version byte of NVS with multi-page blobs (the current one)."""
-
-
-class PageState(IntEnum):
-    """The header's first word; each step clears one more bit."""
-
-    UNINITIALIZED = 0xFFFFFFFF
-    ACTIVE = 0xFFFFFFFE
-    FULL = 0xFFFFFFFC
-    FREEING = 0xFFFFFFF8
-    CORRUPT = 0xFFFFFFF0
-    INVALID = 0
-    """Runtime only: a flash operation on the page failed."""
-
-
-class EntryState(IntEnum):
-    EMPTY = 0b11
-    WRITTEN = 0b10
-    ERASED = 0b00
-    ILLEGAL = 0b01
-
+from espsec.nvs.item import Item
+from espsec.nvs.layout import (
+    ENTRY_COUNT,
+    ENTRY_SIZE,
+    ENTRY_TABLE_OFFSET,
+    FIRST_ENTRY_OFFSET,
+    HEADER_SIZE,
+    PAGE_SIZE,
+    EntryState,
+    PageState,
+    crc_a,
+    decode_entry_states,
+    encode_entry_states,
+    entry_offset,
+)
 
 _HEADER = struct.Struct("<IIB19sI")
-
-
-def entry_offset(index: int) -> int:
-    """Offset of entry ``index`` inside its page."""
-    return FIRST_ENTRY_OFFSET + ENTRY_SIZE * index
 
 
 @dataclass(frozen=True)
@@ -89,33 +60,6 @@ class PageHeader:
             raise FormatError("page header must be 32 bytes", expected=32, found=len(raw))
         state, seq, version, reserved, crc = _HEADER.unpack(raw)
         return cls(state, seq, version, crc, reserved)
-
-
-def decode_entry_states(table: bytes) -> list[int]:
-    """The 126 two-bit states of a 32-byte entry-state table."""
-    return [(table[i >> 2] >> ((i & 3) * 2)) & 3 for i in range(ENTRY_COUNT)]
-
-
-def encode_entry_states(states: Sequence[int]) -> bytes:
-    """The 32-byte table for ``states`` (bits past the last entry stay 1)."""
-    table = bytearray(b"\xff" * ENTRY_TABLE_SIZE)
-    for i, state in enumerate(states):
-        shift = (i & 3) * 2
-        table[i >> 2] = (table[i >> 2] & ~(3 << shift)) | ((state & 3) << shift)
-    return bytes(table)
-
-
-_LOW_BITS = int.from_bytes(b"\x55" * ENTRY_TABLE_SIZE, "little")
-"""The low bit of every entry's two-bit state."""
-
-
-def written_entry_table(count: int) -> bytes:
-    """The table of a page whose first ``count`` entries are written and the rest empty:
-    :func:`encode_entry_states` of ``count`` times WRITTEN (``10``: EMPTY with its low
-    bit cleared), in a few integer operations instead of a loop over the entries."""
-    empty = (1 << 8 * ENTRY_TABLE_SIZE) - 1
-    written = _LOW_BITS & ((1 << 2 * count) - 1)
-    return (empty ^ written).to_bytes(ENTRY_TABLE_SIZE, "little")
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,23 @@ from dataclasses import dataclass
 
 from espsec.errors import FormatError
 from espsec.flash import NorFlash
-from espsec.nvs.item import ENTRY_SIZE, Item
-from espsec.nvs.nvs_keys import NvsKeys
-from espsec.nvs.page import (
+from espsec.nvs.entry import NvsEntry
+from espsec.nvs.item import Item
+from espsec.nvs.layout import (
     ENTRY_COUNT,
+    ENTRY_SIZE,
     ENTRY_TABLE_OFFSET,
     FIRST_ENTRY_OFFSET,
     PAGE_SIZE,
     VERSION_1,
     EntryState,
-    PageHeader,
     PageState,
     decode_entry_states,
 )
+from espsec.nvs.nvs_keys import NvsKeys
+from espsec.nvs.page import PageHeader
 from espsec.nvs.runtime import NvsStore
 from espsec.nvs.runtime.partition import NvsPartition
-from espsec.nvs.value import NvsEntry
 
 _LIVE = (PageState.ACTIVE, PageState.FULL, PageState.FREEING)
 _PROBE = 8

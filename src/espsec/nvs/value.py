@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from espsec.nvs.item import ItemType
+from espsec.nvs.layout import ItemType
 
 Value = int | float | str | bytes
 """A value: ``int`` for integers, ``float``, ``str`` for strings, ``bytes`` for blobs."""
@@ -112,24 +111,3 @@ def string_from_payload(payload: bytes) -> str:
     if payload.endswith(b"\0"):
         payload = payload[:-1]
     return payload.decode("utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True)
-class NvsEntry:
-    """One key-value pair of a namespace, as read from a partition."""
-
-    namespace: str
-    key: str
-    type: ValueType
-    value: Value = field(repr=False)
-    """Often a secret (Wi-Fi password, device key): kept out of the repr."""
-
-    def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict; blob values as hex."""
-        value: object = self.value.hex() if isinstance(self.value, bytes) else self.value
-        return {
-            "namespace": self.namespace,
-            "key": self.key,
-            "type": str(self.type),
-            "value": value,
-        }

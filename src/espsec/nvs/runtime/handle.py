@@ -10,21 +10,15 @@ from enum import Enum
 
 from espsec.errors import UsageError
 from espsec.flash import FlashRegion, NorFlash
-from espsec.nvs.item import MAX_KEY_LENGTH, ItemType, pack_primitive
+from espsec.nvs.entry import NvsEntry
+from espsec.nvs.layout import MAX_KEY_LENGTH, ItemType, pack_primitive
 from espsec.nvs.nvs_keys import NvsKeys
 from espsec.nvs.runtime import errors
 from espsec.nvs.runtime.errors import NvsError
 from espsec.nvs.runtime.page import HashKey
 from espsec.nvs.runtime.partition import NvsPartition
 from espsec.nvs.runtime.storage import Found, NvsStats, Storage
-from espsec.nvs.value import (
-    NvsEntry,
-    Value,
-    ValueType,
-    check_value,
-    string_from_payload,
-    string_payload,
-)
+from espsec.nvs.value import Value, ValueType, check_value, string_from_payload, string_payload
 
 
 class OpenMode(Enum):

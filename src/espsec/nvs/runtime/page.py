@@ -13,32 +13,29 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from espsec.nvs.item import (
+from espsec.nvs.item import Item, make_item
+from espsec.nvs.layout import (
     CHUNK_ANY,
-    ENTRY_SIZE,
-    PRIMITIVE_TYPES,
-    VARIABLE_LENGTH_TYPES,
-    Item,
-    ItemType,
-    crc_a,
-    entries_for,
-    make_item,
-    var_data,
-)
-from espsec.nvs.page import (
     CHUNK_MAX_SIZE,
     ENTRY_COUNT,
+    ENTRY_SIZE,
     ENTRY_TABLE_OFFSET,
     FIRST_ENTRY_OFFSET,
     HEADER_SIZE,
     PAGE_SIZE,
+    PRIMITIVE_TYPES,
+    VARIABLE_LENGTH_TYPES,
     VERSION_2,
     EntryState,
-    PageHeader,
+    ItemType,
     PageState,
+    crc_a,
     decode_entry_states,
+    entries_for,
     entry_offset,
+    var_data,
 )
+from espsec.nvs.page import PageHeader
 from espsec.nvs.runtime import errors
 from espsec.nvs.runtime.errors import NvsError, PageFull
 from espsec.nvs.runtime.partition import NvsPartition

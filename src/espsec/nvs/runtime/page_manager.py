@@ -8,7 +8,7 @@ that is finished on the next load, driven by the FREEING state.
 
 from __future__ import annotations
 
-from espsec.nvs.page import ENTRY_COUNT, PageState
+from espsec.nvs.layout import ENTRY_COUNT, PageState
 from espsec.nvs.runtime import errors
 from espsec.nvs.runtime.errors import NvsError
 from espsec.nvs.runtime.page import Page, hash_key

@@ -13,9 +13,8 @@ import numpy.typing as npt
 from espsec.errors import UsageError
 from espsec.flash import FlashRegion
 from espsec.nvs.encryption import decrypt_entries, encrypt_entries
-from espsec.nvs.item import ENTRY_SIZE
+from espsec.nvs.layout import ENTRY_SIZE, FIRST_ENTRY_OFFSET, PAGE_SIZE
 from espsec.nvs.nvs_keys import NvsKeys
-from espsec.nvs.page import FIRST_ENTRY_OFFSET, PAGE_SIZE
 
 
 class NvsPartition:

@@ -15,19 +15,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from espsec.nvs.item import (
+from espsec.nvs.item import Item
+from espsec.nvs.layout import (
     CHUNK_ANY,
+    CHUNK_MAX_SIZE,
+    ENTRY_COUNT,
     ENTRY_SIZE,
     NS_INDEX,
     VER_0_OFFSET,
     VER_1_OFFSET,
-    Item,
     ItemType,
+    PageState,
     blob_index_data,
     pack_primitive,
     unpack_primitive,
 )
-from espsec.nvs.page import CHUNK_MAX_SIZE, ENTRY_COUNT, PageState
 from espsec.nvs.runtime import errors
 from espsec.nvs.runtime.errors import NvsError, PageFull
 from espsec.nvs.runtime.page import HashKey, Page, hash_key
