@@ -8,6 +8,7 @@ imported, never how long it took (timings live in ``bench/cli_startup.py``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,24 @@ def test_the_heavy_modules_are_real_module_names() -> None:
         [sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("preset", [None, "4"])
+def test_a_command_asks_numpy_for_one_blas_thread_unless_the_user_chose(
+    preset: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenBLAS starts a thread per core as NumPy loads; no command does linear algebra."""
+    from click.testing import CliRunner
+
+    from espsec.cli.main import main
+
+    if preset is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+    efuse_file = tmp_path / "efuse.bin"
+    result = CliRunner().invoke(
+        main, ["efuse", "new", "--chip", "esp32s3", "--efuse-file", str(efuse_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert os.environ["OPENBLAS_NUM_THREADS"] == (preset or "1")

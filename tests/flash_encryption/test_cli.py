@@ -56,24 +56,6 @@ def test_encrypt_decrypt_round_trip(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "dec.bin").read_bytes() == data
 
 
-@pytest.mark.parametrize("preset", [None, "4"])
-def test_encrypt_asks_numpy_for_one_blas_thread_unless_the_user_chose(
-    preset: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if preset is None:
-        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
-    (tmp_path / "fe.bin").write_bytes(os.urandom(32))
-    (tmp_path / "in.bin").write_bytes(os.urandom(64))
-    code, _, _ = run(
-        "encrypt", "-k", tmp_path / "fe.bin", "--address", "0", "-o", tmp_path / "out.bin",
-        tmp_path / "in.bin",
-    )  # fmt: skip
-    assert code == 0
-    assert os.environ["OPENBLAS_NUM_THREADS"] == (preset or "1")
-
-
 @pytest.mark.parametrize(
     ("key_size", "address", "length", "message"),
     [

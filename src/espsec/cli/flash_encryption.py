@@ -36,15 +36,6 @@ PROGRESS_THRESHOLD = 16 << 20
 """Inputs at least this large get a progress bar (on a terminal)."""
 
 
-def _one_blas_thread() -> None:
-    """Before the cipher loads NumPy: its OpenBLAS starts a thread per core as it loads,
-    which took 40-50 ms of a command on a busy two-core machine (NumPy's import went from
-    about 50 to 100 ms); these commands do no linear algebra. A user's setting wins."""
-    import os
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
 @group.command("generate-key")
 @click.option(
     "--bits",
@@ -86,7 +77,6 @@ def _transform_command(decrypt: bool) -> Callable[..., None]:
         from espsec.flash_encryption import keys as fe_keys
         from espsec.flash_encryption.cipher import process_file
 
-        _one_blas_thread()
         key = fe_keys.load_key(key_path)
         if chip is not None:
             key.check_chip(get_chip(chip))
@@ -172,7 +162,6 @@ def encrypt_flash_cmd(
     )
     from espsec.image.partition_table import load_partition_table
 
-    _one_blas_thread()
     key = fe_keys.load_key(key_path)
     file_writes: list[FlashWrite] = []
     size: int | None = parse_flash_size(flash_size) if flash_size else None

@@ -7,6 +7,7 @@ Command groups load lazily: ``espsec --version`` imports none of them, and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -55,6 +56,10 @@ class EspsecGroup(click.Group):
         return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Before any command loads NumPy: its OpenBLAS starts a thread per core as it
+        # loads, which doubled NumPy's import (about 50 to 100 ms) on a busy two-core
+        # machine; no command does linear algebra. A user's setting wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             with command_scope():
                 return super().invoke(ctx)
