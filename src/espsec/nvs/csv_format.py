@@ -229,9 +229,11 @@ def _read_blocks(path: PathLike) -> Iterator[str]:
         raise EspsecError("expected a CSV file, found a directory", source=str(path)) from None
     except OSError as exc:
         raise EspsecError(f"cannot read CSV file: {exc.strerror}", source=str(path)) from None
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    # utf-8 (loaded at start-up, unlike utf-8-sig), the byte-order mark dropped by hand
+    decoder = codecs.getincrementaldecoder("utf-8")()
     done = 0  # bytes handed to the decoder so far
     carry = ""
+    bom = "\ufeff"  # until the first text is seen
     with stream:
         while True:
             try:
@@ -248,6 +250,10 @@ def _read_blocks(path: PathLike) -> Iterator[str]:
                     "CSV is not UTF-8 text", offset=done - pending + exc.start, source=str(path)
                 ) from None
             done += len(chunk)
+            if bom and text:
+                if text.startswith(bom):
+                    text = text[1:]
+                bom = ""
             if not chunk:
                 if text:
                     yield text
