@@ -25,6 +25,7 @@ from espsec.nvs import (
 )
 from espsec.nvs.generator import WINDOW_PAGES
 from espsec.nvs.layout import ENTRY_COUNT, PAGE_SIZE
+from espsec.nvs.value import int_range
 
 HEADER = "key,type,encoding,value\n"
 
@@ -190,6 +191,17 @@ def test_a_partition_written_as_it_is_made_is_the_generated_image(
     assert write_csv_partition(csv, out, size, version=version, keys=keys) == len(image)
     assert out.getvalue() == image
     assert len(image) == size or size < 0x3000
+
+
+@pytest.mark.parametrize("vtype", [t for t in ValueType if t.is_integer])
+def test_integers_at_the_ends_of_their_range_are_stored_and_one_past_is_an_error(vtype):
+    low, high = int_range(vtype)
+    text = HEADER + f"n,namespace,,\nlow,data,{vtype},{low}\nhigh,data,{vtype},{high}\n"
+    values = [e.value for e in read_partition(generate_csv_partition(text, 0x3000)).entries]
+    assert values == [low, high]
+    for bad in (low - 1, high + 1):
+        with pytest.raises(FormatError, match=rf"line 3: value of 'x' does not fit {vtype}"):
+            generate_csv_partition(HEADER + f"n,namespace,,\nx,data,{vtype},{bad}\n", 0x3000)
 
 
 @settings(max_examples=25, deadline=None)

@@ -69,7 +69,7 @@ from espsec.nvs.layout import (
     var_data,
     written_entry_table,
 )
-from espsec.nvs.value import ValueType, check_value, int_range, string_payload
+from espsec.nvs.value import ValueType, check_value, string_payload
 
 if TYPE_CHECKING:
     from espsec.nvs.nvs_keys import NvsKeys  # loaded by whoever has keys
@@ -133,11 +133,7 @@ WINDOW_PAGES = 64
 """Pages :func:`write_csv_partition` composes, encrypts and writes at a time (256 KiB)."""
 _FF_WINDOW = b"\xff" * (WINDOW_PAGES * PAGE_SIZE)
 _INT_BODIES = {
-    vtype: (
-        struct.Struct(_body_format(vtype.item_type)).pack,
-        vtype.item_type,
-        *int_range(vtype),
-    )
+    vtype: (struct.Struct(_body_format(vtype.item_type)).pack, vtype.item_type)
     for vtype in ValueType
     if vtype.is_integer
 }
@@ -154,9 +150,9 @@ def _head(ns: int, datatype: int, span: int, chunk: int) -> tuple[bytes, int]:
     return head, crc32(head, 0xFFFFFFFF)
 
 
-_IntSpec = tuple[Callable[..., bytes], bytes, int, int, int]
+_IntSpec = tuple[Callable[..., bytes], bytes, int]
 """How :meth:`_Builder.run_csv` makes an integer entry: the packer of the entry after its
-CRC, the entry head and its running CRC, and the value range."""
+CRC (which refuses values out of the type's range), the entry head and its running CRC."""
 
 
 class _Heads(dict[int, tuple[bytes, int]]):
@@ -183,8 +179,8 @@ def _fast_tables(ns: int, version: int) -> _FastTables:
     if ns < 0:
         return {}, None, None, b"", 0
     ints = {
-        str(vtype): (pack, *_head(ns, item_type, 1, CHUNK_ANY), low, high)
-        for vtype, (pack, item_type, low, high) in _INT_BODIES.items()
+        str(vtype): (pack, *_head(ns, item_type, 1, CHUNK_ANY))
+        for vtype, (pack, item_type) in _INT_BODIES.items()
     }
     strings = _Heads(ns, ItemType.SZ, CHUNK_ANY)
     if version == 1:
@@ -442,8 +438,8 @@ class _Builder:
         ints, heads_sz, heads_chunk, index_head, index_crc = tables[ns]
         entry_of = _ENTRY_OF_BODY.pack
         var_body, idx_body = _VAR_BODY.pack, _IDX_BODY.pack
-        a2b_hex, a2b_base64, crc = binascii.a2b_hex, binascii.a2b_base64, crc32
-        binascii_error = binascii.Error
+        crc, binascii_error, struct_error = crc32, binascii.Error, struct.error
+        blob_decoders = {"hex2bin": binascii.a2b_hex, "base64": binascii.a2b_base64}
         string_limit = MAX_STRING_SIZE if self.version == 2 else MAX_V1_BLOB_SIZE
         wifi_keys = decoder.wifi_keys
         normalise = records.normalise
@@ -467,15 +463,14 @@ class _Builder:
                     if 0 < len(key) <= max_key and "\0" not in key_text:
                         spec = ints.get(encoding)
                         if spec is not None:
-                            body_of, head, head_crc32, low, high = spec
-                            try:
-                                number = int(value)
-                            except ValueError:
-                                number = low - 1
-                            if low <= number <= high:
+                            body_of, head, head_crc32 = spec
+                            try:  # struct refuses a value out of the type's range
+                                body = body_of(key, int(value), pad7)
+                            except (ValueError, struct_error):
+                                pass
+                            else:
                                 if entry >= count:
                                     entry = self._turn_page(entry, key_text, line)
-                                body = body_of(key, number, pad7)
                                 append(entry_of(head, crc(body, head_crc32), body))
                                 entry += 1
                                 continue
@@ -493,13 +488,12 @@ class _Builder:
                                 head, head_crc32 = heads_sz[span]
                                 body = var_body(key, size, 0xFFFF, crc(payload, 0xFFFFFFFF))
                                 append(entry_of(head, crc(body, head_crc32), body))
-                                pad = -size & 31
-                                append(payload + ff[pad] if pad else payload)
+                                append(payload + ff[-size & 31])
                                 entry += span
                                 continue
-                        elif encoding in ("hex2bin", "base64") and heads_chunk is not None:
+                        elif heads_chunk is not None and encoding in blob_decoders:
                             try:  # anything unusual takes the slow path, which reports errors
-                                data = a2b_base64(value) if encoding == "base64" else a2b_hex(value)
+                                data = blob_decoders[encoding](value)
                             except (binascii_error, ValueError):
                                 data = None
                             if data is not None:
@@ -510,8 +504,7 @@ class _Builder:
                                     head, head_crc32 = heads_chunk[span]
                                     body = var_body(key, size, 0xFFFF, crc(data, 0xFFFFFFFF))
                                     append(entry_of(head, crc(body, head_crc32), body))
-                                    pad = -size & 31
-                                    append(data + ff[pad] if pad else data)
+                                    append(data + ff[-size & 31])
                                     body = idx_body(key, size, 1, 0, 0xFFFF)
                                     append(entry_of(index_head, crc(body, index_crc), body))
                                     entry += span + 1
