@@ -131,7 +131,6 @@ _FF19 = b"\xff" * 19
 _TABLES = [written_entry_table(count) for count in range(ENTRY_COUNT + 1)]
 WINDOW_PAGES = 64
 """Pages :func:`write_csv_partition` composes, encrypts and writes at a time (256 KiB)."""
-_FF_WINDOW = b"\xff" * (WINDOW_PAGES * PAGE_SIZE)
 _INT_BODIES = {
     vtype: (struct.Struct(_body_format(vtype.item_type)).pack, vtype.item_type)
     for vtype in ValueType
@@ -227,7 +226,7 @@ class _Builder:
             self.image_bytes = io.BytesIO(b"\xff" * size)
             self.window = self.image_bytes.getbuffer()
         else:
-            self.window = memoryview(bytearray(_FF_WINDOW))
+            self.window = memoryview(bytearray(WINDOW_PAGES * PAGE_SIZE))
         self.window_first = 0
         """The page at the start of the window."""
         self.counts: list[int] = []
@@ -259,7 +258,10 @@ class _Builder:
             state, body, crc32(body, 0xFFFFFFFF), _TABLES[self.entry]
         )
         start = base + FIRST_ENTRY_OFFSET
-        self.window[start : start + len(data)] = data
+        end = start + len(data)
+        self.window[start:end] = data
+        if self.out is not None:  # the window is reused: the rest of the page is erased
+            self.window[end : base + PAGE_SIZE] = _FF_PAGE[: base + PAGE_SIZE - end]
         self.parts.clear()
         self.counts.append(self.entry)
 
@@ -279,11 +281,10 @@ class _Builder:
                 window[start:end] = _FF_PAGE[: end - start]
 
     def _write_window(self, pages: int) -> None:
-        """Encrypt and write out the window's first ``pages`` pages; erase the window."""
+        """Encrypt and write out the window's first ``pages`` pages."""
         assert self.out is not None
         self._encrypt(pages)
         self.out.write(self.window[: pages * PAGE_SIZE])
-        self.window[:] = _FF_WINDOW
         self.window_first += pages
         del self.counts[:pages]
 
@@ -553,7 +554,7 @@ class _Builder:
         used = self._finish()
         self._write_window(used - self.window_first)
         total = used if self.read_only else self.size // PAGE_SIZE
-        erased = self.window[: len(_FF_WINDOW)]  # all 0xFF again
+        erased = b"\xff" * (min(WINDOW_PAGES, total - used) * PAGE_SIZE)
         for first in range(used, total, WINDOW_PAGES):
             self.out.write(erased[: min(WINDOW_PAGES, total - first) * PAGE_SIZE])
         return total * PAGE_SIZE
