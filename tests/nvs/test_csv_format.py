@@ -193,6 +193,25 @@ def test_one_pass_generator_handles_quotes_crlf_and_comments(make_csv, seed, crl
     )
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([1, 2]))
+def test_one_pass_generator_reads_columns_in_any_order_and_extra_ones(make_csv, seed, version):
+    # value,encoding,key,type plus a comment column, a blank line and a row without value
+    records = [line.split(",", 3) for line in make_csv(seed, 40, version=version).splitlines()]
+    lines = ["value,encoding,key,type,comment"]
+    lines += [f"{v},{e},{k},{t},note" for k, t, e, v in records[1:]]
+    lines.insert(3, "")
+    text = "\n".join(lines) + "\n"
+    image = generate_partition(parse_csv(text), 0x40000, version=version)
+    assert generate_csv_partition(text, 0x40000, version=version) == image
+    short = text + "x,u8,late\n"  # no type column: a data row needs one
+    with pytest.raises(FormatError) as from_rows:
+        parse_csv(short)
+    with pytest.raises(FormatError) as from_csv:
+        generate_csv_partition(short, 0x40000, version=version)
+    assert str(from_csv.value) == str(from_rows.value)
+
+
 def test_row_reprs_hide_values():
     rows = rows_of("wifi,namespace,,\npass,data,string,hunter2\n")
     assert "hunter2" not in repr(rows)
