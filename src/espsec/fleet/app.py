@@ -43,12 +43,13 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -56,6 +57,7 @@ from espsec._text import printable
 from espsec.errors import EspsecError, FormatError, UsageError, VerificationError
 from espsec.fleet.db import AlreadyExists, ReportRefused
 from espsec.fleet.service import (
+    CheckInCall,
     Conflict,
     FleetService,
     Forbidden,
@@ -103,19 +105,13 @@ def _retry_after(seconds: float) -> dict[str, str]:
     return {"retry-after": str(max(1, round(seconds)))}
 
 
-def _handlers(service: FleetService) -> dict[Any, Callable[..., Any]]:
-    """Exceptions to answers: one place for every status the API gives."""
-
-    def problem(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HttpProblem)
+def problem_response(service: FleetService, request: Request, exc: Exception) -> Response:
+    """The answer to an exception: one place for every status the API gives."""
+    if isinstance(exc, HttpProblem):
         return _error(exc.status, exc.message, exc.headers)
-
-    def http(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
+    if isinstance(exc, HTTPException):
         return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    def espsec_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, EspsecError)
+    if isinstance(exc, EspsecError):
         text = str(exc)
         if isinstance(exc, NotFound):
             return _error(404, text)
@@ -131,23 +127,23 @@ def _handlers(service: FleetService) -> dict[Any, Callable[..., Any]]:
         if isinstance(exc, AlreadyExists | Conflict):
             return _error(409, text)
         return _error(400, text)
+    log.error(
+        "internal error on %s %s: %s",
+        request.method,
+        printable(request.url.path)[:200],
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    return _error(500, "internal error")
 
-    def internal(request: Request, exc: Exception) -> Response:
-        log.error(
-            "internal error on %s %s: %s",
-            request.method,
-            printable(request.url.path)[:200],
-            type(exc).__name__,
-            exc_info=exc,
-        )
-        return _error(500, "internal error")
 
-    return {
-        HttpProblem: problem,
-        HTTPException: http,
-        EspsecError: espsec_error,
-        Exception: internal,
-    }
+def _handlers(service: FleetService) -> dict[Any, Callable[..., Any]]:
+    """Starlette's exception handlers: :func:`problem_response` for every exception."""
+
+    def handle(request: Request, exc: Exception) -> Response:
+        return problem_response(service, request, exc)
+
+    return {HttpProblem: handle, HTTPException: handle, EspsecError: handle, Exception: handle}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -212,15 +208,73 @@ def _bounded_range(request: Request) -> None:
 # -- the device API ---------------------------------------------------------------------
 
 
-def device_routes(service: FleetService) -> list[BaseRoute]:
+class CheckInBatcher:
+    """Check-ins from the event loop to the service in batches (group commit).
+
+    The check-ins that arrive while a batch is being written form the next one: one
+    thread hop and one database transaction (one commit) for all of them
+    (:meth:`FleetService.check_in_batch`). At a low rate a batch is a single check-in,
+    answered at once. A device's answer is sent only after the transaction that records
+    its check-in has committed, so nothing acknowledged is lost to a crash.
+    """
+
+    def __init__(self, service: FleetService, *, max_batch: int = 256, parallel: int = 1):
+        self.service = service
+        self.max_batch = max_batch
+        self.parallel = parallel
+        """Batches in flight at once (each in its own thread and database connection)."""
+        self._pending: list[tuple[CheckInCall, asyncio.Future[bytes]]] = []
+        self._running = 0
+        self._executor = ThreadPoolExecutor(parallel, thread_name_prefix="fleet-check-in")
+
+    async def check_in(self, call: CheckInCall) -> bytes:
+        """Record ``call`` (in the next batch) and return its signed manifest."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._pending.append((call, future))
+        if self._running < self.parallel:
+            self._launch(loop)
+        return await future
+
+    def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
+        self._running += 1
+        done = loop.run_in_executor(
+            self._executor, self.service.check_in_batch, [call for call, _ in batch]
+        )
+        done.add_done_callback(lambda d: self._answer(loop, batch, d))
+
+    def _answer(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[CheckInCall, asyncio.Future[bytes]]],
+        done: asyncio.Future[list[bytes | Exception]],
+    ) -> None:
+        self._running -= 1
+        failed = done.exception()
+        answers = [failed] * len(batch) if failed is not None else done.result()
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():  # the request was cancelled
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+        if self._pending and self._running < self.parallel:
+            self._launch(loop)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def device_routes(service: FleetService, batcher: CheckInBatcher) -> list[BaseRoute]:
     svc = service
 
     async def check_in(request: Request) -> Response:
         client, cert_sha256 = _client(request)
         body = await read_body(request, MAX_DEVICE_BODY)
-        manifest = await run_in_threadpool(
-            svc.check_in, body, client_id=client, client_cert_sha256=cert_sha256
-        )
+        manifest = await batcher.check_in(CheckInCall(body, client, cert_sha256))
         return Response(
             manifest, media_type="application/json", headers={"cache-control": "no-store"}
         )
@@ -259,9 +313,66 @@ def device_routes(service: FleetService) -> list[BaseRoute]:
     ]
 
 
-def device_app(service: FleetService) -> Starlette:
-    """The device listener's application (mutual TLS)."""
-    return Starlette(routes=device_routes(service), exception_handlers=_handlers(service))
+_CHECK_IN_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+class DeviceApp:
+    """The device listener's application (mutual TLS).
+
+    ``POST`` to the check-in path, the one request every device sends every interval,
+    goes straight to the :class:`CheckInBatcher` (the same checks, limits and answers
+    as the Starlette route, without routing and middleware); everything else is the
+    Starlette application of :func:`device_routes`.
+    """
+
+    def __init__(self, service: FleetService, *, parallel: int = 1) -> None:
+        self.service = service
+        self.batcher = CheckInBatcher(service, parallel=parallel)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                self.batcher.close()
+
+        self.starlette = Starlette(
+            routes=device_routes(service, self.batcher),
+            exception_handlers=_handlers(service),
+            lifespan=lifespan,
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == CHECK_IN_PATH:
+            await self._check_in(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
+
+    async def _check_in(self, scope: Any, receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        try:
+            client, cert_sha256 = _client(request)
+            body = await read_body(request, MAX_DEVICE_BODY)
+            manifest = await self.batcher.check_in(CheckInCall(body, client, cert_sha256))
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            await problem_response(self.service, request, exc)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(manifest)), *_CHECK_IN_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": manifest})
+
+
+def device_app(service: FleetService, *, parallel: int = 1) -> DeviceApp:
+    """The device listener's application (mutual TLS); ``parallel``: check-in batches
+    written at once (1 suits SQLite's single writer)."""
+    return DeviceApp(service, parallel=parallel)
 
 
 # -- the admin API ----------------------------------------------------------------------
@@ -491,6 +602,8 @@ async def _ticker(service: FleetService, every: float) -> None:
 __all__ = [
     "MAX_ADMIN_JSON",
     "MAX_DEVICE_BODY",
+    "CheckInBatcher",
+    "DeviceApp",
     "HttpProblem",
     "UsageError",
     "admin_app",

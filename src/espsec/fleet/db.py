@@ -935,38 +935,66 @@ class FleetDB:
         gets that row and returns the release to offer (or ``None``); an offer is
         remembered so that a report can name it, once.
         """
+        return self.check_in_many([(request, decide, posture)], now)[0]
+
+    def check_in_many(
+        self,
+        items: Sequence[
+            tuple[
+                CheckIn,
+                Callable[[DeviceRow, Cursor], str | None],
+                tuple[str | None, str | None, str | None],
+            ]
+        ],
+        now: int,
+    ) -> list[DeviceRow]:
+        """:meth:`check_in` for several ``(request, decide, posture)`` in one transaction
+        (one commit), in the order given."""
+        with self._write() as c:
+            return [
+                self._check_in(c, request, now, decide, posture)
+                for request, decide, posture in items
+            ]
+
+    def _check_in(
+        self,
+        c: Cursor,
+        request: CheckIn,
+        now: int,
+        decide: Callable[[DeviceRow, Cursor], str | None],
+        posture: tuple[str | None, str | None, str | None],
+    ) -> DeviceRow:
         values = tuple(getattr(request, k) for k in _CHECK_IN_FIELDS)
         posture_at = now if posture[0] is not None else None
-        with self._write() as c:
-            row = self._x(
+        row = self._x(
+            c,
+            _UPSERT_CHECK_IN,
+            (request.device_id, *values, *posture, request.last_counter + 1, now, now,
+             posture_at),
+        ).fetchone()  # fmt: skip
+        device = DeviceRow(*row)
+        offered = decide(device, c)
+        if offered != device.offered_release:
+            self._x(
                 c,
-                _UPSERT_CHECK_IN,
-                (request.device_id, *values, *posture, request.last_counter + 1, now, now,
-                 posture_at),
-            ).fetchone()  # fmt: skip
-            device = DeviceRow(*row)
-            offered = decide(device, c)
-            if offered != device.offered_release:
+                "UPDATE devices SET offered_release = ? WHERE device_id = ?",
+                (offered, device.device_id),
+            )
+        if offered is not None:
+            self._x(
+                c,
+                "INSERT INTO manifests (device_id, counter, release_id, issued_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(device_id, counter) DO UPDATE SET "
+                "release_id = excluded.release_id, issued_at = excluded.issued_at, "
+                "reported = 0",
+                (device.device_id, device.counter, offered, now),
+            )
+            if device.counter % 64 == 0:  # keep a bounded window of offers per device
                 self._x(
                     c,
-                    "UPDATE devices SET offered_release = ? WHERE device_id = ?",
-                    (offered, device.device_id),
+                    "DELETE FROM manifests WHERE device_id = ? AND counter < ?",
+                    (device.device_id, device.counter - MANIFEST_WINDOW),
                 )
-            if offered is not None:
-                self._x(
-                    c,
-                    "INSERT INTO manifests (device_id, counter, release_id, issued_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(device_id, counter) DO UPDATE SET "
-                    "release_id = excluded.release_id, issued_at = excluded.issued_at, "
-                    "reported = 0",
-                    (device.device_id, device.counter, offered, now),
-                )
-                if device.counter % 64 == 0:  # keep a bounded window of offers per device
-                    self._x(
-                        c,
-                        "DELETE FROM manifests WHERE device_id = ? AND counter < ?",
-                        (device.device_id, device.counter - MANIFEST_WINDOW),
-                    )
         return device
 
     def offered_release(self, device_id: str) -> str | None:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from espsec import _pem
@@ -138,25 +139,32 @@ def listen(host: str, port: int) -> socket.socket:
 class _Guard:
     """Connection limits and deadlines for uvicorn's HTTP/1.1 protocol, and (on the
     device listener) the verified client certificate handed to the app as the ASGI TLS
-    extension (``scope["extensions"]["tls"]``), read once per connection."""
+    extension (``scope["extensions"]["tls"]``), read once per connection.
+
+    Deadlines are times on the loop's clock kept on the connection; one sweep per
+    listener closes the connections past one, a few times per shortest timeout (a timer
+    armed and cancelled several times per request costs more than the request's parsing).
+    """
 
     limits: Limits = Limits()
     cap: int = 4096
     mutual_tls: bool = False
     stats: Any = None
+    sweeper: asyncio.Task[None] | None = None
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     connections: set[Any]
     app: Any
 
     def _guard_start(self, transport: asyncio.Transport) -> None:
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._request_timer: asyncio.TimerHandle | None = None
+        self._header_at = self._idle_at = self._request_at = 0.0
         if len(self.connections) > self.cap:
             self.stats.count("connections_refused")
             transport.abort()
             return
+        cls = type(self)
+        if cls.sweeper is None or cls.sweeper.done():
+            cls.sweeper = self.loop.create_task(cls._sweep(self.connections, self.loop))
         self._arm_header_timer()
         if self.mutual_tls:
             ext = _client_tls(transport)
@@ -168,49 +176,91 @@ class _Guard:
 
             self.app = app
 
+    @classmethod
+    async def _sweep(cls, connections: set[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Close this listener's connections past a deadline (for as long as the loop runs)."""
+        limits = cls.limits
+        shortest = min(limits.header_timeout, limits.idle_timeout, limits.request_timeout)
+        every = min(1.0, max(0.02, shortest / 5))
+        while True:
+            await asyncio.sleep(every)
+            now = loop.time()
+            for conn in list(connections):
+                if not isinstance(conn, _Guard):
+                    continue
+                if conn._header_at and now >= conn._header_at:
+                    conn._expire("headers")
+                elif conn._idle_at and now >= conn._idle_at:
+                    conn._expire("body")
+                elif conn._request_at and now >= conn._request_at:
+                    conn._expire("request")
+
     def _cancel_timers(self) -> None:
-        for timer in (self._header_timer, self._idle_timer, self._request_timer):
-            if timer is not None:
-                timer.cancel()
-        self._header_timer = self._idle_timer = self._request_timer = None
+        self._header_at = self._idle_at = self._request_at = 0.0
 
     def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(
-                self.limits.header_timeout, self._expire, "headers"
-            )
+        if not self._header_at:
+            self._header_at = self.loop.time() + self.limits.header_timeout
 
     def _headers_done(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-        if self._request_timer is None:
-            self._request_timer = self.loop.call_later(
-                self.limits.request_timeout, self._expire, "request"
-            )
+        now = self.loop.time()
+        self._header_at = 0.0
+        if not self._request_at:
+            self._request_at = now + self.limits.request_timeout
+        self._idle_at = now + self.limits.idle_timeout
 
     def _body_arriving(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self._idle_timer = self.loop.call_later(self.limits.idle_timeout, self._expire, "body")
+        self._idle_at = self.loop.time() + self.limits.idle_timeout
 
     def _request_done(self) -> None:
-        for timer in (self._idle_timer, self._request_timer):
-            if timer is not None:
-                timer.cancel()
-        self._idle_timer = self._request_timer = None
+        self._idle_at = self._request_at = 0.0
 
     def _expire(self, what: str) -> None:
+        self._cancel_timers()
         self.stats.count(f"timeouts_{what}")
         if not self.transport.is_closing():
             self.transport.abort()
 
 
+class _CoalescingTransport:
+    """A transport whose writes in one event-loop step go out in one write.
+
+    uvicorn writes a response's head and its body separately; over TLS that is two
+    records, two encryptions and two ``send`` calls. Here they are joined when the loop
+    runs its next callbacks (before any I/O), so a small answer is one record.
+    """
+
+    __slots__ = ("_loop", "_parts", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._parts:
+            self._loop.call_soon(self._flush)
+        self._parts.append(bytes(data))
+
+    def _flush(self) -> None:
+        parts, self._parts = self._parts, []
+        if parts and not self._transport.is_closing():
+            self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _GuardedHttpTools(_Guard, HttpToolsProtocol):
     """uvicorn's httptools protocol (the C parser: several times cheaper per request than
-    h11), guarded."""
+    h11), guarded, writing through a :class:`_CoalescingTransport`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        transport = _CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         super().connection_made(transport)
         self._between = True
         self._header_bytes = 0
@@ -232,7 +282,6 @@ class _GuardedHttpTools(_Guard, HttpToolsProtocol):
         self._between = False
         self._header_bytes = 0
         self._headers_done()
-        self._body_arriving()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -271,8 +320,9 @@ def _protocol(limits: Limits, stats: Any, *, cap: int, mutual_tls: bool) -> type
     )
 
 
-class _Loop(asyncio.SelectorEventLoop):
-    """The event loop, with a TLS handshake deadline on every server it creates."""
+class _Loop(uvloop.Loop):
+    """The event loop (uvloop: libuv, and TLS in C rather than asyncio's pure-Python
+    ``sslproto``), with a TLS handshake deadline on every server it creates."""
 
     handshake_timeout = 10.0
 
@@ -327,8 +377,11 @@ class FleetRuntime:
             _admin_context(files),
         ]
         self._cert_mtime = _mtime(files)
+        # PostgreSQL takes writes from several connections: two check-in batches at once
+        # overlap one's round trips with the other's work. SQLite has a single writer.
+        parallel = 2 if service.db.dialect == "postgresql" else 1
         self.device_server = _uvicorn(
-            device_app(service),
+            device_app(service, parallel=parallel),
             self._contexts[0],
             _protocol(limits, service.stats, cap=limits.max_connections, mutual_tls=True),
             limits,

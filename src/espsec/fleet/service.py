@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -23,7 +24,7 @@ import re
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -192,6 +193,20 @@ class Stats:
             "counts": counts,
             "check_in_latency_s": {"n": len(values), "p50": pct(0.50), "p99": pct(0.99)},
         }
+
+
+@dataclass(frozen=True)
+class CheckInCall:
+    """One device's check-in, as the HTTP layer hands it over."""
+
+    body: bytes
+    client_id: str
+    """The device id the TLS client certificate proves."""
+    client_cert_sha256: str | None = None
+
+
+_UNANSWERED = EspsecError("check-in not answered")
+"""Placeholder of an answer not given yet (never returned)."""
 
 
 class RateLimiter:
@@ -673,23 +688,33 @@ class FleetService:
         with self._plans_lock:
             self._plans.clear()
 
-    def _plan(self, cohort: str, c: Cursor | None) -> _Plan:
+    def _plan(self, cohort: str, c: Cursor | None, batch: dict[str, _Plan] | None = None) -> _Plan:
+        """What ``cohort`` is offered; ``batch``: plans already read in this transaction."""
+        if batch is not None and cohort in batch:
+            return batch[cohort]
         now = time.monotonic()
         with self._plans_lock:
             cached = self._plans.get(cohort)
         if cached is not None and now - cached[0] < self._plan_ttl:  # pragma: no branch
-            return cached[1]
-        plan = _Plan(*self.db.cohort_plan(cohort, c))
-        with self._plans_lock:
-            if len(self._plans) > 10_000:
-                self._plans.clear()
-            self._plans[cohort] = (now, plan)
+            plan = cached[1]
+        else:
+            plan = _Plan(*self.db.cohort_plan(cohort, c))
+            with self._plans_lock:
+                if len(self._plans) > 10_000:
+                    self._plans.clear()
+                self._plans[cohort] = (now, plan)
+        if batch is not None:
+            batch[cohort] = plan
         return plan
 
     def _offer_for(
-        self, request: CheckIn, device: DeviceRow, c: Cursor | None
+        self,
+        request: CheckIn,
+        device: DeviceRow,
+        c: Cursor | None,
+        batch: dict[str, _Plan] | None = None,
     ) -> tuple[ReleaseRow, PayloadRow] | str:
-        plan = self._plan(device.cohort, c)
+        plan = self._plan(device.cohort, c, batch)
         release, payloads = plan.release, plan.payloads
         rollout = plan.rollout
         if rollout is not None and rollouts.selected(rollout, device.device_id):
@@ -705,58 +730,122 @@ class FleetService:
         any other device is :class:`Forbidden`. The posture the check-in carries is
         recorded against that certificate (``client_cert_sha256``).
         """
+        answer = self.check_in_batch([CheckInCall(body, client_id, client_cert_sha256)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def check_in_batch(self, calls: Sequence[CheckInCall]) -> list[bytes | Exception]:
+        """Record several check-ins in one transaction (one commit) and answer each: its
+        signed manifest, or the error for that check-in (as :meth:`check_in` raises it).
+
+        Nothing is answered before the transaction that records it has committed. A
+        cohort's offer is read once per batch, inside the transaction. Rows are written in
+        device-id order, so batches of several server processes never deadlock. An
+        unexpected error in a batch of several is retried one check-in at a time.
+        """
         started = time.perf_counter()
-        request = CheckIn.parse(body)
-        _same_device(client_id, request.device_id, "check in")
         now = self._now()
-        posture: tuple[str | None, str | None, str | None] = (None, None, client_cert_sha256)
-        if request.posture is not None:
-            posture = (
-                json.dumps(request.posture.to_json(), sort_keys=True),
-                self.posture_audit.flags(request.chip, request.posture, self._as_of(now)),
-                client_cert_sha256,
-            )
-        decision: list[tuple[ReleaseRow, PayloadRow] | str] = []
-
-        def offer(device: DeviceRow, c: Cursor) -> str | None:
-            decision.append(self._offer_for(request, device, c))
-            chosen = decision[-1]
-            return None if isinstance(chosen, str) else chosen[0].id
-
+        answers: list[bytes | Exception] = [_UNANSWERED] * len(calls)
+        accepted: list[tuple[int, CheckIn, tuple[str | None, str | None, str | None]]] = []
+        for i, call in enumerate(calls):
+            try:
+                request = CheckIn.parse(call.body)
+                _same_device(call.client_id, request.device_id, "check in")
+                posture: tuple[str | None, str | None, str | None] = (
+                    None,
+                    None,
+                    call.client_cert_sha256,
+                )
+                if request.posture is not None:
+                    posture = (
+                        json.dumps(request.posture.to_json(), sort_keys=True),
+                        self.posture_audit.flags(request.chip, request.posture, self._as_of(now)),
+                        call.client_cert_sha256,
+                    )
+            except EspsecError as exc:
+                answers[i] = exc
+                continue
+            accepted.append((i, request, posture))
+        if not accepted:
+            return answers
         try:
-            device = self._write(lambda: self.db.check_in(request, now, offer, posture))
-            counter = device.counter
+            self._record_check_ins(accepted, now, answers)
+        except Exception as exc:
+            if len(accepted) == 1:
+                answers[accepted[0][0]] = exc
+            else:  # one check-in's fault must not fail the others
+                for i, _, _ in accepted:
+                    answers[i] = self.check_in_batch([calls[i]])[0]
+                return answers
+        elapsed = time.perf_counter() - started
+        for i, _, _ in accepted:
+            if not isinstance(answers[i], Exception):
+                self.stats.check_in_took(elapsed)
+        return answers
+
+    def _record_check_ins(
+        self,
+        accepted: list[tuple[int, CheckIn, tuple[str | None, str | None, str | None]]],
+        now: int,
+        answers: list[bytes | Exception],
+    ) -> None:
+        """Write ``accepted`` check-ins in one transaction, then sign their answers."""
+        order = sorted(accepted, key=lambda item: item[1].device_id)  # stable: arrival order
+        decisions: dict[int, tuple[ReleaseRow, PayloadRow] | str] = {}
+        plans: dict[str, _Plan] = {}
+
+        def offer_to(i: int, request: CheckIn) -> Callable[[DeviceRow, Cursor], str | None]:
+            def offer(device: DeviceRow, c: Cursor) -> str | None:
+                chosen = decisions[i] = self._offer_for(request, device, c, plans)
+                return None if isinstance(chosen, str) else chosen[0].id
+
+            return offer
+
+        items = [(request, offer_to(i, request), posture) for i, request, posture in order]
+        counters: dict[int, int] = {}
+        try:
+            devices = self._write(lambda: self.db.check_in_many(items, now))
+            counters = {i: d.counter for (i, _, _), d in zip(order, devices, strict=True)}
+        except ReadOnly as exc:
+            if self._degraded is None:  # busy, not failing: the devices retry shortly
+                for i, _, _ in accepted:
+                    answers[i] = exc
+                return
+            # Read-only: signed answers that offer nothing and are recorded nowhere.
+            for i, request, _ in accepted:
+                try:
+                    stored = self._read(functools.partial(self.db.device, request.device_id))
+                except ReadOnly as failed:
+                    answers[i] = failed
+                    continue
+                counters[i] = max(stored.counter if stored else 0, request.last_counter) + 1
+                decisions[i] = READ_ONLY_REASON
+                self.stats.count("check_ins_read_only")
+        for i, request, _ in accepted:
+            if i not in counters:
+                continue
+            chosen = decisions[i]
             target = None
             reason = ""
-            chosen = decision[-1]
             if isinstance(chosen, str):
                 reason = chosen
             else:
                 rel, payload = chosen
                 target = ReleaseTarget.from_statement(rel.id, rel, payload)
-        except ReadOnly:
-            if self._degraded is None:
-                raise  # busy, not failing: the device retries shortly
-            # Read-only: a signed answer that offers nothing and is recorded nowhere.
-            stored = self._read(lambda: self.db.device(request.device_id))
-            counter = max(stored.counter if stored else 0, request.last_counter) + 1
-            target, reason = None, READ_ONLY_REASON
-            self.stats.count("check_ins_read_only")
-        manifest = Manifest(
-            device_id=request.device_id,
-            nonce=request.nonce.hex(),
-            counter=counter,
-            issued_at=now,
-            expires_at=now + self.config.manifest_ttl,
-            release=target,
-            reason=reason,
-        )
-        envelope = sign_manifest(manifest, self._key, key_id=self._key_id)
-        self.stats.count("check_ins")
-        if target is not None:
-            self.stats.count("updates_offered")
-        self.stats.check_in_took(time.perf_counter() - started)
-        return envelope
+            manifest = Manifest(
+                device_id=request.device_id,
+                nonce=request.nonce.hex(),
+                counter=counters[i],
+                issued_at=now,
+                expires_at=now + self.config.manifest_ttl,
+                release=target,
+                reason=reason,
+            )
+            answers[i] = sign_manifest(manifest, self._key, key_id=self._key_id)
+            self.stats.count("check_ins")
+            if target is not None:
+                self.stats.count("updates_offered")
 
     def report(self, body: bytes, *, client_id: str) -> None:
         """Record an update outcome a device reports about itself, bound to a manifest the
@@ -840,6 +929,7 @@ def certificate_sha256(der: bytes) -> str:
 
 __all__ = [
     "AlreadyExists",
+    "CheckInCall",
     "Conflict",
     "FleetService",
     "Forbidden",
