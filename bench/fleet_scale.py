@@ -23,6 +23,7 @@ import gc
 import json
 import os
 import re
+import resource
 import signal
 import ssl
 import subprocess
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 from cryptography.hazmat.primitives import serialization
@@ -129,6 +131,44 @@ def start(state: Path, token: str, *, workers: int, database: str | None) -> Ser
     return server
 
 
+class _Connection(asyncio.Protocol):
+    """A device's keep-alive TLS connection: one request out, its answer back (a protocol
+    rather than asyncio streams: the devices' CPU is the server's competition here)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[bytes, bytes]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's TLS transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        head = bytes(self.buffer[: end + 4])
+        match = _CONTENT_LENGTH.search(head)
+        size = end + 4 + (int(match[1]) if match else 0)
+        if len(self.buffer) >= size:
+            body = bytes(self.buffer[end + 4 : size])
+            del self.buffer[:size]
+            self.waiter.set_result((head, body))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionResetError("connection lost"))
+
+    async def request(self, data: bytes) -> tuple[bytes, bytes]:
+        if self.transport is None:
+            raise ConnectionResetError("connection lost")
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self.waiter
+
+
 @dataclass
 class Device:
     """One simulated device: its TLS context (client certificate) and its connection."""
@@ -143,19 +183,18 @@ class Device:
     reconnects: int = 0
     read_only: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    conn: _Connection | None = None
 
     async def connect(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(
-            self.host, self.port, ssl=self.ctx, server_hostname="127.0.0.1",
+        _, self.conn = await asyncio.get_running_loop().create_connection(
+            _Connection, self.host, self.port, ssl=self.ctx, server_hostname="127.0.0.1",
             ssl_handshake_timeout=30,
         )  # fmt: skip
 
     def drop(self) -> None:
-        if self.writer is not None:
-            self.writer.transport.abort()
-        self.reader = self.writer = None
+        if self.conn is not None and self.conn.transport is not None:
+            self.conn.transport.abort()
+        self.conn = None
 
     async def check_in(self) -> int:
         """One check-in; the HTTP status. As a device does: a lost connection is retried
@@ -164,7 +203,7 @@ class Device:
         async with self.lock:
             for attempt in range(4):
                 try:
-                    if self.writer is None:
+                    if self.conn is None:
                         if attempt or self.reconnects:
                             self.reconnects += 1
                         await self.connect()
@@ -172,23 +211,17 @@ class Device:
                     if status != 503:
                         return status
                     await asyncio.sleep(0.2 * (attempt + 1))
-                except (OSError, asyncio.IncompleteReadError, ssl.SSLError, ValueError):
+                except (OSError, ssl.SSLError, ValueError):
                     self.drop()
                     await asyncio.sleep(0.05 * attempt)
             return status
 
     async def _request(self) -> int:
-        assert self.reader is not None and self.writer is not None
-        body = _CHECK_IN % (
-            self.device_id.encode(),
-            os.urandom(16).hex().encode(),
-            self.last_counter,
-        )
-        self.writer.write(_POST % (len(body), body))
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        assert self.conn is not None
+        nonce = os.urandom(16).hex().encode()
+        body = _CHECK_IN % (self.device_id.encode(), nonce, self.last_counter)
+        head, data = await self.conn.request(_POST % (len(body), body))
         status = int(head[9:12])
-        match = _CONTENT_LENGTH.search(head)
-        data = await self.reader.readexactly(int(match[1])) if match else b""
         if _CLOSE.search(head):
             self.drop()
         if status == 200:
@@ -260,6 +293,10 @@ class Step:
     p50: float
     p99: float
     achieved: float
+    cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """CPU seconds per answered check-in: server processes, database server, devices."""
+    load: float = 0.0
+    """The machine's 1-minute load average at the end of the step."""
 
     @property
     def good(self) -> bool:
@@ -306,20 +343,28 @@ async def open_loop(devices: list[Device], rate: float, seconds: float, start: i
 
 
 async def find_max_rate(
-    devices: list[Device], rates: list[float], seconds: float, label: str
+    devices: list[Device], rates: list[float], seconds: float, label: str, probe: CpuProbe
 ) -> tuple[float, list[Step]]:
     steps: list[Step] = []
     best = 0.0
     start = 0
     for rate in rates:
+        before = probe.read()
         step = await open_loop(devices, rate, seconds, start)
+        after = probe.read()
+        step.cpu = tuple(  # type: ignore[assignment]
+            (b - a) / max(1, step.ok) for a, b in zip(before, after, strict=True)
+        )
+        step.load = os.getloadavg()[0]
         start += step.sent
         steps.append(step)
         mark = "ok" if step.good else "over"
+        server, database, own = (x * 1e3 for x in step.cpu)
         print(
             f"  {label}: offered {rate:6.0f}/s  answered {step.achieved:6.0f}/s  "
             f"p50 {step.p50 * 1e3:7.1f} ms  p99 {step.p99 * 1e3:7.1f} ms  errors {step.errors}  "
-            f"[{mark}]",
+            f"[{mark}]  CPU/check-in: server {server:.3f} ms, database {database:.3f} ms, "
+            f"devices {own:.3f} ms; load {step.load:.2f}",
             flush=True,
         )
         if step.good:
@@ -327,6 +372,70 @@ async def find_max_rate(
         elif step.p99 > 5 * P99_LIMIT or step.errors > step.sent // 10:
             break  # well past saturation: higher rates only queue more
     return best, steps
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of these processes (every thread), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited (the killed worker)
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of these processes, from /proc."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def postgres_pids(url: str) -> list[int]:
+    """The PostgreSQL server listening on ``url``'s port: its postmaster and children."""
+    port = str(urlsplit(url).port)
+    found: dict[int, int] = {}
+    postmaster = None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if cmd and cmd[0].endswith(b"/postgres") and port.encode() in cmd:
+            postmaster = int(entry)
+    if postmaster is None:
+        return []
+    return [postmaster, *(pid for pid, parent in found.items() if parent == postmaster)]
+
+
+@dataclass
+class CpuProbe:
+    """CPU seconds used so far by the server processes, the database server and this
+    process (the devices)."""
+
+    server: Server
+    database: str | None
+
+    def read(self) -> tuple[float, float, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return (
+            cpu_seconds([self.server.proc.pid, *self.server.workers()]),
+            cpu_seconds(postgres_pids(self.database)) if self.database else 0.0,
+            own.ru_utime + own.ru_stime,
+        )
 
 
 def check_durable(server: Server, devices: list[Device]) -> tuple[int, int]:
@@ -352,15 +461,20 @@ def run_config(
 
         async def main() -> None:
             t0 = time.perf_counter()
+            pids = [server.proc.pid, *server.workers()]
+            rss_before = rss_bytes(pids)
             await connect_all(devices)
+            result["rss_per_connection"] = (rss_bytes(pids) - rss_before) / n
             gc.collect()
             gc.freeze()  # the devices' connections live to the end: keep them out of GC
             print(
                 f"  {label}: {n} devices connected over mutual TLS and checked in once in "
-                f"{time.perf_counter() - t0:.1f} s",
+                f"{time.perf_counter() - t0:.1f} s; server RSS "
+                f"{result['rss_per_connection'] / 1024:.1f} KiB per open connection",
                 flush=True,
             )
-            best, steps = await find_max_rate(devices, rates, seconds, label)
+            probe = CpuProbe(server, database)
+            best, steps = await find_max_rate(devices, rates, seconds, label, probe)
             result["max_rate"] = best
             result["steps"] = steps
             if kill:
@@ -396,8 +510,6 @@ def run_config(
 
 def run_scale(args: Any) -> dict[str, tuple[float, str]]:
     """The scale bench; figures for the bench table."""
-    import resource
-
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     n = args.devices
@@ -421,9 +533,16 @@ def run_scale(args: Any) -> dict[str, tuple[float, str]]:
             pg = run_config(Path(tmp), "postgresql 2 workers", workers=2, database=url, n=n,
                             rates=rates, seconds=seconds, kill=True)  # fmt: skip
     for r in (sqlite, pg):
+        at = max((st for st in r["steps"] if st.good), key=lambda st: st.rate, default=None)
+        where = (
+            f" (load {at.load:.2f}; CPU per check-in: server {at.cpu[0] * 1e3:.3f} ms, "
+            f"database {at.cpu[1] * 1e3:.3f} ms, devices {at.cpu[2] * 1e3:.3f} ms)"
+            if at is not None
+            else ""
+        )
         print(
-            f"  {r['label']}: max check-in rate with p99 < 100 ms: {r['max_rate']:.0f}/s; "
-            f"acknowledged check-ins missing from the database: {r['lost']} of "
+            f"  {r['label']}: max check-in rate with p99 < 100 ms: {r['max_rate']:.0f}/s"
+            f"{where}; acknowledged check-ins missing from the database: {r['lost']} of "
             f"{r['checked']} devices"
         )
     k = pg["kill"]
@@ -439,4 +558,8 @@ def run_scale(args: Any) -> dict[str, tuple[float, str]]:
     figures["scale: sqlite 1 worker, check-ins/s at p99 < 100 ms"] = (sqlite["max_rate"], "/s")
     figures["scale: postgresql 2 workers, check-ins/s at p99 < 100 ms"] = (pg["max_rate"], "/s")
     figures["scale: kill -9 of a worker, check-ins failed"] = (float(k["errors"]), "")
+    figures["scale: server RSS per open mutual-TLS connection (sqlite)"] = (
+        sqlite["rss_per_connection"] / 1024,
+        "KiB",
+    )
     return figures

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from espsec.errors import UsageError, VerificationError
+from espsec.fleet import server as server_module
 from espsec.fleet import start_server
-from espsec.fleet.tls import generate_tls
+from espsec.fleet.tls import generate_tls, renew_tls
 from espsec.ota import CheckIn, FleetClient, TlsTrust, new_nonce
 
 from .conftest import Fleet
+
+DER = Encoding.DER
 
 
 def _check_in(client: FleetClient) -> bytes:
@@ -87,3 +95,42 @@ def test_certificate_for_another_hostname_is_refused(tmp_path: Path, fleet: Flee
             assert _check_in(client)
     finally:
         other.stop()
+
+
+def _served_certificate(port: int, trust: TlsTrust) -> bytes:
+    """The DER certificate a new TLS connection to ``port`` is served."""
+    ctx = trust.context()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_renewed_certificate_is_served_to_new_connections_without_a_restart(
+    make_fleet: Callable[..., Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "CERT_RELOAD_S", 0.1)  # the server looks every 0.1 s
+    fleet = make_fleet()
+    tls_dir = fleet.state / "tls"
+    old = x509.load_pem_x509_certificate((tls_dir / "server.pem").read_bytes())
+    assert _served_certificate(fleet.server.port, fleet.trust) == old.public_bytes(DER)
+    with FleetClient(fleet.url, fleet.trust, identity=fleet.identity("dev-tls")) as kept:
+        assert _check_in(kept)  # a connection open across the renewal
+        renew_tls(tls_dir, fleet.server.service.config.hostnames)
+        new = x509.load_pem_x509_certificate((tls_dir / "server.pem").read_bytes())
+        assert new.serial_number != old.serial_number
+        ports = (fleet.server.port, fleet.server.admin_port)
+        served: dict[int, bytes] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            served = {port: _served_certificate(port, fleet.trust) for port in ports}
+            if set(served.values()) == {new.public_bytes(DER)}:
+                break
+            time.sleep(0.05)
+        assert set(served.values()) == {new.public_bytes(DER)}, "the new certificate is not served"
+        assert _check_in(kept)  # the open connection keeps working
+    with FleetClient(fleet.url, fleet.trust, identity=fleet.identity("dev-tls")) as client:
+        assert _check_in(client)  # devices trust the renewed certificate (same CA)

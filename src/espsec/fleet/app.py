@@ -148,20 +148,31 @@ def _handlers(service: FleetService) -> dict[Any, Callable[..., Any]]:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to pass ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit() or len(declared) > 18:
-            raise HttpProblem(400, "malformed Content-Length")
-        if int(declared) > limit:
-            raise HttpProblem(413, f"request body larger than {limit} bytes")
+    return await receive_body(request.scope, request.receive, limit)
+
+
+async def receive_body(scope: Any, receive: Any, limit: int) -> bytes:
+    """:func:`read_body` of a bare ASGI request (``scope``, ``receive``)."""
+    for name, declared in scope["headers"]:
+        if name == b"content-length":
+            if not declared.isdigit() or len(declared) > 18:
+                raise HttpProblem(400, "malformed Content-Length")
+            if int(declared) > limit:
+                raise HttpProblem(413, f"request body larger than {limit} bytes")
+            break
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise HttpProblem(413, f"request body larger than {limit} bytes")
         parts.append(chunk)
-    return b"".join(parts)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _client(request: Request) -> tuple[str, str | None]:
@@ -170,7 +181,11 @@ def _client(request: Request) -> tuple[str, str | None]:
     The server's TLS layer has checked the chain to the fleet's device CA and read the
     device id the certificate binds (:mod:`espsec.fleet.server`), once per connection.
     """
-    tls = request.scope.get("extensions", {}).get("tls", {})
+    return _client_of(request.scope)
+
+
+def _client_of(scope: Any) -> tuple[str, str | None]:
+    tls = scope.get("extensions", {}).get("tls", {})
     if not tls.get("client_cert_chain"):
         raise HttpProblem(401, "a client certificate from the fleet's device CA is required")
     device_id = tls.get("device_id")
@@ -349,15 +364,15 @@ class DeviceApp:
             await self.starlette(scope, receive, send)
 
     async def _check_in(self, scope: Any, receive: Any, send: Any) -> None:
-        request = Request(scope, receive)
         try:
-            client, cert_sha256 = _client(request)
-            body = await read_body(request, MAX_DEVICE_BODY)
+            client, cert_sha256 = _client_of(scope)
+            body = await receive_body(scope, receive, MAX_DEVICE_BODY)
             manifest = await self.batcher.check_in(CheckInCall(body, client, cert_sha256))
         except ClientDisconnect:
             return
         except Exception as exc:
-            await problem_response(self.service, request, exc)(scope, receive, send)
+            answer = problem_response(self.service, Request(scope, receive), exc)
+            await answer(scope, receive, send)
             return
         await send(
             {

@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import threading
@@ -175,9 +176,13 @@ class Stats:
         with self._lock:
             self.counts[name] = self.counts.get(name, 0) + n
 
-    def check_in_took(self, seconds: float) -> None:
+    def check_in_took(self, seconds: float, n: int = 1) -> None:
+        """``n`` check-ins took ``seconds`` each."""
         with self._lock:
-            self._latencies.append(seconds)
+            if n == 1:
+                self._latencies.append(seconds)
+            else:
+                self._latencies.extend(itertools.repeat(seconds, n))
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
@@ -778,10 +783,10 @@ class FleetService:
                 for i, _, _ in accepted:
                     answers[i] = self.check_in_batch([calls[i]])[0]
                 return answers
-        elapsed = time.perf_counter() - started
-        for i, _, _ in accepted:
-            if not isinstance(answers[i], Exception):
-                self.stats.check_in_took(elapsed)
+        answered = sum(1 for i, _, _ in accepted if not isinstance(answers[i], Exception))
+        if answered:
+            self.stats.count("check_ins", answered)
+            self.stats.check_in_took(time.perf_counter() - started, answered)
         return answers
 
     def _record_check_ins(
@@ -843,7 +848,6 @@ class FleetService:
                 reason=reason,
             )
             answers[i] = sign_manifest(manifest, self._key, key_id=self._key_id)
-            self.stats.count("check_ins")
             if target is not None:
                 self.stats.count("updates_offered")
 
