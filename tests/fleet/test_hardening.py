@@ -428,3 +428,85 @@ def test_endless_headers_are_cut_at_the_size_bound(make_fleet: Callable[..., Fle
         assert _closed(s, 5.0)
     with fleet.admin() as admin:
         assert admin.stats()["counts"]["timeouts_header_size"] == 1
+
+
+_SERVE = """
+import sys
+from pathlib import Path
+from espsec.fleet.server import Limits, serve
+
+def ready(url, admin_url, files, warning):
+    print(url, flush=True)
+
+serve(Path(sys.argv[1]), port=0, admin_port=0, log_level="warning", max_seconds=300,
+      limits=Limits(header_timeout=float(sys.argv[2]), max_connections=8192), on_ready=ready)
+"""
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_slowloris_of_thousands_of_half_open_tls_connections_costs_little_memory_each(
+    tmp_path: Path, signer: Any
+) -> None:
+    """The review: 3000 half-open TLS connections took the server to 980 MiB (330 KiB each:
+    asyncio's TLS layer allocates a 256 KiB read buffer per connection) and were never
+    timed out. The server runs in its own process here, so its RSS is its own."""
+    import resource
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from espsec import secure_boot
+    from espsec.fleet import init_fleet
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n = min(3000, hard // 2 - 100)  # the review's 3000
+    state = tmp_path / "fleet"
+    init_fleet(state, key_digests=[secure_boot.key_digest(signer)])
+    header_timeout = 15.0
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(state), str(header_timeout)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    socks: list[ssl.SSLSocket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip().rsplit(":", 1)[1])
+        trust = ota.TlsTrust.ca((state / "tls" / "ca.pem").read_bytes())
+        ctx = trust.context()
+
+        def half_open(_: int) -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+            s.sendall(b"POST /api/v1/device/checkin HTTP/1.1\r\nHost: x\r\n")  # never ends
+            return s
+
+        opened = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            socks += pool.map(half_open, range(100))  # the allocator's first growth
+            time.sleep(0.5)
+            before = _rss(proc.pid)
+            socks += pool.map(half_open, range(n - 100))
+        time.sleep(0.5)
+        per_connection = (_rss(proc.pid) - before) / (n - 100)
+        assert time.monotonic() - opened < header_timeout, "opening took past the deadline"
+        # ~33 KiB here (uvloop's TLS reads into a buffer it never touches beyond the data).
+        assert per_connection < 64 * 1024, f"{per_connection / 1024:.1f} KiB per connection"
+        # ... and every one of them is closed at the header deadline.
+        deadline = opened + header_timeout + 5
+        for s in socks:
+            assert _closed(s, max(0.1, deadline - time.monotonic()))
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(30)
