@@ -76,6 +76,20 @@ def test_slow_body_is_cut_at_the_idle_deadline(make_fleet: Callable[..., Fleet])
         assert _closed(s, 5.0)
 
 
+def test_idle_keep_alive_connection_is_closed_after_the_keep_alive(
+    make_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = make_fleet(limits=Limits(keep_alive=1))
+    with contextlib.closing(_tls(fleet)) as s:
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert not _closed(s, 0.5)  # kept alive for the next request ...
+        s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _closed(s, 5.0)  # ... and closed once idle for longer than keep_alive
+
+
 def test_connections_over_the_cap_are_closed_at_once(make_fleet: Callable[..., Fleet]) -> None:
     fleet = make_fleet(limits=Limits(max_connections=16, header_timeout=30))
     socks = [_tls(fleet) for _ in range(16)]

@@ -141,9 +141,10 @@ class _Guard:
     device listener) the verified client certificate handed to the app as the ASGI TLS
     extension (``scope["extensions"]["tls"]``), read once per connection.
 
-    Deadlines are times on the loop's clock kept on the connection; one sweep per
-    listener closes the connections past one, a few times per shortest timeout (a timer
-    armed and cancelled several times per request costs more than the request's parsing).
+    Deadlines (and uvicorn's keep-alive) are times on the loop's clock kept on the
+    connection; one sweep per listener closes the connections past one, a few times per
+    shortest timeout (a timer armed and cancelled several times per request costs more
+    than the request's parsing).
     """
 
     limits: Limits = Limits()
@@ -157,7 +158,7 @@ class _Guard:
     app: Any
 
     def _guard_start(self, transport: asyncio.Transport) -> None:
-        self._header_at = self._idle_at = self._request_at = 0.0
+        self._header_at = self._idle_at = self._request_at = self._keep_alive_at = 0.0
         if len(self.connections) > self.cap:
             self.stats.count("connections_refused")
             transport.abort()
@@ -180,7 +181,9 @@ class _Guard:
     async def _sweep(cls, connections: set[Any], loop: asyncio.AbstractEventLoop) -> None:
         """Close this listener's connections past a deadline (for as long as the loop runs)."""
         limits = cls.limits
-        shortest = min(limits.header_timeout, limits.idle_timeout, limits.request_timeout)
+        shortest = min(
+            limits.header_timeout, limits.idle_timeout, limits.request_timeout, limits.keep_alive
+        )
         every = min(1.0, max(0.02, shortest / 5))
         while True:
             await asyncio.sleep(every)
@@ -194,9 +197,13 @@ class _Guard:
                     conn._expire("body")
                 elif conn._request_at and now >= conn._request_at:
                     conn._expire("request")
+                elif conn._keep_alive_at and now >= conn._keep_alive_at:
+                    conn._keep_alive_at = 0.0
+                    if not conn.transport.is_closing():
+                        conn.transport.close()  # idle between requests: a graceful close
 
     def _cancel_timers(self) -> None:
-        self._header_at = self._idle_at = self._request_at = 0.0
+        self._header_at = self._idle_at = self._request_at = self._keep_alive_at = 0.0
 
     def _arm_header_timer(self) -> None:
         if not self._header_at:
@@ -272,6 +279,7 @@ class _GuardedHttpTools(_Guard, HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._between:
+            self._keep_alive_at = 0.0
             self._arm_header_timer()
             self._header_bytes += len(data)
         super().data_received(data)
@@ -292,6 +300,19 @@ class _GuardedHttpTools(_Guard, HttpToolsProtocol):
         self._between = True
         self._request_done()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's (0.55), with its keep-alive timer (armed after every response and
+        # cancelled by the next request) replaced by a deadline the sweep checks.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._keep_alive_at = self.loop.time() + self.timeout_keep_alive
 
 
 def _client_tls(transport: asyncio.Transport) -> dict[str, Any]:
