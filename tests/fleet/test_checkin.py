@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable
 
 import pytest
 
+from espsec.errors import FormatError
+from espsec.fleet.app import CheckInBatcher
+from espsec.fleet.service import CheckInCall
 from espsec.ota import CheckIn, HttpError, ManifestError, OutcomeReport, Refusal, new_nonce
 
 from .conftest import Fleet, SimDevice
@@ -161,3 +166,58 @@ def test_malformed_check_in_is_a_400(fleet: Fleet) -> None:
         with pytest.raises(HttpError) as info:
             client.check_in(bad)
         assert info.value.status == 400
+
+
+def _counter(envelope: bytes) -> int:
+    payload = base64.b64decode(json.loads(envelope)["payload"])
+    return int(json.loads(payload)["counter"])
+
+
+def test_batched_check_ins_are_recorded_as_if_one_after_the_other(
+    fleet: Fleet, release_factory: Callable[..., bytes]
+) -> None:
+    release_id = _publish(fleet, release_factory("2.0.0", 3))
+    svc = fleet.server.service
+
+    def call(device_id: str, body: bytes | None = None) -> CheckInCall:
+        request = CheckIn(device_id, "esp32p4", "1.0.0", 2, "valid", new_nonce())
+        return CheckInCall(body or request.to_bytes(), device_id)
+
+    batch = [call("dev-a"), call("dev-b"), call("dev-a"), call("dev-c", b"{"), call("dev-a")]
+    answers = svc.check_in_batch(batch)
+    assert isinstance(answers[3], FormatError)  # one bad check-in fails alone
+    a1, b, a2, _, a3 = answers
+    assert isinstance(a1, bytes) and isinstance(a2, bytes) and isinstance(a3, bytes)
+    assert isinstance(b, bytes)
+    assert _counter(a1) < _counter(a2) < _counter(a3)  # each answer above the previous one
+    with fleet.admin() as admin:
+        rows = {d["device_id"]: d for d in admin.devices()}
+    assert set(rows) == {"dev-a", "dev-b"}
+    assert rows["dev-a"]["counter"] == _counter(a3)
+    assert rows["dev-a"]["offered_release"] == release_id
+    with fleet.admin() as admin:
+        assert admin.stats()["counts"]["check_in_batches"] == 1
+
+
+def test_check_ins_arriving_together_share_one_transaction() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+
+        def check_in_batch(self, calls: list[CheckInCall]) -> list[bytes | Exception]:
+            self.batches.append(len(calls))
+            return [call.body[::-1] for call in calls]
+
+    recorder = Recorder()
+    batcher = CheckInBatcher(recorder, linger=0.05)  # type: ignore[arg-type]
+
+    async def devices() -> list[bytes]:
+        calls = [CheckInCall(b"check-in %d" % n, f"dev-{n}") for n in range(10)]
+        return await asyncio.gather(*(batcher.check_in(c) for c in calls))
+
+    try:
+        answers = asyncio.run(devices())
+    finally:
+        batcher.close()
+    assert answers == [(b"check-in %d" % n)[::-1] for n in range(10)]  # each its own answer
+    assert recorder.batches == [10]

@@ -223,17 +223,31 @@ def _bounded_range(request: Request) -> None:
 # -- the device API ---------------------------------------------------------------------
 
 
+CHECK_IN_LINGER_S = 0.005
+"""How long a check-in waits for others to share its batch (at 4000 check-ins a second
+on two cores, 5 ms gave the lowest p99; it is also the latency it adds when idle)."""
+
+
 class CheckInBatcher:
     """Check-ins from the event loop to the service in batches (group commit).
 
-    The check-ins that arrive while a batch is being written form the next one: one
-    thread hop and one database transaction (one commit) for all of them
-    (:meth:`FleetService.check_in_batch`). At a low rate a batch is a single check-in,
-    answered at once. A device's answer is sent only after the transaction that records
-    its check-in has committed, so nothing acknowledged is lost to a crash.
+    The check-ins that arrive while a batch is being written form the next one, and a
+    check-in that finds no batch running waits ``linger`` seconds for others: one thread
+    hop and one database transaction (one commit) for all of them
+    (:meth:`FleetService.check_in_batch`). Under load this makes batches of tens of
+    check-ins, and the event loop and the batch thread hand the interpreter lock to each
+    other far less often. A device's answer is sent only after the transaction that
+    records its check-in has committed, so nothing acknowledged is lost to a crash.
     """
 
-    def __init__(self, service: FleetService, *, max_batch: int = 256, parallel: int = 1):
+    def __init__(
+        self,
+        service: FleetService,
+        *,
+        max_batch: int = 256,
+        parallel: int = 1,
+        linger: float = CHECK_IN_LINGER_S,
+    ):
         self.service = service
         self.max_batch = max_batch
         self.parallel = parallel
@@ -241,17 +255,31 @@ class CheckInBatcher:
         self._pending: list[tuple[CheckInCall, asyncio.Future[bytes]]] = []
         self._running = 0
         self._executor = ThreadPoolExecutor(parallel, thread_name_prefix="fleet-check-in")
+        self.linger = linger
+        """Seconds a check-in that finds no batch running waits for others to join it."""
+        self._timer: asyncio.TimerHandle | None = None
 
     async def check_in(self, call: CheckInCall) -> bytes:
         """Record ``call`` (in the next batch) and return its signed manifest."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._pending.append((call, future))
-        if self._running < self.parallel:
-            self._launch(loop)
+        if self._running < self.parallel and self._timer is None:
+            if self.linger <= 0 or len(self._pending) >= self.max_batch:
+                self._launch(loop)
+            else:
+                self._timer = loop.call_later(self.linger, self._fire, loop)
         return await future
 
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if self._pending and self._running < self.parallel:
+            self._launch(loop)
+
     def _launch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
         self._running += 1
@@ -280,6 +308,8 @@ class CheckInBatcher:
             self._launch(loop)
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -615,6 +645,7 @@ async def _ticker(service: FleetService, every: float) -> None:
 
 
 __all__ = [
+    "CHECK_IN_LINGER_S",
     "MAX_ADMIN_JSON",
     "MAX_DEVICE_BODY",
     "CheckInBatcher",

@@ -206,11 +206,19 @@ _CHECK_IN_FIELDS = (  # columns named as the CheckIn fields they keep
     "enc_key_id",
 )
 _POSTURE_FIELDS = ("posture", "posture_flags", "cert_sha256")
-_UPSERT_CHECK_IN = (
-    f"INSERT INTO devices (device_id, {', '.join(_CHECK_IN_FIELDS + _POSTURE_FIELDS)}, "  # noqa: S608
-    f"counter, first_seen, last_seen, posture_at) "
-    f"VALUES ({', '.join('?' * (len(_CHECK_IN_FIELDS) + len(_POSTURE_FIELDS) + 5))}) "
-    "ON CONFLICT(device_id) DO UPDATE SET "
+_CHECK_IN_COLS = (  # the values of one check-in, in this order
+    "device_id",
+    *_CHECK_IN_FIELDS,
+    *_POSTURE_FIELDS,
+    "counter",
+    "first_seen",
+    "last_seen",
+    "posture_at",
+)
+_UPSERT_HEAD = f"INSERT INTO devices ({', '.join(_CHECK_IN_COLS)}) VALUES "  # noqa: S608
+_UPSERT_ROW = f"({', '.join('?' * len(_CHECK_IN_COLS))})"
+_UPSERT_TAIL = (
+    " ON CONFLICT(device_id) DO UPDATE SET "
     + ", ".join(f"{k} = excluded.{k}" for k in _CHECK_IN_FIELDS)
     + ", posture = COALESCE(excluded.posture, devices.posture)"
     + ", posture_flags = COALESCE(excluded.posture_flags, devices.posture_flags)"
@@ -220,6 +228,16 @@ _UPSERT_CHECK_IN = (
     + ", last_seen = excluded.last_seen"
     + f" RETURNING {_DEVICE_COLS}"
 )
+_UPSERT_SIZES = (64, 32, 16, 8, 4, 2, 1)
+"""Rows per check-in upsert statement: a batch is written in statements of these sizes
+(few distinct statements for the databases' statement caches)."""
+
+
+def _upsert_check_ins(rows: int) -> str:
+    """The upsert of ``rows`` check-ins (one statement; each device at most once)."""
+    return _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * rows) + _UPSERT_TAIL
+
+
 REPORT_KEYS = ("id", "device_id", "release_id", "outcome", "reason", "counter", "at")
 
 
@@ -949,31 +967,59 @@ class FleetDB:
         now: int,
     ) -> list[DeviceRow]:
         """:meth:`check_in` for several ``(request, decide, posture)`` in one transaction
-        (one commit), in the order given."""
-        with self._write() as c:
-            return [
-                self._check_in(c, request, now, decide, posture)
-                for request, decide, posture in items
-            ]
+        (one commit), as if one after the other in the order given.
 
-    def _check_in(
+        The devices' rows are upserted a few dozen per statement (a device that checks in
+        twice in a batch: its second check-in in a second round), then each ``decide``
+        runs in order; offers are written one by one (rare: a device is offered a release
+        once, not at every check-in).
+        """
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, (request, _, _) in enumerate(items):
+            k = seen[request.device_id] = seen.get(request.device_id, -1) + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        devices: list[DeviceRow | None] = [None] * len(items)
+        with self._write() as c:
+            for members in rounds:
+                rows = self._upsert(
+                    c, [items[i][0] for i in members], [items[i][2] for i in members], now
+                )
+                for i in members:
+                    request, decide, _ = items[i]
+                    device = devices[i] = rows[request.device_id]
+                    self._record_offer(c, device, decide(device, c), now)
+        return [d for d in devices if d is not None]
+
+    def _upsert(
         self,
         c: Cursor,
-        request: CheckIn,
+        requests: Sequence[CheckIn],
+        postures: Sequence[tuple[str | None, str | None, str | None]],
         now: int,
-        decide: Callable[[DeviceRow, Cursor], str | None],
-        posture: tuple[str | None, str | None, str | None],
-    ) -> DeviceRow:
-        values = tuple(getattr(request, k) for k in _CHECK_IN_FIELDS)
-        posture_at = now if posture[0] is not None else None
-        row = self._x(
-            c,
-            _UPSERT_CHECK_IN,
-            (request.device_id, *values, *posture, request.last_counter + 1, now, now,
-             posture_at),
-        ).fetchone()  # fmt: skip
-        device = DeviceRow(*row)
-        offered = decide(device, c)
+    ) -> dict[str, DeviceRow]:
+        """Upsert the rows of ``requests`` (distinct devices); the rows by device id."""
+        rows: dict[str, DeviceRow] = {}
+        done = 0
+        while done < len(requests):
+            size = next(n for n in _UPSERT_SIZES if n <= len(requests) - done)
+            args: list[Any] = []
+            for request, posture in zip(
+                requests[done : done + size], postures[done : done + size], strict=True
+            ):
+                args += (request.device_id, *(getattr(request, k) for k in _CHECK_IN_FIELDS))
+                args += (*posture, request.last_counter + 1, now, now)
+                args.append(now if posture[0] is not None else None)
+            for row in self._x(c, _upsert_check_ins(size), args).fetchall():
+                device = DeviceRow(*row)
+                rows[device.device_id] = device
+            done += size
+        return rows
+
+    def _record_offer(self, c: Cursor, device: DeviceRow, offered: str | None, now: int) -> None:
+        """Remember the release offered to ``device`` in the manifest it is about to get."""
         if offered != device.offered_release:
             self._x(
                 c,
@@ -995,7 +1041,6 @@ class FleetDB:
                     "DELETE FROM manifests WHERE device_id = ? AND counter < ?",
                     (device.device_id, device.counter - MANIFEST_WINDOW),
                 )
-        return device
 
     def offered_release(self, device_id: str) -> str | None:
         rows = self._all("SELECT offered_release FROM devices WHERE device_id = ?", (device_id,))

@@ -774,6 +774,7 @@ class FleetService:
             accepted.append((i, request, posture))
         if not accepted:
             return answers
+        self.stats.count("check_in_batches")
         try:
             self._record_check_ins(accepted, now, answers)
         except Exception as exc:
