@@ -516,7 +516,7 @@ def run_scale(args: Any) -> dict[str, tuple[float, str]]:
     if args.quick:
         rates, seconds = [100.0, 200.0], 1.0
     else:
-        rates = [500.0, 1000.0, 1250.0, 1500.0, 1750.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0]
+        rates = [500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0]
         seconds = 6.0
     print(
         f"fleet bench (scale): {n} simulated devices, one keep-alive mutual-TLS connection "
