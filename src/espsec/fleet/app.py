@@ -295,7 +295,10 @@ class CheckInBatcher:
         done: asyncio.Future[list[bytes | Exception]],
     ) -> None:
         self._running -= 1
-        failed = done.exception()
+        if done.cancelled():  # the server is stopping
+            failed: BaseException | None = ReadOnly("the fleet server is stopping; check in later")
+        else:
+            failed = done.exception()
         answers = [failed] * len(batch) if failed is not None else done.result()
         for (_, future), answer in zip(batch, answers, strict=True):
             if future.done():  # the request was cancelled
