@@ -10,7 +10,7 @@ import pytest
 
 from espsec import secure_boot
 from espsec.audit import Profile, Report, advisories, audit_inputs
-from espsec.audit.inputs import ConfigSubject, Inputs
+from espsec.audit.subjects import ConfigSubject, Inputs
 from espsec.device import VirtualDevice
 from espsec.sdkconfig import BootloaderConfig, read_sdkconfig
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from espsec.audit import Profile, Severity, advisories
 from espsec.audit.advisories import Database, IdfVersion
-from espsec.audit.inputs import VersionSubject
+from espsec.audit.subjects import VersionSubject
 from espsec.errors import FormatError, UsageError, VerificationError
 
 from .conftest import config_subject, rule_ids, sdkconfig_text

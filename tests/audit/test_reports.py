@@ -14,10 +14,10 @@ import pytest
 
 from espsec.audit import Profile, Report, Severity, load_inputs
 from espsec.audit.findings import Evidence, Finding, RuleInfo
-from espsec.audit.inputs import ImageSubject, VersionSubject
 from espsec.audit.report_html import render_html
 from espsec.audit.report_sarif import to_sarif
 from espsec.audit.report_text import render_text
+from espsec.audit.subjects import ImageSubject, VersionSubject
 from espsec.image import find_app_desc, parse_image
 
 from ..device.kit import app

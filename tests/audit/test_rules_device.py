@@ -9,13 +9,13 @@ import pytest
 
 from espsec import efuse, ota
 from espsec.audit import load_inputs
-from espsec.audit.inputs import (
+from espsec.audit.inputs import load_path
+from espsec.audit.subjects import (
     BundleSubject,
     DeviceSubject,
     ImageSubject,
     Inputs,
     ManifestRecord,
-    load_path,
 )
 from espsec.device import VirtualDevice
 from espsec.device.status import AppInfo

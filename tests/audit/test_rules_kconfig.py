@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from espsec.audit import Profile, Severity
-from espsec.audit.inputs import Inputs, PolicySubject
+from espsec.audit.subjects import Inputs, PolicySubject
 from espsec.provisioning.wifi_prov import AuthMode, WifiPolicy
 
 from .conftest import config_subject, rule_ids, sdkconfig_text

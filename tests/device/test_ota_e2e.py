@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -387,20 +387,21 @@ def test_replayed_manifest_is_refused(
 ) -> None:
     fleet.publish(release("2.0.0", 2))
     service = fleet.server.service
-    recorded: list[bytes] = []
-    real_check_in = service.check_in
+    recorded: list[bytes | Exception] = []
+    real_check_in_batch = service.check_in_batch
 
-    def record(body: bytes, **auth: Any) -> bytes:
-        recorded.append(real_check_in(body, **auth))
-        return recorded[-1]
+    def record(calls: Sequence[Any]) -> list[bytes | Exception]:
+        answers = real_check_in_batch(calls)
+        recorded.extend(answers)
+        return answers
 
-    monkeypatch.setattr(service, "check_in", record)
+    monkeypatch.setattr(service, "check_in_batch", record)
     dev = provision(base, fleet)
     assert run_ota(dev).outcome is OtaOutcome.UPDATED
     assert dev.running is not None
     counter = OtaNvs(dev.running).trust_counter().last_counter
     # a man in the middle (or a compromised server) answers with the recorded offer
-    monkeypatch.setattr(service, "check_in", lambda body, **auth: recorded[0])
+    monkeypatch.setattr(service, "check_in_batch", lambda calls: [recorded[0]] * len(calls))
     report = run_ota(dev)
     refused(report, OtaStep.MANIFEST, "replayed")
     assert OtaNvs(dev.running).trust_counter().last_counter == counter

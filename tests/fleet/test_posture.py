@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from espsec import audit, efuse
 from espsec.audit.advisories import IdfVersion
-from espsec.audit.inputs import DeviceSubject, VersionSubject
+from espsec.audit.subjects import DeviceSubject, VersionSubject
 from espsec.cli.main import main
 from espsec.fleet.posture import NO_POSTURE, POSTURE_RULES, PostureAudit, posture_efuses
 from espsec.ota import CheckIn, ManifestTrust, new_nonce
@@ -236,3 +236,24 @@ def test_malformed_posture_is_a_400(fleet: Fleet, make_device: Callable[..., obj
                 body=json.dumps({**body, "posture": posture}).encode(),
             )
         assert status == 400, data
+
+
+def test_judging_a_posture_loads_no_virtual_device_code() -> None:
+    """The fleet never imports the device (it talks to devices over HTTPS only): the
+    audit's rules and subjects it uses come without the audit's readers."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import datetime as dt, sys\n"
+        "from espsec.fleet.posture import PostureAudit\n"
+        "from espsec.ota.protocol import Posture\n"
+        "posture = Posture(secure_boot=False, flash_encryption='development', jtag='enabled',"
+        " download_mode='normal', secure_version=0, app_version='1.0.0', idf_version='v5.1')\n"
+        "flags = PostureAudit().flags('esp32s3', posture, dt.date(2026, 12, 1))\n"
+        "assert flags, flags\n"
+        "print(sorted(m for m in sys.modules if m.startswith('espsec.device')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

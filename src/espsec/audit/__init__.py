@@ -23,8 +23,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from espsec._io import PathLike
+from espsec._lazy import lazy_exports
 from espsec.audit import advisories
 from espsec.audit.advisories import Database, IdfVersion
 from espsec.audit.findings import (
@@ -36,8 +38,16 @@ from espsec.audit.findings import (
     Severity,
     sort_findings,
 )
-from espsec.audit.inputs import Inputs, load_inputs
 from espsec.audit.rules import RULES, Context, Rule, run
+from espsec.audit.subjects import Inputs
+
+if TYPE_CHECKING:
+    from espsec.audit.inputs import load_inputs
+
+# The readers open virtual devices and ports: loaded on first use, so the rules and the
+# subjects serve a caller that builds its own (the fleet's posture) without them.
+_LAZY = {"load_inputs": "espsec.audit.inputs"}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "RULES",
@@ -96,5 +106,7 @@ def run_audit(
 ) -> Report:
     """Load ``paths`` and ``ports`` and audit them with the newest advisory database
     (the packaged one, or one imported into ``data_dir``)."""
+    from espsec.audit.inputs import load_inputs
+
     inputs = load_inputs(paths, ports=ports, chip=chip)
     return audit_inputs(inputs, profile=profile, database=advisories.load(data_dir), as_of=as_of)

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from espsec.audit.advisories import Advisory, Database, IdfVersion
 from espsec.audit.findings import Evidence, Finding, Profile, RuleInfo, Severity
-from espsec.audit.inputs import ConfigSubject, DeviceSubject, Inputs, VersionSubject
+from espsec.audit.subjects import ConfigSubject, DeviceSubject, Inputs, VersionSubject
 from espsec.chips import get_chip
-from espsec.device.download.policy import download_policies
 from espsec.efuse import security_state
+from espsec.efuse.download_mode import download_policies
 from espsec.errors import UsageError
 from espsec.provisioning.wifi_prov import AuthMode, auth_name
 from espsec.sdkconfig import TABLE, BootloaderConfig, FlashEncryptionMode, RomDownloadMode

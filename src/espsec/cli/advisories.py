@@ -91,7 +91,8 @@ def check(targets: tuple[str, ...], chip: str | None, data_dir: Path | None, as_
     import datetime as dt
 
     from espsec.audit import Profile, advisories, audit_inputs
-    from espsec.audit.inputs import Inputs, VersionSubject, load_path
+    from espsec.audit.inputs import load_path
+    from espsec.audit.subjects import Inputs, VersionSubject
 
     found = Inputs()
     for target in targets:

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from espsec.cli._common import HOST, PORT, EspsecCommand
-from espsec.device.download.policy import Interface
+from espsec.efuse.download_mode import Interface
 
 _dir = click.Path(file_okay=False, exists=True, path_type=Path)
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from espsec.device.bootloader import check_app, read_otadata, read_partition_table, state_name
-from espsec.device.download.policy import DownloadPolicy, download_policies
 from espsec.device.first_boot import load_bootloader_image
 from espsec.device.hardware import Hardware
 from espsec.device.jtag import JtagStatus
 from espsec.device.partitions import PartitionTableInvalid
 from espsec.efuse import SecurityState, chip_revision, security_state
+from espsec.efuse.download_mode import DownloadPolicy, download_policies
 from espsec.errors import EspsecError
 from espsec.image.otadata import OTADATA_SIZE, OtaData
 from espsec.sdkconfig.memprot import MemoryProtection, memory_protection

@@ -142,8 +142,8 @@ class PostureAudit:
         from espsec.audit import Inputs, Profile
         from espsec.audit.advisories import IdfVersion
         from espsec.audit.findings import sort_findings
-        from espsec.audit.inputs import DeviceSubject, VersionSubject
         from espsec.audit.rules import RULES_BY_ID, Context
+        from espsec.audit.subjects import DeviceSubject, VersionSubject
 
         source = "check-in posture"
         inputs = Inputs()

@@ -18,9 +18,9 @@ from espsec.device.download.efuse_controller import (
     WRITE_OP_CODE,
     EfuseController,
 )
-from espsec.device.download.policy import Interface, download_policy
 from espsec.device.download.slip import SlipDecoder, encode
 from espsec.efuse import rs
+from espsec.efuse.download_mode import Interface, download_policy
 
 
 def program(ctrl: EfuseController, block: int, data: bytes, check: bytes | None = None) -> None:

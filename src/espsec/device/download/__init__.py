@@ -23,26 +23,26 @@ from espsec._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from espsec.device.download.chip import DownloadChip
-    from espsec.device.download.policy import (
+    from espsec.device.download.server import DownloadServer
+    from espsec.device.download.session import DownloadSession
+    from espsec.device.download.stub import KNOWN_STUBS, KnownStub
+    from espsec.efuse.download_mode import (
         DownloadPolicy,
         Interface,
         download_policies,
         download_policy,
     )
-    from espsec.device.download.server import DownloadServer
-    from espsec.device.download.session import DownloadSession
-    from espsec.device.download.stub import KNOWN_STUBS, KnownStub
 
 _LAZY = {
     "DownloadChip": "espsec.device.download.chip",
-    "DownloadPolicy": "espsec.device.download.policy",
+    "DownloadPolicy": "espsec.efuse.download_mode",
     "DownloadServer": "espsec.device.download.server",
     "DownloadSession": "espsec.device.download.session",
-    "Interface": "espsec.device.download.policy",
+    "Interface": "espsec.efuse.download_mode",
     "KNOWN_STUBS": "espsec.device.download.stub",
     "KnownStub": "espsec.device.download.stub",
-    "download_policies": "espsec.device.download.policy",
-    "download_policy": "espsec.device.download.policy",
+    "download_policies": "espsec.efuse.download_mode",
+    "download_policy": "espsec.efuse.download_mode",
 }
 """Where each public name lives, loaded on first use: ``espsec device serve --help``
 reads the interface names without loading the server."""

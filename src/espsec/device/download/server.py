@@ -20,9 +20,9 @@ from types import TracebackType
 from typing import Self
 
 from espsec.device.download.chip import DownloadChip
-from espsec.device.download.policy import Interface
 from espsec.device.download.session import DownloadSession
 from espsec.device.virtual_device import VirtualDevice
+from espsec.efuse.download_mode import Interface
 from espsec.errors import EspsecError
 
 RECV_SIZE = 1 << 16

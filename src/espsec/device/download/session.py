@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from espsec.device.download.chip import DownloadChip
 from espsec.device.download.loader import LoaderBase, Transition
-from espsec.device.download.policy import DownloadPolicy, Interface, download_policy
 from espsec.device.download.protocol import MAX_FRAME, OHAI
 from espsec.device.download.rom_loader import RomLoader
 from espsec.device.download.slip import SlipDecoder, SlipFault, encode
 from espsec.device.download.stub import StubLoader
+from espsec.efuse.download_mode import DownloadPolicy, Interface, download_policy
 
 
 class DownloadSession:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from espsec.efuse import Efuses
+from espsec.efuse.model import Efuses
 
 
 class Interface(StrEnum):
