@@ -72,6 +72,7 @@ MAX_LISTED = 100
 """How many partly burned or failed serials a :class:`RunSummary` names (the journal
 holds them all: ``espsec factory status``)."""
 
+
 def spec_digest(spec: BatchSpec) -> str:
     """SHA-256 of the spec file: a planned batch's spec cannot change underneath it."""
     return hashlib.sha256(spec.path.read_bytes()).hexdigest()
