@@ -195,7 +195,7 @@ _TEMPORARY_FLAGS = (
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
-    """A new 0600 file ``.{name}.XXXXXXXX`` in ``folder`` (8 random hex digits), as
+    """A new 0600 file ``.{name}.`` and 8 random hex digits, in ``folder``, as
     :func:`tempfile.mkstemp` makes it, without importing :mod:`tempfile` (and
     :mod:`shutil`, :mod:`random`) into every command that writes a file."""
     for _ in range(100):

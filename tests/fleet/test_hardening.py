@@ -168,6 +168,14 @@ def test_range_header_of_4300_digits_is_a_416_not_a_500(
         assert status == 206 and len(body) == 10
 
 
+def test_check_in_path_answers_405_to_another_method(fleet: Fleet) -> None:
+    from espsec.ota.protocol import CHECK_IN_PATH
+
+    with fleet.client(device_id="dev-get") as client:
+        status, headers, _ = client.request("GET", CHECK_IN_PATH)
+    assert status == 405 and headers.get("allow") == "POST"
+
+
 def test_percent_encoded_path_is_decoded_once(fleet: Fleet) -> None:
     with fleet.admin() as admin:
         admin.assign_device("devA", "default")

@@ -13,8 +13,7 @@ Example::
     from espsec import audit
 
     report = audit.run_audit(["my-project/", "device/"], profile=audit.Profile.PRODUCTION)
-    for finding in report.findings:
-        print(finding.rule, finding.severity.label, finding.message)
+    high = [f.rule for f in report.findings if f.severity >= audit.Severity.HIGH]
     report.fails(audit.Severity.HIGH)  # what ``espsec audit --fail-on high`` exits on
 """
 

@@ -316,16 +316,9 @@ class CheckInBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def device_routes(service: FleetService, batcher: CheckInBatcher) -> list[BaseRoute]:
+def device_routes(service: FleetService) -> list[BaseRoute]:
+    """Every device request but the check-in (:class:`DeviceApp` answers that one)."""
     svc = service
-
-    async def check_in(request: Request) -> Response:
-        client, cert_sha256 = _client(request)
-        body = await read_body(request, MAX_DEVICE_BODY)
-        manifest = await batcher.check_in(CheckInCall(body, client, cert_sha256))
-        return Response(
-            manifest, media_type="application/json", headers={"cache-control": "no-store"}
-        )
 
     async def report(request: Request) -> Response:
         client, _ = _client(request)
@@ -353,7 +346,6 @@ def device_routes(service: FleetService, batcher: CheckInBatcher) -> list[BaseRo
         return JSONResponse(svc.health())
 
     return [
-        Route(CHECK_IN_PATH, check_in, methods=["POST"]),
         Route(REPORT_PATH, report, methods=["POST"]),
         Route(FIRMWARE_PATH + "{sha256}", firmware, methods=["GET", "HEAD"]),
         Route(MANIFEST_KEY_PATH, manifest_key, methods=["GET"]),
@@ -367,10 +359,10 @@ _CHECK_IN_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", 
 class DeviceApp:
     """The device listener's application (mutual TLS).
 
-    ``POST`` to the check-in path, the one request every device sends every interval,
-    goes straight to the :class:`CheckInBatcher` (the same checks, limits and answers
-    as the Starlette route, without routing and middleware); everything else is the
-    Starlette application of :func:`device_routes`.
+    The check-in path, the one request every device sends every interval, goes straight
+    to the :class:`CheckInBatcher` (the same checks, limits and error answers as the
+    Starlette routes, without routing and middleware); everything else is the Starlette
+    application of :func:`device_routes`.
     """
 
     def __init__(self, service: FleetService, *, parallel: int = 1) -> None:
@@ -385,19 +377,21 @@ class DeviceApp:
                 self.batcher.close()
 
         self.starlette = Starlette(
-            routes=device_routes(service, self.batcher),
+            routes=device_routes(service),
             exception_handlers=_handlers(service),
             lifespan=lifespan,
         )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == CHECK_IN_PATH:
+        if scope["type"] == "http" and scope["path"] == CHECK_IN_PATH:
             await self._check_in(scope, receive, send)
         else:
             await self.starlette(scope, receive, send)
 
     async def _check_in(self, scope: Any, receive: Any, send: Any) -> None:
         try:
+            if scope["method"] != "POST":
+                raise HTTPException(405, headers={"allow": "POST"})
             client, cert_sha256 = _client_of(scope)
             body = await receive_body(scope, receive, MAX_DEVICE_BODY)
             manifest = await self.batcher.check_in(CheckInCall(body, client, cert_sha256))
